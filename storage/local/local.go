@@ -1,0 +1,304 @@
+// Package local stores a walship archive in a directory on a local or
+// mounted filesystem. Every object is written durably and create-only: a
+// temporary file beside the target, fsync, a rename that refuses to replace
+// (renameat2 RENAME_NOREPLACE, or link where the filesystem lacks it), and
+// an fsync of the directory. Temporary names start with '.', so a writer
+// killed half-way leaves nothing that List or Open would see.
+//
+// Files are created 0600 and directories 0700.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/walship/walship/storage"
+)
+
+func init() {
+	storage.Register("file", func(_ context.Context, u *url.URL, _ storage.Options) (storage.Backend, error) {
+		return New(u.Path)
+	})
+}
+
+// Backend is a directory holding objects as files named by their keys.
+type Backend struct{ root string }
+
+// New returns a backend rooted at dir (made absolute). The directory need
+// not exist yet: the first Put creates it.
+func New(dir string) (*Backend, error) {
+	if dir == "" {
+		return nil, errors.New("local repository: empty path")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("local repository %q: %w", dir, err)
+	}
+	return &Backend{root: abs}, nil
+}
+
+// Root is the backend's directory.
+func (b *Backend) Root() string { return b.root }
+
+func (b *Backend) String() string { return b.root }
+
+func (b *Backend) path(key string) (string, error) {
+	if err := storage.CheckKey(key); err != nil {
+		return "", err
+	}
+	return filepath.Join(b.root, filepath.FromSlash(key)), nil
+}
+
+func wrap(op, key string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		switch errno {
+		case unix.EIO, unix.ESTALE, unix.EAGAIN, unix.EINTR, unix.ETIMEDOUT:
+			err = storage.Transient(err)
+		}
+	}
+	return &storage.Error{Op: op, Key: key, Err: err}
+}
+
+// Put implements storage.Backend.
+func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	path, err := b.path(key)
+	if err != nil {
+		return wrap("put", key, err)
+	}
+	if _, err := os.Lstat(path); err == nil {
+		return wrap("put", key, fs.ErrExist)
+	}
+	dir := filepath.Dir(path)
+	if err := mkdirDurable(dir); err != nil {
+		return wrap("put", key, err)
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return wrap("put", key, err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err := io.Copy(tmp, ctxReader{ctx, r}); err != nil {
+		return wrap("put", key, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return wrap("put", key, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return wrap("put", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return wrap("put", key, err)
+	}
+	if err := renameNoReplace(tmp.Name(), path); err != nil {
+		return wrap("put", key, err)
+	}
+	done = true
+	return wrap("put", key, syncDir(dir))
+}
+
+// renameNoReplace moves tmp to path unless path exists (fs.ErrExist).
+func renameNoReplace(tmp, path string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EEXIST):
+		os.Remove(tmp)
+		return fs.ErrExist
+	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOSYS), errors.Is(err, unix.ENOTSUP):
+		// The filesystem cannot rename without replacing: a hard link
+		// fails atomically when the target exists.
+		err := os.Link(tmp, path)
+		os.Remove(tmp)
+		if errors.Is(err, fs.ErrExist) {
+			return fs.ErrExist
+		}
+		return err
+	}
+	return err
+}
+
+// mkdirDurable creates dir and any missing parents (0700), fsyncing each
+// parent of a directory it created so that the new entries survive a crash.
+func mkdirDurable(dir string) error {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", dir)
+		}
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirDurable(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return syncDir(parent)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, unix.EINVAL) {
+		return err
+	}
+	return nil
+}
+
+// Open implements storage.Backend.
+func (b *Backend) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	path, err := b.path(key)
+	if err != nil {
+		return nil, wrap("open", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, wrap("open", key, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, wrap("open", key, err)
+	}
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		f.Close()
+		return nil, wrap("open", key, fs.ErrNotExist)
+	}
+	return f, nil
+}
+
+// Stat implements storage.Backend.
+func (b *Backend) Stat(ctx context.Context, key string) (storage.Info, error) {
+	path, err := b.path(key)
+	if err != nil {
+		return storage.Info{}, wrap("stat", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return storage.Info{}, wrap("stat", key, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return storage.Info{}, wrap("stat", key, err)
+	}
+	if fi.IsDir() {
+		return storage.Info{}, wrap("stat", key, fs.ErrNotExist)
+	}
+	return storage.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// List implements storage.Backend. Names starting with '.' (temporary
+// files, rsync's partial copies) are never listed.
+func (b *Backend) List(ctx context.Context, prefix string, fn func(storage.Info) error) error {
+	start := b.root
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		start = filepath.Join(b.root, filepath.FromSlash(prefix[:i]))
+	}
+	var items []storage.Info
+	err := filepath.WalkDir(start, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && path == start {
+				return fs.SkipAll
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if path == start {
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		rel, _ := filepath.Rel(b.root, path)
+		key := filepath.ToSlash(rel)
+		if d.IsDir() {
+			// Skip directories that cannot hold a key with this prefix.
+			if !strings.HasPrefix(key+"/", prefix) && !strings.HasPrefix(prefix, key+"/") {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || !strings.HasPrefix(key, prefix) {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while listing
+			}
+			return err
+		}
+		items = append(items, storage.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return wrap("list", prefix, err)
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].Key < items[j].Key })
+	for _, it := range items {
+		if err := fn(it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Remove implements storage.Backend.
+func (b *Backend) Remove(ctx context.Context, key string) error {
+	path, err := b.path(key)
+	if err != nil {
+		return wrap("remove", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return wrap("remove", key, err)
+	}
+	if err := os.Remove(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return wrap("remove", key, err)
+	}
+	return wrap("remove", key, syncDir(filepath.Dir(path)))
+}
+
+// ctxReader stops a copy when its context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,105 @@
+// Package storage defines the Backend that holds a walship archive, the
+// errors every backend maps its failures to, the registry that turns a
+// repository URL into a backend, and a retry wrapper that is itself a
+// backend.
+//
+// Backends store opaque bytes under slash-separated keys. They do not know
+// about WAL, compression or layout; the repo package builds every key.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+	"time"
+)
+
+// Info describes one stored object.
+type Info struct {
+	Key     string
+	Size    int64
+	ModTime time.Time
+}
+
+// Backend is the contract every store fulfils. All methods take ctx first
+// and honour its cancellation.
+type Backend interface {
+	// Put stores the bytes of r under key, create-only: when key exists,
+	// Put returns an error matching fs.ErrExist and leaves the object as it
+	// was. size is the length of r, or -1 if unknown. Put returns nil only
+	// when the object is durably stored; an object is never visible
+	// half-written.
+	Put(ctx context.Context, key string, r io.Reader, size int64) error
+	// Open returns the object's contents; a missing key gives an error
+	// matching fs.ErrNotExist.
+	Open(ctx context.Context, key string) (io.ReadCloser, error)
+	// Stat describes the object; a missing key gives fs.ErrNotExist.
+	Stat(ctx context.Context, key string) (Info, error)
+	// List calls fn for every object whose key starts with prefix, in key
+	// order. An error from fn stops the listing and is returned.
+	List(ctx context.Context, prefix string, fn func(Info) error) error
+	// Remove deletes the object; removing a missing key is not an error.
+	Remove(ctx context.Context, key string) error
+	// String names the backend's location for messages (never secrets).
+	String() string
+}
+
+// ErrTransient marks errors worth retrying (timeouts, throttling, a store
+// that is briefly unreachable). Backends wrap such errors so that
+// errors.Is(err, ErrTransient) is true; everything else is permanent.
+var ErrTransient = errors.New("transient storage error")
+
+// ErrBadKey is matched by the error for a key that is not a clean relative
+// slash-separated path.
+var ErrBadKey = errors.New("invalid storage key")
+
+// Error wraps a backend failure with the operation and key it concerns.
+type Error struct {
+	Op  string // "put", "open", "stat", "list", "remove"
+	Key string
+	Err error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s %s: %v", e.Op, e.Key, e.Err) }
+
+// Unwrap returns the underlying error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Transient wraps err so that it matches ErrTransient as well as itself.
+func Transient(err error) error {
+	if err == nil || errors.Is(err, ErrTransient) {
+		return err
+	}
+	return transientError{err}
+}
+
+type transientError struct{ err error }
+
+func (e transientError) Error() string { return e.err.Error() }
+func (e transientError) Unwrap() []error {
+	return []error{e.err, ErrTransient}
+}
+
+// IsNotExist reports whether err means the object does not exist.
+func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+
+// IsExist reports whether err means a create-only Put found the key taken.
+func IsExist(err error) bool { return errors.Is(err, fs.ErrExist) }
+
+// CheckKey rejects keys that are not clean relative slash paths: empty,
+// absolute, with empty, "." or ".." elements, backslashes or NUL bytes, or
+// with an element starting with '.' (reserved for temporary files).
+func CheckKey(key string) error {
+	if key == "" || strings.HasPrefix(key, "/") || strings.ContainsAny(key, "\\\x00") {
+		return fmt.Errorf("%w: %q", ErrBadKey, key)
+	}
+	for _, el := range strings.Split(key, "/") {
+		if el == "" || el[0] == '.' {
+			return fmt.Errorf("%w: %q", ErrBadKey, key)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,69 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Opener creates a backend for a repository URL of its scheme.
+type Opener func(ctx context.Context, u *url.URL, opts Options) (Backend, error)
+
+// Options are backend settings that do not belong in a URL. Each backend
+// reads the keys it knows ("endpoint", "region", ...); unknown keys are
+// ignored by backends that do not use them.
+type Options map[string]string
+
+var (
+	mu      sync.Mutex
+	openers = map[string]Opener{}
+)
+
+// Register makes a backend available for a URL scheme. Backends call it
+// from init; registering a scheme twice panics.
+func Register(scheme string, o Opener) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := openers[scheme]; dup {
+		panic("storage: scheme registered twice: " + scheme)
+	}
+	openers[scheme] = o
+}
+
+// Open turns a repository location into a backend. A location without a
+// scheme (or file://) is a local directory; others need their backend
+// registered (import it for its side effect).
+func Open(ctx context.Context, location string, opts Options) (Backend, error) {
+	if location == "" {
+		return nil, fmt.Errorf("no repository given: use --repo or WALSHIP_REPO")
+	}
+	u := &url.URL{Scheme: "file", Path: location}
+	if i := strings.Index(location, "://"); i > 0 {
+		var err error
+		if u, err = url.Parse(location); err != nil {
+			return nil, fmt.Errorf("repository %q: %w", location, err)
+		}
+	}
+	mu.Lock()
+	o, ok := openers[u.Scheme]
+	mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("repository %q: unknown scheme %q (known: %s)", location, u.Scheme, strings.Join(Schemes(), ", "))
+	}
+	return o(ctx, u, opts)
+}
+
+// Schemes lists the registered URL schemes, sorted.
+func Schemes() []string {
+	mu.Lock()
+	defer mu.Unlock()
+	s := make([]string, 0, len(openers))
+	for k := range openers {
+		s = append(s, k)
+	}
+	sort.Strings(s)
+	return s
+}
