@@ -103,3 +103,26 @@ func CheckKey(key string) error {
 	}
 	return nil
 }
+
+// Exister is implemented by backends that can tell whether their location
+// (a directory, a bucket) exists at all, as opposed to being empty.
+type Exister interface {
+	// Exists returns nil when the location exists, an error matching
+	// fs.ErrNotExist when it does not, or another error.
+	Exists(ctx context.Context) error
+}
+
+// Exists asks b, or the backend it wraps, whether its location exists. A
+// backend that cannot tell is taken to exist.
+func Exists(ctx context.Context, b Backend) error {
+	for {
+		if e, ok := b.(Exister); ok {
+			return e.Exists(ctx)
+		}
+		u, ok := b.(interface{ Unwrap() Backend })
+		if !ok {
+			return nil
+		}
+		b = u.Unwrap()
+	}
+}

@@ -302,3 +302,15 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
+
+// Exists implements storage.Exister: the root must be a directory.
+func (b *Backend) Exists(ctx context.Context) error {
+	fi, err := os.Stat(b.root)
+	if err != nil {
+		return wrap("stat", "", err)
+	}
+	if !fi.IsDir() {
+		return wrap("stat", "", fmt.Errorf("%s is not a directory", b.root))
+	}
+	return nil
+}

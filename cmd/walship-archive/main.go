@@ -1,0 +1,71 @@
+// Command walship-archive is an archive_command: it stores one WAL file in a
+// walship repository, durably and create-only.
+//
+//	archive_command = 'walship-archive --repo /var/lib/walship %p %f'
+package main
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+
+	"github.com/walship/walship/archive"
+	"github.com/walship/walship/internal/cliutil"
+	"github.com/walship/walship/repo"
+)
+
+func main() {
+	flags := append(cliutil.RepoFlags(),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "compress", Value: "lz4", Usage: "lz4 or none", EnvVars: []string{"WALSHIP_COMPRESS"}}),
+	)
+	app := &cli.App{
+		Name:      "walship-archive",
+		Usage:     "archive one WAL file (PostgreSQL archive_command)",
+		ArgsUsage: "%p %f",
+		Flags:     flags,
+		Before:    cliutil.Before(flags),
+		Action:    run,
+	}
+	cliutil.Main(app, exitCode)
+}
+
+func run(c *cli.Context) error {
+	args, err := cliutil.Args(c, "%p", "%f")
+	if err != nil {
+		return err
+	}
+	codec, err := repo.ParseCodec(c.String("compress"))
+	if err != nil {
+		return cliutil.UsageError{Err: err}
+	}
+	r, err := cliutil.OpenRepo(c, nil)
+	if err != nil {
+		return err
+	}
+	r.Create = true
+	res, err := archive.Push(c.Context, r, args[0], args[1], codec)
+	if err != nil {
+		return err
+	}
+	if res.Existed {
+		slog.Info("already archived with identical content", "file", args[1], "repo", r.String())
+	} else {
+		slog.Info("archived", "file", args[1], "bytes", res.Bytes, "repo", r.String())
+	}
+	return nil
+}
+
+// exitCode is the one place walship-archive chooses its exit status. Any
+// non-zero status below 126 makes PostgreSQL keep the file and try again.
+func exitCode(err error) int {
+	var usage cliutil.UsageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &usage):
+		return 2
+	}
+	return 1
+}

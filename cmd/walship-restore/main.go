@@ -1,0 +1,148 @@
+// Command walship-restore is a restore_command: it fetches one WAL file from
+// a walship repository into the path PostgreSQL names.
+//
+//	restore_command = 'walship-restore --repo /var/lib/walship %f %p'
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+
+	"github.com/walship/walship/internal/cliutil"
+	"github.com/walship/walship/restore"
+	"github.com/walship/walship/storage"
+)
+
+// Exit statuses PostgreSQL understands.
+const (
+	exitOK       = 0
+	exitNotFound = 1   // "not in the archive": the server tries streaming, waits, or ends recovery
+	exitAbort    = 255 // above 125: the server stops recovery with FATAL
+)
+
+func main() {
+	flags := append(cliutil.RepoFlags(),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "on-error", Value: "auto", EnvVars: []string{"WALSHIP_ON_ERROR"},
+			Usage: "when the archive cannot be read (storage down, corrupt object): " +
+				"'abort' exits 255 so PostgreSQL stops recovery instead of ending it early and losing the tail; " +
+				"'missing' exits 1 (not found) so PostgreSQL retries; 'auto' is 'missing' in a standby (standby.signal, " +
+				"or standby_mode in recovery.conf, in the data directory) and 'abort' otherwise"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "data-dir", Aliases: []string{"D"}, EnvVars: []string{"WALSHIP_DATA_DIR"},
+			Usage: "data directory to look for standby.signal in (default: the current directory, which is the data directory when the server runs restore_command)"}),
+	)
+	app := &cli.App{
+		Name:      "walship-restore",
+		Usage:     "restore one WAL file (PostgreSQL restore_command)",
+		ArgsUsage: "%f %p",
+		Flags:     flags,
+		Before:    cliutil.Before(flags),
+		Action:    run,
+	}
+	cliutil.Main(app, exitCode)
+}
+
+// readError is a failure to read the archive, with the exit status the
+// --on-error policy chose for it.
+type readError struct {
+	err   error
+	abort bool
+}
+
+func (e readError) Error() string {
+	if e.abort {
+		return e.err.Error() + " (aborting recovery: the archive cannot be read)"
+	}
+	return e.err.Error() + " (reported as not found so that the server retries)"
+}
+func (e readError) Unwrap() error { return e.err }
+
+func run(c *cli.Context) error {
+	args, err := cliutil.Args(c, "%f", "%p")
+	if err != nil {
+		return err
+	}
+	abort, err := abortOnError(c.String("on-error"), c.String("data-dir"))
+	if err != nil {
+		return cliutil.UsageError{Err: err}
+	}
+	r, err := cliutil.OpenRepo(c, nil)
+	if err == nil {
+		var res restore.Result
+		res, err = restore.Fetch(c.Context, r, args[0], args[1])
+		if err == nil {
+			slog.Info("restored", "file", args[0], "from", res.Key, "bytes", res.Bytes)
+			return nil
+		}
+	}
+	if storage.IsNotExist(err) {
+		slog.Debug("not in the archive", "file", args[0])
+		return cliutil.Quiet{Err: err}
+	}
+	if errors.Is(err, restore.ErrInvalid) {
+		return cliutil.UsageError{Err: err}
+	}
+	return readError{fmt.Errorf("%s: %w", args[0], err), abort}
+}
+
+// abortOnError decides what a read failure does under the --on-error policy.
+func abortOnError(policy, dataDir string) (bool, error) {
+	switch policy {
+	case "abort":
+		return true, nil
+	case "missing":
+		return false, nil
+	case "auto", "":
+		return !isStandby(dataDir), nil
+	}
+	return false, fmt.Errorf("--on-error %q: use auto, abort or missing", policy)
+}
+
+// isStandby reports whether the server in dataDir runs as a standby: it has
+// standby.signal (PostgreSQL 12+) or recovery.conf with standby_mode = on.
+func isStandby(dataDir string) bool {
+	if dataDir == "" {
+		dataDir = "."
+	}
+	if _, err := os.Stat(dataDir + "/standby.signal"); err == nil {
+		return true
+	}
+	conf, err := os.ReadFile(dataDir + "/recovery.conf")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(conf), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.TrimSpace(k) != "standby_mode" {
+			continue
+		}
+		v = strings.Trim(strings.TrimSpace(strings.SplitN(v, "#", 2)[0]), "'\"")
+		switch strings.ToLower(v) {
+		case "on", "true", "yes", "1":
+			return true
+		}
+	}
+	return false
+}
+
+// exitCode is the one place walship-restore chooses its exit status.
+func exitCode(err error) int {
+	var re readError
+	switch {
+	case err == nil:
+		return exitOK
+	case storage.IsNotExist(err):
+		return exitNotFound
+	case errors.As(err, &re):
+		if re.abort {
+			return exitAbort
+		}
+		return exitNotFound
+	}
+	return exitAbort // a usage error: a misconfigured restore_command must not end recovery early
+}

@@ -1,0 +1,136 @@
+// Package cliutil is what every walship binary shares on its command line:
+// the repository flags (also read from WALSHIP_* environment variables and
+// a --config file), logging, signal handling, and the one-line error report.
+package cliutil
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+
+	"github.com/walship/walship/repo"
+	"github.com/walship/walship/storage"
+	_ "github.com/walship/walship/storage/local" // the default backend
+)
+
+// RepoFlags are the flags that locate and open a repository. Every one can
+// also be set in the config file (TOML, same names: repo = '/var/lib/walship')
+// or the environment (WALSHIP_REPO, ...). Command-line flags win over the
+// environment, which wins over the file.
+func RepoFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Usage: "read settings from this TOML file", EnvVars: []string{"WALSHIP_CONFIG"}, TakesFile: true},
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "repo", Usage: "repository: a directory, file:///dir or s3://bucket/prefix", EnvVars: []string{"WALSHIP_REPO"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "layout", Value: "auto", Usage: "repository layout: walship, plain (bare files as cp writes them) or auto", EnvVars: []string{"WALSHIP_LAYOUT"}}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "op-timeout", Value: storage.DefaultRetry.OpTimeout, Usage: "give up on one storage call after this long", EnvVars: []string{"WALSHIP_OP_TIMEOUT"}}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "retry-budget", Value: storage.DefaultRetry.Budget, Usage: "retry failing storage calls for at most this long", EnvVars: []string{"WALSHIP_RETRY_BUDGET"}}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log what is done, not only failures", EnvVars: []string{"WALSHIP_VERBOSE"}}),
+	}
+}
+
+// Before loads the config file into the flags and sets up logging. Use it
+// as the app's Before hook.
+func Before(flags []cli.Flag) cli.BeforeFunc {
+	load := altsrc.InitInputSourceWithContext(flags, altsrc.NewTomlSourceFromFlagFunc("config"))
+	return func(c *cli.Context) error {
+		if err := load(c); err != nil {
+			return UsageError{fmt.Errorf("config file %s: %w", c.String("config"), err)}
+		}
+		level := slog.LevelWarn
+		if c.Bool("verbose") {
+			level = slog.LevelDebug
+		}
+		SetLogger(c.App.Name, os.Stderr, level)
+		return nil
+	}
+}
+
+// SetLogger sends slog output to w as text lines without timestamps (the
+// server log has its own), prefixed by the program name.
+func SetLogger(prog string, w io.Writer, level slog.Level) {
+	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+		if len(groups) == 0 && a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}})
+	slog.SetDefault(slog.New(h).With("prog", prog))
+}
+
+// OpenRepo opens the repository the flags name, wrapped in the retry policy.
+func OpenRepo(c *cli.Context, opts storage.Options) (*repo.Repo, error) {
+	layout, err := repo.ParseLayout(c.String("layout"))
+	if err != nil {
+		return nil, UsageError{err}
+	}
+	if c.String("repo") == "" {
+		return nil, UsageError{fmt.Errorf("no repository given: use --repo, WALSHIP_REPO or repo in the config file")}
+	}
+	b, err := storage.Open(c.Context, c.String("repo"), opts)
+	if err != nil {
+		return nil, UsageError{err}
+	}
+	p := storage.DefaultRetry
+	p.OpTimeout, p.Budget = c.Duration("op-timeout"), c.Duration("retry-budget")
+	return repo.New(storage.WithRetry(b, p), layout), nil
+}
+
+// UsageError marks a mistake in how the program was called.
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+func (e UsageError) Unwrap() error { return e.Err }
+
+// Quiet marks an error that is an ordinary answer rather than a failure
+// (restore's "not in the archive"): it sets the exit status but prints
+// nothing, since PostgreSQL probes for files that do not exist all the time.
+type Quiet struct{ Err error }
+
+func (e Quiet) Error() string { return e.Err.Error() }
+func (e Quiet) Unwrap() error { return e.Err }
+
+// Args returns exactly n positional arguments or a usage error naming them.
+func Args(c *cli.Context, names ...string) ([]string, error) {
+	if c.NArg() != len(names) {
+		return nil, UsageError{fmt.Errorf("expected %d arguments (%v), got %d: usage: %s %s", len(names), names, c.NArg(), c.App.Name, c.App.ArgsUsage)}
+	}
+	return c.Args().Slice(), nil
+}
+
+// Main runs app with a context that ends on SIGINT or SIGTERM, prints a
+// failure as one line on stderr, and exits with the code exitCode picks for
+// the error. When a signal ended the run, the process dies of that same
+// signal after cleaning up, so PostgreSQL sees what it sent (it treats a
+// restore_command killed by SIGTERM as a shutdown, not as "not found").
+func Main(app *cli.App, exitCode func(error) int) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	app.HideHelpCommand = true
+	app.ExitErrHandler = func(*cli.Context, error) {} // we print and exit below
+	err := app.RunContext(ctx, os.Args)
+	stop()
+	select {
+	case sig := <-sigs:
+		signal.Reset(sig)
+		if p, perr := os.FindProcess(os.Getpid()); perr == nil {
+			p.Signal(sig)
+			time.Sleep(time.Second) // the default action ends us here
+		}
+	default:
+	}
+	var quiet Quiet
+	if err != nil && !errors.As(err, &quiet) {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
+	}
+	os.Exit(exitCode(err))
+}

@@ -1,0 +1,8 @@
+package repo
+
+import "io/fs"
+
+var (
+	errNotExist = fs.ErrNotExist
+	errExist    = fs.ErrExist
+)

@@ -1,0 +1,238 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/pierrec/lz4/v4"
+
+	"github.com/walship/walship/storage"
+	"github.com/walship/walship/wal"
+)
+
+// ErrCorrupt is matched by errors about an object whose content cannot be
+// trusted: a failed checksum, a bad frame, a wrong size or header.
+var ErrCorrupt = errors.New("corrupt archived object")
+
+// CorruptError names the object and what is wrong with it.
+type CorruptError struct {
+	Key    string
+	Reason string
+}
+
+func (e *CorruptError) Error() string { return fmt.Sprintf("%s is corrupt: %s", e.Key, e.Reason) }
+
+// Unwrap lets errors.Is(err, ErrCorrupt) match.
+func (e *CorruptError) Unwrap() error { return ErrCorrupt }
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// Encode returns the object bytes for data under codec c.
+func Encode(c Codec, data []byte) ([]byte, error) {
+	if c == CodecNone {
+		return data, nil
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(data)/3 + 64)
+	w := lz4.NewWriter(&buf)
+	if err := w.Apply(lz4.ChecksumOption(true), lz4.SizeOption(uint64(len(data))),
+		lz4.BlockSizeOption(lz4.Block4Mb), lz4.ConcurrencyOption(-1)); err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(data); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Object is an open WAL file in the repository, decoded as it is read. A
+// read error caused by a bad checksum or frame matches ErrCorrupt.
+type Object struct {
+	Name  wal.Name
+	Key   string
+	Codec Codec
+	body  io.ReadCloser
+	r     io.Reader
+}
+
+func (o *Object) Read(p []byte) (int, error) {
+	n, err := o.r.Read(p)
+	if err != nil && err != io.EOF && o.Codec == CodecLZ4 && !isStorageErr(err) {
+		err = &CorruptError{Key: o.Key, Reason: err.Error()}
+	}
+	return n, err
+}
+
+// Close releases the object.
+func (o *Object) Close() error { return o.body.Close() }
+
+func isStorageErr(err error) bool {
+	var se *storage.Error
+	return errors.As(err, &se) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, storage.ErrTransient)
+}
+
+// Find returns where name is stored, or an error matching fs.ErrNotExist.
+func (r *Repo) Find(ctx context.Context, n wal.Name) (Location, storage.Info, error) {
+	if _, _, err := r.Identity(ctx); err != nil {
+		return Location{}, storage.Info{}, err
+	}
+	var firstErr error
+	for _, loc := range Candidates(r.layout, n) {
+		info, err := r.Backend.Stat(ctx, loc.Key)
+		if err == nil {
+			return loc, info, nil
+		}
+		if !storage.IsNotExist(err) && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if firstErr != nil {
+		return Location{}, storage.Info{}, firstErr
+	}
+	return Location{}, storage.Info{}, &storage.Error{Op: "find", Key: n.String(), Err: errNotExist}
+}
+
+// Open opens name for reading, decoded. A missing file gives an error
+// matching fs.ErrNotExist.
+func (r *Repo) Open(ctx context.Context, n wal.Name) (*Object, error) {
+	if _, _, err := r.Identity(ctx); err != nil {
+		return nil, err
+	}
+	var firstErr error
+	for _, loc := range Candidates(r.layout, n) {
+		body, err := r.Backend.Open(ctx, loc.Key)
+		if err != nil {
+			if !storage.IsNotExist(err) && firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		o := &Object{Name: n, Key: loc.Key, Codec: loc.Codec, body: body, r: body}
+		if loc.Codec == CodecLZ4 {
+			o.r = lz4.NewReader(body)
+		}
+		return o, nil
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return nil, &storage.Error{Op: "open", Key: n.String(), Err: errNotExist}
+}
+
+// Put stores data as name, create-only, in the repository's layout with
+// codec c (history and backup files are never compressed). When name is
+// already stored (under any codec), Put compares: identical content returns
+// nil with existed true; different content returns an error matching
+// fs.ErrExist and leaves the stored object as it is.
+func (r *Repo) Put(ctx context.Context, n wal.Name, data []byte, c Codec) (existed bool, err error) {
+	if _, _, err := r.Identity(ctx); err != nil {
+		return false, err
+	}
+	layout := r.layout
+	if layout == LayoutAuto {
+		layout = LayoutWalship
+	}
+	if !Compressible(n.Kind) {
+		c = CodecNone
+	}
+	key := Key(layout, n, c)
+	// The same file may already be stored under the other codec.
+	for _, loc := range Candidates(layout, n) {
+		if loc.Key == key {
+			continue
+		}
+		if _, err := r.Backend.Stat(ctx, loc.Key); err == nil {
+			return true, r.compare(ctx, n, data)
+		} else if !storage.IsNotExist(err) {
+			return false, err
+		}
+	}
+	obj, err := Encode(c, data)
+	if err != nil {
+		return false, fmt.Errorf("compressing %s: %w", n, err)
+	}
+	err = r.Backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
+	if storage.IsExist(err) {
+		return true, r.compare(ctx, n, data)
+	}
+	return false, err
+}
+
+// ErrDifferent is matched when a file is already archived with other content.
+var ErrDifferent = fmt.Errorf("archived with different content: %w", errExist)
+
+// compare checks that the stored copy of n holds exactly data.
+func (r *Repo) compare(ctx context.Context, n wal.Name, data []byte) error {
+	o, err := r.Open(ctx, n)
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+	buf := make([]byte, 1<<20)
+	off := 0
+	for {
+		k, err := io.ReadFull(o, buf)
+		if k > 0 {
+			if off+k > len(data) || !bytes.Equal(buf[:k], data[off:off+k]) {
+				return fmt.Errorf("%s: %w", o.Key, ErrDifferent)
+			}
+			off += k
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if off != len(data) {
+		return fmt.Errorf("%s: %w", o.Key, ErrDifferent)
+	}
+	return nil
+}
+
+// Entry is one WAL file found by List.
+type Entry struct {
+	Name  wal.Name
+	Key   string
+	Codec Codec
+	Size  int64 // stored bytes
+	Info  storage.Info
+}
+
+// List calls fn for every WAL file in the repository, in key order; keys
+// that hold no WAL file are skipped.
+func (r *Repo) List(ctx context.Context, fn func(Entry) error) error {
+	if _, _, err := r.Identity(ctx); err != nil {
+		return err
+	}
+	prefixes := []string{"wal/", ""}
+	switch r.layout {
+	case LayoutWalship:
+		prefixes = []string{"wal/"}
+	case LayoutPlain:
+		prefixes = []string{""}
+	}
+	for _, p := range prefixes {
+		err := r.Backend.List(ctx, p, func(i storage.Info) error {
+			n, c, l, ok := ParseKey(i.Key)
+			if !ok || (p == "" && l != LayoutPlain) {
+				return nil
+			}
+			return fn(Entry{Name: n, Key: i.Key, Codec: c, Size: i.Size, Info: i})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Remove deletes the stored object of an entry.
+func (r *Repo) Remove(ctx context.Context, e Entry) error { return r.Backend.Remove(ctx, e.Key) }
