@@ -1,0 +1,42 @@
+# walship: `make demo` runs a real primary and a restored copy on a local
+# archive; `make test` runs every test (real PostgreSQL, and a real S3
+# server for the S3 backend).
+GO      ?= go
+BIN     := bin
+CMDS    := $(notdir $(wildcard cmd/*))
+
+.PHONY: all build test unit e2e bench demo lint fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# Unit tests first (fast), then the end-to-end tests against real servers.
+test: build lint
+	$(GO) test -count=1 -timeout 20m ./...
+
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test$$)
+
+e2e: build
+	$(GO) test -count=1 -timeout 20m -v ./test/
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParseName -fuzztime 30s ./wal/
+	$(GO) test -run '^$$' -fuzz FuzzParseLongHeader -fuzztime 30s ./wal/
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./repo/ ./archive/ ./restore/ | tee $(BIN)/gobench.txt
+	bash scripts/bench.sh
+
+demo: build
+	bash scripts/demo.sh
+
+clean:
+	rm -rf $(BIN)
