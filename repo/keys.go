@@ -94,6 +94,13 @@ func ParseKey(key string) (n wal.Name, c Codec, l Layout, ok bool) {
 					ok = false
 				}
 			}()
+		} else {
+			defer func() {
+				// Only history files live directly under wal/.
+				if ok && n.Kind != wal.KindHistory {
+					ok = false
+				}
+			}()
 		}
 	}
 	c = CodecNone
