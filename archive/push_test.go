@@ -1,0 +1,380 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/walship/walship/repo"
+	"github.com/walship/walship/storage/local"
+	"github.com/walship/walship/wal"
+)
+
+const (
+	sysID   = 7229286521432618453
+	segSize = 1 << 20
+)
+
+// newRepo is a repository in a directory that does not exist yet, opened
+// as walship-archive opens it.
+func newRepo(t *testing.T, layout repo.Layout) (*repo.Repo, string) {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "repo")
+	return openRepo(t, root, layout), root
+}
+
+func openRepo(t *testing.T, root string, layout repo.Layout) *repo.Repo {
+	t.Helper()
+	b, err := local.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := repo.New(b, layout)
+	r.Create = true
+	return r
+}
+
+func name(t *testing.T, s string) wal.Name {
+	t.Helper()
+	n, err := wal.ParseName(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// fakeSegment is a segment for n of the cluster sys, its body made from seed.
+func fakeSegment(t *testing.T, n string, sys uint64, seed byte) []byte {
+	t.Helper()
+	return wal.FakeSegment(name(t, n), sys, segSize, func(b []byte) {
+		for i := range b {
+			b[i] = byte(i/1000) ^ seed
+		}
+	})
+}
+
+// pgWAL writes files into a fresh pg_wal directory and returns their paths.
+func pgWAL(t *testing.T, files map[string][]byte) map[string]string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "pg_wal")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	paths := map[string]string{}
+	for n, data := range files {
+		p := filepath.Join(dir, n)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		paths[n] = p
+	}
+	return paths
+}
+
+func push(t *testing.T, r *repo.Repo, n string, data []byte, c repo.Codec) (Result, error) {
+	t.Helper()
+	return Push(context.Background(), r, pgWAL(t, map[string][]byte{n: data})[n], n, c)
+}
+
+func mustPush(t *testing.T, r *repo.Repo, n string, data []byte, c repo.Codec) Result {
+	t.Helper()
+	res, err := push(t, r, n, data, c)
+	if err != nil {
+		t.Fatalf("Push(%s): %v", n, err)
+	}
+	return res
+}
+
+// stored reads name back from the repository at root.
+func stored(t *testing.T, root, n string) []byte {
+	t.Helper()
+	b, err := local.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := repo.New(b, repo.LayoutAuto).Open(context.Background(), name(t, n))
+	if err != nil {
+		t.Fatalf("Open(%s): %v", n, err)
+	}
+	defer o.Close()
+	data, err := io.ReadAll(o)
+	if err != nil {
+		t.Fatalf("reading %s: %v", n, err)
+	}
+	return data
+}
+
+func notStored(t *testing.T, root, n string) {
+	t.Helper()
+	b, err := local.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = repo.New(b, repo.LayoutAuto).Open(context.Background(), name(t, n))
+	if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, repo.ErrNoRepository) {
+		t.Errorf("%s: Open = %v, want it not stored", n, err)
+	}
+}
+
+func TestPushRoundTrip(t *testing.T) {
+	for _, layout := range []repo.Layout{repo.LayoutWalship, repo.LayoutPlain} {
+		for _, codec := range []repo.Codec{repo.CodecLZ4, repo.CodecNone} {
+			t.Run(string(layout)+"/"+string(codec), func(t *testing.T) {
+				r, root := newRepo(t, layout)
+				for _, n := range []string{"000000010000000000000001", "000000010000000000000FFF",
+					"000000010000000100000000", "000000010000000100000003.partial"} {
+					data := fakeSegment(t, n, sysID, 1)
+					res := mustPush(t, r, n, data, codec)
+					if res.Existed || res.Bytes != len(data) || res.Name != name(t, n) {
+						t.Errorf("Push(%s) = %+v", n, res)
+					}
+					if got := stored(t, root, n); !bytes.Equal(got, data) {
+						t.Errorf("%s: stored %d bytes, not the %d pushed", n, len(got), len(data))
+					}
+				}
+				key := repo.Key(layout, name(t, "000000010000000000000001"), codec)
+				if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(key))); err != nil {
+					t.Errorf("not stored under %s: %v", key, err)
+				}
+			})
+		}
+	}
+}
+
+func TestPushAgain(t *testing.T) {
+	r, root := newRepo(t, repo.LayoutAuto)
+	const n = "000000010000000000000003"
+	data := fakeSegment(t, n, sysID, 1)
+	mustPush(t, r, n, data, repo.CodecLZ4)
+
+	// The same file again (PostgreSQL retries after a crash): success.
+	res := mustPush(t, openRepo(t, root, repo.LayoutAuto), n, data, repo.CodecLZ4)
+	if !res.Existed {
+		t.Errorf("Push again = %+v, want Existed", res)
+	}
+	res = mustPush(t, openRepo(t, root, repo.LayoutAuto), n, data, repo.CodecNone)
+	if !res.Existed {
+		t.Errorf("Push again uncompressed = %+v, want Existed", res)
+	}
+
+	// Different content under the same name: refused, original kept.
+	for _, codec := range []repo.Codec{repo.CodecLZ4, repo.CodecNone} {
+		_, err := push(t, openRepo(t, root, repo.LayoutAuto), n, fakeSegment(t, n, sysID, 2), codec)
+		if !errors.Is(err, repo.ErrDifferent) || !errors.Is(err, fs.ErrExist) {
+			t.Errorf("%s: Push of different content = %v, want ErrDifferent", codec, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), n) {
+			t.Errorf("error %q does not name the file", err)
+		}
+	}
+	if got := stored(t, root, n); !bytes.Equal(got, data) {
+		t.Error("the archived file changed")
+	}
+}
+
+func TestPushWrongCluster(t *testing.T) {
+	r, root := newRepo(t, repo.LayoutAuto)
+	mustPush(t, r, "000000010000000000000001", fakeSegment(t, "000000010000000000000001", sysID, 1), repo.CodecLZ4)
+	idBefore, err := os.ReadFile(filepath.Join(root, repo.IdentityKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const n = "000000010000000000000002"
+	_, err = push(t, openRepo(t, root, repo.LayoutAuto), n, fakeSegment(t, n, sysID+1, 1), repo.CodecLZ4)
+	if !errors.Is(err, repo.ErrWrongCluster) || !errors.Is(err, ErrInvalid) {
+		t.Errorf("Push from another cluster = %v, want ErrWrongCluster and ErrInvalid", err)
+	}
+	notStored(t, root, n)
+
+	// Another segment size is another cluster too.
+	big := wal.FakeSegment(name(t, n), sysID, 2*segSize, nil)
+	_, err = push(t, openRepo(t, root, repo.LayoutAuto), n, big, repo.CodecLZ4)
+	if !errors.Is(err, repo.ErrWrongCluster) {
+		t.Errorf("Push with 2MB segments into a 1MB repository = %v, want ErrWrongCluster", err)
+	}
+	notStored(t, root, n)
+
+	if idAfter, _ := os.ReadFile(filepath.Join(root, repo.IdentityKey)); !bytes.Equal(idAfter, idBefore) {
+		t.Error("walship.json changed")
+	}
+}
+
+func TestPushRefusesBadContent(t *testing.T) {
+	const n = "000000010000000000000005"
+	good := fakeSegment(t, n, sysID, 1)
+	tests := []struct {
+		name   string
+		data   []byte
+		header bool // the error is about the page header
+	}{
+		{"recycled file: header of another segment", fakeSegment(t, "000000010000000000000002", sysID, 1), true},
+		{"header of the next log", fakeSegment(t, "000000010000000100000005", sysID, 1), true},
+		{"header timeline newer than the name", fakeSegment(t, "000000020000000000000005", sysID, 1), true},
+		{"short file", good[:len(good)/2], false},
+		{"one byte short", good[:len(good)-1], false},
+		{"one byte long", append(bytes.Clone(good), 0), false},
+		{"only a header", good[:wal.LongHeaderSize], false},
+		{"shorter than a header", good[:wal.LongHeaderSize-1], true},
+		{"empty", nil, true},
+		{"zeros", make([]byte, segSize), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, root := newRepo(t, repo.LayoutAuto)
+			_, err := push(t, r, n, tt.data, repo.CodecLZ4)
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Push = %v, want ErrInvalid", err)
+			}
+			if tt.header && !errors.Is(err, wal.ErrBadHeader) {
+				t.Errorf("error %v does not match wal.ErrBadHeader", err)
+			}
+			if !strings.Contains(err.Error(), n) {
+				t.Errorf("error %q does not name the file", err)
+			}
+			// Nothing was written, not even the identity file.
+			if _, err := os.Stat(root); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the repository was created: %v", err)
+			}
+		})
+	}
+}
+
+func TestPushOlderHeaderTimeline(t *testing.T) {
+	// The first segment of timeline 2 was begun by timeline 1.
+	r, root := newRepo(t, repo.LayoutAuto)
+	data := fakeSegment(t, "000000010000000000000005", sysID, 1)
+	mustPush(t, r, "000000020000000000000005", data, repo.CodecLZ4)
+	if got := stored(t, root, "000000020000000000000005"); !bytes.Equal(got, data) {
+		t.Error("stored content differs")
+	}
+}
+
+func TestPushMissingFile(t *testing.T) {
+	r, root := newRepo(t, repo.LayoutAuto)
+	path := filepath.Join(t.TempDir(), "pg_wal", "000000010000000000000001")
+	_, err := Push(context.Background(), r, path, "000000010000000000000001", repo.CodecLZ4)
+	if !errors.Is(err, ErrInvalid) {
+		t.Errorf("Push = %v, want ErrInvalid", err)
+	}
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("error %v does not say that %s does not exist", err, path)
+	}
+	if _, err := os.Stat(root); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the repository was created: %v", err)
+	}
+
+	// A directory is not a WAL file either.
+	dir := t.TempDir()
+	if _, err := Push(context.Background(), r, dir, "000000010000000000000001", repo.CodecLZ4); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Push of a directory = %v, want ErrInvalid", err)
+	}
+}
+
+func TestPushBadNames(t *testing.T) {
+	data := fakeSegment(t, "000000010000000000000001", sysID, 1)
+	for _, n := range []string{
+		"",
+		"../x",
+		"../000000010000000000000001",
+		"pg_wal/000000010000000000000001",
+		"/tmp/000000010000000000000001",
+		"00000001000000000000000a",
+		"000000010000000000000001.lz4",
+		"000000010000000000000001.tmp",
+		"RECOVERYXLOG",
+		"walship.json",
+		"archive_status",
+	} {
+		t.Run(n, func(t *testing.T) {
+			r, root := newRepo(t, repo.LayoutAuto)
+			// %p exists and is a valid segment: only the name is wrong.
+			path := pgWAL(t, map[string][]byte{"000000010000000000000001": data})["000000010000000000000001"]
+			_, err := Push(context.Background(), r, path, n, repo.CodecLZ4)
+			if !errors.Is(err, ErrInvalid) || !errors.Is(err, wal.ErrBadName) {
+				t.Errorf("Push(%q) = %v, want ErrInvalid and wal.ErrBadName", n, err)
+			}
+			if _, err := os.Stat(root); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the repository was touched: %v", err)
+			}
+		})
+	}
+}
+
+const history2 = "1\t0/3000158\tno recovery target specified\n"
+
+func TestPushHistory(t *testing.T) {
+	r, root := newRepo(t, repo.LayoutAuto)
+	// A history file can come before any segment: no identity is needed.
+	res := mustPush(t, r, "00000002.history", []byte(history2), repo.CodecLZ4)
+	if res.Existed || res.Bytes != len(history2) {
+		t.Errorf("Push = %+v", res)
+	}
+	if got := stored(t, root, "00000002.history"); string(got) != history2 {
+		t.Errorf("stored %q, want %q", got, history2)
+	}
+	if _, err := os.Stat(filepath.Join(root, "wal", "00000002.history")); err != nil {
+		t.Errorf("history file not stored as plain text: %v", err)
+	}
+	if res := mustPush(t, r, "00000002.history", []byte(history2), repo.CodecNone); !res.Existed {
+		t.Errorf("Push again = %+v, want Existed", res)
+	}
+	// History files are never overwritten.
+	other := history2 + "\n# edited\n"
+	if _, err := push(t, r, "00000002.history", []byte(other), repo.CodecLZ4); !errors.Is(err, repo.ErrDifferent) {
+		t.Errorf("Push of a different history = %v, want ErrDifferent", err)
+	}
+	if got := stored(t, root, "00000002.history"); string(got) != history2 {
+		t.Errorf("stored history changed to %q", got)
+	}
+}
+
+func TestPushRefusesBadHistory(t *testing.T) {
+	for name, content := range map[string]string{
+		"garbage":                 "this is not a history file\n",
+		"parent not older":        "2\t0/3000158\tno recovery target specified\n",
+		"decreasing timelines":    "2\t0/3000158\ta\n1\t0/4000000\tb\n",
+		"a segment's bytes":       string(fakeSegment(t, "000000010000000000000001", sysID, 1)[:4096]),
+		"larger than any history": strings.Repeat("# padding\n", 110000),
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, root := newRepo(t, repo.LayoutAuto)
+			if _, err := push(t, r, "00000002.history", []byte(content), repo.CodecLZ4); !errors.Is(err, ErrInvalid) {
+				t.Errorf("Push = %v, want ErrInvalid", err)
+			}
+			if _, err := os.Stat(root); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the repository was created: %v", err)
+			}
+		})
+	}
+}
+
+func TestPushBackupHistory(t *testing.T) {
+	const backup = "START WAL LOCATION: 0/200028 (file 000000010000000000000002)\n" +
+		"STOP WAL LOCATION: 0/200100 (file 000000010000000000000002)\n" +
+		"CHECKPOINT LOCATION: 0/200060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\n" +
+		"START TIME: 2023-05-04 10:11:12 UTC\nLABEL: pg_basebackup base backup\n" +
+		"START TIMELINE: 1\nSTOP TIME: 2023-05-04 10:11:13 UTC\nSTOP TIMELINE: 1\n"
+	const n = "000000010000000000000002.00000028.backup"
+	r, root := newRepo(t, repo.LayoutAuto)
+	mustPush(t, r, "000000010000000000000002", fakeSegment(t, "000000010000000000000002", sysID, 1), repo.CodecLZ4)
+	mustPush(t, r, n, []byte(backup), repo.CodecLZ4)
+	if got := stored(t, root, n); string(got) != backup {
+		t.Errorf("stored %q", got)
+	}
+	// Its name must say where the backup starts.
+	const wrong = "000000010000000000000002.00000030.backup"
+	if _, err := push(t, openRepo(t, root, repo.LayoutAuto), wrong, []byte(backup), repo.CodecLZ4); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Push as %s = %v, want ErrInvalid", wrong, err)
+	}
+	notStored(t, root, wrong)
+	if _, err := push(t, r, "000000010000000000000003.00000028.backup", []byte("garbage\n"), repo.CodecLZ4); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Push of a garbage backup history = %v, want ErrInvalid", err)
+	}
+}
