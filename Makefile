@@ -2,6 +2,8 @@
 # archive; `make test` runs every test (real PostgreSQL, and a real S3
 # server for the S3 backend).
 GO      ?= go
+# urfave_cli_no_docs drops the man-page generator: faster process start.
+export GOFLAGS += -tags=urfave_cli_no_docs
 BIN     := bin
 CMDS    := $(notdir $(wildcard cmd/*))
 

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 
@@ -37,71 +38,67 @@ func Push(ctx context.Context, r *repo.Repo, path, name string, codec repo.Codec
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: %w (archive_command takes %%p %%f)", ErrInvalid, err)
 	}
-	data, err := readFile(path, n)
+	f, size, err := openFile(path, n)
 	if err != nil {
 		return Result{}, err
 	}
-	if err := check(ctx, r, n, data); err != nil {
+	defer f.Close()
+	if err := check(ctx, r, n, f, size); err != nil {
 		return Result{}, err
 	}
-	existed, err := r.Put(ctx, n, data, codec)
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return Result{}, err
+	}
+	existed, err := r.PutFrom(ctx, n, f, size, codec)
 	if err != nil {
 		if errors.Is(err, repo.ErrDifferent) {
 			return Result{}, fmt.Errorf("%s is already archived with different content; refusing to overwrite it (%w)", n, err)
 		}
 		return Result{}, fmt.Errorf("storing %s in %s: %w", n, r, err)
 	}
-	return Result{Name: n, Existed: existed, Bytes: len(data)}, nil
+	return Result{Name: n, Existed: existed, Bytes: int(size)}, nil
 }
 
-func readFile(path string, n wal.Name) ([]byte, error) {
+// openFile opens the file to archive and returns its size.
+func openFile(path string, n wal.Name) (*os.File, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%w: %s does not exist", ErrInvalid, path)
+			return nil, 0, fmt.Errorf("%w: %s does not exist", ErrInvalid, path)
 		}
-		return nil, err
+		return nil, 0, err
 	}
-	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		f.Close()
+		return nil, 0, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrInvalid, path)
+		f.Close()
+		return nil, 0, fmt.Errorf("%w: %s is not a regular file", ErrInvalid, path)
 	}
 	if !repo.Compressible(n.Kind) && fi.Size() > maxTextFile {
-		return nil, fmt.Errorf("%w: %s is %d bytes, too large for a %s file", ErrInvalid, path, fi.Size(), n.Kind)
+		f.Close()
+		return nil, 0, fmt.Errorf("%w: %s is %d bytes, too large for a %s file", ErrInvalid, path, fi.Size(), n.Kind)
 	}
-	data := make([]byte, fi.Size())
-	if _, err := readFull(f, data); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	return data, nil
-}
-
-func readFull(f *os.File, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		k, err := f.Read(b[n:])
-		n += k
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
+	return f, fi.Size(), nil
 }
 
 // check validates content against the name and the repository's identity.
-func check(ctx context.Context, r *repo.Repo, n wal.Name, data []byte) error {
+// Segments are checked by their header; text files are read whole.
+func check(ctx context.Context, r *repo.Repo, n wal.Name, f *os.File, size int64) error {
 	switch n.Kind {
 	case wal.KindSegment, wal.KindPartial:
-		h, err := wal.ParseLongHeader(data)
+		head := make([]byte, wal.LongHeaderSize)
+		if k, err := f.ReadAt(head, 0); err != nil && !(errors.Is(err, io.EOF) && k == len(head)) {
+			head = head[:k]
+		}
+		h, err := wal.ParseLongHeader(head)
 		if err != nil {
 			return fmt.Errorf("%w %s: %w", ErrInvalid, n, err)
 		}
-		if len(data) != int(h.SegSize) {
-			return fmt.Errorf("%w %s: file is %d bytes, its header says segments are %d", ErrInvalid, n, len(data), h.SegSize)
+		if size != int64(h.SegSize) {
+			return fmt.Errorf("%w %s: file is %d bytes, its header says segments are %d", ErrInvalid, n, size, h.SegSize)
 		}
 		if err := h.CheckName(n); err != nil {
 			return fmt.Errorf("%w %s: %w", ErrInvalid, n, err)
@@ -109,6 +106,19 @@ func check(ctx context.Context, r *repo.Repo, n wal.Name, data []byte) error {
 		if err := r.Claim(ctx, h); err != nil {
 			return fmt.Errorf("%w %s: %w", ErrInvalid, n, err)
 		}
+	case wal.KindHistory, wal.KindBackup:
+		data := make([]byte, size)
+		if _, err := io.ReadFull(f, data); err != nil {
+			return fmt.Errorf("reading %s: %w", n, err)
+		}
+		return checkText(ctx, r, n, data)
+	}
+	return nil
+}
+
+// checkText validates a history or backup history file.
+func checkText(ctx context.Context, r *repo.Repo, n wal.Name, data []byte) error {
+	switch n.Kind {
 	case wal.KindHistory:
 		if _, err := wal.ParseHistory(n.Timeline, bytes.NewReader(data)); err != nil {
 			return fmt.Errorf("%w %s: %w", ErrInvalid, n, err)

@@ -35,15 +35,25 @@ func Encode(c Codec, data []byte) ([]byte, error) {
 	if c == CodecNone {
 		return data, nil
 	}
+	return encodeLZ4(bytes.NewReader(data), int64(len(data)))
+}
+
+// encodeLZ4 compresses size bytes from src into one lz4 frame with a
+// content checksum and the content size in its header.
+func encodeLZ4(src io.Reader, size int64) ([]byte, error) {
 	var buf bytes.Buffer
-	buf.Grow(len(data)/3 + 64)
+	buf.Grow(int(size/4) + 64)
 	w := lz4.NewWriter(&buf)
-	if err := w.Apply(lz4.ChecksumOption(true), lz4.SizeOption(uint64(len(data))),
-		lz4.BlockSizeOption(lz4.Block4Mb), lz4.ConcurrencyOption(-1)); err != nil {
+	if err := w.Apply(lz4.ChecksumOption(true), lz4.SizeOption(uint64(size)),
+		lz4.BlockSizeOption(lz4.Block256Kb)); err != nil {
 		return nil, err
 	}
-	if _, err := w.Write(data); err != nil {
+	n, err := w.ReadFrom(io.LimitReader(src, size))
+	if err != nil {
 		return nil, err
+	}
+	if n != size {
+		return nil, fmt.Errorf("source ended after %d of %d bytes", n, size)
 	}
 	if err := w.Close(); err != nil {
 		return nil, err
@@ -71,6 +81,19 @@ func (o *Object) Read(p []byte) (int, error) {
 
 // Close releases the object.
 func (o *Object) Close() error { return o.body.Close() }
+
+// CopyN copies exactly n decoded bytes to w the cheapest way the codec
+// allows (an in-kernel copy for an uncompressed local file into a file).
+func (o *Object) CopyN(w io.Writer, n int64) (int64, error) {
+	if o.Codec == CodecNone {
+		return io.Copy(w, io.LimitReader(o.body, n))
+	}
+	// Large writes instead of the 32 KiB pieces io.Copy would use.
+	buf := make([]byte, 1<<20)
+	return io.CopyBuffer(writerOnly{w}, io.LimitReader(o, n), buf)
+}
+
+type writerOnly struct{ io.Writer }
 
 func isStorageErr(err error) bool {
 	var se *storage.Error
@@ -131,6 +154,14 @@ func (r *Repo) Open(ctx context.Context, n wal.Name) (*Object, error) {
 // nil with existed true; different content returns an error matching
 // fs.ErrExist and leaves the stored object as it is.
 func (r *Repo) Put(ctx context.Context, n wal.Name, data []byte, c Codec) (existed bool, err error) {
+	return r.PutFrom(ctx, n, bytes.NewReader(data), int64(len(data)), c)
+}
+
+// PutFrom is Put reading size bytes from src, which must be rewindable (a
+// file or an in-memory reader): it is read again to compare with a stored
+// copy. An *os.File of an uncompressed object reaches a local backend as
+// it is, so the kernel copies it.
+func (r *Repo) PutFrom(ctx context.Context, n wal.Name, src io.ReadSeeker, size int64, c Codec) (existed bool, err error) {
 	if _, _, err := r.Identity(ctx); err != nil {
 		return false, err
 	}
@@ -148,18 +179,22 @@ func (r *Repo) Put(ctx context.Context, n wal.Name, data []byte, c Codec) (exist
 			continue
 		}
 		if _, err := r.Backend.Stat(ctx, loc.Key); err == nil {
-			return true, r.compare(ctx, n, data)
+			return true, r.compare(ctx, n, src, size)
 		} else if !storage.IsNotExist(err) {
 			return false, err
 		}
 	}
-	obj, err := Encode(c, data)
-	if err != nil {
-		return false, fmt.Errorf("compressing %s: %w", n, err)
+	body, bodySize := src, size
+	if c == CodecLZ4 {
+		obj, err := encodeLZ4(src, size)
+		if err != nil {
+			return false, fmt.Errorf("compressing %s: %w", n, err)
+		}
+		body, bodySize = bytes.NewReader(obj), int64(len(obj))
 	}
-	err = r.Backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
+	err = r.Backend.Put(ctx, key, body, bodySize)
 	if storage.IsExist(err) {
-		return true, r.compare(ctx, n, data)
+		return true, r.compare(ctx, n, src, size)
 	}
 	return false, err
 }
@@ -167,22 +202,32 @@ func (r *Repo) Put(ctx context.Context, n wal.Name, data []byte, c Codec) (exist
 // ErrDifferent is matched when a file is already archived with other content.
 var ErrDifferent = fmt.Errorf("archived with different content: %w", errExist)
 
-// compare checks that the stored copy of n holds exactly data.
-func (r *Repo) compare(ctx context.Context, n wal.Name, data []byte) error {
+// compare checks that the stored copy of n holds exactly the size bytes
+// of src.
+func (r *Repo) compare(ctx context.Context, n wal.Name, src io.ReadSeeker, size int64) error {
+	if _, err := src.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
 	o, err := r.Open(ctx, n)
 	if err != nil {
 		return err
 	}
 	defer o.Close()
-	buf := make([]byte, 1<<20)
-	off := 0
+	stored, mine := make([]byte, 1<<20), make([]byte, 1<<20)
+	var off int64
 	for {
-		k, err := io.ReadFull(o, buf)
+		k, err := io.ReadFull(o, stored)
 		if k > 0 {
-			if off+k > len(data) || !bytes.Equal(buf[:k], data[off:off+k]) {
+			if off+int64(k) > size {
 				return fmt.Errorf("%s: %w", o.Key, ErrDifferent)
 			}
-			off += k
+			if _, rerr := io.ReadFull(src, mine[:k]); rerr != nil {
+				return fmt.Errorf("re-reading the file to compare: %w", rerr)
+			}
+			if !bytes.Equal(stored[:k], mine[:k]) {
+				return fmt.Errorf("%s: %w", o.Key, ErrDifferent)
+			}
+			off += int64(k)
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			break
@@ -191,7 +236,7 @@ func (r *Repo) compare(ctx context.Context, n wal.Name, data []byte) error {
 			return err
 		}
 	}
-	if off != len(data) {
+	if off != size {
 		return fmt.Errorf("%s: %w", o.Key, ErrDifferent)
 	}
 	return nil

@@ -3,7 +3,6 @@
 package restore
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -90,11 +89,10 @@ func corrupt(o *repo.Object, format string, args ...any) error {
 // copySegment copies a segment or partial segment, checking its header
 // against the name and the repository, and its length against the header.
 func copySegment(w io.Writer, o *repo.Object, n wal.Name, id repo.Identity, haveID bool) (int64, error) {
-	br := bufio.NewReaderSize(o, 1<<20)
-	head, err := br.Peek(wal.LongHeaderSize)
-	if err != nil {
+	head := make([]byte, wal.LongHeaderSize)
+	if k, err := io.ReadFull(o, head); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return 0, corrupt(o, "only %d bytes, shorter than a page header", len(head))
+			return 0, corrupt(o, "only %d bytes, shorter than a page header", k)
 		}
 		return 0, err
 	}
@@ -109,12 +107,25 @@ func copySegment(w io.Writer, o *repo.Object, n wal.Name, id repo.Identity, have
 		return 0, corrupt(o, "WAL of system %d with %s segments, the repository holds system %d with %s segments",
 			h.SysID, wal.FormatSize(h.SegSize), id.SystemID, wal.FormatSize(id.SegSize))
 	}
-	written, err := io.Copy(w, io.LimitReader(br, int64(h.SegSize)+1))
+	if _, err := w.Write(head); err != nil {
+		return 0, err
+	}
+	rest, err := o.CopyN(w, int64(h.SegSize)-wal.LongHeaderSize)
+	written := rest + wal.LongHeaderSize
 	if err != nil {
 		return written, err
 	}
 	if written != int64(h.SegSize) {
 		return written, corrupt(o, "%d bytes, want the segment size %d", written, h.SegSize)
+	}
+	// Read on to the end: nothing may follow, and the end of an lz4 frame
+	// is where its content checksum is verified.
+	var one [1]byte
+	if k, err := io.ReadFull(o, one[:]); k != 0 || !errors.Is(err, io.EOF) {
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return written, err
+		}
+		return written, corrupt(o, "longer than the segment size %d", h.SegSize)
 	}
 	return written, nil
 }

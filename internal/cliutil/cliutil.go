@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -112,6 +113,10 @@ func Args(c *cli.Context, names ...string) ([]string, error) {
 // signal after cleaning up, so PostgreSQL sees what it sent (it treats a
 // restore_command killed by SIGTERM as a shutdown, not as "not found").
 func Main(app *cli.App, exitCode func(error) int) {
+	// These processes live for milliseconds and allocate little: collecting
+	// garbage costs more than it frees. Collect only near a memory bound.
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(512 << 20)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)

@@ -98,7 +98,7 @@ func Walship(t testing.TB) string {
 			return
 		}
 		os.Chmod(dir, 0o755)
-		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/...")
+		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", dir+"/", "./cmd/...")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

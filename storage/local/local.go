@@ -98,7 +98,12 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 			os.Remove(tmp.Name())
 		}
 	}()
-	if _, err := io.Copy(tmp, ctxReader{ctx, r}); err != nil {
+	if err := ctx.Err(); err != nil {
+		return wrap("put", key, err)
+	}
+	// Unwrapped, so that io.Copy can let the kernel copy from a file
+	// (copy_file_range) or write an in-memory reader in one piece.
+	if _, err := io.Copy(tmp, r); err != nil {
 		return wrap("put", key, err)
 	}
 	if err := tmp.Sync(); err != nil {
@@ -288,19 +293,6 @@ func (b *Backend) Remove(ctx context.Context, key string) error {
 		return wrap("remove", key, err)
 	}
 	return wrap("remove", key, syncDir(filepath.Dir(path)))
-}
-
-// ctxReader stops a copy when its context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // Exists implements storage.Exister: the root must be a directory.

@@ -1,0 +1,43 @@
+# Shared by the benchmark scripts: finding PostgreSQL, running it as an
+# unprivileged user, timing whole processes, and writing a section of
+# docs/BENCHMARKS.md.
+
+find_pgbin() {
+  if [ -n "${WALSHIP_PG_BIN:-}" ]; then echo "$WALSHIP_PG_BIN"; return; fi
+  if command -v pg_ctl >/dev/null; then dirname "$(readlink -f "$(command -v pg_ctl)")"; return; fi
+  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1
+}
+pgbin=$(find_pgbin)
+pguser=$(id -un)
+[ "$(id -u)" = 0 ] && pguser=${WALSHIP_PG_USER:-postgres}
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u "$pguser" -- env PATH="$pgbin:$PATH" "$@"; else env PATH="$pgbin:$PATH" "$@"; fi; }
+
+now_ns() { date +%s%N; }
+
+# median of the numbers given as arguments
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# ratio A B: A/B with two decimals
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+ms() { awk -v n="$1" 'BEGIN {printf "%.2f", n/1e6}'; }
+
+# update_section NAME FILE: replace the section NAME of docs/BENCHMARKS.md
+# (between <!-- begin NAME --> and <!-- end NAME -->) with FILE's content,
+# appending it if the section is new.
+update_section() {
+  local name=$1 body=$2 doc=${BENCH_DOC:-docs/BENCHMARKS.md}
+  mkdir -p "$(dirname "$doc")"
+  [ -f "$doc" ] || printf '# walship benchmarks\n\nWritten by `make bench`; every figure compares tools run side by side in the same run on the same machine.\n' > "$doc"
+  if grep -q "<!-- begin $name -->" "$doc"; then
+    awk -v name="$name" -v body="$body" '
+      $0 == "<!-- begin " name " -->" { print; while ((getline line < body) > 0) print line; skip = 1; next }
+      $0 == "<!-- end " name " -->" { skip = 0 }
+      !skip { print }' "$doc" > "$doc.new" && mv "$doc.new" "$doc"
+  else
+    { printf '\n<!-- begin %s -->\n' "$name"; cat "$body"; printf '<!-- end %s -->\n' "$name"; } >> "$doc"
+  fi
+}
+
+machine_line() {
+  echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr), $("$pgbin/postgres" --version), $(go version | awk '{print $3}'), $(date -u +%Y-%m-%d)."
+}
