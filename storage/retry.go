@@ -80,17 +80,20 @@ func (r *retrying) do(ctx context.Context, op, key string, f func(ctx context.Co
 func (r *retrying) Put(ctx context.Context, key string, rd io.Reader, size int64) error {
 	seeker, canRewind := rd.(io.Seeker)
 	first := true
+	var last error
 	return r.do(ctx, "put", key, func(ctx context.Context) error {
 		if !first {
 			if !canRewind {
-				return errors.New("cannot retry a put from a stream")
+				// Not retried: %v drops the transient mark.
+				return fmt.Errorf("cannot retry a put from a stream: %v", last)
 			}
 			if _, err := seeker.Seek(0, io.SeekStart); err != nil {
 				return err
 			}
 		}
 		first = false
-		return r.b.Put(ctx, key, rd, size)
+		last = r.b.Put(ctx, key, rd, size)
+		return last
 	})
 }
 
@@ -137,12 +140,13 @@ func (r *retrying) Stat(ctx context.Context, key string) (Info, error) {
 
 func (r *retrying) List(ctx context.Context, prefix string, fn func(Info) error) error {
 	// A listing is retried only until it has delivered its first item, so
-	// fn never sees an item twice.
+	// fn never sees an item twice. An error from fn is returned as it is,
+	// never retried.
 	delivered := false
-	var fnErr error
-	return r.do(ctx, "list", prefix, func(ctx context.Context) error {
-		if delivered {
-			return fnErr
+	var fnErr, interrupted error
+	err := r.do(ctx, "list", prefix, func(ctx context.Context) error {
+		if interrupted != nil {
+			return interrupted // an attempt that had delivered items timed out
 		}
 		err := r.b.List(ctx, prefix, func(i Info) error {
 			delivered = true
@@ -151,12 +155,20 @@ func (r *retrying) List(ctx context.Context, prefix string, fn func(Info) error)
 			}
 			return nil
 		})
-		if delivered && err != nil && (fnErr == nil || !errors.Is(err, fnErr)) {
+		if fnErr != nil {
+			return nil
+		}
+		if delivered && err != nil {
 			// Not retried: %v drops the transient mark.
-			return fmt.Errorf("listing interrupted: %v", err)
+			interrupted = fmt.Errorf("listing interrupted: %v", err)
+			return interrupted
 		}
 		return err
 	})
+	if fnErr != nil {
+		return fnErr
+	}
+	return err
 }
 
 func (r *retrying) Remove(ctx context.Context, key string) error {
