@@ -26,8 +26,10 @@ const maxTextFile = 1 << 20
 // Result says what Push did.
 type Result struct {
 	Name    wal.Name
-	Existed bool // already archived with identical content; nothing written
-	Bytes   int  // size of the WAL file
+	Key     string // where it is stored, when known
+	Existed bool   // already archived with identical content; nothing written
+	Ahead   bool   // answered from a look-ahead push's marker
+	Bytes   int    // size of the WAL file
 }
 
 // Push archives the file at path under the WAL file name name (%p and %f).
@@ -49,14 +51,14 @@ func Push(ctx context.Context, r *repo.Repo, path, name string, codec repo.Codec
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return Result{}, err
 	}
-	existed, err := r.PutFrom(ctx, n, f, size, codec)
+	key, existed, err := r.PutFrom(ctx, n, f, size, codec)
 	if err != nil {
 		if errors.Is(err, repo.ErrDifferent) {
 			return Result{}, fmt.Errorf("%s is already archived with different content; refusing to overwrite it (%w)", n, err)
 		}
 		return Result{}, fmt.Errorf("storing %s in %s: %w", n, r, err)
 	}
-	return Result{Name: n, Existed: existed, Bytes: int(size)}, nil
+	return Result{Name: n, Key: key, Existed: existed, Bytes: int(size)}, nil
 }
 
 // openFile opens the file to archive and returns its size.

@@ -154,16 +154,18 @@ func (r *Repo) Open(ctx context.Context, n wal.Name) (*Object, error) {
 // nil with existed true; different content returns an error matching
 // fs.ErrExist and leaves the stored object as it is.
 func (r *Repo) Put(ctx context.Context, n wal.Name, data []byte, c Codec) (existed bool, err error) {
-	return r.PutFrom(ctx, n, bytes.NewReader(data), int64(len(data)), c)
+	_, existed, err = r.PutFrom(ctx, n, bytes.NewReader(data), int64(len(data)), c)
+	return existed, err
 }
 
 // PutFrom is Put reading size bytes from src, which must be rewindable (a
 // file or an in-memory reader): it is read again to compare with a stored
 // copy. An *os.File of an uncompressed object reaches a local backend as
-// it is, so the kernel copies it.
-func (r *Repo) PutFrom(ctx context.Context, n wal.Name, src io.ReadSeeker, size int64, c Codec) (existed bool, err error) {
+// it is, so the kernel copies it. It also returns the key the file is
+// stored under.
+func (r *Repo) PutFrom(ctx context.Context, n wal.Name, src io.ReadSeeker, size int64, c Codec) (key string, existed bool, err error) {
 	if _, _, err := r.Identity(ctx); err != nil {
-		return false, err
+		return "", false, err
 	}
 	layout := r.layout
 	if layout == LayoutAuto {
@@ -172,31 +174,31 @@ func (r *Repo) PutFrom(ctx context.Context, n wal.Name, src io.ReadSeeker, size 
 	if !Compressible(n.Kind) {
 		c = CodecNone
 	}
-	key := Key(layout, n, c)
+	key = Key(layout, n, c)
 	// The same file may already be stored under the other codec.
 	for _, loc := range Candidates(layout, n) {
 		if loc.Key == key {
 			continue
 		}
 		if _, err := r.Backend.Stat(ctx, loc.Key); err == nil {
-			return true, r.compare(ctx, n, src, size)
+			return loc.Key, true, r.compare(ctx, n, src, size)
 		} else if !storage.IsNotExist(err) {
-			return false, err
+			return "", false, err
 		}
 	}
 	body, bodySize := src, size
 	if c == CodecLZ4 {
 		obj, err := encodeLZ4(src, size)
 		if err != nil {
-			return false, fmt.Errorf("compressing %s: %w", n, err)
+			return "", false, fmt.Errorf("compressing %s: %w", n, err)
 		}
 		body, bodySize = bytes.NewReader(obj), int64(len(obj))
 	}
 	err = r.Backend.Put(ctx, key, body, bodySize)
 	if storage.IsExist(err) {
-		return true, r.compare(ctx, n, src, size)
+		return key, true, r.compare(ctx, n, src, size)
 	}
-	return false, err
+	return key, false, err
 }
 
 // ErrDifferent is matched when a file is already archived with other content.

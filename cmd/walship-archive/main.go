@@ -19,6 +19,10 @@ import (
 func main() {
 	flags := append(cliutil.RepoFlags(),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "compress", Value: "lz4", Usage: "lz4 or none", EnvVars: []string{"WALSHIP_COMPRESS"}}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "parallel", Value: 1, EnvVars: []string{"WALSHIP_PARALLEL"},
+			Usage: "push up to N files at once: %f and the next ones PostgreSQL has marked ready; later calls for those return after a cheap check"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "spool", EnvVars: []string{"WALSHIP_SPOOL"},
+			Usage: "directory (outside the data directory) where --parallel remembers what it pushed ahead"}),
 	)
 	app := &cli.App{
 		Name:      "walship-archive",
@@ -40,18 +44,25 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return cliutil.UsageError{Err: err}
 	}
+	par := archive.Parallel{N: c.Int("parallel"), Spool: c.String("spool")}
+	if err := archive.CheckParallel(par); err != nil {
+		return cliutil.UsageError{Err: err}
+	}
 	r, err := cliutil.OpenRepo(c, nil)
 	if err != nil {
 		return err
 	}
 	r.Create = true
-	res, err := archive.Push(c.Context, r, args[0], args[1], codec)
+	res, err := archive.PushAhead(c.Context, r, args[0], args[1], codec, par)
 	if err != nil {
 		return err
 	}
-	if res.Existed {
+	switch {
+	case res.Ahead:
+		slog.Info("already archived by a look-ahead push", "file", args[1], "repo", r.String())
+	case res.Existed:
 		slog.Info("already archived with identical content", "file", args[1], "repo", r.String())
-	} else {
+	default:
 		slog.Info("archived", "file", args[1], "bytes", res.Bytes, "repo", r.String())
 	}
 	return nil
