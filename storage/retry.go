@@ -174,3 +174,29 @@ func (r *retrying) List(ctx context.Context, prefix string, fn func(Info) error)
 func (r *retrying) Remove(ctx context.Context, key string) error {
 	return r.do(ctx, "remove", key, func(ctx context.Context) error { return r.b.Remove(ctx, key) })
 }
+
+// removeBatch bounds the keys of one retried RemoveMany call (S3's limit).
+const removeBatch = 1000
+
+// RemoveMany implements BatchRemover. Batches of the wrapped backend are
+// retried whole (deleting is idempotent), each within OpTimeout; a backend
+// without batches gets one retried Remove per key.
+func (r *retrying) RemoveMany(ctx context.Context, keys []string) error {
+	br, ok := r.b.(BatchRemover)
+	if !ok {
+		for _, k := range keys {
+			if err := r.Remove(ctx, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for len(keys) > 0 {
+		batch := keys[:min(len(keys), removeBatch)]
+		keys = keys[len(batch):]
+		if err := r.do(ctx, "remove", batch[0], func(ctx context.Context) error { return br.RemoveMany(ctx, batch) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}

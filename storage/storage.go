@@ -126,3 +126,24 @@ func Exists(ctx context.Context, b Backend) error {
 		b = u.Unwrap()
 	}
 }
+
+// BatchRemover is implemented by backends that delete many keys in one call
+// (S3's DeleteObjects). Callers use RemoveMany rather than testing for it.
+type BatchRemover interface {
+	// RemoveMany deletes the objects; missing keys are not an error.
+	RemoveMany(ctx context.Context, keys []string) error
+}
+
+// RemoveMany deletes keys from b: in batches when b can, else one by one.
+// The retry wrapper is a BatchRemover for any backend it wraps.
+func RemoveMany(ctx context.Context, b Backend, keys []string) error {
+	if br, ok := b.(BatchRemover); ok {
+		return br.RemoveMany(ctx, keys)
+	}
+	for _, k := range keys {
+		if err := b.Remove(ctx, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
