@@ -1,0 +1,328 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/walship/walship/storage"
+)
+
+// Put implements storage.Backend. Objects up to the multipart threshold go
+// up in one conditional PutObject; larger ones in parts, checked for the
+// key first (so a taken key is refused before a long upload) and completed
+// conditionally. An upload that fails is aborted, so nothing is visible.
+func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	k, err := b.objectKey(key)
+	if err != nil {
+		return &storage.Error{Op: "put", Key: key, Err: err}
+	}
+	if err := ctx.Err(); err != nil {
+		return &storage.Error{Op: "put", Key: key, Err: err}
+	}
+	src := newSource(r, size)
+	p, small, err := src.whole(b.threshold)
+	if err != nil {
+		return &storage.Error{Op: "put", Key: key, Err: err}
+	}
+	if small {
+		err = b.putObject(ctx, key, k, p)
+	} else {
+		err = b.putMultipart(ctx, key, k, src)
+	}
+	if err == nil {
+		src.finish()
+	}
+	return err
+}
+
+// conditional reports whether writes may use If-None-Match.
+func (b *Backend) conditional() bool { return !b.cfg.NoConditionalPut && !b.noConditional.Load() }
+
+// notConditional records that the store does not do conditional writes.
+func (b *Backend) notConditional() {
+	if b.noConditional.CompareAndSwap(false, true) {
+		slog.Warn("the S3 store does not support conditional writes (If-None-Match); checking for the key before each write instead, which two writers of the same key at the same moment can race",
+			"repo", b.String())
+	}
+}
+
+func (b *Backend) putObject(ctx context.Context, key, k string, p piece) error {
+	in := &s3.PutObjectInput{
+		Bucket: aws.String(b.cfg.Bucket), Key: aws.String(k),
+		Body: p.body, ContentLength: aws.Int64(p.n), ContentMD5: aws.String(p.md5),
+	}
+	if b.cfg.StorageClass != "" {
+		in.StorageClass = types.StorageClass(b.cfg.StorageClass)
+	}
+	if b.cfg.SSE != "" {
+		in.ServerSideEncryption = types.ServerSideEncryption(b.cfg.SSE)
+	}
+	if b.cfg.SSEKMSKeyID != "" {
+		in.SSEKMSKeyId = aws.String(b.cfg.SSEKMSKeyID)
+	}
+	if b.conditional() {
+		in.IfNoneMatch = aws.String("*")
+		_, err := b.client.PutObject(ctx, in)
+		if err == nil || !isNotImplemented(err) {
+			return b.wrapPut(key, err)
+		}
+		b.notConditional()
+		if _, err := p.body.Seek(0, io.SeekStart); err != nil {
+			return &storage.Error{Op: "put", Key: key, Err: err}
+		}
+		in.IfNoneMatch = nil
+	}
+	// Check, then write. This is not atomic: a second writer of the same
+	// key between our HeadObject and our PutObject would be overwritten,
+	// or overwrite us. WAL file names are written by one server, so this
+	// only matters with two primaries archiving into one repository, which
+	// the identity file already refuses.
+	if err := b.absent(ctx, key, k); err != nil {
+		return err
+	}
+	_, err := b.client.PutObject(ctx, in)
+	return b.wrapPut(key, err)
+}
+
+// absent returns nil when k does not exist, an error matching fs.ErrExist
+// when it does, or the error that kept it from finding out.
+func (b *Backend) absent(ctx context.Context, key, k string) error {
+	_, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.cfg.Bucket), Key: aws.String(k)})
+	switch {
+	case err == nil:
+		return &storage.Error{Op: "put", Key: key, Err: fs.ErrExist}
+	case isNotFound(err) && code(err) != "NoSuchBucket":
+		return nil
+	}
+	return b.wrap("put", key, err)
+}
+
+// wrapPut maps the refusal of a conditional write to fs.ErrExist.
+func (b *Backend) wrapPut(key string, err error) error {
+	if err != nil && isTaken(err) {
+		return &storage.Error{Op: "put", Key: key, Err: fs.ErrExist}
+	}
+	return b.wrap("put", key, err)
+}
+
+func (b *Backend) putMultipart(ctx context.Context, key, k string, src *source) (err error) {
+	if err := b.absent(ctx, key, k); err != nil {
+		return err
+	}
+	create := &s3.CreateMultipartUploadInput{Bucket: aws.String(b.cfg.Bucket), Key: aws.String(k)}
+	if b.cfg.StorageClass != "" {
+		create.StorageClass = types.StorageClass(b.cfg.StorageClass)
+	}
+	if b.cfg.SSE != "" {
+		create.ServerSideEncryption = types.ServerSideEncryption(b.cfg.SSE)
+	}
+	if b.cfg.SSEKMSKeyID != "" {
+		create.SSEKMSKeyId = aws.String(b.cfg.SSEKMSKeyID)
+	}
+	out, err := b.client.CreateMultipartUpload(ctx, create)
+	if err != nil {
+		return b.wrap("put", key, err)
+	}
+	id := out.UploadId
+	defer func() {
+		if err == nil {
+			return
+		}
+		// The parts of an unfinished upload are invisible but kept (and
+		// billed) until aborted: abort even when ctx has ended.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if _, aerr := b.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
+			Bucket: aws.String(b.cfg.Bucket), Key: aws.String(k), UploadId: id,
+		}); aerr != nil {
+			slog.Warn("could not abort a failed multipart upload; a bucket lifecycle rule for incomplete uploads would remove its parts",
+				"repo", b.String(), "key", key, "err", classify(aerr, b.cfg.Bucket))
+		}
+	}()
+
+	var parts []types.CompletedPart
+	for num := int32(1); ; num++ {
+		if err := ctx.Err(); err != nil {
+			return &storage.Error{Op: "put", Key: key, Err: err}
+		}
+		p, err := src.next(b.partSize)
+		if err != nil {
+			return &storage.Error{Op: "put", Key: key, Err: err}
+		}
+		if p.n == 0 && num > 1 {
+			break // the stream ended on a part boundary
+		}
+		if num > maxParts {
+			return &storage.Error{Op: "put", Key: key, Err: fmt.Errorf("object larger than %d parts of %d bytes", maxParts, b.partSize)}
+		}
+		up, err := b.client.UploadPart(ctx, &s3.UploadPartInput{
+			Bucket: aws.String(b.cfg.Bucket), Key: aws.String(k), UploadId: id, PartNumber: aws.Int32(num),
+			Body: p.body, ContentLength: aws.Int64(p.n), ContentMD5: aws.String(p.md5),
+		})
+		if err != nil {
+			return b.wrap("put", fmt.Sprintf("%s (part %d)", key, num), err)
+		}
+		parts = append(parts, types.CompletedPart{ETag: up.ETag, PartNumber: aws.Int32(num)})
+		if src.finished() {
+			break
+		}
+	}
+
+	complete := &s3.CompleteMultipartUploadInput{
+		Bucket: aws.String(b.cfg.Bucket), Key: aws.String(k), UploadId: id,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+	}
+	if b.conditional() {
+		complete.IfNoneMatch = aws.String("*")
+		_, err = b.client.CompleteMultipartUpload(ctx, complete)
+		if err == nil || !isNotImplemented(err) {
+			return b.wrapPut(key, err)
+		}
+		b.notConditional()
+		complete.IfNoneMatch = nil
+		// Check, then complete: the same race as in putObject.
+		if err = b.absent(ctx, key, k); err != nil {
+			return err
+		}
+	}
+	_, err = b.client.CompleteMultipartUpload(ctx, complete)
+	return b.wrapPut(key, err)
+}
+
+// piece is a run of the object's bytes: seekable, because the SDK hashes a
+// body to sign it and then sends it from the start.
+type piece struct {
+	body io.ReadSeeker
+	n    int64
+	md5  string // base64, for Content-MD5
+}
+
+// source hands out the bytes of one Put in pieces. A reader that can read
+// at offsets (bytes.Reader, os.File) with a known size is read in place;
+// any other reader is read into memory, one piece at a time.
+type source struct {
+	ra              io.ReaderAt
+	seeker          io.Seeker
+	base, size, off int64
+
+	r       io.Reader
+	pending []byte // read from r but not yet handed out
+	buf     []byte // reused for pieces read from r
+	eof     bool   // r is exhausted
+}
+
+func newSource(r io.Reader, size int64) *source {
+	ra, isRA := r.(io.ReaderAt)
+	sk, isSeeker := r.(io.Seeker)
+	if isRA && isSeeker && size >= 0 {
+		// ReadAt ignores the reader's offset: start where a Read would.
+		if base, err := sk.Seek(0, io.SeekCurrent); err == nil {
+			return &source{ra: ra, seeker: sk, base: base, size: size}
+		}
+	}
+	return &source{r: r}
+}
+
+// whole returns the entire object as one piece when it has at most limit
+// bytes; small is false when it is larger, and then next hands it out.
+func (s *source) whole(limit int64) (p piece, small bool, err error) {
+	if s.ra != nil {
+		if s.size > limit {
+			return piece{}, false, nil
+		}
+		p, err := s.next(s.size)
+		return p, err == nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(s.r, limit+1))
+	if err != nil {
+		return piece{}, false, fmt.Errorf("reading the data: %w", err)
+	}
+	if int64(len(data)) <= limit {
+		s.eof = true
+		return bytesPiece(data), true, nil
+	}
+	s.pending = data
+	return piece{}, false, nil
+}
+
+// next returns the next piece of at most max bytes; it is shorter than max
+// only at the end, and empty once everything was handed out.
+func (s *source) next(max int64) (piece, error) {
+	if s.ra != nil {
+		n := min(max, s.size-s.off)
+		sec := io.NewSectionReader(s.ra, s.base+s.off, n)
+		h := md5.New()
+		got, err := io.Copy(h, sec)
+		if err != nil {
+			return piece{}, fmt.Errorf("reading the data: %w", err)
+		}
+		if got != n {
+			return piece{}, fmt.Errorf("the data ended after %d of the %d bytes announced", s.off+got, s.size)
+		}
+		if _, err := sec.Seek(0, io.SeekStart); err != nil {
+			return piece{}, err
+		}
+		s.off += n
+		if s.off == s.size {
+			var one [1]byte
+			if k, _ := s.ra.ReadAt(one[:], s.base+s.size); k > 0 {
+				return piece{}, fmt.Errorf("the data is longer than the %d bytes announced", s.size)
+			}
+		}
+		return piece{body: sec, n: n, md5: base64.StdEncoding.EncodeToString(h.Sum(nil))}, nil
+	}
+	if int64(len(s.pending)) >= max || s.eof {
+		n := min(max, int64(len(s.pending)))
+		p := s.pending[:n]
+		s.pending = s.pending[n:]
+		return bytesPiece(p), nil
+	}
+	// Part of what was read ahead plus fresh bytes. The previous piece
+	// is done with (parts go up one at a time), so buf is free.
+	if int64(cap(s.buf)) < max {
+		s.buf = make([]byte, max)
+	}
+	buf := s.buf[:max]
+	k := copy(buf, s.pending)
+	s.pending = nil
+	m, err := io.ReadFull(s.r, buf[k:])
+	switch err {
+	case nil:
+	case io.EOF, io.ErrUnexpectedEOF:
+		s.eof = true
+	default:
+		return piece{}, fmt.Errorf("reading the data: %w", err)
+	}
+	return bytesPiece(buf[:k+m]), nil
+}
+
+// finished reports whether every byte was handed out.
+func (s *source) finished() bool {
+	if s.ra != nil {
+		return s.off == s.size
+	}
+	return s.eof && len(s.pending) == 0
+}
+
+// finish leaves a seekable reader at its end, as if it had been read.
+func (s *source) finish() {
+	if s.seeker != nil {
+		s.seeker.Seek(s.base+s.size, io.SeekStart)
+	}
+}
+
+func bytesPiece(p []byte) piece {
+	sum := md5.Sum(p)
+	return piece{body: bytes.NewReader(p), n: int64(len(p)), md5: base64.StdEncoding.EncodeToString(sum[:])}
+}

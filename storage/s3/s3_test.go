@@ -1,0 +1,392 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/walship/walship/internal/s3test"
+	"github.com/walship/walship/storage"
+	"github.com/walship/walship/storage/storagetest"
+)
+
+// newBackend returns a backend on srv, in bucket under prefix, with the
+// server's credentials; edit changes its Config first.
+func newBackend(t *testing.T, srv *s3test.Server, bucket, prefix string, edit func(*Config)) *Backend {
+	t.Helper()
+	cfg := Config{
+		Bucket: bucket, Prefix: prefix, Endpoint: srv.Endpoint, Region: srv.Region,
+		Credentials: credentials.NewStaticCredentialsProvider(srv.AccessKey, srv.SecretKey, ""),
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	b, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return b
+}
+
+func TestConformance(t *testing.T) {
+	srv := s3test.StartServer(t)
+	storagetest.Run(t, func(t *testing.T) storage.Backend {
+		return newBackend(t, srv, srv.NewBucket(t), "repo/main", nil)
+	})
+}
+
+// The whole suite again with a multipart threshold that its 16 MiB object
+// crosses, and without a prefix.
+func TestConformanceMultipart(t *testing.T) {
+	srv := s3test.StartServer(t)
+	storagetest.Run(t, func(t *testing.T) storage.Backend {
+		return newBackend(t, srv, srv.NewBucket(t), "", func(c *Config) {
+			c.MultipartThreshold, c.PartSize = MinPartSize, MinPartSize
+		})
+	})
+}
+
+// onlyReader hides every method but Read: a stream of unknown length.
+type onlyReader struct{ r io.Reader }
+
+func (o onlyReader) Read(p []byte) (int, error) { return o.r.Read(p) }
+
+func pattern(n int) []byte {
+	data := make([]byte, n)
+	for i := range data {
+		data[i] = byte(i*31 + i>>11)
+	}
+	return data
+}
+
+// pendingUploads counts the multipart uploads started and neither
+// completed nor aborted.
+func pendingUploads(t *testing.T, srv *s3test.Server, bucket string) int {
+	t.Helper()
+	out, err := srv.Client().ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket)})
+	if err != nil {
+		t.Fatalf("ListMultipartUploads: %v", err)
+	}
+	return len(out.Uploads)
+}
+
+func TestMultipart(t *testing.T) {
+	srv := s3test.StartServer(t)
+	bucket := srv.NewBucket(t)
+	b := newBackend(t, srv, bucket, "mp", func(c *Config) { c.MultipartThreshold, c.PartSize = 1<<20, MinPartSize })
+	ctx := context.Background()
+
+	cases := []struct {
+		name string
+		data []byte
+		r    func([]byte) io.Reader
+		size func([]byte) int64
+	}{
+		{"in memory, 3 parts", pattern(2*MinPartSize + 12345), func(d []byte) io.Reader { return bytes.NewReader(d) }, func(d []byte) int64 { return int64(len(d)) }},
+		{"stream of unknown size", pattern(2*MinPartSize + 777), func(d []byte) io.Reader { return onlyReader{bytes.NewReader(d)} }, func([]byte) int64 { return -1 }},
+		{"stream ending on a part boundary", pattern(2 * MinPartSize), func(d []byte) io.Reader { return onlyReader{bytes.NewReader(d)} }, func([]byte) int64 { return -1 }},
+	}
+	for i, c := range cases {
+		key := fmt.Sprintf("big/%d", i)
+		if err := b.Put(ctx, key, c.r(c.data), c.size(c.data)); err != nil {
+			t.Fatalf("%s: Put: %v", c.name, err)
+		}
+		if got := storagetest.Get(t, b, key); !bytes.Equal(got, c.data) {
+			t.Errorf("%s: read back %d bytes that differ from the %d put", c.name, len(got), len(c.data))
+		}
+		info, err := b.Stat(ctx, key)
+		if err != nil || info.Size != int64(len(c.data)) {
+			t.Errorf("%s: Stat = %+v, %v; want size %d", c.name, info, err, len(c.data))
+		}
+		err = b.Put(ctx, key, bytes.NewReader(c.data[:3<<20]), 3<<20)
+		if !errors.Is(err, fs.ErrExist) {
+			t.Errorf("%s: Put over it: got %v, want fs.ErrExist", c.name, err)
+		}
+	}
+	if got := storagetest.Get(t, b, "big/0"); !bytes.Equal(got, cases[0].data) {
+		t.Errorf("a refused multipart Put changed the object")
+	}
+
+	// Concurrent multipart uploads of one key: all pass the existence
+	// check, and only the conditional completion decides.
+	const n = 3
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			data := bytes.Repeat([]byte{byte('a' + i)}, MinPartSize+100)
+			errs[i] = b.Put(ctx, "race", bytes.NewReader(data), int64(len(data)))
+		}()
+	}
+	wg.Wait()
+	winners := 0
+	for _, err := range errs {
+		if err == nil {
+			winners++
+		} else if !errors.Is(err, fs.ErrExist) {
+			t.Errorf("concurrent multipart Put: %v", err)
+		}
+	}
+	if winners != 1 {
+		t.Errorf("%d concurrent multipart Puts succeeded, want 1", winners)
+	}
+	if got := storagetest.Get(t, b, "race"); len(got) != MinPartSize+100 || !bytes.Equal(got, bytes.Repeat(got[:1], len(got))) {
+		t.Errorf("raced object has %d bytes or mixed content", len(got))
+	}
+
+	// A source that breaks in the second part: nothing visible, the
+	// upload aborted.
+	broken := io.MultiReader(bytes.NewReader(pattern(MinPartSize+1000)), &failAfter{})
+	if err := b.Put(ctx, "broken", onlyReader{broken}, -1); err == nil {
+		t.Fatal("Put from a breaking source succeeded")
+	}
+	if _, err := b.Stat(ctx, "broken"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("failed multipart Put left an object: Stat = %v", err)
+	}
+	if k := pendingUploads(t, srv, bucket); k != 0 {
+		t.Errorf("%d multipart uploads left unfinished, want 0 (aborted)", k)
+	}
+}
+
+type failAfter struct{}
+
+func (*failAfter) Read([]byte) (int, error) { return 0, errors.New("disk on fire") }
+
+func TestWrongCredentials(t *testing.T) {
+	srv := s3test.StartServer(t)
+	bucket := srv.NewBucket(t)
+	const secret = "not-the-secret-at-all"
+	for name, creds := range map[string]aws.CredentialsProvider{
+		"wrong secret": credentials.NewStaticCredentialsProvider(srv.AccessKey, secret, ""),
+		"unknown key":  credentials.NewStaticCredentialsProvider("AKIAUNKNOWNKEY000000", secret, ""),
+	} {
+		b := newBackend(t, srv, bucket, "p", func(c *Config) { c.Credentials = creds })
+		ctx := context.Background()
+		errs := map[string]error{
+			"put":    b.Put(ctx, "k", strings.NewReader("x"), 1),
+			"exists": b.Exists(ctx),
+		}
+		_, errs["open"] = b.Open(ctx, "k")
+		if name != "unknown key" {
+			// versitygw answers an unknown key with 404, and the answer
+			// to a HEAD has no body to tell that from a missing object.
+			_, errs["stat"] = b.Stat(ctx, "k")
+		}
+		errs["list"] = b.List(ctx, "", func(storage.Info) error { return nil })
+		t.Logf("%s: put: %v", name, errs["put"])
+		for op, err := range errs {
+			switch {
+			case !errors.Is(err, ErrAccessDenied):
+				t.Errorf("%s: %s: got %v, want ErrAccessDenied", name, op, err)
+			case errors.Is(err, storage.ErrTransient), errors.Is(err, fs.ErrNotExist):
+				t.Errorf("%s: %s: %v is marked transient or not-exist", name, op, err)
+			case !strings.Contains(err.Error(), "access denied: check the credentials"):
+				t.Errorf("%s: %s: message %q does not say to check the credentials", name, op, err)
+			case strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), "\n"):
+				t.Errorf("%s: %s: message %q shows the secret or spans lines", name, op, err)
+			}
+		}
+	}
+}
+
+func TestMissingBucket(t *testing.T) {
+	srv := s3test.StartServer(t)
+	b := newBackend(t, srv, "no-such-bucket", "p", nil)
+	ctx := context.Background()
+	err := b.Exists(ctx)
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), `bucket "no-such-bucket" does not exist`) {
+		t.Errorf("Exists: got %v, want fs.ErrNotExist naming the bucket", err)
+	}
+	err = b.Put(ctx, "k", strings.NewReader("x"), 1)
+	if err == nil || errors.Is(err, storage.ErrTransient) || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("Put: got %v, want a permanent error saying the bucket does not exist", err)
+	}
+	if _, err := b.Open(ctx, "k"); err == nil || errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open: got %v, want an error about the bucket, not a missing object", err)
+	}
+
+	good := newBackend(t, srv, srv.NewBucket(t), "p", nil)
+	if err := good.Exists(ctx); err != nil {
+		t.Errorf("Exists on an existing, empty bucket: %v", err)
+	}
+}
+
+func TestServerDown(t *testing.T) {
+	srv := s3test.StartServer(t)
+	b := newBackend(t, srv, srv.NewBucket(t), "p", nil)
+	storagetest.Put(t, b, "kept", []byte("still here"))
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	// Every call fails on its own, not by running into the deadline.
+	_, err := b.Stat(ctx, "kept")
+	t.Logf("stat: %v", err)
+	if !errors.Is(err, storage.ErrTransient) || ctx.Err() != nil {
+		t.Errorf("Stat with the server down: got %v, want an error matching ErrTransient", err)
+	}
+	err = b.Put(ctx, "new", bytes.NewReader([]byte("x")), 1)
+	if !errors.Is(err, storage.ErrTransient) || ctx.Err() != nil {
+		t.Errorf("Put with the server down: got %v, want an error matching ErrTransient", err)
+	}
+
+	// Through the retry wrapper: retried, then given up as transient.
+	r := storage.WithRetry(b, storage.RetryPolicy{OpTimeout: 2 * time.Second, Budget: 2 * time.Second,
+		FirstDelay: 50 * time.Millisecond, MaxDelay: 200 * time.Millisecond})
+	_, err = r.Open(ctx, "kept")
+	if !errors.Is(err, storage.ErrTransient) || ctx.Err() != nil {
+		t.Errorf("Open through WithRetry with the server down: got %v, want ErrTransient", err)
+	}
+
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if got := storagetest.Get(t, r, "kept"); string(got) != "still here" {
+		t.Errorf("after a restart: got %q", got)
+	}
+	storagetest.Put(t, r, "new", []byte("y"))
+}
+
+// A store that accepts connections and never answers: the retry wrapper's
+// per-call timeout ends each attempt, and the error is transient.
+func TestServerHangs(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	b, err := New(context.Background(), Config{Bucket: "b", Endpoint: "http://" + l.Addr().String(),
+		Credentials: credentials.NewStaticCredentialsProvider("AK", "SK", "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := storage.WithRetry(b, storage.RetryPolicy{OpTimeout: 300 * time.Millisecond, Budget: 500 * time.Millisecond,
+		FirstDelay: 50 * time.Millisecond, MaxDelay: 100 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err = r.Stat(ctx, "k")
+	if !errors.Is(err, storage.ErrTransient) || ctx.Err() != nil {
+		t.Errorf("Stat against a silent store: got %v, want ErrTransient", err)
+	}
+}
+
+func TestOpenViaURL(t *testing.T) {
+	srv := s3test.StartServer(t)
+	bucket := srv.NewBucket(t)
+	srv.Setenv(t) // credentials from the default chain
+	b, err := storage.Open(context.Background(), "s3://"+bucket+"/a/b/", srv.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := b.String(), "s3://"+bucket+"/a/b"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+	storagetest.Put(t, b, "k", []byte("v"))
+	out, err := srv.Client().HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String("a/b/k")})
+	if err != nil || aws.ToInt64(out.ContentLength) != 1 {
+		t.Errorf("object a/b/k in the bucket: %v", err)
+	}
+}
+
+func TestListSkipsForeignKeys(t *testing.T) {
+	srv := s3test.StartServer(t)
+	bucket := srv.NewBucket(t)
+	b := newBackend(t, srv, bucket, "repo", nil)
+	storagetest.Put(t, b, "wal/a", []byte("1"))
+	c := srv.Client()
+	for _, k := range []string{"repo/wal/.a.tmp", "repo/wal/sub/", "repo-other/wal/b", "repo2", "top"} {
+		if _, err := c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(k), Body: strings.NewReader("")}); err != nil {
+			t.Fatalf("PutObject %s: %v", k, err)
+		}
+	}
+	if got := storagetest.Keys(t, b, ""); fmt.Sprint(got) != "[wal/a]" {
+		t.Errorf("List = %v, want [wal/a]", got)
+	}
+}
+
+func TestRemoveMany(t *testing.T) {
+	srv := s3test.StartServer(t)
+	b := newBackend(t, srv, srv.NewBucket(t), "p", nil)
+	r := storage.WithRetry(b, storage.DefaultRetry)
+	ctx := context.Background()
+	// More than one DeleteObjects batch.
+	const n = maxBatch + 5
+	keys := make([]string, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("wal/%06d", i)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := b.Put(ctx, keys[i], strings.NewReader("x"), 1); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	storagetest.Put(t, b, "keep", []byte("k"))
+	if err := storage.RemoveMany(ctx, r, append(keys, "wal/missing")); err != nil {
+		t.Fatalf("RemoveMany: %v", err)
+	}
+	if got := storagetest.Keys(t, b, ""); fmt.Sprint(got) != "[keep]" {
+		t.Errorf("after RemoveMany: %d keys left (%.80v), want [keep]", len(got), got)
+	}
+	if err := b.RemoveMany(ctx, []string{"ok", "../bad"}); !errors.Is(err, storage.ErrBadKey) {
+		t.Errorf("RemoveMany with a bad key: got %v, want ErrBadKey", err)
+	}
+}
+
+func TestNoCredentials(t *testing.T) {
+	srv := s3test.StartServer(t)
+	bucket := srv.NewBucket(t)
+	srv.Setenv(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	b, err := storage.Open(context.Background(), "s3://"+bucket+"/p", srv.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Put(context.Background(), "k", strings.NewReader("x"), 1)
+	if !errors.Is(err, ErrNoCredentials) || errors.Is(err, storage.ErrTransient) {
+		t.Errorf("Put without credentials: got %v, want ErrNoCredentials", err)
+	}
+}
