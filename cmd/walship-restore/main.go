@@ -2,6 +2,11 @@
 // a walship repository into the path PostgreSQL names.
 //
 //	restore_command = 'walship-restore --repo /var/lib/walship %f %p'
+//
+// With --standby it waits for a segment that is not archived yet, for a
+// warm standby fed by the archive alone (what pg_standby did):
+//
+//	restore_command = 'walship-restore --repo /var/lib/walship --standby --trigger /var/lib/postgresql/promote.trigger %f %p'
 package main
 
 import (
@@ -17,6 +22,7 @@ import (
 	"github.com/walship/walship/internal/cliutil"
 	"github.com/walship/walship/restore"
 	"github.com/walship/walship/storage"
+	"github.com/walship/walship/warmstandby"
 )
 
 // Exit statuses PostgreSQL understands.
@@ -36,6 +42,7 @@ func main() {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "data-dir", Aliases: []string{"D"}, EnvVars: []string{"WALSHIP_DATA_DIR"},
 			Usage: "data directory to look for standby.signal in (default: the current directory, which is the data directory when the server runs restore_command)"}),
 	)
+	flags = append(flags, standbyFlags()...)
 	app := &cli.App{
 		Name:      "walship-restore",
 		Usage:     "restore one WAL file (PostgreSQL restore_command)",
@@ -71,10 +78,18 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return cliutil.UsageError{Err: err}
 	}
+	standby, err := standbyOptions(c)
+	if err != nil {
+		return cliutil.UsageError{Err: err}
+	}
 	r, err := cliutil.OpenRepo(c, nil)
 	if err == nil {
 		var res restore.Result
-		res, err = restore.Fetch(c.Context, r, args[0], args[1])
+		if standby != nil {
+			res, err = warmstandby.Fetch(c.Context, r, args[0], args[1], *standby)
+		} else {
+			res, err = restore.Fetch(c.Context, r, args[0], args[1])
+		}
 		if err == nil {
 			slog.Info("restored", "file", args[0], "from", res.Key, "bytes", res.Bytes)
 			return nil
