@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -31,6 +32,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/walship/walship/storage"
 )
@@ -212,6 +214,16 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		// every PutObject and UploadPart, which every S3 store checks.
 		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
 		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
+		// The SDK's few warnings (an IMDSv1 fallback, ...) go to our log
+		// as one line each, not to stderr in its own format. Request and
+		// response logging stays off: it could show signed headers.
+		config.WithLogger(logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
+			level := slog.LevelDebug
+			if c == logging.Warn {
+				level = slog.LevelWarn
+			}
+			slog.Log(context.Background(), level, "aws sdk: "+fmt.Sprintf(format, v...))
+		})),
 	}
 	if cfg.Region != "" {
 		loadOpts = append(loadOpts, config.WithRegion(cfg.Region))
