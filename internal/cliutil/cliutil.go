@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage"
 	_ "github.com/walship/walship/storage/local" // the default backend
+	_ "github.com/walship/walship/storage/s3"    // s3://bucket/prefix
 )
 
 // RepoFlags are the flags that locate and open a repository. Every one can
@@ -35,7 +37,31 @@ func RepoFlags() []cli.Flag {
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "op-timeout", Value: storage.DefaultRetry.OpTimeout, Usage: "give up on one storage call after this long", EnvVars: []string{"WALSHIP_OP_TIMEOUT"}}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "retry-budget", Value: storage.DefaultRetry.Budget, Usage: "retry failing storage calls for at most this long", EnvVars: []string{"WALSHIP_RETRY_BUDGET"}}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log what is done, not only failures", EnvVars: []string{"WALSHIP_VERBOSE"}}),
+		// S3: credentials come from the standard AWS chain
+		// (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE and the
+		// shared files, an instance role), never from flags.
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-endpoint", Category: "S3", Usage: "URL of an S3-compatible store (default: AWS, or AWS_ENDPOINT_URL_S3)", EnvVars: []string{"WALSHIP_S3_ENDPOINT"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-region", Category: "S3", Usage: "S3 region (default: AWS_REGION or the profile's, else us-east-1)", EnvVars: []string{"WALSHIP_S3_REGION"}}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "s3-path-style", Category: "S3", Usage: "address buckets as endpoint/bucket (default: on with --s3-endpoint, off for AWS)", EnvVars: []string{"WALSHIP_S3_PATH_STYLE"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-storage-class", Category: "S3", Usage: "storage class of new objects (STANDARD_IA, ...)", EnvVars: []string{"WALSHIP_S3_STORAGE_CLASS"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-sse", Category: "S3", Usage: "server-side encryption: AES256 or aws:kms", EnvVars: []string{"WALSHIP_S3_SSE"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-sse-kms-key-id", Category: "S3", Usage: "KMS key for --s3-sse aws:kms (default: the account's S3 key)", EnvVars: []string{"WALSHIP_S3_SSE_KMS_KEY_ID"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-profile", Category: "S3", Usage: "profile in the shared AWS config files (default: AWS_PROFILE)", EnvVars: []string{"WALSHIP_S3_PROFILE"}}),
 	}
+}
+
+// S3Options are the --s3-* settings as storage options for the s3 backend.
+func S3Options(c *cli.Context) storage.Options {
+	opts := storage.Options{}
+	for _, name := range []string{"endpoint", "region", "storage-class", "sse", "sse-kms-key-id", "profile"} {
+		if v := c.String("s3-" + name); v != "" {
+			opts[name] = v
+		}
+	}
+	if c.IsSet("s3-path-style") {
+		opts["path-style"] = strconv.FormatBool(c.Bool("s3-path-style"))
+	}
+	return opts
 }
 
 // Before loads the config file into the flags and sets up logging. Use it
@@ -68,7 +94,11 @@ func SetLogger(prog string, w io.Writer, level slog.Level) {
 }
 
 // OpenRepo opens the repository the flags name, wrapped in the retry policy.
+// Nil opts means the backend settings of the flags (S3Options).
 func OpenRepo(c *cli.Context, opts storage.Options) (*repo.Repo, error) {
+	if opts == nil {
+		opts = S3Options(c)
+	}
 	layout, err := repo.ParseLayout(c.String("layout"))
 	if err != nil {
 		return nil, UsageError{err}
