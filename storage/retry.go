@@ -108,7 +108,12 @@ func (r *retrying) Open(ctx context.Context, key string) (io.ReadCloser, error) 
 		}
 		body, err := r.b.Open(actx, key)
 		if err != nil {
+			// This context, not do's, cut the call: do may not see a timeout.
+			timedOut := actx.Err() != nil && ctx.Err() == nil
 			cancel()
+			if timedOut {
+				return Transient(err)
+			}
 			return err
 		}
 		rc = &cancelOnClose{ReadCloser: body, cancel: cancel}
