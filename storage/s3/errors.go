@@ -68,9 +68,11 @@ func isTaken(err error) bool {
 	switch code(err) {
 	case "PreconditionFailed", "ConditionalRequestConflict":
 		return true
+	case "":
+		s := status(err)
+		return s == 412 || s == 409
 	}
-	s := status(err)
-	return s == 412 || s == 409
+	return false
 }
 
 // marked is an error that also matches kind, with err's message.

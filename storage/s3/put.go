@@ -191,10 +191,10 @@ func (b *Backend) putMultipart(ctx context.Context, key, k string, src *source) 
 		}
 		b.notConditional()
 		complete.IfNoneMatch = nil
-		// Check, then complete: the same race as in putObject.
-		if err = b.absent(ctx, key, k); err != nil {
-			return err
-		}
+	}
+	// Check again, then complete: the same race as in putObject.
+	if err = b.absent(ctx, key, k); err != nil {
+		return err
 	}
 	_, err = b.client.CompleteMultipartUpload(ctx, complete)
 	return b.wrapPut(key, err)

@@ -8,8 +8,13 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -388,5 +393,54 @@ func TestNoCredentials(t *testing.T) {
 	err = b.Put(context.Background(), "k", strings.NewReader("x"), 1)
 	if !errors.Is(err, ErrNoCredentials) || errors.Is(err, storage.ErrTransient) {
 		t.Errorf("Put without credentials: got %v, want ErrNoCredentials", err)
+	}
+}
+
+// A store without conditional writes (or without multi-object delete)
+// answers 501; simulated by a proxy in front of the real server.
+func TestStoreWithoutConditionalWrites(t *testing.T) {
+	srv := s3test.StartServer(t)
+	bucket := srv.NewBucket(t)
+	target, _ := url.Parse(srv.Endpoint)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var refused atomic.Int64
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, multiDelete := r.URL.Query()["delete"]
+		if r.Header.Get("If-None-Match") != "" || multiDelete {
+			refused.Add(1)
+			w.WriteHeader(http.StatusNotImplemented)
+			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code><Message>not here</Message></Error>`)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+
+	for _, mode := range []string{"detected", "configured"} {
+		b := newBackend(t, srv, bucket, mode, func(c *Config) {
+			c.Endpoint = front.URL
+			c.MultipartThreshold, c.PartSize = 1<<20, MinPartSize
+			c.NoConditionalPut = mode == "configured"
+		})
+		small, big := []byte("small"), pattern(MinPartSize+10)
+		storagetest.Put(t, b, "small", small)
+		storagetest.Put(t, b, "big", big)
+		for key, data := range map[string][]byte{"small": small, "big": big} {
+			if err := b.Put(context.Background(), key, bytes.NewReader(pattern(len(data))), int64(len(data))); !errors.Is(err, fs.ErrExist) {
+				t.Errorf("%s: second Put of %s: got %v, want fs.ErrExist", mode, key, err)
+			}
+			if got := storagetest.Get(t, b, key); !bytes.Equal(got, data) {
+				t.Errorf("%s: %s changed by a refused Put", mode, key)
+			}
+		}
+		if err := storage.RemoveMany(context.Background(), b, []string{"small", "big", "missing"}); err != nil {
+			t.Errorf("%s: RemoveMany one by one: %v", mode, err)
+		}
+		if keys := storagetest.Keys(t, b, ""); len(keys) != 0 {
+			t.Errorf("%s: left after RemoveMany: %v", mode, keys)
+		}
+	}
+	if refused.Load() == 0 {
+		t.Error("the proxy refused nothing: the test tested nothing")
 	}
 }

@@ -105,8 +105,11 @@ func TestClassify(t *testing.T) {
 				errors.Is(got, storage.ErrTransient), isNotFound(c.err), errors.Is(got, ErrAccessDenied), c.transient, c.notFound, c.denied)
 		}
 	}
-	if !isTaken(apiErr("PreconditionFailed", 412)) || !isTaken(apiErr("ConditionalRequestConflict", 409)) {
+	if !isTaken(apiErr("PreconditionFailed", 412)) || !isTaken(apiErr("ConditionalRequestConflict", 409)) || !isTaken(apiErr("", 412)) {
 		t.Error("a refused conditional write is not recognised")
+	}
+	if isTaken(apiErr("OperationAborted", 409)) {
+		t.Error("409 OperationAborted taken for a refused conditional write")
 	}
 }
 
