@@ -1,0 +1,150 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/walship/walship/internal/archsim"
+	"github.com/walship/walship/internal/pgtest"
+	"github.com/walship/walship/internal/s3test"
+	"github.com/walship/walship/wal"
+)
+
+const benchSegments = 200
+
+var (
+	benchWALOnce sync.Once
+	benchWALDir  string
+)
+
+// benchDataDir is a data directory whose pg_wal holds benchSegments 16MB
+// segments, made once per test process and reset to "all ready" on each
+// call. The content is WAL-like: compressible, not trivially so.
+func benchDataDir(b *testing.B) string {
+	b.Helper()
+	benchWALOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "walship-bench-wal-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		walDir := filepath.Join(dir, "pg_wal")
+		os.MkdirAll(filepath.Join(walDir, "archive_status"), 0o700)
+		const segSize = 16 << 20
+		rng := rand.New(rand.NewPCG(5, 6))
+		n := wal.SegmentFromNo(1, 1, segSize)
+		for i := 0; i < benchSegments; i++ {
+			seg := wal.FakeSegment(n, 7000000000000000002, segSize, func(p []byte) {
+				for j := 0; j < len(p); j += 24 {
+					p[j], p[j+1], p[j+2] = byte(rng.IntN(256)), byte(i), byte(j>>13)
+				}
+			})
+			if err := os.WriteFile(filepath.Join(walDir, n.String()), seg, 0o600); err != nil {
+				b.Fatal(err)
+			}
+			n = n.Next(segSize)
+		}
+		benchWALDir = dir
+	})
+	statusDir := filepath.Join(benchWALDir, "pg_wal", "archive_status")
+	os.RemoveAll(statusDir)
+	os.MkdirAll(statusDir, 0o700)
+	entries, _ := os.ReadDir(filepath.Join(benchWALDir, "pg_wal"))
+	for _, e := range entries {
+		if !e.IsDir() {
+			os.WriteFile(filepath.Join(statusDir, e.Name()+".ready"), nil, 0o600)
+		}
+	}
+	return benchWALDir
+}
+
+// latencyProxy forwards to target after delaying each request by d, the
+// round trip to a real object store that a loopback server lacks.
+func latencyProxy(b *testing.B, target string, d time.Duration) string {
+	u, err := url.Parse(target)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(d)
+		rp.ServeHTTP(w, r)
+	}))
+	b.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// BenchmarkArchiver drives walship-archive exactly like PostgreSQL's
+// archiver over a pg_wal with 200 ready 16MB segments (one process per
+// segment, in order, .ready renamed to .done on success), serially and
+// with --parallel 8, to a local repository and to a real S3 server (also
+// behind a proxy adding a real region's round trip). It reports segments
+// per second.
+func BenchmarkArchiver(b *testing.B) {
+	bin := pgtest.Bin(b, "walship-archive")
+	type target struct {
+		name string
+		repo func(b *testing.B) (string, []string)
+	}
+	local := func(b *testing.B) (string, []string) { return filepath.Join(b.TempDir(), "repo"), nil }
+	var srv *s3test.Server
+	s3 := func(latency time.Duration) func(b *testing.B) (string, []string) {
+		return func(b *testing.B) (string, []string) {
+			if srv == nil {
+				srv = s3test.StartServer(b)
+			}
+			env := srv.Env()
+			if latency > 0 {
+				proxy := latencyProxy(b, srv.Endpoint, latency)
+				for i, kv := range env {
+					if strings.HasPrefix(kv, "WALSHIP_S3_ENDPOINT=") {
+						env[i] = "WALSHIP_S3_ENDPOINT=" + proxy
+					}
+				}
+			}
+			return "s3://" + srv.NewBucket(b) + "/bench", env
+		}
+	}
+	targets := []target{{"local", local}, {"s3", s3(0)}, {"s3+20ms", s3(20 * time.Millisecond)}}
+	for _, tg := range targets {
+		for _, par := range []int{1, 8} {
+			b.Run(fmt.Sprintf("%s/parallel=%d", tg.name, par), func(b *testing.B) {
+				var segs, secs float64
+				for i := 0; i < b.N; i++ {
+					b.StopTimer()
+					data := benchDataDir(b)
+					repo, env := tg.repo(b)
+					spool := filepath.Join(b.TempDir(), "spool")
+					argv := archsim.Argv(bin, "--repo", repo, "--parallel", fmt.Sprint(par), "--spool", spool, "%p", "%f")
+					cmd := func(ctx context.Context, dataDir, p, f string) *exec.Cmd {
+						c := argv(ctx, dataDir, p, f)
+						c.Env = append(os.Environ(), env...)
+						return c
+					}
+					b.StartTimer()
+					st, err := archsim.Run(context.Background(), data, cmd)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if st.Archived != benchSegments {
+						b.Fatalf("archived %d, want %d", st.Archived, benchSegments)
+					}
+					segs += float64(st.Archived)
+					secs += st.Elapsed.Seconds()
+				}
+				b.ReportMetric(segs/secs, "segments/s")
+			})
+		}
+	}
+}
