@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 
 	"github.com/pierrec/lz4/v4"
 
@@ -97,7 +98,8 @@ type writerOnly struct{ io.Writer }
 
 func isStorageErr(err error) bool {
 	var se *storage.Error
-	return errors.As(err, &se) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, storage.ErrTransient)
+	var pe *fs.PathError
+	return errors.As(err, &se) || errors.As(err, &pe) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, storage.ErrTransient)
 }
 
 // Find returns where name is stored, or an error matching fs.ErrNotExist.

@@ -38,9 +38,13 @@ func ParseHistory(tli uint32, r io.Reader) (History, error) {
 		if text == "" || text[0] == '#' {
 			continue
 		}
-		fields := strings.SplitN(text, "\t", 3)
+		// The server writes tabs but reads any white space between fields.
+		fields := strings.Fields(text)
 		if len(fields) < 2 {
 			return History{}, fmt.Errorf("history of timeline %d, line %d: expected timeline, tab, switch point", tli, line)
+		}
+		if len(fields) > 3 {
+			fields = []string{fields[0], fields[1], strings.Join(fields[2:], " ")}
 		}
 		parent, err := strconv.ParseUint(strings.TrimSpace(fields[0]), 10, 32)
 		if err != nil || parent == 0 {

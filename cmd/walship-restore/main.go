@@ -131,18 +131,25 @@ func isStandby(dataDir string) bool {
 	if err != nil {
 		return false
 	}
+	// The last setting wins, as in the server; "standby_mode on" needs no "=".
+	standby := false
 	for _, line := range strings.Split(string(conf), "\n") {
+		line = strings.TrimSpace(strings.SplitN(line, "#", 2)[0])
 		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			k, v, ok = strings.Cut(line, " ")
+		}
 		if !ok || strings.TrimSpace(k) != "standby_mode" {
 			continue
 		}
-		v = strings.Trim(strings.TrimSpace(strings.SplitN(v, "#", 2)[0]), "'\"")
-		switch strings.ToLower(v) {
+		switch strings.ToLower(strings.Trim(strings.TrimSpace(v), "'\"")) {
 		case "on", "true", "yes", "1":
-			return true
+			standby = true
+		default:
+			standby = false
 		}
 	}
-	return false
+	return standby
 }
 
 // exitCode is the one place walship-restore chooses its exit status.
