@@ -13,9 +13,11 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
@@ -69,8 +71,14 @@ func S3Options(c *cli.Context) storage.Options {
 func Before(flags []cli.Flag) cli.BeforeFunc {
 	load := altsrc.InitInputSourceWithContext(flags, altsrc.NewTomlSourceFromFlagFunc("config"))
 	return func(c *cli.Context) error {
+		if path := c.String("config"); path != "" {
+			if err := checkConfig(path); err != nil {
+				return UsageError{fmt.Errorf("config file %s: %w", path, err)}
+			}
+		}
 		if err := load(c); err != nil {
-			return UsageError{fmt.Errorf("config file %s: %w", c.String("config"), err)}
+			// altsrc nests its errors over several lines; the report is one.
+			return UsageError{fmt.Errorf("config file %s: %s", c.String("config"), strings.Join(strings.Fields(err.Error()), " "))}
 		}
 		level := slog.LevelWarn
 		if c.Bool("verbose") {
@@ -79,6 +87,17 @@ func Before(flags []cli.Flag) cli.BeforeFunc {
 		SetLogger(c.App.Name, os.Stderr, level)
 		return nil
 	}
+}
+
+// checkConfig reads and parses the config file, for an error that names the
+// cause plainly (altsrc wraps it in layers of its own).
+func checkConfig(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var m map[string]any
+	return toml.Unmarshal(data, &m)
 }
 
 // SetLogger sends slog output to w as text lines without timestamps (the
@@ -152,6 +171,10 @@ func Main(app *cli.App, exitCode func(error) int) {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	app.HideHelpCommand = true
 	app.ExitErrHandler = func(*cli.Context, error) {} // we print and exit below
+	if app.OnUsageError == nil {
+		// A bad flag is one line like any other error, not the help text.
+		app.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return UsageError{err} }
+	}
 	err := app.RunContext(ctx, os.Args)
 	stop()
 	select {
