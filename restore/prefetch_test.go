@@ -1,0 +1,144 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/walship/walship/repo"
+	"github.com/walship/walship/wal"
+)
+
+// segments returns count consecutive fake segments of timeline tli from
+// segment 1 on, by name.
+func segments(t *testing.T, tli uint32, count int) (map[string][]byte, []string) {
+	t.Helper()
+	files := map[string][]byte{}
+	var names []string
+	n := wal.SegmentFromNo(tli, 1, segSize)
+	for i := 0; i < count; i++ {
+		files[n.String()] = fakeSegment(t, n.String(), sysID, byte(i))
+		names = append(names, n.String())
+		n = n.Next(segSize)
+	}
+	return files, names
+}
+
+func TestPrefetchFillThenTake(t *testing.T) {
+	ctx := context.Background()
+	files, names := segments(t, 1, 6)
+	root := archived(t, repo.LayoutWalship, repo.CodecLZ4, files)
+	r := openRepo(t, root, repo.LayoutAuto)
+	p := Prefetch{N: 3, Spool: t.TempDir()}
+	pgWal := dataDir(t)
+	dest := filepath.Join(pgWal, "RECOVERYXLOG")
+
+	if err := p.Fill(ctx, r, parseName(t, names[0]), segSize); err != nil {
+		t.Fatalf("Fill: %v", err)
+	}
+	for i, name := range names[1:] {
+		_, err := os.Stat(filepath.Join(p.dir(r), name))
+		if got, want := err == nil, i < 3; got != want {
+			t.Errorf("after Fill from %s: %s in the spool = %v, want %v", names[0], name, got, want)
+		}
+	}
+	ok, err := p.Take(r, names[1], dest)
+	if err != nil || !ok {
+		t.Fatalf("Take(%s) = %v, %v; want served from the spool", names[1], ok, err)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, files[names[1]]) {
+		t.Fatalf("served %s differs from the archived segment", names[1])
+	}
+	if _, err := os.Stat(filepath.Join(p.dir(r), names[1])); !os.IsNotExist(err) {
+		t.Errorf("a served segment stays in the spool: %v", err)
+	}
+	if ok, _ := p.Take(r, names[5], dest); ok {
+		t.Errorf("Take of a segment never prefetched reported served")
+	}
+}
+
+func TestPrefetchStopsAtFirstMissing(t *testing.T) {
+	files, names := segments(t, 1, 3)
+	root := archived(t, repo.LayoutWalship, repo.CodecLZ4, files)
+	r := openRepo(t, root, repo.LayoutAuto)
+	p := Prefetch{N: 8, Spool: t.TempDir()}
+	if err := p.Fill(context.Background(), r, parseName(t, names[0]), segSize); err != nil {
+		t.Fatalf("Fill past the end of the archive: %v, want nil", err)
+	}
+	got := dirNames(t, p.dir(r))
+	if strings.Join(got, ",") != names[1]+","+names[2] {
+		t.Errorf("spool holds %v, want %v", got, names[1:])
+	}
+}
+
+func TestPrefetchNeverSpoolsACorruptSegment(t *testing.T) {
+	files, names := segments(t, 1, 3)
+	root := archived(t, repo.LayoutWalship, repo.CodecLZ4, files)
+	key := repo.Key(repo.LayoutWalship, parseName(t, names[1]), repo.CodecLZ4)
+	spoil(t, root, key, func(b []byte) []byte { b[len(b)/2] ^= 0xFF; return b })
+	r := openRepo(t, root, repo.LayoutAuto)
+	p := Prefetch{N: 2, Spool: t.TempDir()}
+	if err := p.Fill(context.Background(), r, parseName(t, names[0]), segSize); err == nil {
+		t.Errorf("Fill over a corrupt object: nil error")
+	}
+	for _, n := range dirNames(t, p.dir(r)) {
+		if !strings.HasPrefix(n, ".") {
+			t.Errorf("spool holds %s after a corrupt fetch; nothing may be served", n)
+		}
+	}
+	if ok, _ := p.Take(r, names[1], filepath.Join(dataDir(t), "RECOVERYXLOG")); ok {
+		t.Errorf("the corrupt segment was served from the spool")
+	}
+}
+
+func TestPrefetchCleanAfterTimelineSwitch(t *testing.T) {
+	files1, names1 := segments(t, 1, 4)
+	files2, names2 := segments(t, 2, 4)
+	for k, v := range files2 {
+		files1[k] = v
+	}
+	root := archived(t, repo.LayoutWalship, repo.CodecNone, files1)
+	r := openRepo(t, root, repo.LayoutAuto)
+	p := Prefetch{N: 3, Spool: t.TempDir()}
+	if err := p.Fill(context.Background(), r, parseName(t, names1[0]), segSize); err != nil {
+		t.Fatal(err)
+	}
+	// The server switched to timeline 2 at segment 2.
+	p.Clean(r, parseName(t, names2[1]))
+	if got := dirNames(t, p.dir(r)); len(got) != 0 {
+		t.Errorf("after a switch to timeline 2, the spool still holds %v", got)
+	}
+	if err := p.Fill(context.Background(), r, parseName(t, names2[1]), segSize); err != nil {
+		t.Fatal(err)
+	}
+	p.Clean(r, parseName(t, names2[2]))
+	if got := dirNames(t, p.dir(r)); strings.Join(got, ",") != names2[3] {
+		t.Errorf("after serving %s the spool holds %v, want only %s", names2[2], got, names2[3])
+	}
+}
+
+func TestPrefetchActive(t *testing.T) {
+	p := Prefetch{N: 4, Spool: "/var/tmp/spool"}
+	for _, tc := range []struct {
+		name, dest string
+		want       bool
+	}{
+		{"000000010000000000000003", "pg_wal/RECOVERYXLOG", true},
+		{"000000010000000000000003", "pg_wal/000000010000000000000003", false}, // pg_rewind
+		{"00000002.history", "pg_wal/RECOVERYHISTORY", false},
+		{"000000010000000000000003.partial", "pg_wal/RECOVERYXLOG", false},
+	} {
+		if got := p.Active(tc.name, tc.dest); got != tc.want {
+			t.Errorf("Active(%s, %s) = %v, want %v", tc.name, tc.dest, got, tc.want)
+		}
+	}
+	if (Prefetch{N: 0, Spool: "/x"}).Active("000000010000000000000003", "pg_wal/RECOVERYXLOG") {
+		t.Errorf("N=0 is active")
+	}
+	if err := (Prefetch{N: 4}).Check(); err == nil {
+		t.Errorf("prefetch without a spool passed Check")
+	}
+}
