@@ -1,0 +1,298 @@
+// Package inspect reads a whole walship repository and says what is in it
+// (ls, status), whether it is complete and intact (verify), and which base
+// backups it can restore. It is also the model walship-prune decides on: the
+// Catalog of every WAL file, parsed and in WAL order.
+package inspect
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/walship/walship/repo"
+	"github.com/walship/walship/storage"
+	"github.com/walship/walship/wal"
+)
+
+// maxTextFile bounds the history and backup history files Scan reads.
+const maxTextFile = 1 << 20
+
+// File is one stored WAL file. History and backup history files are read
+// and parsed by Scan; Err says why one could not be.
+type File struct {
+	repo.Entry
+	History *wal.History    // for a parsed .history file
+	Backup  *wal.BackupInfo // for a parsed .backup file
+	Err     error
+}
+
+// Catalog is everything in a repository, in WAL order.
+type Catalog struct {
+	Location     string
+	Layout       repo.Layout
+	Identity     repo.Identity
+	HaveIdentity bool
+	// SegSize is the identity file's segment size, or, without one, the
+	// size in the header of the first segment; 0 when neither is known.
+	SegSize uint32
+	// Files are ordered history files first (by timeline), then by
+	// position in the WAL, timeline, kind and key.
+	Files []File
+
+	segs map[wal.Name]bool // segment names present (kind Segment)
+}
+
+// Scan lists the repository and reads its history and backup history
+// files. A storage error fails the scan; a file that is damaged is kept,
+// with Err set.
+func Scan(ctx context.Context, r *repo.Repo) (*Catalog, error) {
+	id, haveID, err := r.Identity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := &Catalog{Location: r.String(), Identity: id, HaveIdentity: haveID, segs: map[wal.Name]bool{}}
+	if haveID {
+		c.SegSize = id.SegSize
+	}
+	err = r.List(ctx, func(e repo.Entry) error {
+		c.Files = append(c.Files, File{Entry: e})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", r, err)
+	}
+	c.Layout = r.Layout()
+	slices.SortStableFunc(c.Files, compareFiles)
+	kept := c.Files[:0]
+	for _, f := range c.Files {
+		switch f.Name.Kind {
+		case wal.KindHistory, wal.KindBackup:
+			if err := readText(ctx, r, &f); err != nil {
+				if storage.IsNotExist(err) {
+					continue // removed since the listing (a concurrent prune)
+				}
+				return nil, err
+			}
+		case wal.KindSegment:
+			c.segs[f.Name] = true
+		}
+		kept = append(kept, f)
+	}
+	c.Files = kept
+	if c.SegSize == 0 {
+		c.SegSize = c.guessSegSize(ctx, r)
+	}
+	return c, nil
+}
+
+// readText reads and parses a history or backup history file into f.
+// Storage errors are returned; damage is recorded in f.Err.
+func readText(ctx context.Context, r *repo.Repo, f *File) error {
+	o, err := r.OpenEntry(ctx, f.Entry)
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+	data, err := io.ReadAll(io.LimitReader(o, maxTextFile+1))
+	if err != nil {
+		if errors.Is(err, repo.ErrCorrupt) {
+			f.Err = err
+			return nil
+		}
+		return fmt.Errorf("reading %s: %w", f.Key, err)
+	}
+	if len(data) > maxTextFile {
+		f.Err = fmt.Errorf("larger than any %s file", f.Name.Kind)
+		return nil
+	}
+	if f.Name.Kind == wal.KindHistory {
+		h, err := wal.ParseHistory(f.Name.Timeline, bytes.NewReader(data))
+		if err != nil {
+			f.Err = err
+			return nil
+		}
+		f.History = &h
+		return nil
+	}
+	b, err := wal.ParseBackup(bytes.NewReader(data))
+	if err != nil {
+		f.Err = err
+		return nil
+	}
+	f.Backup = &b
+	return nil
+}
+
+// guessSegSize reads the header of the first segment of a repository that
+// has no identity file.
+func (c *Catalog) guessSegSize(ctx context.Context, r *repo.Repo) uint32 {
+	for _, f := range c.Files {
+		if f.Name.Kind != wal.KindSegment {
+			continue
+		}
+		h, err := ReadHeader(ctx, r, f.Entry)
+		if err != nil {
+			return 0
+		}
+		return h.SegSize
+	}
+	return 0
+}
+
+// ReadHeader reads and parses the long page header of a stored segment or
+// partial segment.
+func ReadHeader(ctx context.Context, r *repo.Repo, e repo.Entry) (wal.LongHeader, error) {
+	o, err := r.OpenEntry(ctx, e)
+	if err != nil {
+		return wal.LongHeader{}, err
+	}
+	defer o.Close()
+	head := make([]byte, wal.LongHeaderSize)
+	if _, err := io.ReadFull(o, head); err != nil {
+		return wal.LongHeader{}, fmt.Errorf("reading the header of %s: %w", e.Key, err)
+	}
+	return wal.ParseLongHeader(head)
+}
+
+func kindOrder(k wal.Kind) int {
+	switch k {
+	case wal.KindHistory:
+		return 0
+	case wal.KindSegment:
+		return 1
+	case wal.KindPartial:
+		return 2
+	}
+	return 3
+}
+
+// compareFiles orders history files first, then by WAL position.
+func compareFiles(a, b File) int {
+	ah, bh := a.Name.Kind == wal.KindHistory, b.Name.Kind == wal.KindHistory
+	switch {
+	case ah && !bh:
+		return -1
+	case bh && !ah:
+		return 1
+	}
+	return cmp.Or(
+		wal.ComparePosition(a.Name, b.Name),
+		cmp.Compare(a.Name.Timeline, b.Name.Timeline),
+		cmp.Compare(kindOrder(a.Name.Kind), kindOrder(b.Name.Kind)),
+		cmp.Compare(a.Name.Offset, b.Name.Offset),
+		cmp.Compare(a.Key, b.Key),
+	)
+}
+
+// HasSegment reports whether segment n (kind Segment) is stored.
+func (c *Catalog) HasSegment(n wal.Name) bool { return c.segs[n.SegmentName()] }
+
+// Histories maps each timeline to its history file.
+func (c *Catalog) Histories() map[uint32]*File {
+	m := map[uint32]*File{}
+	for i := range c.Files {
+		if f := &c.Files[i]; f.Name.Kind == wal.KindHistory {
+			if _, dup := m[f.Name.Timeline]; !dup {
+				m[f.Name.Timeline] = f
+			}
+		}
+	}
+	return m
+}
+
+// Segments returns the stored segments of timeline tli (0: all), in order.
+func (c *Catalog) Segments(tli uint32) []*File {
+	var out []*File
+	for i := range c.Files {
+		f := &c.Files[i]
+		if f.Name.Kind == wal.KindSegment && (tli == 0 || f.Name.Timeline == tli) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// OldestSegment is the stored segment with the lowest position (on the
+// lowest timeline at that position); ok is false when there is none.
+func (c *Catalog) OldestSegment() (wal.Name, bool) {
+	for _, f := range c.Files {
+		if f.Name.Kind == wal.KindSegment {
+			return f.Name, true
+		}
+	}
+	return wal.Name{}, false
+}
+
+// Timelines lists every timeline the repository mentions: in file names
+// and as ancestors in history files, in increasing order.
+func (c *Catalog) Timelines() []uint32 {
+	seen := map[uint32]bool{}
+	for _, f := range c.Files {
+		seen[f.Name.Timeline] = true
+		if f.History != nil {
+			for _, e := range f.History.Entries {
+				seen[e.Timeline] = true
+			}
+		}
+	}
+	out := make([]uint32, 0, len(seen))
+	for t := range seen {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Backup is one base backup as its backup history file describes it.
+type Backup struct {
+	*File
+	// Info is the parsed file; when it could not be parsed (File.Err), only
+	// Start and StartTimeline are known, from the file name.
+	Info wal.BackupInfo
+	// Time is when the backup was taken: its START TIME, or when the file
+	// was archived if that cannot be read.
+	Time time.Time
+}
+
+// backupTimeLayout is how PostgreSQL writes START TIME and STOP TIME.
+const backupTimeLayout = "2006-01-02 15:04:05 MST"
+
+// Backups returns the base backups, newest first: by the time they were
+// taken, then by position.
+func (c *Catalog) Backups() []Backup {
+	var out []Backup
+	for i := range c.Files {
+		f := &c.Files[i]
+		if f.Name.Kind != wal.KindBackup {
+			continue
+		}
+		b := Backup{File: f, Time: f.Info.ModTime}
+		if f.Backup != nil {
+			b.Info = *f.Backup
+			if t, err := time.Parse(backupTimeLayout, f.Backup.StartTime); err == nil {
+				b.Time = t
+			}
+		} else {
+			b.Info.StartTimeline = f.Name.Timeline
+			b.Info.StopTimeline = f.Name.Timeline
+			if c.SegSize != 0 {
+				b.Info.Start = f.Name.StartLSN(c.SegSize)
+			}
+		}
+		out = append(out, b)
+	}
+	slices.SortStableFunc(out, func(a, b Backup) int {
+		return cmp.Or(b.Time.Compare(a.Time), wal.ComparePosition(b.Name, a.Name),
+			cmp.Compare(b.Name.Timeline, a.Name.Timeline), cmp.Compare(b.Name.Offset, a.Name.Offset))
+	})
+	return out
+}
+
+// Live reports whether the backup's first segment is still stored: a
+// backup whose start segment was pruned is expired.
+func (c *Catalog) Live(b Backup) bool { return c.HasSegment(b.Name) }

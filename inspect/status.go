@@ -1,0 +1,117 @@
+package inspect
+
+import (
+	"time"
+
+	"github.com/walship/walship/repo"
+	"github.com/walship/walship/wal"
+)
+
+// Item is one file as `walship ls` shows it.
+type Item struct {
+	Kind     string    `json:"kind"`
+	Name     string    `json:"name"`
+	Timeline uint32    `json:"timeline"`
+	Key      string    `json:"key"`
+	Codec    string    `json:"codec"`
+	Stored   int64     `json:"stored_bytes"`
+	Raw      int64     `json:"raw_bytes"`
+	Archived time.Time `json:"archived"`
+	// For backup history files.
+	Start string `json:"start,omitempty"`
+	Stop  string `json:"stop,omitempty"`
+	Label string `json:"label,omitempty"`
+	// Problem says why a history or backup history file cannot be read.
+	Problem string `json:"problem,omitempty"`
+}
+
+// rawSize is the size of the WAL file itself: a segment's size when
+// known, the stored size for uncompressed objects and text files, 0 when
+// unknown.
+func (c *Catalog) rawSize(f File) int64 {
+	if !repo.Compressible(f.Name.Kind) || f.Codec == repo.CodecNone {
+		return f.Size
+	}
+	return int64(c.SegSize)
+}
+
+// Items lists the files of timeline tli (0: all), in catalog order.
+func (c *Catalog) Items(tli uint32) []Item {
+	out := []Item{}
+	for _, f := range c.Files {
+		if tli != 0 && f.Name.Timeline != tli {
+			continue
+		}
+		it := Item{Kind: f.Name.Kind.String(), Name: f.Name.String(), Timeline: f.Name.Timeline,
+			Key: f.Key, Codec: string(f.Codec), Stored: f.Size, Raw: c.rawSize(f), Archived: f.Info.ModTime.UTC()}
+		if f.Backup != nil {
+			it.Start, it.Stop, it.Label = f.Backup.Start.String(), f.Backup.Stop.String(), f.Backup.Label
+		}
+		if f.Err != nil {
+			it.Problem = f.Err.Error()
+		}
+		out = append(out, it)
+	}
+	return out
+}
+
+// Status is the summary `walship status` prints.
+type Status struct {
+	Repository   string `json:"repository"`
+	Layout       string `json:"layout"`
+	HaveIdentity bool   `json:"identity_file"`
+	SystemID     uint64 `json:"system_identifier,string,omitempty"`
+	SegSize      uint32 `json:"wal_segment_size,omitempty"`
+	PGVersion    string `json:"pg_version,omitempty"`
+
+	Files       int   `json:"files"`
+	Segments    int   `json:"segments"`
+	Histories   int   `json:"history_files"`
+	Backups     int   `json:"backup_files"`
+	Partials    int   `json:"partial_segments"`
+	RawBytes    int64 `json:"raw_bytes"`
+	StoredBytes int64 `json:"stored_bytes"`
+
+	Timelines    []TimelineInfo `json:"timelines"`
+	NewestBackup *BackupStatus  `json:"newest_backup,omitempty"`
+	// LastArchived is when the most recently archived segment was stored.
+	LastArchived     *time.Time `json:"last_archived,omitempty"`
+	LastArchivedFile string     `json:"last_archived_file,omitempty"`
+}
+
+// Status summarises the catalog.
+func (c *Catalog) Status() Status {
+	s := Status{Repository: c.Location, Layout: string(c.Layout), HaveIdentity: c.HaveIdentity, SegSize: c.SegSize,
+		Timelines: []TimelineInfo{}}
+	if c.HaveIdentity {
+		s.SystemID, s.PGVersion = c.Identity.SystemID, c.Identity.PGVersion
+	}
+	for _, f := range c.Files {
+		s.Files++
+		s.StoredBytes += f.Size
+		s.RawBytes += c.rawSize(f)
+		switch f.Name.Kind {
+		case wal.KindSegment:
+			s.Segments++
+			if s.LastArchived == nil || f.Info.ModTime.After(*s.LastArchived) {
+				t := f.Info.ModTime.UTC()
+				s.LastArchived, s.LastArchivedFile = &t, f.Name.String()
+			}
+		case wal.KindHistory:
+			s.Histories++
+		case wal.KindBackup:
+			s.Backups++
+		case wal.KindPartial:
+			s.Partials++
+		}
+	}
+	for _, ti := range c.TimelineInfos() {
+		if ti.Segments > 0 {
+			s.Timelines = append(s.Timelines, ti)
+		}
+	}
+	if bs := c.BackupStatuses(); len(bs) > 0 {
+		s.NewestBackup = &bs[0]
+	}
+	return s
+}

@@ -1,0 +1,242 @@
+// Package fakerepo fills a local walship repository with fake WAL files
+// (wal.FakeSegment contents, real history and backup history text) for
+// the tests of the packages that read whole repositories: inspect, prune.
+package fakerepo
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/walship/walship/repo"
+	"github.com/walship/walship/storage"
+	"github.com/walship/walship/storage/local"
+	"github.com/walship/walship/wal"
+)
+
+// SysID is the database system identifier of every fake cluster.
+const SysID uint64 = 7229286521432618453
+
+// SegSize is the segment size of the fake cluster: PostgreSQL's smallest,
+// to keep tests quick.
+const SegSize uint32 = 1 << 20
+
+// Repo is a local repository under construction.
+type Repo struct {
+	t     testing.TB
+	Dir   string
+	R     *repo.Repo
+	Codec repo.Codec
+	plain bool // bare files without an identity file, as cp writes them
+}
+
+// New makes an empty repository in the walship layout whose identity file
+// is written by the first segment.
+func New(t testing.TB) *Repo {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := local.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := repo.New(b, repo.LayoutAuto)
+	r.Create = true
+	return &Repo{t: t, Dir: dir, R: r, Codec: repo.CodecLZ4}
+}
+
+// NewPlain makes a repository of bare uncompressed files with no identity
+// file, as `cp %p /archive/%f` leaves.
+func NewPlain(t testing.TB) *Repo {
+	f := New(t)
+	f.plain, f.Codec = true, repo.CodecNone
+	f.R = repo.New(f.R.Backend, repo.LayoutPlain)
+	return f
+}
+
+// Open returns a fresh repo.Repo on the same directory (nothing cached), in
+// the given layout.
+func (f *Repo) Open(layout repo.Layout) *repo.Repo {
+	f.t.Helper()
+	b, err := local.New(f.Dir)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return repo.New(storage.WithRetry(b, storage.RetryPolicy{OpTimeout: 10 * time.Second, Budget: time.Second, FirstDelay: time.Millisecond, MaxDelay: time.Millisecond}), layout)
+}
+
+func (f *Repo) put(n wal.Name, data []byte) {
+	f.t.Helper()
+	if f.plain {
+		if err := os.WriteFile(filepath.Join(f.Dir, n.String()), data, 0o600); err != nil {
+			f.t.Fatal(err)
+		}
+		return
+	}
+	ctx := context.Background()
+	if n.Kind == wal.KindSegment || n.Kind == wal.KindPartial {
+		h, err := wal.ParseLongHeader(data)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if err := f.R.Claim(ctx, h); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	if _, err := f.R.Put(ctx, n, data, f.Codec); err != nil {
+		f.t.Fatalf("storing %s: %v", n, err)
+	}
+}
+
+// Name parses a WAL file name or fails the test.
+func Name(t testing.TB, s string) wal.Name {
+	t.Helper()
+	n, err := wal.ParseName(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Seg is the name of segment segno on timeline tli.
+func Seg(tli uint32, segno uint64) wal.Name { return wal.SegmentFromNo(tli, segno, SegSize) }
+
+// Segments stores segments from..to (inclusive) of timeline tli.
+func (f *Repo) Segments(tli uint32, from, to uint64) {
+	f.t.Helper()
+	for s := from; s <= to; s++ {
+		n := Seg(tli, s)
+		f.put(n, wal.FakeSegment(n, SysID, SegSize, nil))
+	}
+}
+
+// Partial stores the .partial segment segno of timeline tli.
+func (f *Repo) Partial(tli uint32, segno uint64) wal.Name {
+	f.t.Helper()
+	n := Seg(tli, segno)
+	n.Kind = wal.KindPartial
+	f.put(n, wal.FakeSegment(n, SysID, SegSize, nil))
+	return n
+}
+
+// History stores the history file of timeline tli: each pair is a parent
+// timeline and the segment number where it was left (switch point in the
+// middle of that segment).
+func (f *Repo) History(tli uint32, parents ...[2]uint64) {
+	f.t.Helper()
+	var text string
+	for _, p := range parents {
+		text += fmt.Sprintf("%d\t%s\tno recovery target specified\n", p[0], SwitchPoint(p[1]))
+	}
+	f.put(wal.Name{Kind: wal.KindHistory, Timeline: tli}, []byte(text))
+}
+
+// SwitchPoint is the LSN fake history files put in segment segno.
+func SwitchPoint(segno uint64) wal.LSN { return wal.LSN(segno*uint64(SegSize) + 0x4000) }
+
+// Backup stores the backup history file of a base backup on timeline tli
+// from segment start to segment stop, taken at time at. It returns the
+// file's name.
+func (f *Repo) Backup(tli uint32, start, stop uint64, at time.Time) wal.Name {
+	f.t.Helper()
+	startLSN := wal.LSN(start*uint64(SegSize) + 0x28)
+	stopLSN := wal.LSN(stop*uint64(SegSize) + 0x100)
+	n := Seg(tli, start)
+	n.Kind, n.Offset = wal.KindBackup, 0x28
+	ts := at.UTC().Format("2006-01-02 15:04:05 MST")
+	text := fmt.Sprintf("START WAL LOCATION: %s (file %s)\nSTOP WAL LOCATION: %s (file %s)\n"+
+		"CHECKPOINT LOCATION: %s\nBACKUP METHOD: streamed\nBACKUP FROM: primary\nSTART TIME: %s\n"+
+		"LABEL: fake\nSTART TIMELINE: %d\nSTOP TIME: %s\nSTOP TIMELINE: %d\n",
+		startLSN, Seg(tli, start), stopLSN, Seg(tli, stop), startLSN+0x38, ts, tli, ts, tli)
+	f.put(n, []byte(text))
+	return n
+}
+
+// Put stores a file with arbitrary content (for damaged files), behind
+// the repository's back: no checks, no identity claimed.
+func (f *Repo) Put(n wal.Name, data []byte) {
+	f.t.Helper()
+	if f.plain {
+		f.put(n, data)
+		return
+	}
+	c := f.Codec
+	if !repo.Compressible(n.Kind) {
+		c = repo.CodecNone
+	}
+	obj, err := repo.Encode(c, data)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	p := filepath.Join(f.Dir, filepath.FromSlash(repo.Key(repo.LayoutWalship, n, c)))
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, obj, 0o600); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// Path is the file that holds n, or "" if it is not stored.
+func (f *Repo) Path(n wal.Name) string {
+	f.t.Helper()
+	for _, loc := range repo.Candidates(repo.LayoutAuto, n) {
+		p := filepath.Join(f.Dir, filepath.FromSlash(loc.Key))
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// Has reports whether n is stored.
+func (f *Repo) Has(n wal.Name) bool { f.t.Helper(); return f.Path(n) != "" }
+
+// Delete removes n's file behind the repository's back.
+func (f *Repo) Delete(n wal.Name) {
+	f.t.Helper()
+	p := f.Path(n)
+	if p == "" {
+		f.t.Fatalf("%s is not stored", n)
+	}
+	if err := os.Remove(p); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// Age sets the modification time (the archive time the listing reports)
+// of n's file.
+func (f *Repo) Age(n wal.Name, at time.Time) {
+	f.t.Helper()
+	if err := os.Chtimes(f.Path(n), at, at); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// Names lists the WAL files stored, sorted, plus walship.json if present.
+func (f *Repo) Names() []string {
+	f.t.Helper()
+	var out []string
+	err := filepath.WalkDir(f.Dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(f.Dir, path)
+		if rel == repo.IdentityKey {
+			out = append(out, rel)
+			return nil
+		}
+		if n, _, _, ok := repo.ParseKey(filepath.ToSlash(rel)); ok {
+			out = append(out, n.String())
+		}
+		return nil
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
