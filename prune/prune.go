@@ -1,0 +1,333 @@
+// Package prune removes the WAL a walship repository no longer needs: the
+// segments before a restart point (archive_cleanup_command's %r, with
+// pg_archivecleanup's timeline rule) or before what a retention policy
+// keeps (the newest base backups, an age window).
+//
+// Whatever the policy, it never removes history files, the identity file,
+// the WAL of the newest base backup, or anything at or after the cutoff on
+// any timeline; and it refuses to touch a repository whose identity does
+// not match the cluster it is told about.
+package prune
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/walship/walship/inspect"
+	"github.com/walship/walship/internal/progress"
+	"github.com/walship/walship/repo"
+	"github.com/walship/walship/wal"
+)
+
+// ErrNoPolicy is returned when no policy says what to keep.
+var ErrNoPolicy = errors.New("no retention policy: give %r (archive_cleanup_command), --before SEGMENT, --keep-backups N or --keep-age DURATION")
+
+// ErrRefused is matched by errors that stop a prune for safety: a
+// repository of another cluster, or one that does not say whose it is.
+var ErrRefused = errors.New("refusing to prune")
+
+// Policy says what to keep. Each rule that is set keeps some WAL; a file
+// goes only if no rule keeps it.
+type Policy struct {
+	// Before keeps everything from this position on, on every timeline
+	// (%r or --before): only the 16 hex digits after the timeline count.
+	Before *wal.Name
+	// KeepBackups keeps the WAL the N newest base backups need (0: unset).
+	KeepBackups int
+	// KeepAge keeps the WAL archived within this window, and everything
+	// after it (nil: unset).
+	KeepAge *time.Duration
+}
+
+func (p Policy) empty() bool { return p.Before == nil && p.KeepBackups == 0 && p.KeepAge == nil }
+
+// Options tune Prune.
+type Options struct {
+	Policy
+	// DryRun plans and reports, and removes nothing.
+	DryRun bool
+	// SystemID, when not 0, is the database system identifier of the
+	// cluster the repository must belong to; SystemIDFrom says where it
+	// was read (for messages).
+	SystemID     uint64
+	SystemIDFrom string
+	// Now is the clock for KeepAge (default time.Now).
+	Now func() time.Time
+	// Bar, when set, makes a progress bar for the removals.
+	Bar func(total int64) *progress.Bar
+	// BatchSize bounds one batch delete on stores that have them (default 1000).
+	BatchSize int
+}
+
+// Plan is what a prune removes and keeps.
+type Plan struct {
+	// Cutoff: files before this position go (history files never). Only
+	// its position matters; its timeline is the one of the file it came
+	// from, for messages.
+	Cutoff wal.Name
+	// Reason names the rule that set the cutoff.
+	Reason string
+	// Remove lists what goes, oldest first.
+	Remove []inspect.File
+	// Bytes is the stored size of Remove; RawBytes the WAL they held.
+	Bytes, RawBytes int64
+	// OldestKept is the oldest segment left, if any.
+	OldestKept     wal.Name
+	HaveOldestKept bool
+	// Notes explain decisions worth knowing (a policy that kept everything).
+	Notes []string
+}
+
+// limit is one rule's cutoff.
+type limit struct {
+	pos    wal.Name
+	reason string
+}
+
+// keepAll is a cutoff no file is before.
+var keepAll = wal.Name{Kind: wal.KindSegment, Timeline: 1}
+
+// MakePlan decides, from a scanned repository and a policy, what goes.
+func MakePlan(c *inspect.Catalog, p Policy, now time.Time) (Plan, error) {
+	if p.empty() {
+		return Plan{}, ErrNoPolicy
+	}
+	if p.KeepBackups < 0 {
+		return Plan{}, fmt.Errorf("--keep-backups %d: must be at least 1", p.KeepBackups)
+	}
+	if p.KeepAge != nil && *p.KeepAge < 0 {
+		return Plan{}, fmt.Errorf("--keep-age %s: must not be negative", *p.KeepAge)
+	}
+	var plan Plan
+	var limits []limit
+	if p.Before != nil {
+		limits = append(limits, limit{p.Before.SegmentName(), "before " + p.Before.SegmentName().String()})
+	}
+	backups := c.Backups()
+	if p.KeepBackups > 0 {
+		var live []inspect.Backup
+		for _, b := range backups {
+			if c.Live(b) {
+				live = append(live, b)
+			}
+		}
+		if len(live) < p.KeepBackups {
+			plan.Notes = append(plan.Notes, fmt.Sprintf("%d base backup(s) with their WAL in the repository, --keep-backups %d: keeping all WAL", len(live), p.KeepBackups))
+			limits = append(limits, limit{keepAll, fmt.Sprintf("--keep-backups %d", p.KeepBackups)})
+		} else {
+			kept := live[:p.KeepBackups]
+			oldest := kept[0]
+			for _, b := range kept[1:] {
+				if wal.ComparePosition(b.Name, oldest.Name) < 0 {
+					oldest = b
+				}
+			}
+			limits = append(limits, limit{oldest.Name.SegmentName(), fmt.Sprintf("--keep-backups %d: base backup %s", p.KeepBackups, oldest.Name)})
+		}
+	}
+	if p.KeepAge != nil {
+		limits = append(limits, ageLimit(c, *p.KeepAge, now))
+	}
+	cut := limits[0]
+	for _, l := range limits[1:] {
+		if wal.ComparePosition(l.pos, cut.pos) < 0 {
+			cut = l
+		}
+	}
+	// The newest base backup is never given up, whatever the policy.
+	if len(backups) > 0 {
+		if newest := backups[0]; wal.ComparePosition(newest.Name, cut.pos) < 0 {
+			cut = limit{newest.Name.SegmentName(), fmt.Sprintf("the newest base backup %s", newest.Name)}
+		}
+	}
+	plan.Cutoff, plan.Reason = cut.pos, cut.reason
+
+	removed := map[string]bool{}
+	for _, f := range c.Files {
+		if !goes(c, f, cut.pos) {
+			continue
+		}
+		plan.Remove = append(plan.Remove, f)
+		plan.Bytes += f.Size
+		if repo.Compressible(f.Name.Kind) && f.Codec != repo.CodecNone {
+			plan.RawBytes += int64(c.SegSize)
+		} else {
+			plan.RawBytes += f.Size
+		}
+		removed[f.Key] = true
+	}
+	for _, f := range c.Files {
+		if f.Name.Kind == wal.KindSegment && !removed[f.Key] {
+			plan.OldestKept, plan.HaveOldestKept = f.Name, true
+			break
+		}
+	}
+	return plan, nil
+}
+
+// goes decides one file against the cutoff.
+func goes(c *inspect.Catalog, f inspect.File, cutoff wal.Name) bool {
+	switch f.Name.Kind {
+	case wal.KindHistory:
+		return false // needed to follow timelines, and tiny
+	case wal.KindSegment, wal.KindPartial:
+		return wal.ComparePosition(f.Name, cutoff) < 0
+	case wal.KindBackup:
+		// A backup's record outlives its WAL by one run: while its start
+		// segment is still stored the record stays, so that ls and verify
+		// can name the backup as expired; once that segment is gone the
+		// record is no longer needed.
+		return wal.ComparePosition(f.Name, cutoff) < 0 && !c.HasSegment(f.Name)
+	}
+	return false
+}
+
+// ageLimit keeps every segment archived at or after now-age, everything
+// after the oldest of them, and in any case the newest segment.
+func ageLimit(c *inspect.Catalog, age time.Duration, now time.Time) limit {
+	since := now.Add(-age)
+	segs := c.Segments(0)
+	if len(segs) == 0 {
+		return limit{keepAll, "--keep-age " + age.String()}
+	}
+	newest := segs[len(segs)-1].Name
+	for _, f := range c.Files {
+		if f.Name.HasSegment() && !f.Info.ModTime.Before(since) && wal.ComparePosition(f.Name, newest) < 0 {
+			return limit{f.Name.SegmentName(), fmt.Sprintf("--keep-age %s: %s was archived at %s", age, f.Name, f.Info.ModTime.UTC().Format(time.RFC3339))}
+		}
+	}
+	return limit{newest, fmt.Sprintf("--keep-age %s: the newest segment is always kept", age)}
+}
+
+// Result is what Prune did.
+type Result struct {
+	Plan
+	DryRun       bool
+	Removed      int
+	RemovedBytes int64
+}
+
+// Summary is the one line a run prints.
+func (r Result) Summary() string {
+	var b strings.Builder
+	verb := "removed"
+	n, bytes := r.Removed, r.RemovedBytes
+	if r.DryRun {
+		verb, n, bytes = "would remove", len(r.Remove), r.Bytes
+	}
+	fmt.Fprintf(&b, "%s %d file(s), %s", verb, n, progress.Bytes(bytes))
+	if r.RawBytes > bytes && n > 0 {
+		fmt.Fprintf(&b, " (%s of WAL)", progress.Bytes(r.RawBytes))
+	}
+	if r.HaveOldestKept {
+		fmt.Fprintf(&b, "; oldest kept segment %s", r.OldestKept)
+	} else {
+		b.WriteString("; no segment kept")
+	}
+	if r.Cutoff.Log == 0 && r.Cutoff.Seg == 0 {
+		fmt.Fprintf(&b, "; keeping everything (%s)", r.Reason)
+	} else {
+		fmt.Fprintf(&b, "; cutoff %s (%s)", r.Cutoff, r.Reason)
+	}
+	return b.String()
+}
+
+// DeleteError reports removals that failed. Files older than the first
+// failure may have gone; nothing newer was touched.
+type DeleteError struct {
+	Failed  []string // keys
+	Err     error
+	Removed int
+}
+
+func (e *DeleteError) Error() string {
+	return fmt.Sprintf("removing %s failed after %d file(s) were removed: %v", strings.Join(e.Failed, ", "), e.Removed, e.Err)
+}
+
+func (e *DeleteError) Unwrap() error { return e.Err }
+
+// Prune checks the repository's identity, plans, and (unless DryRun)
+// removes. On a failed removal it stops, so that what remains has no holes,
+// and returns a *DeleteError with the Result of what was done.
+func Prune(ctx context.Context, r *repo.Repo, o Options) (Result, error) {
+	if o.Policy.empty() {
+		return Result{}, ErrNoPolicy
+	}
+	id, haveID, err := r.Identity(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	if !haveID && r.Layout() != repo.LayoutPlain {
+		return Result{}, fmt.Errorf("%w: %s has no %s, so it cannot be told whose WAL it holds; to prune an archive of bare files (as cp writes them) say --layout plain", ErrRefused, r, repo.IdentityKey)
+	}
+	c, err := inspect.Scan(ctx, r)
+	if err != nil {
+		return Result{}, err
+	}
+	if o.SystemID != 0 {
+		if err := checkSystem(ctx, r, c, id, haveID, o); err != nil {
+			return Result{}, err
+		}
+	}
+	now := time.Now
+	if o.Now != nil {
+		now = o.Now
+	}
+	plan, err := MakePlan(c, o.Policy, now())
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Plan: plan, DryRun: o.DryRun}
+	if o.DryRun || len(plan.Remove) == 0 {
+		return res, nil
+	}
+	var bar *progress.Bar
+	if o.Bar != nil {
+		bar = o.Bar(int64(len(plan.Remove)))
+	}
+	defer bar.Done()
+	err = remove(ctx, r, plan.Remove, o.BatchSize, func(f inspect.File) {
+		res.Removed++
+		res.RemovedBytes += f.Size
+		bar.Add(1)
+	})
+	if err != nil {
+		var de *DeleteError
+		if errors.As(err, &de) {
+			de.Removed = res.Removed
+		}
+		return res, err
+	}
+	return res, nil
+}
+
+// checkSystem refuses a repository that belongs to another cluster than
+// the one named by o.SystemID. Without an identity file, the header of the
+// newest segment says whose the WAL is.
+func checkSystem(ctx context.Context, r *repo.Repo, c *inspect.Catalog, id repo.Identity, haveID bool, o Options) error {
+	from := o.SystemIDFrom
+	if from == "" {
+		from = "--system-identifier"
+	}
+	have := id.SystemID
+	what := repo.IdentityKey
+	if !haveID {
+		segs := c.Segments(0)
+		if len(segs) == 0 {
+			return nil // nothing to prune, nothing to compare
+		}
+		newest := segs[len(segs)-1]
+		h, err := inspect.ReadHeader(ctx, r, newest.Entry)
+		if err != nil {
+			return fmt.Errorf("%w: cannot read whose WAL %s is: %w", ErrRefused, newest.Key, err)
+		}
+		have, what = h.SysID, newest.Key
+	}
+	if have != o.SystemID {
+		return fmt.Errorf("%w: %s belongs to database system %d (%s), but %s says %d", ErrRefused, r, have, what, from, o.SystemID)
+	}
+	return nil
+}
