@@ -73,7 +73,9 @@ func Before(flags []cli.Flag) cli.BeforeFunc {
 	return func(c *cli.Context) error {
 		if path := c.String("config"); path != "" {
 			if err := checkConfig(path); err != nil {
-				return UsageError{fmt.Errorf("config file %s: %w", path, err)}
+				// %v, not %w: a missing config file must not look like a
+				// file missing from the archive (restore's exit 1).
+				return UsageError{fmt.Errorf("config file %s: %v", path, err)}
 			}
 		}
 		if err := load(c); err != nil {
