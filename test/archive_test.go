@@ -1,0 +1,700 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/walship/walship/internal/pgtest"
+	"github.com/walship/walship/repo"
+	"github.com/walship/walship/storage/local"
+	"github.com/walship/walship/wal"
+)
+
+// segSize is the segment size of the clusters these tests create.
+const segSize = 16 << 20
+
+// result is how one run of a walship binary ended.
+type result struct {
+	stdout, stderr string
+	code           int // exit status; -1 when a signal ended the process
+}
+
+// runOpts say where and with which environment a binary runs.
+type runOpts struct {
+	dir string   // working directory; "/" when empty
+	env []string // extra KEY=value settings
+}
+
+// walship runs one walship binary as the server's user. The WALSHIP_*
+// variables of the test process are dropped, so only o.env sets them.
+func walship(t *testing.T, o runOpts, prog string, args ...string) result {
+	t.Helper()
+	cmd := walshipCmd(t, o, prog, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exitErr):
+		r.code = exitErr.ExitCode()
+	default:
+		t.Fatalf("running %s: %v", prog, err)
+	}
+	return r
+}
+
+func walshipCmd(t *testing.T, o runOpts, prog string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := pgtest.Command(t, pgtest.Bin(t, prog), args...)
+	env := cmd.Env[:0:0]
+	for _, kv := range cmd.Env {
+		if !strings.HasPrefix(kv, "WALSHIP_") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = append(env, o.env...)
+	if o.dir != "" {
+		cmd.Dir = o.dir
+	}
+	return cmd
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+}
+
+// wantOK checks that a run succeeded quietly.
+func wantOK(t *testing.T, what string, r result) {
+	t.Helper()
+	if r.code != 0 || r.stdout != "" || r.stderr != "" {
+		t.Errorf("%s: %s, want exit 0 and no output", what, r)
+	}
+}
+
+// wantOneLine checks that a run failed with exit status code (one of codes)
+// and exactly one line on stderr that names the program and contains every
+// one of wants.
+func wantOneLine(t *testing.T, what string, r result, codes []int, prog string, wants ...string) {
+	t.Helper()
+	okCode := false
+	for _, c := range codes {
+		okCode = okCode || r.code == c
+	}
+	if !okCode {
+		t.Errorf("%s: %s, want exit status in %v", what, r, codes)
+	}
+	if r.stdout != "" {
+		t.Errorf("%s: stdout %q, want none", what, r.stdout)
+	}
+	line, rest, _ := strings.Cut(r.stderr, "\n")
+	if rest != "" || !strings.HasSuffix(r.stderr, "\n") || !strings.HasPrefix(line, prog+": ") {
+		t.Errorf("%s: stderr %q, want one line starting %q", what, r.stderr, prog+": ")
+	}
+	for _, w := range wants {
+		if !strings.Contains(line, w) {
+			t.Errorf("%s: stderr %q does not contain %q", what, line, w)
+		}
+	}
+}
+
+// archiving is a running cluster whose archive_command is walship-archive.
+type archiving struct {
+	base string // directory for the test, owned by the server's user
+	repo string // the repository directory (not created in advance)
+	pg   *pgtest.Cluster
+}
+
+// startArchiving starts a fresh cluster archiving into base/repo (or, when
+// archiveCmd is given, with that archive_command line).
+func startArchiving(t *testing.T, archiveCmd ...string) *archiving {
+	t.Helper()
+	pgtest.Require(t)
+	a := &archiving{base: pgtest.Dir(t)}
+	a.repo = filepath.Join(a.base, "repo")
+	a.pg = pgtest.NewCluster(t, a.base, "primary", pgtest.InitOptions{})
+	line := pgtest.ArchiveCommand(t, a.repo)
+	if len(archiveCmd) > 0 {
+		line = archiveCmd[0]
+	}
+	a.pg.Conf("archive_mode = on", line)
+	a.pg.Start()
+	return a
+}
+
+// switchSegment writes a little WAL, ends the segment with pg_switch_wal and
+// waits until the server reports it archived. It returns the segment's name
+// and its bytes as the server wrote them in pg_wal.
+func (a *archiving) switchSegment(t *testing.T) (string, []byte) {
+	t.Helper()
+	a.pg.Query("CREATE TABLE IF NOT EXISTS filler (i int, s text); INSERT INTO filler SELECT i, md5(i::text) FROM generate_series(1, 2000) i")
+	name := a.pg.Query("SELECT pg_walfile_name(pg_current_wal_lsn())")
+	a.pg.Query("SELECT pg_switch_wal()")
+	data, err := os.ReadFile(filepath.Join(a.pg.Data, "pg_wal", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) != segSize {
+		t.Fatalf("%s is %d bytes, want %d", name, len(data), segSize)
+	}
+	a.pg.WaitQuery("SELECT last_archived_wal >= '"+name+"' FROM pg_stat_archiver", "t", 60*time.Second)
+	return name, data
+}
+
+// sysID is the cluster's database system identifier.
+func sysID(t *testing.T, c *pgtest.Cluster) uint64 {
+	t.Helper()
+	v, err := strconv.ParseUint(c.Query("SELECT system_identifier FROM pg_control_system()"), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// objectPath is where a local repository in the walship layout stores name.
+func objectPath(t *testing.T, repoDir, name string, c repo.Codec) string {
+	t.Helper()
+	n, err := wal.ParseName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(repoDir, filepath.FromSlash(repo.Key(repo.LayoutWalship, n, c)))
+}
+
+// decodeObject reads name from a local repository in-process (decoded and
+// checksummed by the repo package).
+func decodeObject(t *testing.T, repoDir, name string) ([]byte, error) {
+	t.Helper()
+	n, err := wal.ParseName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := local.New(repoDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := repo.New(b, repo.LayoutAuto).Open(context.Background(), n)
+	if err != nil {
+		return nil, err
+	}
+	defer o.Close()
+	return io.ReadAll(o)
+}
+
+// restored runs walship-restore for name from repoDir into a fresh pg_wal
+// directory and returns the restored bytes.
+func restored(t *testing.T, repoDir, name string, flags ...string) []byte {
+	t.Helper()
+	dir := pgtest.Mkdir(t, filepath.Join(pgtest.Dir(t), "pg_wal"))
+	args := append(append([]string{"--repo", repoDir}, flags...), name, filepath.Join(dir, name))
+	r := walship(t, runOpts{}, "walship-restore", args...)
+	wantOK(t, "walship-restore "+name, r)
+	data, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatalf("walship-restore %s: %v", name, err)
+	}
+	return data
+}
+
+// writeSegment writes data as dir/name, owned by the server's user.
+func writeSegment(t *testing.T, dir, name string, data []byte) string {
+	t.Helper()
+	pgtest.Mkdir(t, dir)
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Chown(t, path)
+	return path
+}
+
+// fileState is what a test remembers of a file to tell it was not touched.
+type fileState struct {
+	size  int64
+	mtime time.Time
+	mode  fs.FileMode
+}
+
+// snapshot lists every file and directory under root (dot-files included).
+func snapshot(t *testing.T, root string) map[string]fileState {
+	t.Helper()
+	got := map[string]fileState{}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && path == root {
+				return nil
+			}
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		got[rel] = fileState{size: fi.Size(), mtime: fi.ModTime(), mode: fi.Mode()}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func sameSnapshot(t *testing.T, what string, before, after map[string]fileState) {
+	t.Helper()
+	for p, b := range before {
+		if a, ok := after[p]; !ok {
+			t.Errorf("%s: %s disappeared", what, p)
+		} else if a != b {
+			t.Errorf("%s: %s changed: %+v, was %+v", what, p, a, b)
+		}
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok {
+			t.Errorf("%s: %s appeared", what, p)
+		}
+	}
+}
+
+// serverUser is the uid and gid the server (and so archive_command) runs as.
+func serverUser(t *testing.T) (uint32, uint32) {
+	if c := pgtest.Credential(t); c != nil {
+		return c.Uid, c.Gid
+	}
+	return uint32(os.Getuid()), uint32(os.Getgid())
+}
+
+// TestArchiveRepush checks archive_command's promise for a file archived
+// before: the same content again is success without touching the object,
+// other content under the name is refused with one clear line and the
+// stored object stays exactly as it was.
+func TestArchiveRepush(t *testing.T) {
+	a := startArchiving(t)
+	name, orig := a.switchSegment(t)
+	obj := objectPath(t, a.repo, name, repo.CodecLZ4)
+	stored, err := os.ReadFile(obj)
+	if err != nil {
+		t.Fatalf("archived object: %v", err)
+	}
+	before := snapshot(t, a.repo)
+	copyDir := filepath.Join(a.base, "copy")
+	path := writeSegment(t, copyDir, name, orig)
+
+	wantOK(t, "re-push of identical content", walship(t, runOpts{}, "walship-archive", "--repo", a.repo, path, name))
+	// Identical content asked to be stored uncompressed: still the same file.
+	wantOK(t, "re-push of identical content with --compress none",
+		walship(t, runOpts{}, "walship-archive", "--repo", a.repo, "--compress", "none", path, name))
+	sameSnapshot(t, "after identical re-pushes", before, snapshot(t, a.repo))
+
+	changed := bytes.Clone(orig)
+	changed[len(changed)/2] ^= 0xFF
+	writeSegment(t, copyDir, name, changed)
+	for _, compress := range []string{"lz4", "none"} {
+		r := walship(t, runOpts{}, "walship-archive", "--repo", a.repo, "--compress", compress, path, name)
+		wantOneLine(t, "re-push of different content ("+compress+")", r, []int{1}, "walship-archive", name, "different content")
+	}
+	sameSnapshot(t, "after refused re-pushes", before, snapshot(t, a.repo))
+	if now, _ := os.ReadFile(obj); !bytes.Equal(now, stored) {
+		t.Errorf("stored object %s changed after a refused re-push", obj)
+	}
+	if got := restored(t, a.repo, name); !bytes.Equal(got, orig) {
+		t.Errorf("restored %s differs from the segment the server wrote (%d bytes, want %d)", name, len(got), len(orig))
+	}
+	if failed := a.pg.Int("SELECT failed_count FROM pg_stat_archiver"); failed != 0 {
+		t.Errorf("server's failed_count = %d, want 0", failed)
+	}
+}
+
+// TestArchiveRefusesOtherCluster points a second cluster (its own initdb,
+// so another system identifier) at the repository of a first one: every
+// attempt is refused, the server keeps the WAL and retries, and the
+// repository is left exactly as the first cluster made it.
+func TestArchiveRefusesOtherCluster(t *testing.T) {
+	a := startArchiving(t)
+	name, orig := a.switchSegment(t)
+	sysA := sysID(t, a.pg)
+	identity, err := os.ReadFile(filepath.Join(a.repo, repo.IdentityKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b := pgtest.NewCluster(t, a.base, "other", pgtest.InitOptions{})
+	b.Conf("archive_mode = on", pgtest.ArchiveCommand(t, a.repo))
+	b.Start()
+	sysB := sysID(t, b)
+	if sysA == sysB {
+		t.Fatalf("both clusters have system identifier %d", sysA)
+	}
+	b.Query("CREATE TABLE t AS SELECT generate_series(1, 1000) i")
+	segB := b.Query("SELECT pg_walfile_name(pg_current_wal_lsn())")
+	b.Query("SELECT pg_switch_wal()")
+
+	var first int64
+	pgtest.Eventually(t, 60*time.Second, "the second cluster's first failed archive attempt", func() bool {
+		first = b.Int("SELECT failed_count FROM pg_stat_archiver")
+		return first > 0
+	})
+	pgtest.Eventually(t, 60*time.Second, "the second cluster to retry", func() bool {
+		return b.Int("SELECT failed_count FROM pg_stat_archiver") > first
+	})
+	if got := b.Query("SELECT coalesce(last_failed_wal, '') FROM pg_stat_archiver"); got != segB {
+		t.Errorf("last_failed_wal = %q, want %q", got, segB)
+	}
+	if got := b.Int("SELECT archived_count FROM pg_stat_archiver"); got != 0 {
+		t.Errorf("second cluster archived_count = %d, want 0", got)
+	}
+	if _, err := os.Stat(filepath.Join(b.Data, "pg_wal", "archive_status", segB+".ready")); err != nil {
+		t.Errorf("the server should keep %s waiting for archiving: %v", segB, err)
+	}
+	var line string
+	for _, l := range strings.Split(b.Log(), "\n") {
+		if strings.HasPrefix(l, "walship-archive: ") {
+			line = l
+			break
+		}
+	}
+	if !strings.Contains(line, strconv.FormatUint(sysA, 10)) || !strings.Contains(line, strconv.FormatUint(sysB, 10)) || !strings.Contains(line, segB) {
+		t.Errorf("server log line of walship-archive = %q, want one naming %s and both system identifiers %d and %d", line, segB, sysA, sysB)
+	}
+
+	// The repository holds the first cluster's WAL and nothing else.
+	if now, _ := os.ReadFile(filepath.Join(a.repo, repo.IdentityKey)); !bytes.Equal(now, identity) {
+		t.Errorf("identity file changed:\n%s\nwas:\n%s", now, identity)
+	}
+	segs := archivedSegments(t, a.repo)
+	if archivedA := a.pg.Int("SELECT archived_count FROM pg_stat_archiver"); int64(len(segs)) != archivedA {
+		t.Errorf("repository holds %d segments, the first cluster archived %d", len(segs), archivedA)
+	}
+	for s := range segs {
+		data, err := decodeObject(t, a.repo, s)
+		if err != nil {
+			t.Errorf("reading %s: %v", s, err)
+			continue
+		}
+		if h, err := wal.ParseLongHeader(data); err != nil || h.SysID != sysA {
+			t.Errorf("%s in the repository: header %+v, %v; want system %d", s, h, err, sysA)
+		}
+	}
+	if leftovers := nonWALFiles(t, a.repo); len(leftovers) > 0 {
+		t.Errorf("repository holds files that are no WAL of the first cluster: %v", leftovers)
+	}
+	if got := restored(t, a.repo, name); !bytes.Equal(got, orig) {
+		t.Errorf("restored %s of the first cluster differs from what it wrote", name)
+	}
+}
+
+// nonWALFiles lists the files in a local repository that are neither the
+// identity file nor a WAL object, temporary dot-files included.
+func nonWALFiles(t *testing.T, repoDir string) []string {
+	t.Helper()
+	var out []string
+	for rel, st := range snapshot(t, repoDir) {
+		if st.mode.IsDir() || rel == repo.IdentityKey {
+			continue
+		}
+		if _, _, _, ok := repo.ParseKey(filepath.ToSlash(rel)); !ok {
+			out = append(out, rel)
+		}
+	}
+	return out
+}
+
+// TestArchiveObjectModes checks that the repository is private to the
+// server's user: objects 0600, directories 0700, all owned by that user.
+func TestArchiveObjectModes(t *testing.T) {
+	a := startArchiving(t)
+	a.switchSegment(t)
+	// A backup history file (text, stored uncompressed) too.
+	a.pg.Query("SELECT pg_backup_start('modes', true); SELECT pg_backup_stop()")
+	a.switchSegment(t)
+	uid, gid := serverUser(t)
+	kinds := map[string]int{}
+	err := filepath.WalkDir(a.repo, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := fs.FileMode(0o600)
+		if fi.IsDir() {
+			want = fs.ModeDir | 0o700
+		}
+		if fi.Mode() != want {
+			t.Errorf("%s: mode %v, want %v", path, fi.Mode(), want)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if st.Uid != uid || st.Gid != gid {
+			t.Errorf("%s: owned by %d:%d, want the server's user %d:%d", path, st.Uid, st.Gid, uid, gid)
+		}
+		rel, _ := filepath.Rel(a.repo, path)
+		if n, _, _, ok := repo.ParseKey(filepath.ToSlash(rel)); ok {
+			kinds[n.Kind.String()]++
+		} else if !fi.IsDir() {
+			kinds[rel]++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kinds) < 3 {
+		t.Errorf("repository holds %v, want segments, a backup history file and %s", kinds, repo.IdentityKey)
+	}
+	t.Logf("checked %v", kinds)
+}
+
+// TestArchiveKilled kills walship-archive at random points of storing a real
+// segment into a fresh repository: afterwards the object is either absent
+// or complete, nothing but dot-files is partial, and the next run stores
+// the segment so that it restores byte-identical.
+func TestArchiveKilled(t *testing.T) {
+	a := startArchiving(t)
+	name, orig := a.switchSegment(t)
+	sys := sysID(t, a.pg)
+	a.pg.Stop("fast")
+	path := writeSegment(t, filepath.Join(a.base, "src"), name, orig)
+
+	// One undisturbed run, to know how long a run takes.
+	probe := filepath.Join(a.base, "probe")
+	start := time.Now()
+	wantOK(t, "undisturbed run", walship(t, runOpts{}, "walship-archive", "--repo", probe, path, name))
+	typical := time.Since(start)
+	if got := restored(t, probe, name); !bytes.Equal(got, orig) {
+		t.Fatalf("undisturbed run: restored %s differs from the original", name)
+	}
+
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, seed>>1))
+	t.Logf("typical run %v; random seed %d", typical, seed)
+	const runs = 30
+	var absent, complete, finished, dotFiles int
+	for i := range runs {
+		repoDir := filepath.Join(a.base, fmt.Sprintf("repo%02d", i))
+		cmd := walshipCmd(t, runOpts{}, "walship-archive", "--repo", repoDir, path, name)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Half the delays fall in the second half of a run, where the
+		// writing happens (the first half is mostly start-up and lz4).
+		delay := rng.Int64N(int64(typical))
+		if i%2 == 1 {
+			delay = int64(typical)/2 + rng.Int64N(int64(typical)/2)
+		}
+		time.Sleep(time.Duration(delay))
+		cmd.Process.Signal(syscall.SIGKILL)
+		if err := cmd.Wait(); err == nil {
+			finished++
+		}
+
+		have := false
+		for rel, st := range snapshot(t, repoDir) {
+			base := filepath.Base(rel)
+			switch {
+			case st.mode.IsDir():
+			case strings.HasPrefix(base, "."):
+				dotFiles++
+			case rel == repo.IdentityKey:
+				var id repo.Identity
+				data, _ := os.ReadFile(filepath.Join(repoDir, rel))
+				if err := json.Unmarshal(data, &id); err != nil || id.SystemID != sys || id.SegSize != segSize {
+					t.Errorf("run %d: partial or wrong identity file %q (%v)", i, data, err)
+				}
+			case filepath.Join(repoDir, rel) == objectPath(t, repoDir, name, repo.CodecLZ4):
+				have = true
+				if got, err := decodeObject(t, repoDir, name); err != nil || !bytes.Equal(got, orig) {
+					t.Errorf("run %d: visible object %s is not the complete segment: %d bytes, %v", i, rel, len(got), err)
+				}
+			default:
+				t.Errorf("run %d: unexpected file %s in the repository", i, rel)
+			}
+		}
+		if have {
+			complete++
+		} else {
+			absent++
+		}
+
+		wantOK(t, fmt.Sprintf("run %d: archiving again after the kill", i), walship(t, runOpts{}, "walship-archive", "--repo", repoDir, path, name))
+		if got, err := decodeObject(t, repoDir, name); err != nil || !bytes.Equal(got, orig) {
+			t.Errorf("run %d: after the second run the object is not the segment: %d bytes, %v", i, len(got), err)
+		}
+		if i%10 == 9 { // and now and then through the binary as PostgreSQL would
+			if got := restored(t, repoDir, name); !bytes.Equal(got, orig) {
+				t.Errorf("run %d: walship-restore gives other bytes than the segment", i)
+			}
+		}
+	}
+	t.Logf("%d kills: %d left no object, %d a complete one (%d runs finished first); %d temporary dot-files left", runs, absent, complete, finished, dotFiles)
+}
+
+// damagedArchive is a cluster archived into a repository, base backups
+// taken before a segment that recovery needs after reaching a consistent
+// state, and that segment's stored object damaged.
+type damagedArchive struct {
+	repo    string
+	seg     string // the damaged segment
+	backups []*pgtest.Cluster
+}
+
+// damageArchive archives with compress, takes n base backups, writes the
+// segment seg and one more after them, then applies damage to seg's object.
+func damageArchive(t *testing.T, compress string, n int, damage func(t *testing.T, obj string)) *damagedArchive {
+	t.Helper()
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	d := &damagedArchive{repo: filepath.Join(base, "repo")}
+	p := pgtest.NewCluster(t, base, "primary", pgtest.InitOptions{})
+	p.Conf("archive_mode = on", pgtest.ArchiveCommand(t, d.repo, "--compress", compress))
+	p.Start()
+	p.Query("CREATE TABLE t (i int)")
+	for i := range n {
+		d.backups = append(d.backups, p.BaseBackup(base, fmt.Sprintf("backup%d", i)))
+	}
+	// The backups end with a segment switch. The next segment gets a few
+	// MB of WAL, more than recovery decodes ahead (wal_decode_buffer_size),
+	// so the server is consistent before it asks for seg: answering "not
+	// found" for seg would end recovery there, silently.
+	p.Query("INSERT INTO t SELECT generate_series(1, 50000)")
+	p.Query("SELECT pg_switch_wal()")
+	p.Query("INSERT INTO t SELECT generate_series(1, 1000)")
+	d.seg = p.Query("SELECT pg_walfile_name(pg_current_wal_lsn())")
+	p.Query("SELECT pg_switch_wal()")
+	p.WaitQuery("SELECT last_archived_wal >= '"+d.seg+"' FROM pg_stat_archiver", "t", 60*time.Second)
+	p.Stop("immediate")
+	c := repo.CodecLZ4
+	if compress == "none" {
+		c = repo.CodecNone
+	}
+	damage(t, objectPath(t, d.repo, d.seg, c))
+	return d
+}
+
+// flipMiddle inverts a few bytes in the middle of a file, in place.
+func flipMiddle(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(data) / 2; i < len(data)/2+16; i++ {
+		data[i] ^= 0xFF
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// truncateHalf cuts a file to half its length, in place.
+func truncateHalf(t *testing.T, path string) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, fi.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wantRecoveryAborted runs archive recovery (recovery.signal, default
+// --on-error) of b and checks that the damaged segment stops it with FATAL
+// instead of letting it end early: the server goes down without ever
+// leaving recovery.
+func wantRecoveryAborted(t *testing.T, d *damagedArchive, b *pgtest.Cluster) {
+	t.Helper()
+	b.Conf(pgtest.RestoreCommand(t, d.repo), "archive_mode = off")
+	b.Touch("recovery.signal")
+	b.StartNoWait()
+	pgtest.Eventually(t, 120*time.Second, "the server to stop after the restore_command failure", func() bool {
+		if out, err := b.QueryErr("SELECT pg_is_in_recovery()"); err == nil && out == "f" {
+			t.Fatalf("recovery finished short of the damaged segment %s; log:\n%s", d.seg, b.Log())
+		}
+		return strings.Contains(b.Log(), "could not restore file") && !b.Running()
+	})
+	log := b.Log()
+	consistent := strings.Index(log, "consistent recovery state reached")
+	fatal := strings.Index(log, `FATAL:  could not restore file "`+d.seg+`" from archive`)
+	if fatal < 0 {
+		t.Errorf("server log lacks PostgreSQL's FATAL about restoring %s", d.seg)
+	}
+	if consistent < 0 || consistent > fatal {
+		// Then an early end of recovery would not go unnoticed, and the
+		// test would not show what it means to.
+		t.Errorf("the server was not consistent before it asked for %s", d.seg)
+	}
+	if line := logLine(log, "walship-restore: "); !strings.Contains(line, d.seg) || !strings.Contains(line, "corrupt") {
+		t.Errorf("walship-restore's line in the server log = %q, want one naming %s as corrupt", line, d.seg)
+	}
+	for _, bad := range []string{"archive recovery complete", "selected new timeline ID", "database system is ready to accept connections"} {
+		if strings.Contains(log, bad) {
+			t.Errorf("server log shows %q: recovery ended instead of stopping", bad)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(b.Data, "pg_wal", "00000002.history")); err == nil {
+		t.Errorf("the server switched to a new timeline")
+	}
+}
+
+// logLine is the first line of log starting with prefix.
+func logLine(log, prefix string) string {
+	for _, l := range strings.Split(log, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
+}
+
+// TestRestoreCorruptAbortsRecovery damages the lz4 object of a segment that
+// a point-in-time recovery needs: the recovery must stop with FATAL rather
+// than end early at the damaged segment. The same damaged object seen by a
+// standby (standby.signal) is "not there yet": the server stays up and
+// keeps asking.
+func TestRestoreCorruptAbortsRecovery(t *testing.T) {
+	d := damageArchive(t, "lz4", 2, flipMiddle)
+	wantRecoveryAborted(t, d, d.backups[0])
+
+	s := d.backups[1]
+	s.Conf(pgtest.RestoreCommand(t, d.repo), "archive_mode = off", "wal_retrieve_retry_interval = '100ms'")
+	s.Touch("standby.signal")
+	s.Start()
+	pgtest.Eventually(t, 60*time.Second, "the standby to ask for "+d.seg+" again after the corrupt answer", func() bool {
+		return strings.Count(s.Log(), "walship-restore: ") >= 3
+	})
+	if line := logLine(s.Log(), "walship-restore: "); !strings.Contains(line, d.seg) || !strings.Contains(line, "corrupt") {
+		t.Errorf("walship-restore's line in the standby's log = %q, want one naming %s as corrupt", line, d.seg)
+	}
+	if !s.Running() {
+		t.Fatalf("the standby stopped; log:\n%s", s.Log())
+	}
+	if got := s.Query("SELECT pg_is_in_recovery()"); got != "t" {
+		t.Errorf("standby pg_is_in_recovery() = %s, want t", got)
+	}
+	if strings.Contains(s.Log(), "could not restore file") {
+		t.Errorf("the standby treated the corrupt object as fatal; log:\n%s", s.Log())
+	}
+}
+
+// TestRestoreTruncatedPlainAbortsRecovery is the same for an uncompressed
+// object (--compress none) cut short.
+func TestRestoreTruncatedPlainAbortsRecovery(t *testing.T) {
+	d := damageArchive(t, "none", 1, truncateHalf)
+	wantRecoveryAborted(t, d, d.backups[0])
+}
