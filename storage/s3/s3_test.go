@@ -230,6 +230,17 @@ func TestMissingBucket(t *testing.T) {
 	}
 }
 
+// wantTransient checks that a call failed on its own with an error worth
+// retrying, rather than running into the test's own deadline (a hang).
+func wantTransient(t *testing.T, ctx context.Context, what string, err error) {
+	t.Helper()
+	if ctx.Err() != nil {
+		t.Errorf("%s: still running at the test's deadline, it hangs: %v", what, err)
+	} else if !errors.Is(err, storage.ErrTransient) {
+		t.Errorf("%s: got %v, want an error matching storage.ErrTransient", what, err)
+	}
+}
+
 func TestServerDown(t *testing.T) {
 	srv := s3test.StartServer(t)
 	b := newBackend(t, srv, srv.NewBucket(t), "p", nil)
@@ -243,21 +254,15 @@ func TestServerDown(t *testing.T) {
 	// Every call fails on its own, not by running into the deadline.
 	_, err := b.Stat(ctx, "kept")
 	t.Logf("stat: %v", err)
-	if !errors.Is(err, storage.ErrTransient) || ctx.Err() != nil {
-		t.Errorf("Stat with the server down: got %v, want an error matching ErrTransient", err)
-	}
+	wantTransient(t, ctx, "Stat with the server down", err)
 	err = b.Put(ctx, "new", bytes.NewReader([]byte("x")), 1)
-	if !errors.Is(err, storage.ErrTransient) || ctx.Err() != nil {
-		t.Errorf("Put with the server down: got %v, want an error matching ErrTransient", err)
-	}
+	wantTransient(t, ctx, "Put with the server down", err)
 
 	// Through the retry wrapper: retried, then given up as transient.
 	r := storage.WithRetry(b, storage.RetryPolicy{OpTimeout: 2 * time.Second, Budget: 2 * time.Second,
 		FirstDelay: 50 * time.Millisecond, MaxDelay: 200 * time.Millisecond})
 	_, err = r.Open(ctx, "kept")
-	if !errors.Is(err, storage.ErrTransient) || ctx.Err() != nil {
-		t.Errorf("Open through WithRetry with the server down: got %v, want ErrTransient", err)
-	}
+	wantTransient(t, ctx, "Open through WithRetry with the server down", err)
 
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -306,9 +311,7 @@ func TestServerHangs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	_, err = r.Stat(ctx, "k")
-	if !errors.Is(err, storage.ErrTransient) || ctx.Err() != nil {
-		t.Errorf("Stat against a silent store: got %v, want ErrTransient", err)
-	}
+	wantTransient(t, ctx, "Stat against a silent store", err)
 }
 
 func TestOpenViaURL(t *testing.T) {
