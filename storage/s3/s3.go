@@ -197,21 +197,19 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	// wrapper's per-call timeout).
 	httpClient := awshttp.NewBuildableClient().
 		WithDialerOptions(func(d *net.Dialer) { d.Timeout = dialTimeout }).
-		WithTransportOptions(func(t *http.Transport) {
-			t.TLSHandshakeTimeout = dialTimeout
-			t.ExpectContinueTimeout = time.Second
-		})
+		WithTransportOptions(func(t *http.Transport) { t.TLSHandshakeTimeout = dialTimeout })
 	loadOpts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(httpClient),
 		// storage.WithRetry is the one retry layer: retries here as well
 		// would multiply the attempts and outlast the caller's budget.
 		config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
-		// Since 2025 the SDK adds CRC checksums to every upload by default,
-		// sent as aws-chunked bodies with trailers over TLS, and checks the
-		// checksums of downloads. Many S3-compatible stores reject such
-		// uploads or return no checksums. "When required" keeps requests
-		// plain; upload integrity comes from the Content-MD5 we send with
-		// every PutObject and UploadPart, which every S3 store checks.
+		// Since early 2025 the SDK adds a CRC checksum to every upload by
+		// default (over TLS as an aws-chunked body with a trailer) and
+		// validates downloads that carry one. Many S3-compatible stores
+		// reject such uploads. "When required" keeps requests plain;
+		// upload integrity comes from the Content-MD5 we send with every
+		// PutObject and UploadPart, which S3 and the compatible stores
+		// check before they keep an object.
 		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
 		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
 		// The SDK's few warnings (an IMDSv1 fallback, ...) go to our log
