@@ -395,3 +395,37 @@ func ExampleResult_Summary() {
 	fmt.Println(r.Summary())
 	// Output: removed 7 file(s), 3.0 MiB (7.0 MiB of WAL); oldest kept segment 000000010000000000000008; cutoff 000000010000000000000008 (--keep-backups 2)
 }
+
+// pushing is a backend on which an archiver pushes files while a prune
+// removes: before the first removal, push runs once.
+type pushing struct {
+	storage.Backend
+	push func()
+}
+
+func (b *pushing) Remove(ctx context.Context, key string) error {
+	if b.push != nil {
+		b.push()
+		b.push = nil
+	}
+	return b.Backend.Remove(ctx, key)
+}
+
+// TestConcurrentPushesUntouched: files that arrive after the listing are
+// never removed by the run that did not see them, wherever they fall.
+func TestConcurrentPushesUntouched(t *testing.T) {
+	f := fakerepo.New(t)
+	f.Segments(1, 2, 10)
+	pb := &pushing{Backend: f.Open(repo.LayoutAuto).Backend, push: func() {
+		f.Segments(1, 11, 11) // the next segment
+		f.Segments(1, 1, 1)   // a late push before the cutoff
+	}}
+	res, err := Prune(context.Background(), repo.New(pb, repo.LayoutAuto), Options{Policy: Policy{Before: ptr(seg(1, 6))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Removed != 4 {
+		t.Errorf("Removed = %d, want 4", res.Removed)
+	}
+	wantLeft(t, f, segRange(1, 1, 1), segRange(1, 6, 11))
+}
