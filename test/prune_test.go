@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -473,13 +474,31 @@ func TestPruneBadInput(t *testing.T) {
 			wantOneLine(t, tt.name, r, []int{tt.code}, "walship-prune", tt.wants...)
 		})
 	}
+	// As archive_cleanup_command the server runs it in its data directory:
+	// a pg_control of another cluster there is refused.
+	other := filepath.Join(a.base, "other")
+	ctl := make([]byte, 8192)
+	binary.NativeEndian.PutUint64(ctl, 42)
+	binary.NativeEndian.PutUint32(ctl[8:], 1300)
+	writeSegment(t, filepath.Join(other, "global"), "pg_control", ctl)
+	r := walship(t, runOpts{dir: other}, "walship-prune", "--repo", a.repo, some)
+	wantOneLine(t, "%r in another cluster's data directory", r, []int{3}, "walship-prune", "global/pg_control", "42")
 	if after := prFiles(t, a.repo); len(after) != len(before) {
 		t.Errorf("%d files removed by runs that failed", len(before)-len(after))
 	}
 	// The data directory check passes for the cluster's own directory.
-	r := walship(t, runOpts{}, "walship-prune", "--repo", a.repo, "--before", some, "-D", a.pg.Data, "--dry-run")
-	if r.code != 0 || !strings.Contains(r.stdout, "would remove") {
+	first := prSegments(before)[0].String()
+	r = walship(t, runOpts{}, "walship-prune", "--repo", a.repo, "--before", some, "-D", a.pg.Data, "--dry-run")
+	if r.code != 0 || !strings.Contains(logLine(r.stdout, "would remove "), first) {
 		t.Errorf("prune -D of the cluster's own data directory: %s", r)
+	}
+	// In its own data directory, %r is quiet on success.
+	r = walship(t, runOpts{dir: a.pg.Data}, "walship-prune", "--repo", a.repo, some)
+	if r.code != 0 || r.stdout != "" || r.stderr != "" {
+		t.Errorf("%%r in the cluster's own data directory: %s, want exit 0 and no output", r)
+	}
+	if segs := prSegments(prFiles(t, a.repo)); segs[0].String() != some {
+		t.Errorf("oldest segment after %%r %s: %s", some, segs[0])
 	}
 	// A plain archive is pruned when said so, after its headers agree.
 	r = walship(t, runOpts{}, "walship-prune", "--repo", plainDir, "--layout", "plain", "--before", some, "-D", a.pg.Data)
