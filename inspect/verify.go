@@ -72,8 +72,15 @@ func Verify(ctx context.Context, r *repo.Repo, c *Catalog, o VerifyOptions) (*Re
 		rep.Problems = append(rep.Problems, ps...)
 		rep.Checked = n
 	}
+	// JSON readers get lists, never null.
 	if rep.Problems == nil {
 		rep.Problems = []Problem{}
+	}
+	if rep.Backups == nil {
+		rep.Backups = []BackupStatus{}
+	}
+	if rep.Timelines == nil {
+		rep.Timelines = []TimelineInfo{}
 	}
 	return rep, nil
 }
