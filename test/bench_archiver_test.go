@@ -99,10 +99,11 @@ func BenchmarkArchiver(b *testing.B) {
 	}
 	local := func(b *testing.B) (string, []string) { return filepath.Join(b.TempDir(), "repo"), nil }
 	var srv *s3test.Server
+	parent := b // the server lives as long as the whole benchmark
 	s3 := func(latency time.Duration) func(b *testing.B) (string, []string) {
 		return func(b *testing.B) (string, []string) {
 			if srv == nil {
-				srv = s3test.StartServer(b)
+				srv = s3test.StartServer(parent)
 			}
 			env := srv.Env()
 			if latency > 0 {
