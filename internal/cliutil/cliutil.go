@@ -171,6 +171,14 @@ func Main(app *cli.App, exitCode func(error) int) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	// The server's immediate shutdown sends SIGQUIT: leave at once, without
+	// the goroutine dump Go would write into the server log.
+	quit := make(chan os.Signal, 1)
+	signal.Notify(quit, syscall.SIGQUIT)
+	go func() {
+		<-quit
+		os.Exit(128 + int(syscall.SIGQUIT))
+	}()
 	app.HideHelpCommand = true
 	app.ExitErrHandler = func(*cli.Context, error) {} // we print and exit below
 	if app.OnUsageError == nil {
