@@ -33,9 +33,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseName -fuzztime 30s ./wal/
 	$(GO) test -run '^$$' -fuzz FuzzParseLongHeader -fuzztime 30s ./wal/
 
+# Each script writes its own section of docs/BENCHMARKS.md; the scripts
+# whose part is not built yet are skipped.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./repo/ ./archive/ ./restore/ | tee $(BIN)/gobench.txt
 	bash scripts/bench.sh
+	bash scripts/bench-archiver.sh
+	for s in standby s3 rewind; do [ ! -f scripts/bench-$$s.sh ] || bash scripts/bench-$$s.sh || exit 1; done
 
 demo: build
 	bash scripts/demo.sh
