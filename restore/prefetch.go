@@ -97,8 +97,8 @@ func copyInto(src, dest string) error {
 	return os.Rename(tmp.Name(), dest)
 }
 
-// Clean removes spooled segments the server will not ask for any more:
-// those before cur, and those of other timelines (after a timeline switch
+// Clean removes spooled segments the server will not ask for any more,
+// now that it asks for cur: those before cur, and those of other timelines (after a timeline switch
 // the old timeline's segments past the switch point are wrong to serve).
 // Unfinished temporary files of a killed worker go too.
 func (p Prefetch) Clean(r *repo.Repo, cur wal.Name) {
@@ -109,7 +109,7 @@ func (p Prefetch) Clean(r *repo.Repo, cur wal.Name) {
 	}
 	for _, e := range entries {
 		n, err := wal.ParseName(e.Name())
-		stale := err != nil || n.Timeline != cur.Timeline || wal.ComparePosition(n, cur) <= 0
+		stale := err != nil || n.Timeline != cur.Timeline || wal.ComparePosition(n, cur) < 0
 		if strings.HasPrefix(e.Name(), ".") {
 			info, err := e.Info()
 			stale = err == nil && time.Since(info.ModTime()) > staleTemp

@@ -114,9 +114,14 @@ func TestPrefetchCleanAfterTimelineSwitch(t *testing.T) {
 	if err := p.Fill(context.Background(), r, parseName(t, names2[1]), segSize); err != nil {
 		t.Fatal(err)
 	}
+	// Asked for names2[2], the spool keeps it (to serve) and what follows.
 	p.Clean(r, parseName(t, names2[2]))
+	if got := dirNames(t, p.dir(r)); strings.Join(got, ",") != names2[2]+","+names2[3] {
+		t.Errorf("asked for %s, the spool holds %v, want %s and %s", names2[2], got, names2[2], names2[3])
+	}
+	p.Clean(r, parseName(t, names2[3]))
 	if got := dirNames(t, p.dir(r)); strings.Join(got, ",") != names2[3] {
-		t.Errorf("after serving %s the spool holds %v, want only %s", names2[2], got, names2[3])
+		t.Errorf("asked for %s, the spool holds %v, want only it", names2[3], got)
 	}
 }
 

@@ -14,14 +14,19 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/walship/walship/internal/cliutil"
+	"github.com/walship/walship/repo"
 	"github.com/walship/walship/restore"
 	"github.com/walship/walship/storage"
+	"github.com/walship/walship/wal"
 	"github.com/walship/walship/warmstandby"
 )
 
@@ -39,6 +44,10 @@ func main() {
 				"'abort' exits 255 so PostgreSQL stops recovery instead of ending it early and losing the tail; " +
 				"'missing' exits 1 (not found) so PostgreSQL retries; 'auto' is 'missing' in a standby (standby.signal, " +
 				"or standby_mode in recovery.conf, in the data directory) and 'abort' otherwise"}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "prefetch", EnvVars: []string{"WALSHIP_PREFETCH"},
+			Usage: "after restoring a segment, fetch the next N of its timeline in the background into --spool, so the next calls are a local rename (archive recovery and standbys; off for pg_rewind)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "spool", EnvVars: []string{"WALSHIP_SPOOL"},
+			Usage: "directory outside the data directory for --prefetch"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "data-dir", Aliases: []string{"D"}, EnvVars: []string{"WALSHIP_DATA_DIR"},
 			Usage: "data directory to look for standby.signal in (default: the current directory, which is the data directory when the server runs restore_command)"}),
 	)
@@ -82,7 +91,25 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return cliutil.UsageError{Err: err}
 	}
+	pf := restore.Prefetch{N: c.Int("prefetch"), Spool: c.String("spool")}
+	if err := pf.Check(); err != nil {
+		return cliutil.UsageError{Err: err}
+	}
 	r, err := cliutil.OpenRepo(c, nil)
+	if err == nil && os.Getenv(prefetchWorkerEnv) != "" {
+		return prefetchWorker(c, r, pf, args[0])
+	}
+	if err == nil && pf.Active(args[0], args[1]) {
+		n, _ := wal.ParseName(args[0])
+		pf.Clean(r, n)
+		if ok, terr := pf.Take(r, args[0], args[1]); ok {
+			slog.Info("restored from the prefetch spool", "file", args[0])
+			startPrefetch(args[1])
+			return nil
+		} else if terr != nil {
+			slog.Warn("prefetched copy unusable, fetching again", "file", args[0], "err", terr)
+		}
+	}
 	if err == nil {
 		var res restore.Result
 		if standby != nil {
@@ -92,6 +119,9 @@ func run(c *cli.Context) error {
 		}
 		if err == nil {
 			slog.Info("restored", "file", args[0], "from", res.Key, "bytes", res.Bytes)
+			if pf.Active(args[0], args[1]) {
+				startPrefetch(args[1])
+			}
 			return nil
 		}
 	}
@@ -167,4 +197,45 @@ func exitCode(err error) int {
 		return exitNotFound
 	}
 	return exitAbort // a usage error: a misconfigured restore_command must not end recovery early
+}
+
+// prefetchWorkerEnv marks the detached process that fills the prefetch
+// spool; its value is the segment size.
+const prefetchWorkerEnv = "WALSHIP_PREFETCH_WORKER"
+
+// startPrefetch starts this same command again, detached in its own
+// session, to fetch the segments after the one just restored into the spool
+// while the server replays it. Its output is discarded: the server does not
+// wait for it, and a failure only means the server's next call fetches
+// directly.
+func startPrefetch(restored string) {
+	segSize, err := restore.SegSizeOf(restored)
+	if err != nil {
+		return
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return
+	}
+	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", prefetchWorkerEnv, segSize))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		slog.Debug("prefetch not started", "err", err)
+		return
+	}
+	cmd.Process.Release()
+}
+
+// prefetchWorker fills the spool with the segments after name.
+func prefetchWorker(c *cli.Context, r *repo.Repo, pf restore.Prefetch, name string) error {
+	segSize, err := strconv.ParseUint(os.Getenv(prefetchWorkerEnv), 10, 32)
+	n, perr := wal.ParseName(name)
+	if err != nil || perr != nil || wal.ValidSegSize(uint32(segSize)) != nil {
+		return nil
+	}
+	if err := pf.Fill(c.Context, r, n, uint32(segSize)); err != nil {
+		slog.Debug("prefetch stopped", "after", name, "err", err)
+	}
+	return nil
 }
