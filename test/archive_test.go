@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -471,35 +472,80 @@ func TestArchiveKilled(t *testing.T) {
 	a.pg.Stop("fast")
 	path := writeSegment(t, filepath.Join(a.base, "src"), name, orig)
 
-	// One undisturbed run, to know how long a run takes.
-	probe := filepath.Join(a.base, "probe")
-	start := time.Now()
-	wantOK(t, "undisturbed run", walship(t, runOpts{}, "walship-archive", "--repo", probe, path, name))
-	typical := time.Since(start)
-	if got := restored(t, probe, name); !bytes.Equal(got, orig) {
-		t.Fatalf("undisturbed run: restored %s differs from the original", name)
-	}
-
-	seed := uint64(time.Now().UnixNano())
-	rng := rand.New(rand.NewPCG(seed, seed>>1))
-	t.Logf("typical run %v; random seed %d", typical, seed)
-	const runs = 30
-	var absent, complete, finished, dotFiles int
-	for i := range runs {
-		repoDir := filepath.Join(a.base, fmt.Sprintf("repo%02d", i))
+	// A run, timed: from start to exit, and from the moment the segment's
+	// directory appears in the fresh repository (the store begins) to exit.
+	segDir := func(repoDir string) string { return filepath.Dir(objectPath(t, repoDir, name, repo.CodecLZ4)) }
+	type timing struct{ total, store time.Duration }
+	startRun := func(repoDir string) (*exec.Cmd, chan error) {
 		cmd := walshipCmd(t, runOpts{}, "walship-archive", "--repo", repoDir, path, name)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// Half the delays fall in the second half of a run, where the
-		// writing happens (the first half is mostly start-up and lz4).
-		delay := rng.Int64N(int64(typical))
-		if i%2 == 1 {
-			delay = int64(typical)/2 + rng.Int64N(int64(typical)/2)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		return cmd, done
+	}
+	// waitDir polls for dir until it exists or the run ends.
+	waitDir := func(dir string, done chan error) (ended bool, err error) {
+		for {
+			select {
+			case err := <-done:
+				return true, err
+			default:
+			}
+			if _, err := os.Stat(dir); err == nil {
+				return false, nil
+			}
+			time.Sleep(200 * time.Microsecond)
 		}
-		time.Sleep(time.Duration(delay))
-		cmd.Process.Signal(syscall.SIGKILL)
-		if err := cmd.Wait(); err == nil {
+	}
+
+	// Undisturbed runs, to know how long a run and its store take (the
+	// medians of three).
+	var totals, stores []time.Duration
+	for i := range 3 {
+		probe := filepath.Join(a.base, fmt.Sprintf("probe%d", i))
+		begin := time.Now()
+		_, done := startRun(probe)
+		ended, err := waitDir(segDir(probe), done)
+		seen := time.Now()
+		if !ended {
+			err = <-done
+		}
+		if err != nil {
+			t.Fatalf("undisturbed run: %v", err)
+		}
+		totals, stores = append(totals, time.Since(begin)), append(stores, time.Since(seen))
+		if got := restored(t, probe, name); !bytes.Equal(got, orig) {
+			t.Fatalf("undisturbed run: restored %s differs from the original", name)
+		}
+	}
+	slices.Sort(totals)
+	slices.Sort(stores)
+	typical := timing{totals[1], max(stores[1], time.Millisecond)}
+
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, seed>>1))
+	t.Logf("typical run %v, of which storing %v; random seed %d", typical.total, typical.store, seed)
+	const runs = 30
+	var absent, complete, finished, dotFiles int
+	for i := range runs {
+		repoDir := filepath.Join(a.base, fmt.Sprintf("repo%02d", i))
+		cmd, done := startRun(repoDir)
+		// Even runs: killed anywhere in a typical run. Odd runs: killed
+		// while the object is being stored, where a partial file could
+		// become visible (the rest of a run is start-up, reading and lz4).
+		ended, err := false, error(nil)
+		if i%2 == 0 {
+			time.Sleep(time.Duration(rng.Int64N(int64(typical.total))))
+		} else if ended, err = waitDir(segDir(repoDir), done); !ended {
+			time.Sleep(time.Duration(rng.Int64N(int64(typical.store))))
+		}
+		if !ended {
+			cmd.Process.Signal(syscall.SIGKILL)
+			err = <-done
+		}
+		if err == nil {
 			finished++
 		}
 
