@@ -21,6 +21,8 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -151,9 +153,10 @@ type waiter struct {
 	o          Options
 	log        *slog.Logger
 
-	start   time.Time
-	live    liveness
-	failing string // the failover in force, logged once
+	start     time.Time
+	live      liveness
+	failing   string // the failover in force: smart, fast, promote or ""
+	oddLogged bool
 
 	// What the last look found.
 	lastErr     error
@@ -165,30 +168,41 @@ type waiter struct {
 	headerOK    map[string]uint32 // plain keys whose header checked out -> segment size
 }
 
-// failover combines the trigger file and the promote file.
+// failover combines the trigger file and the promote file, and notes in
+// w.failing which one is in force.
 func (w *waiter) failover() Failover {
 	f, odd := readTrigger(w.o.Trigger)
-	if odd != "" && w.failing == "" {
+	if odd != "" && !w.oddLogged {
+		w.oddLogged = true
 		w.log.Warn("trigger file "+odd, "trigger", w.o.Trigger)
 	}
-	if f == NoFailover && promoteRequested(w.o.DataDir) {
-		f = Smart
-		w.note("promote", "promotion requested (promote file in the data directory)")
-	} else if f != NoFailover {
-		w.note(f.String(), fmt.Sprintf("trigger file %s found (%s failover)", w.o.Trigger, f))
+	switch {
+	case f != NoFailover:
+		w.failing = f.String()
+	case promoteRequested(w.o.DataDir):
+		f, w.failing = Smart, "promote"
+	default:
+		w.failing = ""
 	}
 	return f
 }
 
-func (w *waiter) note(kind, msg string) {
-	if w.failing == kind {
-		return
-	}
-	w.failing = kind
-	w.log.Warn(msg)
-}
-
+// stop ends the wait without the segment, saying why in one line.
 func (w *waiter) stop(reason Reason, detail string) error {
+	msg := "reporting the segment as not found"
+	switch reason {
+	case Triggered, TriggeredFast:
+		msg = "failover: " + msg + " so that recovery ends"
+		if _, err := os.Stat(filepath.Join(w.o.DataDir, "standby.signal")); err == nil {
+			msg += "; but this server runs with standby.signal and will only ask again: " +
+				"promote it with pg_ctl promote, or run the warm standby with recovery.signal"
+		}
+	case Promoted:
+		msg = "promotion: " + msg + " so that the server promotes"
+	case ServerGone:
+		msg = "the server is gone, giving up"
+	}
+	w.log.Warn(msg, "why", detail)
 	return &StopError{Name: w.n, Reason: reason, Detail: detail}
 }
 
@@ -275,11 +289,9 @@ func (w *waiter) run(ctx context.Context) (restore.Result, error) {
 			return restore.Result{}, stopErr
 		}
 		if why := w.live.gone(); why != "" {
-			w.log.Warn("the server is gone, giving up", "why", why)
 			return restore.Result{}, w.stop(ServerGone, why)
 		}
 		if w.o.MaxWait > 0 && time.Since(w.start) >= w.o.MaxWait {
-			w.log.Warn("segment not archived within --max-wait, reporting it as not found", "max_wait", w.o.MaxWait)
 			return restore.Result{}, w.stop(MaxWaitReached, fmt.Sprintf("not archived within %s", w.o.MaxWait))
 		}
 		if time.Since(lastLog) >= w.o.LogEvery {
@@ -325,16 +337,19 @@ func (w *waiter) stopNow(st status) error {
 	}
 	switch st {
 	case missing:
-		return w.stop(reason, detail+": every archived segment was restored")
+		return w.stop(reason, detail+": every archived segment is restored, this one is not archived")
 	case incomplete:
 		if time.Since(w.partChanged) >= w.o.Settle {
-			w.log.Warn("incomplete plain segment stopped growing; treating it as missing", "key", w.partKey, "bytes", w.partSize)
-			return w.stop(reason, detail+fmt.Sprintf(": %s stopped growing at %d bytes", w.partKey, w.partSize))
+			return w.stop(reason, detail+fmt.Sprintf(": %s stopped growing at %d bytes (a copy that died half-way)", w.partKey, w.partSize))
 		}
 	case unreadable:
 		if time.Since(w.errLogged) >= w.o.LogEvery {
 			w.errLogged = time.Now()
-			w.log.Warn("failover requested but the archive cannot be read; still trying (write fast into the trigger file to promote without it)", "err", w.lastErr)
+			hint := ""
+			if w.o.Trigger != "" {
+				hint = " (write fast into " + w.o.Trigger + " to fail over without it)"
+			}
+			w.log.Warn("failover requested but the archive cannot be read; still trying"+hint, "err", w.lastErr)
 		}
 	}
 	return nil

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Apply lag of an archive-only warm standby: walship-restore --standby
+# (waits for the segment) against the plain walship-restore with
+# PostgreSQL's own retry. Needs PostgreSQL; takes about 5 minutes with the
+# default 50 switches (WALSHIP_BENCH_SWITCHES=N for another count).
+# Progress goes to stderr, the markdown table to stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+table=$(mktemp)
+trap 'rm -f "$table"' EXIT
+WALSHIP_BENCH_TABLE="$table" go test -count=1 -run '^$' -bench '^BenchmarkStandbyApplyLag$' \
+  -benchtime 1x -timeout 30m ./test/ >&2
+cat "$table"
