@@ -16,17 +16,17 @@ import (
 // Control is what walship needs from pg_controldata's report of a data
 // directory (run with LC_ALL=C: the labels are translated otherwise).
 type Control struct {
-	SysID            uint64
-	State            string // "shut down", "shut down in recovery", "in production", ...
-	Checkpoint       wal.LSN
-	Redo             wal.LSN
-	CheckpointTLI    uint32
-	MinRecovery      wal.LSN
-	MinRecoveryTLI   uint32
-	WalLogHints      bool
-	ChecksumVersion  int
-	SegSize          uint32
-	ControlVersion   int
+	SysID           uint64
+	State           string // "shut down", "shut down in recovery", "in production", ...
+	Checkpoint      wal.LSN
+	Redo            wal.LSN
+	CheckpointTLI   uint32
+	MinRecovery     wal.LSN
+	MinRecoveryTLI  uint32
+	WalLogHints     bool
+	ChecksumVersion int
+	SegSize         uint32
+	ControlVersion  int
 }
 
 // TLI is the timeline the data directory is on, as pg_rewind computes it:
