@@ -16,7 +16,7 @@ type confLine struct {
 }
 
 // parseConfLine parses one line of postgresql.conf syntax: "name = value"
-// or "name value", the value bare or single-quoted (” and backslash
+// or "name value", the value bare or single-quoted (quotes doubled, backslash
 // escapes), an optional comment after '#'. ok is false for blank lines,
 // comments and lines it cannot read.
 func parseConfLine(line string) (confLine, bool) {
