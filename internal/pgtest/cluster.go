@@ -18,6 +18,10 @@ type Cluster struct {
 	Socket  string // unix socket directory
 	Port    int
 	LogFile string
+	// Env holds extra KEY=value settings for the server's environment,
+	// which archive_command and restore_command inherit (S3 credentials,
+	// say). Start and StartNoWait pass them.
+	Env     []string
 	running bool
 }
 
@@ -110,15 +114,25 @@ func (c *Cluster) Touch(name string) { c.AppendFile(name, "") }
 // a standby, until it is up).
 func (c *Cluster) Start() {
 	c.t.Helper()
-	Run(c.t, Tool(c.t, "pg_ctl"), "-D", c.Data, "-l", c.LogFile, "-w", "-t", "120", "start")
-	c.running = true
+	c.startServer("-w", "-t", "120")
 }
 
 // StartNoWait starts the server without waiting (for a recovery that may end
 // with the server stopping).
 func (c *Cluster) StartNoWait() {
 	c.t.Helper()
-	Run(c.t, Tool(c.t, "pg_ctl"), "-D", c.Data, "-l", c.LogFile, "-W", "start")
+	c.startServer("-W")
+}
+
+// startServer runs pg_ctl start with the wait flags and c.Env.
+func (c *Cluster) startServer(wait ...string) {
+	c.t.Helper()
+	args := append([]string{"-D", c.Data, "-l", c.LogFile}, append(wait, "start")...)
+	cmd := Command(c.t, Tool(c.t, "pg_ctl"), args...)
+	cmd.Env = append(cmd.Env, c.Env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		c.t.Fatalf("pg_ctl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
 	c.running = true
 }
 
