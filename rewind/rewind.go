@@ -339,10 +339,15 @@ func (r *runner) checkRepo(ctx context.Context) error {
 	if fi, err := os.Stat(bin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
 		return stepErr(StepRepo, fmt.Errorf("%w: no walship-restore program at %s", ErrRepo, bin), "install walship-restore next to walship-rewind or give --restore-bin")
 	}
-	if err := probeRestore(ctx, bin, r.o.RestoreArgs); err != nil {
+	// For pg_rewind: a read failure must stop it rather than look like a
+	// missing file, prefetching stays off whatever a config file says (it
+	// is off for pg_rewind's final paths anyway), and --verbose logs each
+	// restored file, which walship counts.
+	tempArgs := append(append([]string{}, r.o.RestoreArgs...), "--on-error=abort", "--prefetch=0", "--verbose")
+	if err := probeRestore(ctx, bin, tempArgs); err != nil {
 		return stepErr(StepRepo, fmt.Errorf("%w: %w", ErrRepo, err), next)
 	}
-	r.tempCmd = RestoreCommand(bin, append(append([]string{}, r.o.RestoreArgs...), "--on-error=abort", "--verbose"))
+	r.tempCmd = RestoreCommand(bin, tempArgs)
 	r.standby = StandbyConf{PrimaryConnInfo: r.o.PrimaryConnInfo, SlotName: r.o.SlotName, RestoreCommand: RestoreCommand(bin, r.o.RestoreArgs)}
 	// pg_rewind reads the value back through a buffer of 1024 bytes.
 	if len(r.tempCmd) > 1000 {
@@ -366,7 +371,7 @@ func probeRestore(ctx context.Context, bin string, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	cmd := execCommand(ctx, bin, append(append([]string{}, args...), "--on-error=abort", "FFFFFFFF.history", filepath.Join(tmp, "probe"))...)
+	cmd := execCommand(ctx, bin, append(append([]string{}, args...), "FFFFFFFF.history", filepath.Join(tmp, "probe"))...)
 	cmd.Env = childEnv(false)
 	out, err := cmd.CombinedOutput()
 	var ee interface{ ExitCode() int }
