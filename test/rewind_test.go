@@ -164,7 +164,9 @@ func diverge(t *testing.T, round int, p, s *pgtest.Cluster, stopMode string) str
 	// The last common checkpoint, then a new segment for the divergence.
 	p.Query("CHECKPOINT")
 	p.Query("SELECT pg_switch_wal()")
-	p.Query(fmt.Sprintf("INSERT INTO t (who) SELECT 'before-%d' FROM generate_series(1, 100)", round))
+	// Enough pages that the standby's checkpoint after promotion, spread
+	// over checkpoint_timeout, is still running when walship-rewind starts.
+	p.Query(fmt.Sprintf("INSERT INTO t (who, pad) SELECT 'before-%d', repeat('z', 400) FROM generate_series(1, 8000)", round))
 	waitReplayed(t, p, s)
 	s.Promote()
 	s.Query(fmt.Sprintf("INSERT INTO t (who) SELECT 'new-primary-%d' FROM generate_series(1, 300)", round))
@@ -203,6 +205,9 @@ func failback(t *testing.T, round int, p, s *pgtest.Cluster, repoDir, lost strin
 	}
 	if after := hashTree(t, p.Data); after != before {
 		t.Errorf("round %d: the dry run changed %s\n%s", round, p.Data, out)
+	}
+	if !strings.Contains(out, "running CHECKPOINT") {
+		t.Errorf("round %d: walship-rewind did not checkpoint the freshly promoted source:\n%s", round, out)
 	}
 	if crashed {
 		if !strings.Contains(out, "crash recovery") {
@@ -304,6 +309,35 @@ func TestRewindFailbackRoundTrips(t *testing.T) {
 
 	lost = diverge(t, 4, b, a, "fast")
 	failback(t, 4, b, a, repoDir, lost, false)
+
+	// Seed 004's clean switchover: the primary shuts down cleanly, its
+	// standby receives everything and is promoted. Nothing diverged: the
+	// old primary only needs its standby configuration.
+	waitReplayed(t, a, b)
+	a.Stop("fast")
+	end := controlData(t, a).Checkpoint
+	b.WaitQuery("SELECT pg_last_wal_receive_lsn() > '"+end.String()+"'", "t", 60*time.Second)
+	b.Promote()
+	b.Query("INSERT INTO t (who) VALUES ('switchover')")
+	before := hashTree(t, a.Data)
+	out, code := walshipRewind(t, "--repo", repoDir, "-D", a.Data, "--source-server", b.ConnString(), "--dry-run")
+	if code != 0 || !strings.Contains(out, "no rewind was needed") || hashTree(t, a.Data) != before {
+		t.Errorf("switchover dry run: exit %d, target unchanged %v:\n%s", code, hashTree(t, a.Data) == before, out)
+	}
+	out, code = walshipRewind(t, "--repo", repoDir, "-D", a.Data, "--source-server", b.ConnString(), "--start", "--start-log", a.LogFile)
+	t.Logf("switchover: walship-rewind -D a --source-server b:\n%s", out)
+	if code != 0 || !strings.Contains(out, "no rewind was needed") {
+		t.Fatalf("switchover: exit %d", code)
+	}
+	a.Running()
+	want := fmt.Sprintf("streaming %d", timeline(t, b))
+	if got := a.Query("SELECT status || ' ' || received_tli FROM pg_stat_wal_receiver"); got != want {
+		t.Errorf("switchover: a's WAL receiver = %q, want %q", got, want)
+	}
+	waitReplayed(t, b, a)
+	if got, want := a.Query("SELECT count(*) FROM t"), b.Query("SELECT count(*) FROM t"); got != want {
+		t.Errorf("switchover: a has %s rows, b %s", got, want)
+	}
 }
 
 // TestRewindRefusesBadInput: every bad input is one clear error, a non-zero
@@ -320,7 +354,13 @@ func TestRewindRefusesBadInput(t *testing.T) {
 	s.Conf(pgtest.RestoreCommand(t, repoDir))
 	s.Start()
 	s.WaitQuery("SELECT status FROM pg_stat_wal_receiver", "streaming", 60*time.Second)
+	// s2 stops following p early: it stays behind on p's timeline.
+	s2 := p.BaseBackup(base, "s2", "-R")
+	s2.Start()
+	s2.WaitQuery("SELECT status FROM pg_stat_wal_receiver", "streaming", 60*time.Second)
+	s2.Stop("fast")
 	s.Promote()
+	p.Query("INSERT INTO t SELECT 2")
 	other := pgtest.NewCluster(t, base, "other", pgtest.InitOptions{}) // no checksums, wal_log_hints off
 	other.Start()
 
@@ -359,6 +399,9 @@ func TestRewindRefusesBadInput(t *testing.T) {
 	refuse("running target", p, s.ConnString(), false, "check target:", "is running", "pg_ctl -D "+p.Data+" stop")
 	p.Stop("fast")
 	refuse("source from another cluster", p, other.ConnString(), true, "check source:", "different database systems")
+	s2.Start() // a standby whose primary is gone, behind the target
+	refuse("source behind the target on its timeline", p, s2.ConnString(), true, "check source:", "ahead of the source on the same timeline 1", "promote")
+	s2.Stop("fast")
 	refuse("unreachable source", p, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", base, pgtest.FreePort(t)), true,
 		"check source:", "unreachable", "--source-server")
 	other.Stop("fast")
