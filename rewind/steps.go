@@ -72,7 +72,7 @@ func (r *runner) rewind(ctx context.Context) (err error) {
 	if r.o.DryRun {
 		mode = " --dry-run"
 	}
-	r.say(StepRewind, "pg_rewind --restore-target-wal%s (restore_command = walship-restore, set in postgresql.auto.conf for the run only)", mode)
+	r.say(StepRewind, "--restore-target-wal%s, with restore_command = walship-restore set in postgresql.auto.conf for the run only", mode)
 	args = []string{"--target-pgdata=" + dir, "--source-server=" + r.o.SourceServer, "--restore-target-wal", "--progress"}
 	if r.o.DryRun {
 		args = append(args, "--dry-run")
