@@ -1,0 +1,286 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/walship/walship/internal/pgtest"
+	"github.com/walship/walship/internal/s3test"
+	"github.com/walship/walship/repo"
+	s3store "github.com/walship/walship/storage/s3"
+	"github.com/walship/walship/wal"
+)
+
+// s3Archive is a prefix of a bucket on a real S3 server, set up the way a
+// DBA would: endpoint and repository in a TOML file that archive_command and
+// restore_command name with --config, credentials in the server's
+// environment.
+type s3Archive struct {
+	srv            *s3test.Server
+	bucket, prefix string
+	url            string   // s3://bucket/prefix
+	conf           string   // the config file, readable by the server's user
+	creds          []string // AWS_* settings for the environment
+}
+
+func newS3Archive(t *testing.T, srv *s3test.Server, dir, prefix string) *s3Archive {
+	t.Helper()
+	a := &s3Archive{srv: srv, bucket: srv.NewBucket(t), prefix: prefix}
+	a.url = "s3://" + a.bucket + "/" + prefix
+	a.conf = confFile(t, dir, fmt.Sprintf("# walship's S3 archive; credentials come from the environment\n"+
+		"repo = '%s'\ns3-endpoint = '%s'\ns3-region = '%s'\ns3-path-style = true\n", a.url, srv.Endpoint, srv.Region))
+	for _, kv := range srv.Env() {
+		if strings.HasPrefix(kv, "AWS_") {
+			a.creds = append(a.creds, kv)
+		}
+	}
+	return a
+}
+
+// line is the postgresql.conf line running prog (walship-archive or
+// walship-restore) on the archive with flags.
+func (a *s3Archive) line(t *testing.T, prog string, flags ...string) string {
+	args := strings.Join(append([]string{pgtest.Bin(t, prog), "--config", a.conf}, flags...), " ")
+	if prog == "walship-archive" {
+		return fmt.Sprintf("archive_command = '%s %%p %%f'", args)
+	}
+	return fmt.Sprintf("restore_command = '%s %%f %%p'", args)
+}
+
+// cluster is a new cluster in base whose server has the credentials.
+func (a *s3Archive) cluster(t *testing.T, base, name string) *pgtest.Cluster {
+	c := pgtest.NewCluster(t, base, name, pgtest.InitOptions{})
+	c.Env = a.creds
+	return c
+}
+
+// repo opens the archive in the test's process, apart from the binaries.
+func (a *s3Archive) repo(t *testing.T) *repo.Repo {
+	t.Helper()
+	pathStyle := true
+	b, err := s3store.New(context.Background(), s3store.Config{Bucket: a.bucket, Prefix: a.prefix,
+		Endpoint: a.srv.Endpoint, Region: a.srv.Region, PathStyle: &pathStyle,
+		Credentials: credentials.NewStaticCredentialsProvider(a.srv.AccessKey, a.srv.SecretKey, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo.New(b, repo.LayoutAuto)
+}
+
+// segments lists the WAL segments in the archive, in order.
+func (a *s3Archive) segments(t *testing.T) []wal.Name {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out []wal.Name
+	err := a.repo(t).List(ctx, func(e repo.Entry) error {
+		if e.Name.Kind == wal.KindSegment {
+			out = append(out, e.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("listing %s: %v", a.url, err)
+	}
+	return out
+}
+
+// objects lists every object of the bucket as key -> "size etag".
+func (a *s3Archive) objects(t *testing.T) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	got := map[string]string{}
+	pages := awss3.NewListObjectsV2Paginator(a.srv.Client(), &awss3.ListObjectsV2Input{Bucket: aws.String(a.bucket)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			t.Fatalf("listing bucket %s: %v", a.bucket, err)
+		}
+		for _, o := range page.Contents {
+			got[aws.ToString(o.Key)] = fmt.Sprintf("%d %s", aws.ToInt64(o.Size), aws.ToString(o.ETag))
+		}
+	}
+	return got
+}
+
+// checkOnlyWAL fails the test for any object that is neither the identity
+// file nor a WAL object under the archive's prefix (a temporary or partial
+// upload left behind).
+func (a *s3Archive) checkOnlyWAL(t *testing.T) {
+	t.Helper()
+	for key := range a.objects(t) {
+		rel, ok := strings.CutPrefix(key, a.prefix+"/")
+		if _, _, _, isWAL := repo.ParseKey(rel); !ok || (!isWAL && rel != repo.IdentityKey) {
+			t.Errorf("bucket %s holds %s, which is no WAL object of %s", a.bucket, key, a.url)
+		}
+	}
+}
+
+// identity reads the archive's identity file from the bucket.
+func (a *s3Archive) identity(t *testing.T) (repo.Identity, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := a.srv.Client().GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String(a.bucket), Key: aws.String(a.prefix + "/" + repo.IdentityKey)})
+	if err != nil {
+		t.Fatalf("reading the identity file: %v", err)
+	}
+	defer out.Body.Close()
+	data, err := io.ReadAll(out.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id repo.Identity
+	if err := json.Unmarshal(data, &id); err != nil {
+		t.Fatalf("identity file %q: %v", data, err)
+	}
+	return id, data
+}
+
+// walshipBounded is walship with a deadline: a run that has not returned
+// after a minute (far beyond the short timeouts the tests configure) is
+// killed and fails the test.
+func walshipBounded(t *testing.T, o runOpts, prog string, args ...string) result {
+	t.Helper()
+	cmd := walshipCmd(t, o, prog, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("running %s: %v", prog, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s %s still runs after 60s", prog, strings.Join(args, " "))
+	}
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		r.code = exitErr.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running %s: %v", prog, err)
+	}
+	return r
+}
+
+// restoreInto runs walship-restore for name as the server would, in a data
+// directory (with standby.signal when standby), and returns the result and
+// whether the destination file exists afterwards.
+func restoreInto(t *testing.T, env []string, standby bool, name string, flags ...string) (result, bool) {
+	t.Helper()
+	data := pgtest.Dir(t)
+	pgtest.Mkdir(t, filepath.Join(data, "pg_wal"))
+	if standby {
+		writeSegment(t, data, "standby.signal", nil)
+	}
+	r := walshipBounded(t, runOpts{dir: data, env: env}, "walship-restore", append(flags, name, "pg_wal/RECOVERYXLOG")...)
+	_, err := os.Stat(filepath.Join(data, "pg_wal", "RECOVERYXLOG"))
+	return r, err == nil
+}
+
+// noSecret fails the test when text contains one of the secrets.
+func noSecret(t *testing.T, what, text string, secrets ...string) {
+	t.Helper()
+	for _, s := range secrets {
+		if strings.Contains(text, s) {
+			t.Errorf("%s shows a secret access key: %q", what, text)
+		}
+	}
+}
+
+// pgStat reads one column of pg_stat_archiver as an integer.
+func pgStat(c *pgtest.Cluster, column string) int64 {
+	return c.Int("SELECT " + column + " FROM pg_stat_archiver")
+}
+
+// TestS3ArchiveUnderLoadThenPITR is the core promise on S3: a primary
+// archives into s3://bucket/prefix under pgbench load without a failure,
+// every segment it reports archived is in the bucket and nothing else is,
+// and a base backup restored with walship-restore from the bucket reaches a
+// named restore point with exactly the primary's data at that point.
+func TestS3ArchiveUnderLoadThenPITR(t *testing.T) {
+	pgtest.Require(t)
+	srv := s3test.StartServer(t)
+	base := pgtest.Dir(t)
+	a := newS3Archive(t, srv, base, "pg/main")
+	p := a.cluster(t, base, "primary")
+	p.Conf("archive_mode = on", a.line(t, "walship-archive"), "archive_timeout = 0")
+	p.Start()
+
+	p.Pgbench("-i", "-s", "5", "-q")
+	backup := p.BaseBackup(base, "restored")
+	backup.Env = a.creds
+	p.Pgbench("-c", "4", "-j", "2", "-t", "1500", "-n")
+	p.Query("CREATE TABLE marker AS SELECT count(*) AS n, sum(abalance) AS s FROM pgbench_accounts")
+	want := p.Query("SELECT n || ':' || s FROM marker")
+	p.Query("SELECT pg_create_restore_point('before_damage')")
+	p.Query("UPDATE pgbench_accounts SET abalance = abalance + 1000000")
+	p.Query("DROP TABLE pgbench_history")
+	lastSeg := p.Query("SELECT pg_walfile_name(pg_current_wal_lsn())")
+	p.Query("SELECT pg_switch_wal()")
+	p.WaitQuery("SELECT last_archived_wal >= '"+lastSeg+"' FROM pg_stat_archiver", "t", 120*time.Second)
+
+	if failed := pgStat(p, "failed_count"); failed != 0 {
+		t.Errorf("pg_stat_archiver.failed_count = %d, want 0\n%s", failed, p.Log())
+	}
+	archived := pgStat(p, "archived_count")
+	segs := map[string]bool{}
+	for _, n := range a.segments(t) {
+		segs[n.String()] = true
+	}
+	for n, _ := wal.ParseName("000000010000000000000001"); n.String() <= lastSeg; n = n.Next(segSize) {
+		if !segs[n.String()] {
+			t.Errorf("segment %s was archived by the server but is not in %s", n, a.url)
+		}
+	}
+	if int64(len(segs)) > archived {
+		t.Errorf("%s holds %d segments, the server archived only %d files", a.url, len(segs), archived)
+	}
+	a.checkOnlyWAL(t)
+	if id, _ := a.identity(t); id.SystemID != sysID(t, p) || id.SegSize != segSize {
+		t.Errorf("identity file %+v, want system %d with 16MB segments", id, sysID(t, p))
+	}
+
+	backup.Conf(a.line(t, "walship-restore"),
+		"recovery_target_name = 'before_damage'",
+		"recovery_target_action = 'promote'",
+		"archive_mode = off")
+	backup.Touch("recovery.signal")
+	backup.Start()
+	backup.WaitQuery("SELECT pg_is_in_recovery()", "f", 180*time.Second)
+	if got := backup.Query("SELECT count(*) || ':' || sum(abalance) FROM pgbench_accounts"); got != want {
+		t.Errorf("restored accounts = %s, want %s (the primary's at the restore point)", got, want)
+	}
+	if got := backup.Query("SELECT n || ':' || s FROM marker"); got != want {
+		t.Errorf("restored marker = %s, want %s", got, want)
+	}
+	if got := backup.Query("SELECT to_regclass('pgbench_history') IS NOT NULL"); got != "t" {
+		t.Errorf("pgbench_history, dropped after the restore point, is missing in the restored cluster")
+	}
+	if !strings.Contains(backup.Log(), `recovery stopping at restore point "before_damage"`) {
+		t.Errorf("restored server did not stop at the restore point; log:\n%s", backup.Log())
+	}
+	noSecret(t, "the primary's log", p.Log(), srv.SecretKey)
+	noSecret(t, "the restored server's log", backup.Log(), srv.SecretKey)
+	t.Logf("archived %d files, %d segments in %s, restored %s rows:sum", archived, len(segs), a.url, want)
+}
