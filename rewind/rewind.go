@@ -46,18 +46,18 @@ type Options struct {
 
 // Result is what a run did.
 type Result struct {
-	Rewind      RewindOutput
-	NoRewind    bool     // nothing to rewind: the target only had to be configured
-	Checkpoint  bool     // CHECKPOINT was run on the source
-	KeptConf    []string // configuration files put back after pg_rewind (relative to the data directory)
-	WroteConf   []string // what the standby configuration consists of
-	Streaming   bool
-	StreamTLI   uint32
-	ReplayLag   int64
-	Elapsed     time.Duration
-	SourceTLI   uint32
-	TargetTLI   uint32
-	CrashedTarg bool
+	Rewind        RewindOutput
+	NoRewind      bool     // nothing to rewind: the target only had to be configured
+	Checkpoint    bool     // CHECKPOINT was run on the source
+	KeptConf      []string // configuration files put back after pg_rewind (relative to the data directory)
+	WroteConf     []string // what the standby configuration consists of
+	Streaming     bool
+	StreamTLI     uint32
+	ReplayLag     int64
+	Elapsed       time.Duration
+	SourceTLI     uint32
+	TargetTLI     uint32
+	CrashedTarget bool
 }
 
 type runner struct {
@@ -194,7 +194,7 @@ func (r *runner) checkTarget(ctx context.Context) error {
 	r.res.TargetTLI = c.TLI()
 	r.say(StepTarget, "%s: PostgreSQL %s, system %d, timeline %d, %s, %s", dir, v, c.SysID, c.TLI(), state, sums)
 	if !c.CleanShutdown() {
-		r.res.CrashedTarg = true
+		r.res.CrashedTarget = true
 		r.detail("the target was not shut down cleanly (%s): pg_rewind finishes its crash recovery in single-user mode first", c.State)
 	}
 	return nil

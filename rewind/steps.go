@@ -28,7 +28,7 @@ func (r *runner) rewind(ctx context.Context) (err error) {
 		return stepErr(StepTools, fmt.Errorf("%w: pg_rewind %s has no --restore-target-wal (13 and later), so it cannot fetch WAL from the archive", ErrVersion, r.tools.rewind),
 			"rebuild the target from a base backup of the source (pg_basebackup -R)")
 	}
-	if r.o.DryRun && r.res.CrashedTarg {
+	if r.o.DryRun && r.res.CrashedTarget {
 		r.say(StepRewind, "dry run stops here: pg_rewind --dry-run cannot look past the target's unfinished crash recovery (the real run lets pg_rewind run it first)")
 		return nil
 	}

@@ -205,3 +205,16 @@ func TestStepError(t *testing.T) {
 		t.Error("StepError does not unwrap to its cause")
 	}
 }
+
+func TestCheckOwner(t *testing.T) {
+	err := checkOwner(t.TempDir())
+	if os.Geteuid() == 0 {
+		if !errors.Is(err, ErrOwner) {
+			t.Errorf("as root: %v, want ErrOwner (pg_rewind must run as the data directory's owner)", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Errorf("own directory: %v", err)
+	}
+}
