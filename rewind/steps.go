@@ -142,7 +142,11 @@ func (r *runner) afterRewind(snap *Snapshot, walBefore map[string]bool, err erro
 	if rerr != nil {
 		next := fmt.Sprintf("put the target's configuration files back by hand before starting it: remove the line ending in %q from postgresql.auto.conf", tempMarker)
 		if err == nil {
-			return &StepError{Step: StepConfig, Err: fmt.Errorf("putting the target's configuration back: %w", rerr), Next: next}
+			step := StepStandby // rewound, but not yet a proper standby
+			if r.o.DryRun {
+				step = StepConfig
+			}
+			return &StepError{Step: step, Err: fmt.Errorf("putting the target's configuration back: %w", rerr), Next: next}
 		}
 		var se *StepError
 		if errors.As(err, &se) {
