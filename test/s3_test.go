@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -283,4 +284,169 @@ func TestS3ArchiveUnderLoadThenPITR(t *testing.T) {
 	noSecret(t, "the primary's log", p.Log(), srv.SecretKey)
 	noSecret(t, "the restored server's log", backup.Log(), srv.SecretKey)
 	t.Logf("archived %d files, %d segments in %s, restored %s rows:sum", archived, len(segs), a.url, want)
+}
+
+// pgbenchLoop runs pgbench against c in short rounds until the returned
+// function is called, which waits for the last round and fails the test if
+// a round failed.
+func pgbenchLoop(t *testing.T, c *pgtest.Cluster) (stop func()) {
+	t.Helper()
+	quit, done := make(chan struct{}), make(chan error, 1)
+	args := []string{"-h", c.Socket, "-p", fmt.Sprint(c.Port), "-U", "postgres", "-c", "2", "-j", "2", "-T", "2", "-n", "postgres"}
+	cmd := pgtest.Tool(t, "pgbench")
+	go func() {
+		for {
+			select {
+			case <-quit:
+				done <- nil
+				return
+			default:
+			}
+			if out, err := pgtest.RunErr(t, cmd, args...); err != nil {
+				done <- fmt.Errorf("pgbench: %v\n%s", err, out)
+				return
+			}
+		}
+	}()
+	return func() {
+		t.Helper()
+		close(quit)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestS3Outage stops the S3 server while the primary archives under
+// pgbench load. walship-archive fails with exit 1 and one line in the server
+// log, the server counts the failures and keeps the WAL; walship-restore
+// answers "not found" (1) in a standby and aborts (255) a PITR. Once the
+// store is back every segment gets archived, the archive has no gap and no
+// damaged object, and a PITR from it to its end has the primary's data.
+func TestS3Outage(t *testing.T) {
+	pgtest.Require(t)
+	srv := s3test.StartServer(t)
+	base := pgtest.Dir(t)
+	a := newS3Archive(t, srv, base, "outage")
+	p := a.cluster(t, base, "primary")
+	p.Conf("archive_mode = on", a.line(t, "walship-archive", "--op-timeout", "2s", "--retry-budget", "4s"))
+	p.Start()
+	p.Pgbench("-i", "-s", "2", "-q")
+	backup := p.BaseBackup(base, "restored")
+	backup.Env = a.creds
+
+	stopLoad := pgbenchLoop(t, p)
+	before := pgStat(p, "archived_count")
+	pgtest.Eventually(t, 120*time.Second, "two segments archived under load", func() bool {
+		return pgStat(p, "archived_count") >= before+2
+	})
+	segs := a.segments(t)
+	existing := segs[len(segs)-1].String()
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	failed := pgStat(p, "failed_count")
+	// End the segment under way at once, as archive_timeout would, rather
+	// than wait for two clients to fill it.
+	p.Query("SELECT pg_switch_wal()")
+	pgtest.Eventually(t, 120*time.Second, "the server to retry a failing walship-archive", func() bool {
+		return pgStat(p, "failed_count") >= failed+2
+	})
+	if ready, _ := filepath.Glob(filepath.Join(p.Data, "pg_wal", "archive_status", "*.ready")); len(ready) == 0 {
+		t.Errorf("no segment waits for archiving while the store is down")
+	}
+	// Reading an archived segment while the store is down.
+	flags := []string{"--config", a.conf, "--op-timeout", "2s", "--retry-budget", "5s"}
+	r, wrote := restoreInto(t, a.creds, true, existing, flags...)
+	wantOneLine(t, "restore in a standby, store down", r, []int{1}, "walship-restore", existing)
+	r2, wrote2 := restoreInto(t, a.creds, false, existing, flags...)
+	wantOneLine(t, "restore in a PITR, store down", r2, []int{255}, "walship-restore", existing)
+	if wrote || wrote2 {
+		t.Errorf("a failed restore left pg_wal/RECOVERYXLOG behind")
+	}
+
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	resumed := pgStat(p, "archived_count")
+	pgtest.Eventually(t, 180*time.Second, "archiving to resume under load", func() bool {
+		return pgStat(p, "archived_count") >= resumed+2
+	})
+	stopLoad()
+	state := "SELECT (SELECT count(*) || ':' || sum(abalance) FROM pgbench_accounts) || '/' || (SELECT count(*) FROM pgbench_history)"
+	want := p.Query(state)
+	lastSeg := p.Query("SELECT pg_walfile_name(pg_current_wal_lsn())")
+	p.Query("SELECT pg_switch_wal()")
+	p.WaitQuery("SELECT last_archived_wal >= '"+lastSeg+"' FROM pg_stat_archiver", "t", 180*time.Second)
+
+	// The server saw walship-archive fail with exit 1 and one line each time.
+	log := p.Log()
+	if !strings.Contains(log, "archive command failed with exit code 1") {
+		t.Errorf("the server log shows no archive_command failing with exit code 1")
+	}
+	stamp := regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d`)
+	walshipLines := 0
+	for _, l := range strings.Split(strings.TrimSpace(log), "\n") {
+		switch {
+		case strings.HasPrefix(l, "walship-archive: "):
+			walshipLines++
+			if !regexp.MustCompile(`[0-9A-F]{24}`).MatchString(l) {
+				t.Errorf("walship-archive's line names no WAL file: %q", l)
+			}
+		case !stamp.MatchString(l):
+			t.Errorf("server log line from neither the server nor walship's one-line report: %q", l)
+		}
+	}
+	if walshipLines == 0 {
+		t.Errorf("walship-archive wrote no line to the server log while the store was down")
+	}
+	noSecret(t, "the primary's log", log, srv.SecretKey)
+
+	// No gap, no damaged object.
+	segs = a.segments(t)
+	sys := sysID(t, p)
+	ar := a.repo(t)
+	for i, n := range segs {
+		if want := wal.SegmentFromNo(1, uint64(i+1), segSize); n != want {
+			t.Fatalf("archive has %s where %s belongs: a gap", n, want)
+		}
+		data, err := readObject(ar, n)
+		if err != nil {
+			t.Errorf("%s: %v", n, err)
+			continue
+		}
+		h, err := wal.ParseLongHeader(data)
+		if err == nil {
+			err = h.CheckName(n)
+		}
+		if err != nil || len(data) != segSize || h.SysID != sys {
+			t.Errorf("%s in the archive: %d bytes, header %+v, %v; want %d bytes of system %d", n, len(data), h, err, segSize, sys)
+		}
+	}
+	if got := segs[len(segs)-1].String(); got < lastSeg {
+		t.Errorf("the archive ends at %s, before the last switched segment %s", got, lastSeg)
+	}
+	a.checkOnlyWAL(t)
+
+	// A PITR to the end of the archive has all of the primary's data.
+	backup.Conf(a.line(t, "walship-restore"), "archive_mode = off")
+	backup.Touch("recovery.signal")
+	backup.Start()
+	backup.WaitQuery("SELECT pg_is_in_recovery()", "f", 180*time.Second)
+	if got := backup.Query(state); got != want {
+		t.Errorf("restored to the end of the archive: %s, want the primary's %s", got, want)
+	}
+	t.Logf("%d segments archived, %d failed attempts during the outage, restored %s", len(segs), pgStat(p, "failed_count"), want)
+}
+
+// readObject reads a WAL file from the archive in the test's process.
+func readObject(r *repo.Repo, n wal.Name) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	o, err := r.Open(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	defer o.Close()
+	return io.ReadAll(o)
 }
