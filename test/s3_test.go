@@ -450,3 +450,166 @@ func readObject(r *repo.Repo, n wal.Name) ([]byte, error) {
 	defer o.Close()
 	return io.ReadAll(o)
 }
+
+// TestS3BadCredentialsAndMissingBucket runs archive and restore with a wrong
+// secret key, an unknown access key, no credentials at all, and a bucket
+// that does not exist: each is one clear line without any secret in it, a
+// non-zero exit (restore: 255 in a PITR, 1 in a standby), and the bucket is
+// left as it was.
+func TestS3BadCredentialsAndMissingBucket(t *testing.T) {
+	pgtest.Require(t)
+	srv := s3test.StartServer(t)
+	dir := pgtest.Dir(t)
+	a := newS3Archive(t, srv, dir, "pg")
+	const sys = 7000000000000000123
+	n1 := wal.SegmentFromNo(1, 1, segSize)
+	n2 := n1.Next(segSize)
+	src := filepath.Join(dir, "src")
+	fill := func(p []byte) {
+		for i := range p {
+			p[i] = byte(i / 7)
+		}
+	}
+	src1 := writeSegment(t, src, n1.String(), wal.FakeSegment(n1, sys, segSize, fill))
+	src2 := writeSegment(t, src, n2.String(), wal.FakeSegment(n2, sys, segSize, fill))
+	wantOK(t, "archive with good credentials", walshipBounded(t, runOpts{env: a.creds}, "walship-archive", "--config", a.conf, src1, n1.String()))
+	before := a.objects(t)
+	if len(before) != 2 {
+		t.Fatalf("bucket after one archived segment: %v, want the identity file and the segment", before)
+	}
+
+	const wrongSecret = "wrong-secret-key-5f8d1c0e9a7b3d2e"
+	with := func(kv ...string) []string { return append(append([]string{}, a.creds...), kv...) }
+	cases := []struct {
+		what string
+		env  []string
+		args []string
+		want string
+	}{
+		{"wrong secret key", with("AWS_SECRET_ACCESS_KEY=" + wrongSecret), nil, "access denied"},
+		{"unknown access key", with("AWS_ACCESS_KEY_ID=WALSHIPNOSUCHUSER"), nil, "access denied"},
+		{"no credentials", with("AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY="), nil, "no usable AWS credentials"},
+		{"missing bucket", a.creds, []string{"--repo", "s3://walship-no-such-bucket/pg"}, `bucket "walship-no-such-bucket" does not exist`},
+	}
+	for _, c := range cases {
+		args := append([]string{"--config", a.conf, "--op-timeout", "2s", "--retry-budget", "5s"}, c.args...)
+		r := walshipBounded(t, runOpts{env: c.env}, "walship-archive", append(args, src2, n2.String())...)
+		wantOneLine(t, c.what+": archive", r, []int{1, 2}, "walship-archive", n2.String(), c.want)
+		noSecret(t, c.what+": archive", r.stderr, srv.SecretKey, wrongSecret)
+
+		for _, standby := range []bool{false, true} {
+			what, code := c.what+": restore in a PITR", 255
+			if standby {
+				what, code = c.what+": restore in a standby", 1
+			}
+			r, wrote := restoreInto(t, c.env, standby, n1.String(), args...)
+			wantOneLine(t, what, r, []int{code}, "walship-restore", n1.String(), c.want)
+			noSecret(t, what, r.stderr, srv.SecretKey, wrongSecret)
+			if wrote {
+				t.Errorf("%s: wrote pg_wal/RECOVERYXLOG", what)
+			}
+		}
+		if after := a.objects(t); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("%s: bucket changed to %v, was %v", c.what, after, before)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := srv.Client().ListBuckets(ctx, &awss3.ListBucketsInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range out.Buckets {
+		if aws.ToString(b.Name) != a.bucket {
+			t.Errorf("the store has a bucket %s: a failed call created it", aws.ToString(b.Name))
+		}
+	}
+	// The control: the same calls with the right settings work.
+	wantOK(t, "archive with good credentials", walshipBounded(t, runOpts{env: a.creds}, "walship-archive", "--config", a.conf, src2, n2.String()))
+	if r, wrote := restoreInto(t, a.creds, false, n1.String(), "--config", a.conf); r.code != 0 || !wrote {
+		t.Errorf("restore with good credentials: %s", r)
+	}
+}
+
+// TestS3RefusesOtherCluster points a second cluster at the S3 prefix a
+// first one archives into: the first cluster's identity file is in the
+// bucket, every attempt of the second is refused with one line naming both
+// system identifiers, the server keeps its WAL, and the bucket is left
+// exactly as the first cluster made it.
+func TestS3RefusesOtherCluster(t *testing.T) {
+	pgtest.Require(t)
+	srv := s3test.StartServer(t)
+	base := pgtest.Dir(t)
+	s3a := newS3Archive(t, srv, base, "pg/main")
+	first := s3a.cluster(t, base, "primary")
+	first.Conf("archive_mode = on", s3a.line(t, "walship-archive"))
+	first.Start()
+	a := &archiving{base: base, pg: first}
+	name, orig := a.switchSegment(t)
+	sysA := sysID(t, first)
+	id, identity := s3a.identity(t)
+	if id.SystemID != sysA || id.SegSize != segSize || id.Layout != repo.LayoutWalship {
+		t.Errorf("identity file in the bucket: %s, want system %d, 16MB segments, walship layout", identity, sysA)
+	}
+	before := s3a.objects(t)
+
+	b := s3a.cluster(t, base, "other")
+	b.Conf("archive_mode = on", s3a.line(t, "walship-archive"))
+	b.Start()
+	sysB := sysID(t, b)
+	if sysA == sysB {
+		t.Fatalf("both clusters have system identifier %d", sysA)
+	}
+	b.Query("CREATE TABLE t AS SELECT generate_series(1, 1000) i")
+	segB := b.Query("SELECT pg_walfile_name(pg_current_wal_lsn())")
+	b.Query("SELECT pg_switch_wal()")
+	var failed int64
+	pgtest.Eventually(t, 60*time.Second, "the second cluster's first failed archive attempt", func() bool {
+		failed = pgStat(b, "failed_count")
+		return failed > 0
+	})
+	pgtest.Eventually(t, 60*time.Second, "the second cluster to retry", func() bool {
+		return pgStat(b, "failed_count") > failed
+	})
+	if got := pgStat(b, "archived_count"); got != 0 {
+		t.Errorf("second cluster archived_count = %d, want 0", got)
+	}
+	if _, err := os.Stat(filepath.Join(b.Data, "pg_wal", "archive_status", segB+".ready")); err != nil {
+		t.Errorf("the server should keep %s waiting for archiving: %v", segB, err)
+	}
+	var line string
+	for _, l := range strings.Split(b.Log(), "\n") {
+		if strings.HasPrefix(l, "walship-archive: ") {
+			line = l
+			break
+		}
+	}
+	for _, w := range []string{fmt.Sprint(sysA), fmt.Sprint(sysB), segB, s3a.url} {
+		if !strings.Contains(line, w) {
+			t.Errorf("server log line of walship-archive = %q, want one naming %s", line, w)
+		}
+	}
+	if after := s3a.objects(t); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("bucket changed by the refused cluster:\n%v\nwas\n%v", after, before)
+	}
+	if _, now := s3a.identity(t); !bytes.Equal(now, identity) {
+		t.Errorf("identity file changed:\n%s\nwas:\n%s", now, identity)
+	}
+	// The first cluster's WAL is still served, and only to its own.
+	if r, wrote := restoreInto(t, s3a.creds, false, name, "--config", s3a.conf); r.code != 0 || !wrote {
+		t.Errorf("restoring %s of the first cluster: %s", name, r)
+	}
+	data, err := readObject(s3a.repo(t), mustName(t, name))
+	if err != nil || !bytes.Equal(data, orig) {
+		t.Errorf("%s in the bucket differs from what the first cluster wrote (%v)", name, err)
+	}
+}
+
+func mustName(t *testing.T, s string) wal.Name {
+	t.Helper()
+	n, err := wal.ParseName(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
