@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -287,8 +288,8 @@ func TestS3ArchiveUnderLoadThenPITR(t *testing.T) {
 }
 
 // pgbenchLoop runs pgbench against c in short rounds until the returned
-// function is called, which waits for the last round and fails the test if
-// a round failed.
+// function is called (or the test ends), which waits for the last round and
+// fails the test if a round failed.
 func pgbenchLoop(t *testing.T, c *pgtest.Cluster) (stop func()) {
 	t.Helper()
 	quit, done := make(chan struct{}), make(chan error, 1)
@@ -308,10 +309,13 @@ func pgbenchLoop(t *testing.T, c *pgtest.Cluster) (stop func()) {
 			}
 		}
 	}()
+	var once sync.Once
+	var err error
+	end := func() { once.Do(func() { close(quit); err = <-done }) }
+	t.Cleanup(end) // a test that fails early must not leave it running
 	return func() {
 		t.Helper()
-		close(quit)
-		if err := <-done; err != nil {
+		if end(); err != nil {
 			t.Fatal(err)
 		}
 	}
