@@ -11,3 +11,8 @@ trap 'rm -f "$table"' EXIT
 WALSHIP_BENCH_TABLE="$table" go test -count=1 -run '^$' -bench '^BenchmarkStandbyApplyLag$' \
   -benchtime 1x -timeout 30m ./test/ >&2
 cat "$table"
+. scripts/bench-lib.sh
+out=$(mktemp)
+{ echo; echo "## Warm standby: apply lag after pg_switch_wal()"; echo; machine_line; echo; cat "$table"; } > "$out"
+update_section standby "$out"
+rm -f "$out"
