@@ -106,7 +106,11 @@ func check(ctx context.Context, r *repo.Repo, n wal.Name, f *os.File, size int64
 			return fmt.Errorf("%w %s: %w", ErrInvalid, n, err)
 		}
 		if err := r.Claim(ctx, h); err != nil {
-			return fmt.Errorf("%w %s: %w", ErrInvalid, n, err)
+			if errors.Is(err, repo.ErrWrongCluster) {
+				return fmt.Errorf("%w %s: %w", ErrInvalid, n, err)
+			}
+			// The store could not be read: not a refusal, PostgreSQL retries.
+			return fmt.Errorf("checking the identity of %s for %s: %w", r, n, err)
 		}
 	case wal.KindHistory, wal.KindBackup:
 		data := make([]byte, size)
