@@ -139,3 +139,11 @@ func processAlive(pid int) bool {
 	err = unix.Kill(pid, 0)
 	return err == nil || errors.Is(err, unix.EPERM)
 }
+
+// FastTriggered reports whether the trigger file asks for a fast failover
+// now. Callers that could answer a request without waiting (a prefetched
+// copy) check it first, since a fast failover serves nothing more.
+func FastTriggered(o Options) bool {
+	f, _ := readTrigger(o.Trigger)
+	return f == Fast
+}

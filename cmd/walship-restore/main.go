@@ -99,7 +99,7 @@ func run(c *cli.Context) error {
 	if err == nil && os.Getenv(prefetchWorkerEnv) != "" {
 		return prefetchWorker(c, r, pf, args[0])
 	}
-	if err == nil && pf.Active(args[0], args[1]) {
+	if err == nil && pf.Active(args[0], args[1]) && (standby == nil || !warmstandby.FastTriggered(*standby)) {
 		n, _ := wal.ParseName(args[0])
 		pf.Clean(r, n)
 		if ok, terr := pf.Take(r, args[0], args[1]); ok {
