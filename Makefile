@@ -42,6 +42,7 @@ bench: build
 
 demo: build
 	bash scripts/demo.sh
+	bash scripts/demo-failback.sh
 
 clean:
 	rm -rf $(BIN)

@@ -18,10 +18,10 @@ pguser=$(id -un)
 if [ "$(id -u)" = 0 ]; then pguser=${WALSHIP_PG_USER:-postgres}; fi
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u "$pguser" -- env PATH="$pgbin:$demo/bin:$PATH" "$@"; else env PATH="$pgbin:$demo/bin:$PATH" "$@"; fi; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-port_p=55432; port_r=55433
+port_p=55432; port_r=55433; port_w=55434
 
 cleanup() {
-  for d in primary restored standby; do
+  for d in primary restored warm; do
     [ -f "$demo/$d/postmaster.pid" ] && as_pg pg_ctl -D "$demo/$d" -m fast -w stop >/dev/null 2>&1 || true
   done
 }
@@ -34,6 +34,12 @@ chmod 755 "$demo" "$demo/bin"
 
 psql_p() { as_pg psql -X -q -At -h "$demo" -p $port_p -U postgres -d postgres "$@"; }
 psql_r() { as_pg psql -X -q -At -h "$demo" -p $port_r -U postgres -d postgres "$@"; }
+psql_w() { as_pg psql -X -q -At -h "$demo" -p $port_w -U postgres -d postgres "$@"; }
+wait_for() { # wait_for N CMD...: until CMD prints t, N tenths of a second at most
+  local n=$1; shift
+  for _ in $(seq "$n"); do [ "$("$@" 2>/dev/null)" = t ] && return 0; sleep 0.1; done
+  return 1
+}
 
 step "1. initdb a primary; archive_command is walship-archive into $demo/repo"
 as_pg initdb -D "$demo/primary" -U postgres -A trust -N >/dev/null
@@ -96,5 +102,44 @@ got=$(psql_r -c "SELECT count(*) || ' accounts, balance total ' || sum(abalance)
 echo "    restore point: $want"
 echo "    restored:      $got"
 if [ "$got" = "$want" ]; then echo "    OK: the restored cluster holds exactly the data of the restore point"; else echo "    MISMATCH" >&2; exit 1; fi
+
+step "7. an archive-only warm standby: walship-restore --standby waits for each segment (no streaming)"
+as_pg pg_basebackup -h "$demo" -p $port_p -U postgres -D "$demo/warm" -c fast -X none
+cat >> "$demo/warm/postgresql.conf" <<CONF
+port = $port_w
+archive_mode = off
+hot_standby = on
+recovery_prefetch = off
+recovery_target_timeline = 'latest'
+restore_command = '$demo/bin/walship-restore --repo $demo/repo --standby --trigger $demo/promote.trigger %f %p'
+CONF
+touch "$demo/warm/recovery.signal"
+[ "$(id -u)" = 0 ] && chown "$pguser" "$demo/warm/recovery.signal"
+grep -E '^(restore_command|recovery_prefetch)' "$demo/warm/postgresql.conf" | sed 's/^/    /'
+as_pg pg_ctl -D "$demo/warm" -l "$demo/warm.log" -w start >/dev/null
+psql_p -c "CREATE TABLE shipped (n int)"
+for i in 1 2 3; do
+  psql_p -c "INSERT INTO shipped SELECT generate_series(1, 1000)"
+  psql_p -c "SELECT pg_switch_wal()" >/dev/null
+  want_w=$(psql_p -c "SELECT count(*) FROM shipped")
+  if wait_for 300 psql_w -c "SELECT count(*) = $want_w FROM shipped"; then
+    echo "    primary switched WAL; standby sees $(psql_w -c 'SELECT count(*) FROM shipped') rows of shipped (streaming: $(psql_w -c 'SELECT count(*) FROM pg_stat_wal_receiver') connections)"
+  else
+    echo "    standby did not catch up" >&2; exit 1
+  fi
+done
+echo "    the primary fails; the DBA touches the trigger file (empty = apply everything archived, then promote)"
+psql_p -c "INSERT INTO shipped SELECT generate_series(1, 500)"
+psql_p -c "SELECT pg_switch_wal()" >/dev/null
+final=$(psql_p -c "SELECT count(*) FROM shipped")
+wait_for 300 psql_p -c "SELECT last_archived_wal >= pg_walfile_name(pg_current_wal_lsn() - 1) FROM pg_stat_archiver" || true
+as_pg pg_ctl -D "$demo/primary" -m immediate -w stop >/dev/null
+as_pg touch "$demo/promote.trigger"
+wait_for 300 psql_w -c "SELECT NOT pg_is_in_recovery()" || { echo "    standby did not promote" >&2; exit 1; }
+got_w=$(psql_w -c "SELECT count(*) FROM shipped")
+echo "    promoted: $got_w rows of shipped (the primary had $final when it failed)"
+[ "$got_w" = "$final" ] || { echo "    MISMATCH" >&2; exit 1; }
+echo "    OK: every archived segment was applied before the promotion"
+
 echo
 echo "demo files are in $demo (servers are stopped on exit)"
