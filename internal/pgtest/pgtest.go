@@ -245,3 +245,11 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// Cleanup removes the walship binaries built for this test process; call it
+// from TestMain after the tests ran.
+func Cleanup() {
+	if walBin != "" {
+		os.RemoveAll(walBin)
+	}
+}
