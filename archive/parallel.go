@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 
@@ -196,13 +195,7 @@ func readyAfter(walDir, name string, max int) []string {
 		}
 		ready = append(ready, base)
 	}
-	sort.Slice(ready, func(i, j int) bool {
-		hi, hj := strings.HasSuffix(ready[i], ".history"), strings.HasSuffix(ready[j], ".history")
-		if hi != hj {
-			return hi
-		}
-		return ready[i] < ready[j]
-	})
+	wal.SortArchiveOrder(ready)
 	if len(ready) > max {
 		ready = ready[:max]
 	}

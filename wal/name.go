@@ -3,7 +3,9 @@ package wal
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
+	"strings"
 )
 
 // Kind tells which of PostgreSQL's archived file kinds a Name is.
@@ -246,4 +248,17 @@ func FormatSize(size uint32) string {
 		return fmt.Sprintf("%dkB", size>>10)
 	}
 	return fmt.Sprintf("%dB", size)
+}
+
+// SortArchiveOrder sorts file names into the order in which the server's
+// archiver sends them: timeline history files first, then the rest by name
+// (which is the oldest WAL first).
+func SortArchiveOrder(names []string) {
+	sort.Slice(names, func(i, j int) bool {
+		hi, hj := strings.HasSuffix(names[i], ".history"), strings.HasSuffix(names[j], ".history")
+		if hi != hj {
+			return hi
+		}
+		return names[i] < names[j]
+	})
 }

@@ -2,6 +2,7 @@ package wal
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -274,5 +275,14 @@ func TestFormatSize(t *testing.T) {
 		if got := FormatSize(size); got != want {
 			t.Errorf("FormatSize(%d) = %q, want %q", size, got, want)
 		}
+	}
+}
+
+func TestSortArchiveOrder(t *testing.T) {
+	names := []string{"000000020000000000000003", "00000003.history", "000000010000000000000005", "00000002.history", "000000020000000000000002.00000028.backup"}
+	SortArchiveOrder(names)
+	want := "00000002.history 00000003.history 000000010000000000000005 000000020000000000000002.00000028.backup 000000020000000000000003"
+	if got := strings.Join(names, " "); got != want {
+		t.Errorf("SortArchiveOrder =\n%s\nwant\n%s", got, want)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -34,13 +33,7 @@ func Ready(walDir string) ([]string, error) {
 			}
 		}
 	}
-	sort.Slice(names, func(i, j int) bool {
-		hi, hj := strings.HasSuffix(names[i], ".history"), strings.HasSuffix(names[j], ".history")
-		if hi != hj {
-			return hi
-		}
-		return names[i] < names[j]
-	})
+	wal.SortArchiveOrder(names)
 	return names, nil
 }
 
