@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 
 	"github.com/pierrec/lz4/v4"
 
@@ -87,7 +88,21 @@ func (o *Object) Close() error { return o.body.Close() }
 // allows (an in-kernel copy for an uncompressed local file into a file).
 func (o *Object) CopyN(w io.Writer, n int64) (int64, error) {
 	if o.Codec == CodecNone {
-		return io.Copy(w, io.LimitReader(o.body, n))
+		// Unwrapped down to the backend's reader: file to file, io.Copy
+		// lets the kernel copy (copy_file_range).
+		var src io.Reader = o.body
+		for {
+			u, ok := src.(interface{ Unwrap() io.ReadCloser })
+			if !ok {
+				break
+			}
+			src = u.Unwrap()
+		}
+		if _, isFile := src.(*os.File); !isFile {
+			buf := make([]byte, 1<<20)
+			return io.CopyBuffer(writerOnly{w}, io.LimitReader(src, n), buf)
+		}
+		return io.Copy(w, io.LimitReader(src, n))
 	}
 	// Large writes instead of the 32 KiB pieces io.Copy would use.
 	buf := make([]byte, 1<<20)

@@ -127,6 +127,10 @@ type cancelOnClose struct {
 	cancel context.CancelFunc
 }
 
+// Unwrap returns the backend's own reader, so that a copy from a local
+// file can still be done by the kernel.
+func (c *cancelOnClose) Unwrap() io.ReadCloser { return c.ReadCloser }
+
 func (c *cancelOnClose) Close() error {
 	err := c.ReadCloser.Close()
 	c.cancel()
