@@ -41,3 +41,30 @@ update_section() {
 machine_line() {
   echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr), $("$pgbin/postgres" --version), $(go version | awk '{print $3}'), $(date -u +%Y-%m-%d)."
 }
+
+# make_corpus DIR PORT: real WAL for the benchmarks. A throwaway cluster
+# in DIR/pg-corpus runs pgbench (scale 20, then 20 s of 4 clients) with
+# archive_command = cp into DIR/corpus; the cluster is removed afterwards.
+make_corpus() {
+  local dir=$1 port=$2 pg=$1/pg-corpus
+  rm -rf "$dir/corpus" "$pg"; mkdir -p "$dir/corpus"; chmod a+rx "$dir"
+  [ "$(id -u)" = 0 ] && chown "$pguser" "$dir" "$dir/corpus"
+  as_pg initdb -D "$pg" -U postgres -A trust -N >/dev/null
+  cat >> "$pg/postgresql.conf" <<CONF
+port = $port
+listen_addresses = ''
+unix_socket_directories = '$dir'
+archive_mode = on
+archive_command = 'cp %p $dir/corpus/%f'
+max_wal_size = 1GB
+CONF
+  as_pg pg_ctl -D "$pg" -l "$dir/pg-corpus.log" -w start >/dev/null
+  trap "as_pg pg_ctl -D '$pg' -m immediate stop >/dev/null 2>&1 || true" EXIT
+  as_pg pgbench -h "$dir" -p "$port" -U postgres -i -s 20 -q postgres >/dev/null 2>&1
+  as_pg pgbench -h "$dir" -p "$port" -U postgres -c 4 -j 2 -T 20 -n postgres >/dev/null
+  as_pg psql -h "$dir" -p "$port" -U postgres -Atc "SELECT pg_switch_wal()" postgres >/dev/null
+  sleep 2
+  as_pg pg_ctl -D "$pg" -m fast -w stop >/dev/null
+  trap - EXIT
+  rm -rf "$pg" "$dir/pg-corpus.log"
+}

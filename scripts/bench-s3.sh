@@ -24,28 +24,7 @@ corpus_segments() { ls "$work/corpus" 2>/dev/null | grep -E '^[0-9A-F]{24}$' | h
 if [ "$(corpus_segments | wc -l)" -lt 2 ]; then
   [ -x "$pgbin/pg_ctl" ] || { echo "bench-s3: no WAL corpus in $work/corpus and no PostgreSQL to make one" >&2; exit 1; }
   echo "bench-s3: generating a WAL corpus with pgbench"
-  pg=$work/pg-s3corpus
-  rm -rf "$work/corpus" "$pg"; mkdir -p "$work/corpus"; chmod a+rx "$work"
-  [ "$(id -u)" = 0 ] && chown "$pguser" "$work" "$work/corpus"
-  port=55498
-  as_pg initdb -D "$pg" -U postgres -A trust -N >/dev/null
-  cat >> "$pg/postgresql.conf" <<CONF
-port = $port
-listen_addresses = ''
-unix_socket_directories = '$work'
-archive_mode = on
-archive_command = 'cp %p $work/corpus/%f'
-max_wal_size = 1GB
-CONF
-  as_pg pg_ctl -D "$pg" -l "$work/pg-s3corpus.log" -w start >/dev/null
-  trap 'as_pg pg_ctl -D "$pg" -m immediate stop >/dev/null 2>&1 || true' EXIT
-  as_pg pgbench -h "$work" -p $port -U postgres -i -s 20 -q postgres >/dev/null 2>&1
-  as_pg pgbench -h "$work" -p $port -U postgres -c 4 -j 2 -T 20 -n postgres >/dev/null
-  as_pg psql -h "$work" -p $port -U postgres -Atc "SELECT pg_switch_wal()" postgres >/dev/null
-  sleep 2
-  as_pg pg_ctl -D "$pg" -m fast -w stop >/dev/null
-  trap - EXIT
-  rm -rf "$pg" "$work/pg-s3corpus.log"
+  make_corpus "$work" 55498
 fi
 segs=$(corpus_segments)
 n=$(echo "$segs" | wc -l)

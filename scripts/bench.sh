@@ -15,24 +15,7 @@ cp bin/walship-* "$work/bin/"; chmod -R a+rX "$work"
 [ "$(id -u)" = 0 ] && chown -R "$pguser" "$work"
 
 echo "bench: generating a WAL corpus with pgbench"
-port=55499
-as_pg initdb -D "$work/pg" -U postgres -A trust -N >/dev/null
-cat >> "$work/pg/postgresql.conf" <<CONF
-port = $port
-listen_addresses = ''
-unix_socket_directories = '$work'
-archive_mode = on
-archive_command = 'cp %p $work/corpus/%f'
-max_wal_size = 1GB
-CONF
-as_pg pg_ctl -D "$work/pg" -l "$work/pg.log" -w start >/dev/null
-trap 'as_pg pg_ctl -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true' EXIT
-as_pg pgbench -h "$work" -p $port -U postgres -i -s 20 -q postgres >/dev/null 2>&1
-as_pg pgbench -h "$work" -p $port -U postgres -c 4 -j 2 -T 20 -n postgres >/dev/null
-as_pg psql -h "$work" -p $port -U postgres -Atc "SELECT pg_switch_wal()" postgres >/dev/null
-sleep 2
-as_pg pg_ctl -D "$work/pg" -m fast -w stop >/dev/null
-trap - EXIT
+make_corpus "$work" 55499
 segs=$(cd "$work/corpus" && ls | grep -E '^[0-9A-F]{24}$' | head -n 40)
 n=$(echo "$segs" | wc -l)
 echo "bench: $n segments of real WAL; $rounds rounds per method"
