@@ -69,13 +69,23 @@ func TestArchiveUnderLoadThenPITR(t *testing.T) {
 		t.Errorf("repository holds %d segments, the server archived only %d files", len(segs), archived)
 	}
 
-	backup.Conf(pgtest.RestoreCommand(t, repoDir),
+	restoreToPoint(t, backup, pgtest.RestoreCommand(t, repoDir), want, 120*time.Second)
+	t.Logf("archived %d files, %d segments in the repository, restored %s rows:sum", archived, len(segs), want)
+}
+
+// restoreToPoint recovers backup with restoreLine to the restore point
+// 'before_damage' made by the PITR tests, and checks it holds want
+// (accounts "count:sum", equal to the marker table), still has
+// pgbench_history (dropped after the point), and stopped at the point.
+func restoreToPoint(t *testing.T, backup *pgtest.Cluster, restoreLine, want string, timeout time.Duration) {
+	t.Helper()
+	backup.Conf(restoreLine,
 		"recovery_target_name = 'before_damage'",
 		"recovery_target_action = 'promote'",
 		"archive_mode = off")
 	backup.Touch("recovery.signal")
 	backup.Start()
-	backup.WaitQuery("SELECT pg_is_in_recovery()", "f", 120*time.Second)
+	backup.WaitQuery("SELECT pg_is_in_recovery()", "f", timeout)
 	if got := backup.Query("SELECT count(*) || ':' || sum(abalance) FROM pgbench_accounts"); got != want {
 		t.Errorf("restored accounts = %s, want %s (the primary's at the restore point)", got, want)
 	}
@@ -83,10 +93,9 @@ func TestArchiveUnderLoadThenPITR(t *testing.T) {
 		t.Errorf("restored marker = %s, want %s", got, want)
 	}
 	if got := backup.Query("SELECT to_regclass('pgbench_history') IS NOT NULL"); got != "t" {
-		t.Errorf("pgbench_history dropped after the restore point is missing in the restored cluster")
+		t.Errorf("pgbench_history, dropped after the restore point, is missing in the restored cluster")
 	}
 	if !strings.Contains(backup.Log(), `recovery stopping at restore point "before_damage"`) {
 		t.Errorf("restored server did not stop at the restore point; log:\n%s", backup.Log())
 	}
-	t.Logf("archived %d files, %d segments in the repository, restored %s rows:sum", archived, len(segs), want)
 }

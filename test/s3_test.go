@@ -263,25 +263,7 @@ func TestS3ArchiveUnderLoadThenPITR(t *testing.T) {
 		t.Errorf("identity file %+v, want system %d with 16MB segments", id, sysID(t, p))
 	}
 
-	backup.Conf(a.line(t, "walship-restore"),
-		"recovery_target_name = 'before_damage'",
-		"recovery_target_action = 'promote'",
-		"archive_mode = off")
-	backup.Touch("recovery.signal")
-	backup.Start()
-	backup.WaitQuery("SELECT pg_is_in_recovery()", "f", 180*time.Second)
-	if got := backup.Query("SELECT count(*) || ':' || sum(abalance) FROM pgbench_accounts"); got != want {
-		t.Errorf("restored accounts = %s, want %s (the primary's at the restore point)", got, want)
-	}
-	if got := backup.Query("SELECT n || ':' || s FROM marker"); got != want {
-		t.Errorf("restored marker = %s, want %s", got, want)
-	}
-	if got := backup.Query("SELECT to_regclass('pgbench_history') IS NOT NULL"); got != "t" {
-		t.Errorf("pgbench_history, dropped after the restore point, is missing in the restored cluster")
-	}
-	if !strings.Contains(backup.Log(), `recovery stopping at restore point "before_damage"`) {
-		t.Errorf("restored server did not stop at the restore point; log:\n%s", backup.Log())
-	}
+	restoreToPoint(t, backup, a.line(t, "walship-restore"), want, 180*time.Second)
 	noSecret(t, "the primary's log", p.Log(), srv.SecretKey)
 	noSecret(t, "the restored server's log", backup.Log(), srv.SecretKey)
 	t.Logf("archived %d files, %d segments in %s, restored %s rows:sum", archived, len(segs), a.url, want)
