@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"runtime"
 
 	"github.com/pierrec/lz4/v4"
 
@@ -43,25 +44,68 @@ func Encode(c Codec, data []byte) ([]byte, error) {
 // encodeLZ4 compresses size bytes from src into one lz4 frame with a
 // content checksum and the content size in its header.
 func encodeLZ4(src io.Reader, size int64) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(int(size/4) + 64)
-	w := lz4.NewWriter(&buf)
-	if err := w.Apply(lz4.ChecksumOption(true), lz4.SizeOption(uint64(size)),
-		lz4.BlockSizeOption(lz4.Block256Kb)); err != nil {
-		return nil, err
-	}
-	n, err := w.ReadFrom(io.LimitReader(src, size))
-	if err != nil {
-		return nil, err
-	}
-	if n != size {
-		return nil, fmt.Errorf("source ended after %d of %d bytes", n, size)
-	}
-	if err := w.Close(); err != nil {
+	// Room for the worst case up front: growing the buffer would copy
+	// and clear megabytes, and pages of a fresh allocation cost nothing
+	// until they are written.
+	buf := bytes.NewBuffer(make([]byte, 0, lz4Bound(size)))
+	if err := encodeLZ4To(buf, src, size); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
 }
+
+// encodeLZ4To writes the frame encodeLZ4 makes to dst as it is compressed.
+func encodeLZ4To(dst io.Writer, src io.Reader, size int64) error {
+	w := lz4.NewWriter(dst)
+	if err := w.Apply(lz4.ChecksumOption(true), lz4.SizeOption(uint64(size)),
+		lz4.BlockSizeOption(lz4.Block256Kb), lz4.ConcurrencyOption(compressWorkers())); err != nil {
+		return err
+	}
+	n, err := w.ReadFrom(io.LimitReader(src, size))
+	if err != nil {
+		w.Close()
+		return err
+	}
+	if n != size {
+		w.Close()
+		return fmt.Errorf("source ended after %d of %d bytes", n, size)
+	}
+	return w.Close()
+}
+
+// errPutStopped ends a compressor whose output is no longer read.
+var errPutStopped = errors.New("the store stopped reading")
+
+// putLZ4Stream compresses size bytes of src straight into a backend that
+// streams puts: no copy of the object is held in memory. It returns once
+// the compressor has stopped reading src.
+func (r *Repo) putLZ4Stream(ctx context.Context, key string, src io.Reader, size int64) error {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := encodeLZ4To(pw, src, size)
+		pw.CloseWithError(err) // nil: the reader sees the end of the frame
+		done <- err
+	}()
+	err := r.Backend.Put(ctx, key, pr, -1)
+	pr.CloseWithError(errPutStopped)
+	encErr := <-done
+	if err != nil && encErr != nil && !errors.Is(encErr, errPutStopped) && !errors.Is(encErr, io.ErrClosedPipe) {
+		return fmt.Errorf("compressing: %w", encErr)
+	}
+	return err
+}
+
+// lz4Bound is the largest frame encodeLZ4 can produce for size bytes: an
+// incompressible block is stored as it is, behind a 4-byte length.
+func lz4Bound(size int64) int {
+	const block = 256 << 10
+	return int(size + (size/block+1)*4 + 64)
+}
+
+// compressWorkers is how many blocks are compressed at once: every core
+// the process may use, at most four (a segment has 64 blocks).
+func compressWorkers() int { return min(runtime.GOMAXPROCS(0), 4) }
 
 // Object is an open WAL file in the repository, decoded as it is read. A
 // read error caused by a bad checksum or frame matches ErrCorrupt.
@@ -99,15 +143,19 @@ func (o *Object) CopyN(w io.Writer, n int64) (int64, error) {
 			src = u.Unwrap()
 		}
 		if _, isFile := src.(*os.File); !isFile {
-			buf := make([]byte, 1<<20)
+			buf := make([]byte, copyBuf)
 			return io.CopyBuffer(writerOnly{w}, io.LimitReader(src, n), buf)
 		}
 		return io.Copy(w, io.LimitReader(src, n))
 	}
-	// Large writes instead of the 32 KiB pieces io.Copy would use.
-	buf := make([]byte, 1<<20)
+	// One lz4 block per write instead of the 32 KiB pieces io.Copy would
+	// use; no larger, as every fresh page of memory costs a fault.
+	buf := make([]byte, copyBuf)
 	return io.CopyBuffer(writerOnly{w}, io.LimitReader(o, n), buf)
 }
+
+// copyBuf is the buffer for copies through memory: the lz4 block size.
+const copyBuf = 256 << 10
 
 type writerOnly struct{ io.Writer }
 
@@ -203,15 +251,18 @@ func (r *Repo) PutFrom(ctx context.Context, n wal.Name, src io.ReadSeeker, size 
 			return "", false, err
 		}
 	}
-	body, bodySize := src, size
-	if c == CodecLZ4 {
-		obj, err := encodeLZ4(src, size)
-		if err != nil {
-			return "", false, fmt.Errorf("compressing %s: %w", n, err)
+	switch {
+	case c == CodecLZ4 && storage.StreamsPuts(r.Backend):
+		err = r.putLZ4Stream(ctx, key, src, size)
+	case c == CodecLZ4:
+		obj, encErr := encodeLZ4(src, size)
+		if encErr != nil {
+			return "", false, fmt.Errorf("compressing %s: %w", n, encErr)
 		}
-		body, bodySize = bytes.NewReader(obj), int64(len(obj))
+		err = r.Backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
+	default:
+		err = r.Backend.Put(ctx, key, src, size)
 	}
-	err = r.Backend.Put(ctx, key, body, bodySize)
 	if storage.IsExist(err) {
 		return key, true, r.compare(ctx, n, src, size)
 	}
@@ -232,7 +283,7 @@ func (r *Repo) compare(ctx context.Context, n wal.Name, src io.ReadSeeker, size 
 		return err
 	}
 	defer o.Close()
-	stored, mine := make([]byte, 1<<20), make([]byte, 1<<20)
+	stored, mine := make([]byte, copyBuf), make([]byte, copyBuf)
 	var off int64
 	for {
 		k, err := io.ReadFull(o, stored)

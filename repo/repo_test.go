@@ -559,3 +559,114 @@ func TestListAutoWithoutIdentity(t *testing.T) {
 		t.Errorf("List = %v, want %v", got, want)
 	}
 }
+
+// putRecorder passes puts to a local backend, recording each put's
+// announced size; stream says whether it claims to stream puts, and
+// failAfter, when positive, fails a put after reading that many bytes.
+type putRecorder struct {
+	*local.Backend
+	stream    bool
+	failAfter int64
+	sizes     []int64
+}
+
+var errInjected = errors.New("injected write failure")
+
+func (p *putRecorder) StreamsPuts() bool { return p.stream }
+
+func (p *putRecorder) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	p.sizes = append(p.sizes, size)
+	if p.failAfter > 0 {
+		if _, err := io.CopyN(io.Discard, r, p.failAfter); err != nil {
+			return err
+		}
+		return errInjected
+	}
+	return p.Backend.Put(ctx, key, r, size)
+}
+
+func recorderRepo(t *testing.T, stream bool) (*Repo, *putRecorder, string) {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "repo")
+	b, err := local.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &putRecorder{Backend: b, stream: stream}
+	r := New(p, LayoutWalship)
+	r.Create = true
+	return r, p, root
+}
+
+// A compressed segment reaches a streaming backend as a stream, any other
+// backend with its exact size, and both store the same bytes.
+func TestPutStreamsWhereTheBackendCan(t *testing.T) {
+	ctx := context.Background()
+	n, data := segment(t, "000000010000000000000003", testSysID, 3)
+	objects := map[bool][]byte{}
+	for _, stream := range []bool{true, false} {
+		r, p, root := recorderRepo(t, stream)
+		if err := r.Claim(ctx, header(t, data)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Put(ctx, n, data, CodecLZ4); err != nil {
+			t.Fatalf("stream=%v: Put: %v", stream, err)
+		}
+		obj := readFile(t, filepath.Join(root, filepath.FromSlash(Key(LayoutWalship, n, CodecLZ4))))
+		objects[stream] = obj
+		want := int64(len(obj))
+		if stream {
+			want = -1
+		}
+		if got := p.sizes[len(p.sizes)-1]; got != want {
+			t.Errorf("stream=%v: put announced %d bytes, want %d", stream, got, want)
+		}
+		got, _ := readAll(t, reopen(t, root, LayoutAuto), n)
+		if !bytes.Equal(got, data) {
+			t.Errorf("stream=%v: read back different content", stream)
+		}
+	}
+	if !bytes.Equal(objects[true], objects[false]) {
+		t.Errorf("streamed object (%d bytes) differs from the buffered one (%d bytes)", len(objects[true]), len(objects[false]))
+	}
+}
+
+// A streamed put that fails half-way, or whose source ends early, stores
+// nothing, and the next attempt succeeds.
+func TestPutStreamFailures(t *testing.T) {
+	ctx := context.Background()
+	n, data := segment(t, "000000010000000000000004", testSysID, 4)
+	r, p, root := recorderRepo(t, true)
+	if err := r.Claim(ctx, header(t, data)); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "wal", "0000000100000000")
+	assertEmpty := func(when string) {
+		t.Helper()
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			t.Errorf("%s: %s left in the repository", when, e.Name())
+		}
+	}
+
+	p.failAfter = 1000
+	if _, err := r.Put(ctx, n, data, CodecLZ4); !errors.Is(err, errInjected) {
+		t.Fatalf("Put with a store failing mid-stream = %v, want the store's error", err)
+	}
+	assertEmpty("after a failed store")
+
+	p.failAfter = 0
+	_, _, err := r.PutFrom(ctx, n, bytes.NewReader(data[:len(data)/2]), int64(len(data)), CodecLZ4)
+	if err == nil || !strings.Contains(err.Error(), "source ended") {
+		t.Fatalf("PutFrom of a short source = %v, want an error saying the source ended", err)
+	}
+	assertEmpty("after a short source")
+
+	if existed, err := r.Put(ctx, n, data, CodecLZ4); err != nil || existed {
+		t.Fatalf("Put after the failures = %v, %v; want false, nil", existed, err)
+	}
+	got, _ := readAll(t, reopen(t, root, LayoutAuto), n)
+	if !bytes.Equal(got, data) {
+		t.Error("read back different content")
+	}
+}

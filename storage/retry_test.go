@@ -432,3 +432,17 @@ func TestRetryUnwrap(t *testing.T) {
 		t.Error("Unwrap does not return the wrapped backend")
 	}
 }
+
+// streamer is a scripted backend that says it streams puts.
+type streamer struct{ scripted }
+
+func (*streamer) StreamsPuts() bool { return true }
+
+func TestStreamsPutsThroughRetry(t *testing.T) {
+	if StreamsPuts(WithRetry(&scripted{}, quick)) {
+		t.Error("a backend that is no Streamer reported as streaming")
+	}
+	if !StreamsPuts(WithRetry(&streamer{}, quick)) {
+		t.Error("a Streamer behind the retry wrapper reported as not streaming")
+	}
+}

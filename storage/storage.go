@@ -127,6 +127,29 @@ func Exists(ctx context.Context, b Backend) error {
 	}
 }
 
+// Streamer is implemented by backends that write a Put of unknown size
+// (-1) to its destination as it arrives, holding none of it in memory (a
+// local file). A caller that produces data on the fly, such as a
+// compressor, then streams it instead of building the object first.
+type Streamer interface {
+	StreamsPuts() bool
+}
+
+// StreamsPuts tells whether b, or the backend it wraps, is a Streamer that
+// streams.
+func StreamsPuts(b Backend) bool {
+	for {
+		if s, ok := b.(Streamer); ok {
+			return s.StreamsPuts()
+		}
+		u, ok := b.(interface{ Unwrap() Backend })
+		if !ok {
+			return false
+		}
+		b = u.Unwrap()
+	}
+}
+
 // BatchRemover is implemented by backends that delete many keys in one call
 // (S3's DeleteObjects). Callers use RemoveMany rather than testing for it.
 type BatchRemover interface {

@@ -74,6 +74,10 @@ func wrap(op, key string, err error) error {
 	return &storage.Error{Op: op, Key: key, Err: err}
 }
 
+// StreamsPuts implements storage.Streamer: Put copies into the temporary
+// file as the data arrives.
+func (b *Backend) StreamsPuts() bool { return true }
+
 // Put implements storage.Backend.
 func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	path, err := b.path(key)
