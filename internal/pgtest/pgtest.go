@@ -98,8 +98,10 @@ func Walship(t testing.TB) string {
 			return
 		}
 		os.Chmod(dir, 0o755)
-		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", dir+"/", "./cmd/...")
+		// The same build as make build: static and stripped.
+		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-trimpath", "-ldflags=-s -w", "-o", dir+"/", "./cmd/...")
 		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 			return
