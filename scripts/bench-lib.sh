@@ -1,16 +1,8 @@
-# Shared by the benchmark scripts: finding PostgreSQL, running it as an
-# unprivileged user, timing whole processes, and writing a section of
-# docs/BENCHMARKS.md.
+# Shared by the benchmark scripts: timing whole processes and writing a
+# section of docs/BENCHMARKS.md (finding and running PostgreSQL is lib.sh).
 
-find_pgbin() {
-  if [ -n "${WALSHIP_PG_BIN:-}" ]; then echo "$WALSHIP_PG_BIN"; return; fi
-  if command -v pg_ctl >/dev/null; then dirname "$(readlink -f "$(command -v pg_ctl)")"; return; fi
-  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1
-}
-pgbin=$(find_pgbin)
-pguser=$(id -un)
-[ "$(id -u)" = 0 ] && pguser=${WALSHIP_PG_USER:-postgres}
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u "$pguser" -- env PATH="$pgbin:$PATH" "$@"; else env PATH="$pgbin:$PATH" "$@"; fi; }
+here_lib=$(dirname "${BASH_SOURCE[0]}")
+. "$here_lib/lib.sh"
 
 now_ns() { date +%s%N; }
 

@@ -32,7 +32,8 @@ n=$(echo "$segs" | wc -l)
 # Scratch space, fresh binaries, and the S3 server.
 sdir=$work/s3
 rm -rf "$sdir"; mkdir -p "$sdir/data" "$sdir/bin"
-go build -tags urfave_cli_no_docs -o "$sdir/bin/" ./cmd/walship-archive ./cmd/walship-restore
+[ -x bin/walship-archive ] || { echo "bench-s3: build first (make build)" >&2; exit 1; }
+cp bin/walship-archive bin/walship-restore "$sdir/bin/"
 AK=WALSHIPBENCHACCESSKEY
 SK=walship-bench-secret-key-0123456789
 s3pid=

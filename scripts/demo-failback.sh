@@ -8,18 +8,12 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
-pgbin=${WALSHIP_PG_BIN:-}
-if [ -z "$pgbin" ]; then
-  if command -v pg_ctl >/dev/null; then pgbin=$(dirname "$(readlink -f "$(command -v pg_ctl)")")
-  else pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1); fi
-fi
+. "$here/scripts/lib.sh"
 [ -x "$pgbin/pg_ctl" ] || { echo "demo: PostgreSQL not found (apt-get install postgresql, or set WALSHIP_PG_BIN)" >&2; exit 1; }
 [ -x "$here/bin/walship-rewind" ] || { echo "demo: build first (make build)" >&2; exit 1; }
 
 demo=${WALSHIP_FAILBACK_DIR:-/tmp/walship-demo-failback}
-pguser=$(id -un)
-if [ "$(id -u)" = 0 ]; then pguser=${WALSHIP_PG_USER:-postgres}; fi
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u "$pguser" -- env PATH="$pgbin:$demo/bin:$PATH" "$@"; else env PATH="$pgbin:$demo/bin:$PATH" "$@"; fi; }
+extra_path=$demo/bin
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 port_a=55442; port_b=55443
 
