@@ -120,6 +120,35 @@ func (p Prefetch) Clean(r *repo.Repo, cur wal.Name) {
 	}
 }
 
+// NeedsFill reports whether a worker should start now that cur was
+// served: fewer than half of the N segments after cur wait in the spool,
+// and no worker is fetching (a claim younger than busyClaim). Workers thus
+// fetch several segments each, rather than one process per server call.
+func (p Prefetch) NeedsFill(r *repo.Repo, cur wal.Name, segSize uint32) bool {
+	entries, err := os.ReadDir(p.dir(r))
+	if err != nil {
+		return true
+	}
+	spooled := map[string]bool{}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".claim") {
+			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) < busyClaim {
+				return false
+			}
+			continue
+		}
+		spooled[e.Name()] = true
+	}
+	ahead := 0
+	for n := cur.Next(segSize); ahead < p.N && spooled[n.String()]; n = n.Next(segSize) {
+		ahead++
+	}
+	return ahead < max(1, (p.N+1)/2)
+}
+
+// busyClaim is how long a claim is taken for a worker still fetching.
+const busyClaim = 2 * time.Minute
+
 // Fill fetches the N segments after cur on cur's timeline into the spool,
 // skipping those already there, and stops at the first one the archive
 // does not have yet. Each is verified (checksum, size, header) into a

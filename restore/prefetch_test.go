@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
@@ -145,5 +146,54 @@ func TestPrefetchActive(t *testing.T) {
 	}
 	if err := (Prefetch{N: 4}).Check(); err == nil {
 		t.Errorf("prefetch without a spool passed Check")
+	}
+}
+
+func TestPrefetchNeedsFill(t *testing.T) {
+	files, names := segments(t, 1, 10)
+	root := archived(t, repo.LayoutWalship, repo.CodecNone, files)
+	r := openRepo(t, root, repo.LayoutAuto)
+	p := Prefetch{N: 8, Spool: t.TempDir()}
+	cur := parseName(t, names[0])
+	dir := p.dir(r)
+	if !p.NeedsFill(r, cur, segSize) {
+		t.Errorf("no spool yet: NeedsFill = false, want true")
+	}
+	os.MkdirAll(dir, 0o700)
+	spool := func(names ...string) {
+		t.Helper()
+		for _, e := range dirNames(t, dir) {
+			os.Remove(filepath.Join(dir, e))
+		}
+		for _, n := range names {
+			if err := os.WriteFile(filepath.Join(dir, n), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		what    string
+		spooled []string
+		want    bool
+	}{
+		{"empty spool", nil, true},
+		{"3 of 8 ahead", names[1:4], true},
+		{"4 of 8 ahead", names[1:5], false},
+		{"all 8 ahead", names[1:9], false},
+		{"2 ahead, then a gap", append(append([]string{}, names[1:3]...), names[4:9]...), true},
+		{"only segments after a gap", names[3:9], true},
+		{"a worker is fetching", []string{"." + names[1] + ".claim"}, false},
+	} {
+		spool(tc.spooled...)
+		if got := p.NeedsFill(r, cur, segSize); got != tc.want {
+			t.Errorf("%s: NeedsFill = %v, want %v", tc.what, got, tc.want)
+		}
+	}
+	// A claim left by a killed worker does not stop prefetch for long.
+	spool("." + names[1] + ".claim")
+	old := time.Now().Add(-2 * busyClaim)
+	os.Chtimes(filepath.Join(dir, "."+names[1]+".claim"), old, old)
+	if !p.NeedsFill(r, cur, segSize) {
+		t.Errorf("an old claim: NeedsFill = false, want true")
 	}
 }

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,4 +45,55 @@ func TestPITRWithPrefetch(t *testing.T) {
 		t.Fatalf("no segment was served from the prefetch spool (%d fetched directly)", direct)
 	}
 	t.Logf("%d segments from the spool, %d fetched directly", fromSpool, direct)
+}
+
+// TestPgRewindWithPrefetchConfigured runs plain pg_rewind -c on an old
+// primary whose own restore_command is walship-restore --prefetch: pg_rewind
+// fetches the WAL it lacks through it into pg_wal/<name>, where prefetch
+// must stay off (nothing is spooled, no worker runs), and the rewound
+// server follows the new primary without the rows it alone had.
+func TestPgRewindWithPrefetchConfigured(t *testing.T) {
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	repoDir := filepath.Join(base, "repo")
+	spool := pgtest.Mkdir(t, filepath.Join(base, "spool"))
+	a, b := newPrimaryStandby(t, base, repoDir)
+	a.Conf(pgtest.RestoreCommand(t, repoDir, "-v", "--prefetch", "4", "--spool", spool))
+	lost := diverge(t, 1, a, b, "fast")
+	b.Query("CHECKPOINT")
+
+	src := b.ConnString()
+	if out, err := pgtest.RunErr(t, pgtest.Tool(t, "pg_rewind"), "--dry-run", "-D", a.Data, "--source-server", src); err == nil {
+		t.Fatalf("pg_rewind without restore_command succeeded, so this test would not use the archive:\n%s", out)
+	}
+	out, err := pgtest.RunErr(t, pgtest.Tool(t, "pg_rewind"), "-c", "-D", a.Data, "--source-server", src)
+	if err != nil {
+		t.Fatalf("pg_rewind -c with walship-restore --prefetch: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "msg=restored") {
+		t.Errorf("pg_rewind -c did not restore through walship-restore:\n%s", out)
+	}
+	if strings.Contains(out, "prefetch spool") {
+		t.Errorf("walship-restore used the prefetch spool for pg_rewind:\n%s", out)
+	}
+	// A worker would have written into the spool by now, or soon.
+	time.Sleep(time.Second)
+	filepath.WalkDir(spool, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			t.Errorf("prefetch ran for pg_rewind: %s in the spool", path)
+		}
+		return nil
+	})
+
+	a.Touch("standby.signal")
+	a.Conf("primary_conninfo = '" + src + "'")
+	a.Start()
+	a.WaitQuery("SELECT status FROM pg_stat_wal_receiver", "streaming", 60*time.Second)
+	if n := a.Query("SELECT count(*) FROM t WHERE who = '" + lost + "'"); n != "0" {
+		t.Errorf("after pg_rewind the old primary still has %s rows it alone wrote", n)
+	}
+	waitReplayed(t, b, a)
+	if got, want := a.Query("SELECT count(*) FROM t"), b.Query("SELECT count(*) FROM t"); got != want {
+		t.Errorf("rewound server has %s rows, the new primary %s", got, want)
+	}
 }

@@ -104,7 +104,7 @@ func run(c *cli.Context) error {
 		pf.Clean(r, n)
 		if ok, terr := pf.Take(r, args[0], args[1]); ok {
 			slog.Info("restored from the prefetch spool", "file", args[0])
-			startPrefetch(args[1])
+			startPrefetch(r, pf, n, args[1])
 			return nil
 		} else if terr != nil {
 			slog.Warn("prefetched copy unusable, fetching again", "file", args[0], "err", terr)
@@ -120,7 +120,7 @@ func run(c *cli.Context) error {
 		if err == nil {
 			slog.Info("restored", "file", args[0], "from", res.Key, "bytes", res.Bytes)
 			if pf.Active(args[0], args[1]) {
-				startPrefetch(args[1])
+				startPrefetch(r, pf, res.Name, args[1])
 			}
 			return nil
 		}
@@ -205,12 +205,12 @@ const prefetchWorkerEnv = "WALSHIP_PREFETCH_WORKER"
 
 // startPrefetch starts this same command again, detached in its own
 // session, to fetch the segments after the one just restored into the spool
-// while the server replays it. Its output is discarded: the server does not
-// wait for it, and a failure only means the server's next call fetches
-// directly.
-func startPrefetch(restored string) {
+// while the server replays it, unless enough are spooled already or a
+// worker is at it. Its output is discarded: the server does not wait for
+// it, and a failure only means the server's next call fetches directly.
+func startPrefetch(r *repo.Repo, pf restore.Prefetch, n wal.Name, restored string) {
 	segSize, err := restore.SegSizeOf(restored)
-	if err != nil {
+	if err != nil || !pf.NeedsFill(r, n, segSize) {
 		return
 	}
 	exe, err := os.Executable()
