@@ -161,7 +161,7 @@ func TestRestoreBadInput(t *testing.T) {
 }
 
 // confFile writes a config file owned by the server's user.
-func confFile(t *testing.T, dir, body string) string {
+func confFile(t testing.TB, dir, body string) string {
 	t.Helper()
 	f, err := os.CreateTemp(dir, "walship-*.toml")
 	if err != nil {

@@ -39,12 +39,11 @@ type s3Archive struct {
 	creds          []string // AWS_* settings for the environment
 }
 
-func newS3Archive(t *testing.T, srv *s3test.Server, dir, prefix string) *s3Archive {
+func newS3Archive(t testing.TB, srv *s3test.Server, dir, prefix string) *s3Archive {
 	t.Helper()
 	a := &s3Archive{srv: srv, bucket: srv.NewBucket(t), prefix: prefix}
 	a.url = "s3://" + a.bucket + "/" + prefix
-	a.conf = confFile(t, dir, fmt.Sprintf("# walship's S3 archive; credentials come from the environment\n"+
-		"repo = '%s'\ns3-endpoint = '%s'\ns3-region = '%s'\ns3-path-style = true\n", a.url, srv.Endpoint, srv.Region))
+	a.conf = a.confFor(t, dir, srv.Endpoint)
 	for _, kv := range srv.Env() {
 		if strings.HasPrefix(kv, "AWS_") {
 			a.creds = append(a.creds, kv)
@@ -53,9 +52,22 @@ func newS3Archive(t *testing.T, srv *s3test.Server, dir, prefix string) *s3Archi
 	return a
 }
 
+// confFor writes the config file that reaches the archive at endpoint.
+func (a *s3Archive) confFor(t testing.TB, dir, endpoint string) string {
+	return confFile(t, dir, fmt.Sprintf("# walship's S3 archive; credentials come from the environment\n"+
+		"repo = '%s'\ns3-endpoint = '%s'\ns3-region = '%s'\ns3-path-style = true\n", a.url, endpoint, a.srv.Region))
+}
+
+// through is the same archive reached through another endpoint (a proxy).
+func (a *s3Archive) through(t testing.TB, dir, endpoint string) *s3Archive {
+	c := *a
+	c.conf = a.confFor(t, dir, endpoint)
+	return &c
+}
+
 // line is the postgresql.conf line running prog (walship-archive or
 // walship-restore) on the archive with flags.
-func (a *s3Archive) line(t *testing.T, prog string, flags ...string) string {
+func (a *s3Archive) line(t testing.TB, prog string, flags ...string) string {
 	args := strings.Join(append([]string{pgtest.Bin(t, prog), "--config", a.conf}, flags...), " ")
 	if prog == "walship-archive" {
 		return fmt.Sprintf("archive_command = '%s %%p %%f'", args)
@@ -64,7 +76,7 @@ func (a *s3Archive) line(t *testing.T, prog string, flags ...string) string {
 }
 
 // cluster is a new cluster in base whose server has the credentials.
-func (a *s3Archive) cluster(t *testing.T, base, name string) *pgtest.Cluster {
+func (a *s3Archive) cluster(t testing.TB, base, name string) *pgtest.Cluster {
 	c := pgtest.NewCluster(t, base, name, pgtest.InitOptions{})
 	c.Env = a.creds
 	return c
