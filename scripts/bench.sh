@@ -58,6 +58,11 @@ run_method r_wsnone 'mkdir -p "$T/pg_wal"' '"$W/walship-restore" --repo "$work/s
 # The floor: a process that starts, reads the identity and answers "not
 # found" (the server's .history probe) without copying anything.
 run_method r_probe 'mkdir -p "$T/pg_wal"' '! "$W/walship-restore" --repo "$work/src/lz4" 7FFFFFFF.history "$T/pg_wal/RECOVERYHISTORY"'
+# Below that: any Go program, one that does nothing, built the same way.
+mkdir -p "$work/gohello"
+printf 'package main\n\nfunc main() {}\n' > "$work/gohello/main.go"
+(cd "$work/gohello" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$W/gohello" main.go)
+run_method r_hello ':' '"$W/gohello"'
 
 out=$(mktemp)
 {
@@ -82,12 +87,17 @@ out=$(mktemp)
   echo "| \`walship-restore\` (lz4, verified, atomic) | $(ms ${res[r_ws]}) | **$(ratio ${res[r_ws]} ${res[r_cp]})** |"
   echo "| \`walship-restore\` from \`--compress none\` | $(ms ${res[r_wsnone]}) | $(ratio ${res[r_wsnone]} ${res[r_cp]}) |"
   echo "| \`walship-restore\` answering \"not found\" (a .history probe: start, identity, no copy) | $(ms ${res[r_probe]}) | $(ratio ${res[r_probe]} ${res[r_cp]}) |"
+  echo "| a Go program that does nothing, built like walship (the floor of any Go binary) | $(ms ${res[r_hello]}) | $(ratio ${res[r_hello]} ${res[r_cp]}) |"
   echo
-  echo "Targets: archive no slower than cp + sync + mv (ratio <= 1.00); restore at most 1.5x plain cp. Not met here:"
-  echo "the last row is the fixed cost of one walship process (Go runtime start, a 25 MB binary with the S3 SDK,"
-  echo "reading walship.json) before any byte is copied, and lz4 costs about 25 ms of CPU per 16MB segment to"
-  echo "compress. What the ratios leave out: walship-archive fsyncs and writes a seventh of the bytes, refuses"
-  echo "different content and other clusters' WAL, and walship-restore verifies checksum, size and header."
+  met() { awk -v r="$1" -v t="$2" 'BEGIN {exit !(r <= t)}'; }
+  a=$(ratio ${res[a_ws]} ${res[a_cpsync]}); r=$(ratio ${res[r_ws]} ${res[r_cp]})
+  echo "Targets: archive no slower than cp + sync + mv (ratio <= 1.00): $(met "$a" 1.00 && echo met || echo "not met, $a");"
+  echo "restore at most 1.5x plain cp: $(met "$r" 1.50 && echo met || echo "not met, $r")."
+  echo "The \"not found\" row is the fixed cost of one walship process before any byte is copied: the Go runtime"
+  echo "(the last row), the initialisation of the packages in a $(( $(stat -c %s "$W/walship-restore") / 1000000 )) MB static binary that carries the S3 SDK, and"
+  echo "reading walship.json. Between the two archive rows is what lz4 costs. What the ratios leave out:"
+  echo "walship-archive fsyncs the file and its directory and writes only the compressed bytes, refuses different"
+  echo "content and other clusters' WAL, and walship-restore verifies checksum, size and header."
 } > "$out"
 update_section core "$out"
 rm -f "$out"
