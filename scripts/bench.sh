@@ -94,7 +94,7 @@ out=$(mktemp)
   echo "Targets: archive no slower than cp + sync + mv (ratio <= 1.00): $(met "$a" 1.00 && echo met || echo "not met, $a");"
   echo "restore at most 1.5x plain cp: $(met "$r" 1.50 && echo met || echo "not met, $r")."
   echo "The \"not found\" row is the fixed cost of one walship process before any byte is copied: the Go runtime"
-  echo "(the last row), the initialisation of the packages in a $(( $(stat -c %s "$W/walship-restore") / 1000000 )) MB static binary that carries the S3 SDK, and"
+  echo "(the last row), the initialisation of the packages in the static binary ($(( $(stat -c %s "$W/walship-restore") / 1000000 )) MB, with the S3 SDK), and"
   echo "reading walship.json. Between the two archive rows is what lz4 costs. What the ratios leave out:"
   echo "walship-archive fsyncs the file and its directory and writes only the compressed bytes, refuses different"
   echo "content and other clusters' WAL, and walship-restore verifies checksum, size and header."
