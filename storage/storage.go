@@ -115,13 +115,23 @@ type Exister interface {
 // Exists asks b, or the backend it wraps, whether its location exists. A
 // backend that cannot tell is taken to exist.
 func Exists(ctx context.Context, b Backend) error {
+	if e, ok := find[Exister](b); ok {
+		return e.Exists(ctx)
+	}
+	return nil
+}
+
+// find returns b, or the first backend b wraps (through Unwrap), that
+// implements T.
+func find[T any](b Backend) (T, bool) {
 	for {
-		if e, ok := b.(Exister); ok {
-			return e.Exists(ctx)
+		if t, ok := b.(T); ok {
+			return t, true
 		}
 		u, ok := b.(interface{ Unwrap() Backend })
 		if !ok {
-			return nil
+			var zero T
+			return zero, false
 		}
 		b = u.Unwrap()
 	}
@@ -138,16 +148,8 @@ type Streamer interface {
 // StreamsPuts tells whether b, or the backend it wraps, is a Streamer that
 // streams.
 func StreamsPuts(b Backend) bool {
-	for {
-		if s, ok := b.(Streamer); ok {
-			return s.StreamsPuts()
-		}
-		u, ok := b.(interface{ Unwrap() Backend })
-		if !ok {
-			return false
-		}
-		b = u.Unwrap()
-	}
+	s, ok := find[Streamer](b)
+	return ok && s.StreamsPuts()
 }
 
 // BatchRemover is implemented by backends that delete many keys in one call
