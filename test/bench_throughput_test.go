@@ -188,7 +188,7 @@ func primaryBacklog(b *testing.B, kind string, par int, dur time.Duration, srv f
 	segs := walBytes / (16 << 20)
 	b.ReportMetric(segs/elapsed.Seconds(), "wal-seg/s")
 	b.ReportMetric(float64(archived)/elapsed.Seconds(), "archived-seg/s")
-	b.ReportMetric(float64(maxReady.Load()), "max-ready")
+	b.ReportMetric(float64(max(maxReady.Load(), int64(endReady))), "max-ready")
 	b.ReportMetric(float64(endReady), "end-ready")
 	b.ReportMetric(drain.Seconds(), "drain-s")
 	p.Stop("immediate")
