@@ -12,22 +12,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 [ -x "$pgbin/pg_ctl" ] || { echo "demo: PostgreSQL not found (apt-get install postgresql, or set WALSHIP_PG_BIN)" >&2; exit 1; }
 [ -x "$here/bin/walship-rewind" ] || { echo "demo: build first (make build)" >&2; exit 1; }
 
-demo=${WALSHIP_FAILBACK_DIR:-/tmp/walship-demo-failback}
-extra_path=$demo/bin
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+demo_dir "${WALSHIP_FAILBACK_DIR:-/tmp/walship-demo-failback}" a b
 port_a=55442; port_b=55443
-
-cleanup() {
-  for d in a b; do
-    [ -f "$demo/$d/postmaster.pid" ] && as_pg pg_ctl -D "$demo/$d" -m fast -w stop >/dev/null 2>&1 || true
-  done
-}
-trap cleanup EXIT
-cleanup
-rm -rf "$demo"; mkdir -p "$demo/bin"
-cp "$here"/bin/walship-* "$demo/bin/"
-chmod 755 "$demo" "$demo/bin"
-[ "$(id -u)" = 0 ] && chown -R "$pguser" "$demo"
 
 psql_a() { as_pg psql -X -q -At -h "$demo" -p $port_a -U postgres -d postgres "$@"; }
 psql_b() { as_pg psql -X -q -At -h "$demo" -p $port_b -U postgres -d postgres "$@"; }

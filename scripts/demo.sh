@@ -9,22 +9,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/lib.sh"
 [ -x "$pgbin/pg_ctl" ] || { echo "demo: PostgreSQL not found (apt-get install postgresql, or set WALSHIP_PG_BIN)" >&2; exit 1; }
 
-demo=${WALSHIP_DEMO_DIR:-/tmp/walship-demo}
-extra_path=$demo/bin
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+demo_dir "${WALSHIP_DEMO_DIR:-/tmp/walship-demo}" primary restored warm
 port_p=55432; port_r=55433; port_w=55434
-
-cleanup() {
-  for d in primary restored warm; do
-    [ -f "$demo/$d/postmaster.pid" ] && as_pg pg_ctl -D "$demo/$d" -m fast -w stop >/dev/null 2>&1 || true
-  done
-}
-trap cleanup EXIT
-cleanup
-rm -rf "$demo"; mkdir -p "$demo/bin"
-cp "$here"/bin/walship-* "$demo/bin/"
-chmod 755 "$demo" "$demo/bin"
-[ "$(id -u)" = 0 ] && chown -R "$pguser" "$demo"
 
 psql_p() { as_pg psql -X -q -At -h "$demo" -p $port_p -U postgres -d postgres "$@"; }
 psql_r() { as_pg psql -X -q -At -h "$demo" -p $port_r -U postgres -d postgres "$@"; }
