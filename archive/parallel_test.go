@@ -9,6 +9,7 @@ import (
 
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
+	"github.com/walship/walship/wal/waltest"
 )
 
 // fakeWAL makes a pg_wal directory with count segments from segment 1 on,
@@ -22,7 +23,7 @@ func fakeWAL(t *testing.T, count int) (string, []string) {
 	var names []string
 	n := wal.SegmentFromNo(1, 1, segSize)
 	for i := 0; i < count; i++ {
-		data := wal.FakeSegment(n, sysID, segSize, func(b []byte) {
+		data := waltest.FakeSegment(n, sysID, segSize, func(b []byte) {
 			for j := range b {
 				b[j] = byte(i + j/4096)
 			}

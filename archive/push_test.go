@@ -14,6 +14,7 @@ import (
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage/local"
 	"github.com/walship/walship/wal"
+	"github.com/walship/walship/wal/waltest"
 )
 
 const (
@@ -52,7 +53,7 @@ func name(t *testing.T, s string) wal.Name {
 // fakeSegment is a segment for n of the cluster sys, its body made from seed.
 func fakeSegment(t *testing.T, n string, sys uint64, seed byte) []byte {
 	t.Helper()
-	return wal.FakeSegment(name(t, n), sys, segSize, func(b []byte) {
+	return waltest.FakeSegment(name(t, n), sys, segSize, func(b []byte) {
 		for i := range b {
 			b[i] = byte(i/1000) ^ seed
 		}
@@ -194,7 +195,7 @@ func TestPushWrongCluster(t *testing.T) {
 	notStored(t, root, n)
 
 	// Another segment size is another cluster too.
-	big := wal.FakeSegment(name(t, n), sysID, 2*segSize, nil)
+	big := waltest.FakeSegment(name(t, n), sysID, 2*segSize, nil)
 	_, err = push(t, openRepo(t, root, repo.LayoutAuto), n, big, repo.CodecLZ4)
 	if !errors.Is(err, repo.ErrWrongCluster) {
 		t.Errorf("Push with 2MB segments into a 1MB repository = %v, want ErrWrongCluster", err)

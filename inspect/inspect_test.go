@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walship/walship/internal/fakerepo"
+	"github.com/walship/walship/internal/testenv/fakerepo"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
+	"github.com/walship/walship/wal/waltest"
 )
 
 var seg = fakerepo.Seg
@@ -184,7 +185,7 @@ func TestVerifyFullFindsCorruption(t *testing.T) {
 	// Another segment's content under this name: a valid header that
 	// does not match.
 	f.Delete(seg(1, 4))
-	f.Put(seg(1, 4), wal.FakeSegment(seg(1, 3), fakerepo.SysID, fakerepo.SegSize, nil))
+	f.Put(seg(1, 4), waltest.FakeSegment(seg(1, 3), fakerepo.SysID, fakerepo.SegSize, nil))
 
 	if rep := verify(t, f, false); !rep.OK() {
 		t.Errorf("without --full nothing is read, yet:\n%s", problems(rep))
@@ -202,9 +203,9 @@ func TestVerifyFullWrongSizeAndCluster(t *testing.T) {
 	f.Codec = repo.CodecNone
 	f.Segments(1, 1, 3)
 	f.Delete(seg(1, 2))
-	f.Put(seg(1, 2), wal.FakeSegment(seg(1, 2), fakerepo.SysID, fakerepo.SegSize, nil)[:4096])
+	f.Put(seg(1, 2), waltest.FakeSegment(seg(1, 2), fakerepo.SysID, fakerepo.SegSize, nil)[:4096])
 	f.Delete(seg(1, 3))
-	f.Put(seg(1, 3), wal.FakeSegment(seg(1, 3), fakerepo.SysID+1, fakerepo.SegSize, nil))
+	f.Put(seg(1, 3), waltest.FakeSegment(seg(1, 3), fakerepo.SysID+1, fakerepo.SegSize, nil))
 	rep := verify(t, f, false)
 	wantProblem(t, rep, "wal/0000000100000000/000000010000000000000002", "4096 bytes")
 	rep = verify(t, f, true)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walship/walship/internal/fakerepo"
+	"github.com/walship/walship/internal/testenv/fakerepo"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/wal"

@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/walship/walship/inspect"
-	"github.com/walship/walship/internal/fakerepo"
-	"github.com/walship/walship/internal/s3test"
+	"github.com/walship/walship/internal/testenv/fakerepo"
+	"github.com/walship/walship/internal/testenv/s3test"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage"
 	_ "github.com/walship/walship/storage/s3"
 	"github.com/walship/walship/wal"
+	"github.com/walship/walship/wal/waltest"
 )
 
 // counting passes batch deletes through and records their sizes.
@@ -42,7 +43,7 @@ func TestPruneS3(t *testing.T) {
 	r.Create = true
 	for s := uint64(1); s <= 12; s++ {
 		n := seg(1, s)
-		data := wal.FakeSegment(n, fakerepo.SysID, fakerepo.SegSize, nil)
+		data := waltest.FakeSegment(n, fakerepo.SysID, fakerepo.SegSize, nil)
 		h, _ := wal.ParseLongHeader(data)
 		if err := r.Claim(ctx, h); err != nil {
 			t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/walship/walship/storage/local"
 	"github.com/walship/walship/wal"
+	"github.com/walship/walship/wal/waltest"
 )
 
 const (
@@ -52,7 +53,7 @@ func reopen(t *testing.T, root string, layout Layout) *Repo {
 func segment(t testing.TB, name string, sysID uint64, seed int) (wal.Name, []byte) {
 	t.Helper()
 	n := parseName(t, name)
-	return n, wal.FakeSegment(n, sysID, testSegSize, func(b []byte) {
+	return n, waltest.FakeSegment(n, sysID, testSegSize, func(b []byte) {
 		var line []byte
 		for off, i := 0, 0; off < len(b); i++ {
 			line = fmt.Appendf(line[:0], "record %d of seed %d; ", i, seed)

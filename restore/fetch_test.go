@@ -15,6 +15,7 @@ import (
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage/local"
 	"github.com/walship/walship/wal"
+	"github.com/walship/walship/wal/waltest"
 )
 
 const (
@@ -42,7 +43,7 @@ func parseName(t *testing.T, s string) wal.Name {
 
 func fakeSegment(t *testing.T, n string, sys uint64, seed byte) []byte {
 	t.Helper()
-	return wal.FakeSegment(parseName(t, n), sys, segSize, func(b []byte) {
+	return waltest.FakeSegment(parseName(t, n), sys, segSize, func(b []byte) {
 		for i := range b {
 			b[i] = byte(i/1000) ^ seed
 		}

@@ -16,10 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walship/walship/internal/archsim"
-	"github.com/walship/walship/internal/pgtest"
-	"github.com/walship/walship/internal/s3test"
+	"github.com/walship/walship/internal/testenv/archsim"
+	"github.com/walship/walship/internal/testenv/pgtest"
+	"github.com/walship/walship/internal/testenv/s3test"
 	"github.com/walship/walship/wal"
+	"github.com/walship/walship/wal/waltest"
 )
 
 const benchSegments = 200
@@ -45,7 +46,7 @@ func benchDataDir(b *testing.B) string {
 		rng := rand.New(rand.NewPCG(5, 6))
 		n := wal.SegmentFromNo(1, 1, segSize)
 		for i := 0; i < benchSegments; i++ {
-			seg := wal.FakeSegment(n, 7000000000000000002, segSize, func(p []byte) {
+			seg := waltest.FakeSegment(n, 7000000000000000002, segSize, func(p []byte) {
 				for j := 0; j < len(p); j += 24 {
 					p[j], p[j+1], p[j+2] = byte(rng.IntN(256)), byte(i), byte(j>>13)
 				}

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walship/walship/internal/pgtest"
-	"github.com/walship/walship/internal/s3test"
+	"github.com/walship/walship/internal/testenv/pgtest"
+	"github.com/walship/walship/internal/testenv/s3test"
 )
 
 // archiveTarget is where a benchmark's server archives to or restores

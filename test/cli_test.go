@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/walship/walship/internal/pgtest"
+	"github.com/walship/walship/internal/testenv/pgtest"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
 )

@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/walship/walship/internal/pgtest"
+	"github.com/walship/walship/internal/testenv/pgtest"
 )
 
 func TestMain(m *testing.M) {

@@ -10,11 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walship/walship/internal/archsim"
-	"github.com/walship/walship/internal/pgtest"
+	"github.com/walship/walship/internal/testenv/archsim"
+	"github.com/walship/walship/internal/testenv/pgtest"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage/local"
 	"github.com/walship/walship/wal"
+	"github.com/walship/walship/wal/waltest"
 )
 
 // fakeDataDir makes a data directory with count segments in pg_wal, each
@@ -27,7 +28,7 @@ func fakeDataDir(t *testing.T, count int, segSize uint32) string {
 	n := wal.SegmentFromNo(1, 1, segSize)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < count; i++ {
-		seg := wal.FakeSegment(n, 7000000000000000001, segSize, func(b []byte) {
+		seg := waltest.FakeSegment(n, 7000000000000000001, segSize, func(b []byte) {
 			// Compressible but not trivial, like WAL.
 			for j := 0; j < len(b); j += 64 {
 				b[j] = byte(rng.IntN(256))

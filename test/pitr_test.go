@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walship/walship/internal/pgtest"
+	"github.com/walship/walship/internal/testenv/pgtest"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
 )

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walship/walship/internal/pgtest"
+	"github.com/walship/walship/internal/testenv/pgtest"
 )
 
 // TestPITRWithPrefetch restores a base backup through walship-restore

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walship/walship/internal/pgtest"
+	"github.com/walship/walship/internal/testenv/pgtest"
 	"github.com/walship/walship/rewind"
 	"github.com/walship/walship/wal"
 )

@@ -20,11 +20,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/walship/walship/internal/pgtest"
-	"github.com/walship/walship/internal/s3test"
+	"github.com/walship/walship/internal/testenv/pgtest"
+	"github.com/walship/walship/internal/testenv/s3test"
 	"github.com/walship/walship/repo"
 	s3store "github.com/walship/walship/storage/s3"
 	"github.com/walship/walship/wal"
+	"github.com/walship/walship/wal/waltest"
 )
 
 // s3Archive is a prefix of a bucket on a real S3 server, set up the way a
@@ -468,8 +469,8 @@ func TestS3BadCredentialsAndMissingBucket(t *testing.T) {
 			p[i] = byte(i / 7)
 		}
 	}
-	src1 := writeSegment(t, src, n1.String(), wal.FakeSegment(n1, sys, segSize, fill))
-	src2 := writeSegment(t, src, n2.String(), wal.FakeSegment(n2, sys, segSize, fill))
+	src1 := writeSegment(t, src, n1.String(), waltest.FakeSegment(n1, sys, segSize, fill))
+	src2 := writeSegment(t, src, n2.String(), waltest.FakeSegment(n2, sys, segSize, fill))
 	wantOK(t, "archive with good credentials", walshipBounded(t, runOpts{env: a.creds}, "walship-archive", "--config", a.conf, src1, n1.String()))
 	before := a.objects(t)
 	if len(before) != 2 {

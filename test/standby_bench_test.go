@@ -15,7 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/walship/walship/internal/pgtest"
+	"github.com/walship/walship/internal/testenv/pgtest"
 )
 
 // BenchmarkStandbyApplyLag measures the apply lag of an archive-only

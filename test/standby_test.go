@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walship/walship/internal/pgtest"
+	"github.com/walship/walship/internal/testenv/pgtest"
 )
 
 // restoreWaiters lists the walship-restore processes working in dataDir

@@ -43,8 +43,9 @@ func FuzzParseName(f *testing.F) {
 }
 
 func FuzzParseLongHeader(f *testing.F) {
-	seg := FakeSegment(Name{Kind: KindSegment, Timeline: 1, Seg: 3}, testSysID, mb16, nil)
-	f.Add(seg[:LongHeaderSize])
+	seg := encode(LongHeader{Magic: 0xD110, Info: xlpLongHeader, Timeline: 1, PageAddr: 3 * mb16, SysID: testSysID,
+		SegSize: mb16, BlockSize: 8192})
+	f.Add(seg)
 	f.Add(seg[:LongHeaderSize-1])
 	be := LongHeader{Magic: 0xD097, Info: 0x0007, Timeline: 9, PageAddr: 0x16_B3000000, SysID: 1,
 		SegSize: mb64, BlockSize: 32768, BigEndian: true}

@@ -120,18 +120,3 @@ func (h LongHeader) Encode(b []byte) {
 	order.PutUint32(b[32:], h.SegSize)
 	order.PutUint32(b[36:], h.BlockSize)
 }
-
-// FakeSegment builds a segment-sized buffer whose header is valid for n with
-// the given system identifier and PostgreSQL 15's magic, the rest filled by
-// fill (may be nil). It is for tests and benchmarks of code above this
-// package; no real WAL records are in it.
-func FakeSegment(n Name, sysID uint64, segSize uint32, fill func([]byte)) []byte {
-	b := make([]byte, segSize)
-	if fill != nil {
-		fill(b)
-	}
-	LongHeader{Magic: 0xD110, Info: xlpLongHeader, Timeline: n.Timeline,
-		PageAddr: LSN(n.SegNo(segSize) * uint64(segSize)), SysID: sysID,
-		SegSize: segSize, BlockSize: 8192}.Encode(b)
-	return b
-}

@@ -23,58 +23,6 @@ func encode(h LongHeader) []byte {
 	return b
 }
 
-func TestParseLongHeaderFakeSegment(t *testing.T) {
-	for _, tt := range []struct {
-		name    string
-		segSize uint32
-	}{
-		{"000000010000000000000001", mb16},
-		{"000000030000001600000007", mb16},
-		{"0000000200000001000000FF", mb16},
-		{"000000010000000000000FFF", mb1},
-		{"00000001000000050000003F", mb64},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			n := mustName(t, tt.name)
-			seg := FakeSegment(n, testSysID, tt.segSize, nil)
-			if len(seg) != int(tt.segSize) {
-				t.Fatalf("FakeSegment is %d bytes, want %d", len(seg), tt.segSize)
-			}
-			h, err := ParseLongHeader(seg)
-			if err != nil {
-				t.Fatalf("ParseLongHeader: %v", err)
-			}
-			want := LongHeader{Magic: 0xD110, Info: xlpLongHeader, Timeline: n.Timeline,
-				PageAddr: LSN(n.SegNo(tt.segSize) * uint64(tt.segSize)), SysID: testSysID,
-				SegSize: tt.segSize, BlockSize: 8192}
-			if h != want {
-				t.Errorf("ParseLongHeader = %+v, want %+v", h, want)
-			}
-			if v := h.Version(); v != "15" {
-				t.Errorf("Version = %q, want 15", v)
-			}
-			if err := h.CheckName(n); err != nil {
-				t.Errorf("CheckName(%s): %v", n, err)
-			}
-		})
-	}
-}
-
-func TestFakeSegmentFill(t *testing.T) {
-	n := mustName(t, "000000010000000000000001")
-	seg := FakeSegment(n, testSysID, mb1, func(b []byte) {
-		for i := range b {
-			b[i] = 0xAB
-		}
-	})
-	if _, err := ParseLongHeader(seg); err != nil {
-		t.Fatalf("the header must survive fill: %v", err)
-	}
-	if seg[LongHeaderSize] != 0xAB || seg[len(seg)-1] != 0xAB {
-		t.Error("fill did not reach the rest of the segment")
-	}
-}
-
 func TestParseLongHeaderVersions(t *testing.T) {
 	for magic, want := range map[uint16]string{0xD07E: "9.4", 0xD087: "9.5", 0xD093: "9.6",
 		0xD097: "10", 0xD098: "11", 0xD101: "12", 0xD106: "13", 0xD10D: "14", 0xD110: "15",

@@ -20,6 +20,7 @@ import (
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/storage/local"
 	"github.com/walship/walship/wal"
+	"github.com/walship/walship/wal/waltest"
 )
 
 const (
@@ -38,7 +39,7 @@ func segName(t *testing.T, s string) wal.Name {
 
 func segment(t *testing.T, name string) []byte {
 	t.Helper()
-	return wal.FakeSegment(segName(t, name), sysID, segSize, func(b []byte) {
+	return waltest.FakeSegment(segName(t, name), sysID, segSize, func(b []byte) {
 		for i := range b {
 			b[i] = byte(i / 4096)
 		}

@@ -22,7 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/walship/walship/internal/s3test"
+	"github.com/walship/walship/internal/testenv/s3test"
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/storage/storagetest"
 )

@@ -16,6 +16,7 @@ import (
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/storage/local"
 	"github.com/walship/walship/wal"
+	"github.com/walship/walship/wal/waltest"
 )
 
 // SysID is the database system identifier of every fake cluster.
@@ -109,7 +110,7 @@ func (f *Repo) Segments(tli uint32, from, to uint64) {
 	f.t.Helper()
 	for s := from; s <= to; s++ {
 		n := Seg(tli, s)
-		f.put(n, wal.FakeSegment(n, SysID, SegSize, nil))
+		f.put(n, waltest.FakeSegment(n, SysID, SegSize, nil))
 	}
 }
 
@@ -118,7 +119,7 @@ func (f *Repo) Partial(tli uint32, segno uint64) wal.Name {
 	f.t.Helper()
 	n := Seg(tli, segno)
 	n.Kind = wal.KindPartial
-	f.put(n, wal.FakeSegment(n, SysID, SegSize, nil))
+	f.put(n, waltest.FakeSegment(n, SysID, SegSize, nil))
 	return n
 }
 
