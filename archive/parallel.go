@@ -2,10 +2,7 @@ package archive
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -16,7 +13,7 @@ import (
 	"sync"
 
 	"github.com/walship/walship/repo"
-	"github.com/walship/walship/storage"
+	"github.com/walship/walship/spool"
 	"github.com/walship/walship/wal"
 )
 
@@ -45,30 +42,26 @@ type marker struct {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// spoolDir is the repository's own subdirectory of the spool: markers of
-// one repository never answer for another.
-func (p Parallel) spoolDir(r *repo.Repo) string {
-	sum := sha256.Sum256([]byte(r.String()))
-	return filepath.Join(p.Spool, hex.EncodeToString(sum[:8]))
-}
-
-// PushAhead archives path as name like Push, first answering from a marker
-// left by an earlier look-ahead push, and pushing up to p.N-1 further ready
-// segments from pg_wal/archive_status alongside. Only the result for name
-// is returned; a look-ahead push that fails is simply left for PostgreSQL
-// to ask for again.
-func PushAhead(ctx context.Context, r *repo.Repo, path, name string, codec repo.Codec, p Parallel) (Result, error) {
+// PushAhead archives the file at path as n like Push, first answering from
+// a marker left by an earlier look-ahead push, and pushing up to p.N-1
+// further ready segments from pg_wal/archive_status alongside. Only the
+// result for n is returned; a look-ahead push that fails is simply left for
+// PostgreSQL to ask for again.
+func PushAhead(ctx context.Context, r *repo.Repo, path string, n wal.Name, codec repo.Codec, p Parallel) (Result, error) {
 	if p.N <= 1 || p.Spool == "" {
-		return Push(ctx, r, path, name, codec)
+		return Push(ctx, r, path, n, codec)
 	}
-	dir := p.spoolDir(r)
-	if res, ok := answerFromMarker(ctx, r, dir, path, name); ok {
+	sp, err := spool.Open(p.Spool, r.String())
+	if err != nil {
+		return Result{}, err
+	}
+	if res, ok := answerFromMarker(ctx, r, sp, path, n); ok {
 		return res, nil
 	}
-	ahead := readyAfter(filepath.Dir(path), name, p.N-1)
+	ahead := readyAfter(filepath.Dir(path), n, p.N-1)
 	if len(ahead) > 0 {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			slog.Warn("no look-ahead: cannot create the spool directory", "dir", dir, "err", err)
+		if err := sp.Make(); err != nil {
+			slog.Warn("no look-ahead: cannot create the spool directory", "dir", p.Spool, "err", err)
 			ahead = nil
 		}
 	}
@@ -77,40 +70,41 @@ func PushAhead(ctx context.Context, r *repo.Repo, path, name string, codec repo.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pushAhead(ctx, r, dir, filepath.Join(filepath.Dir(path), next), next, codec)
+			pushAhead(ctx, r, sp, filepath.Join(filepath.Dir(path), next.String()), next, codec)
 		}()
 	}
-	res, err := Push(ctx, r, path, name, codec)
+	res, err := Push(ctx, r, path, n, codec)
 	wg.Wait()
 	return res, err
 }
 
 // pushAhead pushes one look-ahead file and records it in the spool.
-func pushAhead(ctx context.Context, r *repo.Repo, dir, path, name string, codec repo.Codec) {
-	if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+func pushAhead(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n wal.Name, codec repo.Codec) {
+	if sp.Has(n.String()) {
 		return // pushed ahead already, not yet asked for
 	}
-	res, err := Push(ctx, r, path, name, codec)
+	res, err := Push(ctx, r, path, n, codec)
 	if err != nil {
 		// The file may have been archived and removed by the server
 		// meanwhile, or fail for the same reason it will fail when
 		// asked for; either way PostgreSQL's own call decides.
-		slog.Debug("look-ahead push failed", "file", name, "err", err)
+		slog.Debug("look-ahead push failed", "file", n, "err", err)
 		return
 	}
-	m, err := describe(r, path, name, codec)
+	m, err := describe(r, path, codec)
 	if err != nil {
-		slog.Debug("look-ahead push not recorded", "file", name, "err", err)
+		slog.Debug("look-ahead push not recorded", "file", n, "err", err)
 		return
 	}
 	m.Key = res.Key
-	if err := writeMarker(dir, name, m); err != nil {
-		slog.Debug("look-ahead push not recorded", "file", name, "err", err)
+	data, _ := json.Marshal(m)
+	if err := sp.WriteFile(n.String(), data); err != nil {
+		slog.Debug("look-ahead push not recorded", "file", n, "err", err)
 	}
 }
 
 // describe computes the marker for the file at path.
-func describe(r *repo.Repo, path, name string, codec repo.Codec) (marker, error) {
+func describe(r *repo.Repo, path string, codec repo.Codec) (marker, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return marker{}, err
@@ -124,55 +118,36 @@ func describe(r *repo.Repo, path, name string, codec repo.Codec) (marker, error)
 	return marker{Repo: r.String(), Size: n, CRC: h.Sum32(), Codec: string(codec)}, nil
 }
 
-func writeMarker(dir, name string, m marker) error {
-	data, _ := json.Marshal(m)
-	tmp, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), filepath.Join(dir, name))
-}
-
-// answerFromMarker returns true when name was pushed ahead and is still in
+// answerFromMarker returns true when n was pushed ahead and is still in
 // the repository with the content now at path. The marker is consumed
 // either way.
-func answerFromMarker(ctx context.Context, r *repo.Repo, dir, path, name string) (Result, bool) {
-	mpath := filepath.Join(dir, name)
-	data, err := os.ReadFile(mpath)
+func answerFromMarker(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n wal.Name) (Result, bool) {
+	data, err := sp.Read(n.String())
 	if err != nil {
 		return Result{}, false
 	}
-	defer os.Remove(mpath)
+	defer sp.Remove(n.String())
 	var m marker
 	if json.Unmarshal(data, &m) != nil || m.Repo != r.String() {
 		return Result{}, false
 	}
-	now, err := describe(r, path, name, repo.Codec(m.Codec))
+	now, err := describe(r, path, repo.Codec(m.Codec))
 	if err != nil || now.Size != m.Size || now.CRC != m.CRC {
 		return Result{}, false // the file changed since: push it properly
 	}
-	if _, err := r.Backend.Stat(ctx, m.Key); err != nil {
-		if !storage.IsNotExist(err) {
-			slog.Debug("checking a look-ahead push", "file", name, "err", err)
+	if ok, err := r.Stored(ctx, n, m.Key); !ok {
+		if err != nil {
+			slog.Debug("checking a look-ahead push", "file", n, "err", err)
 		}
 		return Result{}, false
 	}
-	n, _ := wal.ParseName(name)
 	return Result{Name: n, Key: m.Key, Existed: true, Bytes: int(m.Size), Ahead: true}, true
 }
 
 // readyAfter lists up to max WAL files that the server has marked ready for
-// archiving (pg_wal/archive_status/<name>.ready) and that come after name,
+// archiving (pg_wal/archive_status/<name>.ready) and that come after n,
 // oldest first. History files go first, as the server sends them first.
-func readyAfter(walDir, name string, max int) []string {
+func readyAfter(walDir string, n wal.Name, max int) []wal.Name {
 	if max <= 0 {
 		return nil
 	}
@@ -183,14 +158,14 @@ func readyAfter(walDir, name string, max int) []string {
 	var ready []string
 	for _, e := range entries {
 		base, ok := strings.CutSuffix(e.Name(), ".ready")
-		if !ok || base == name {
+		if !ok || base == n.String() {
 			continue
 		}
-		n, err := wal.ParseName(base)
-		if err != nil || (n.Kind != wal.KindSegment && n.Kind != wal.KindHistory) {
+		rn, err := wal.ParseName(base)
+		if err != nil || (rn.Kind != wal.KindSegment && rn.Kind != wal.KindHistory) {
 			continue
 		}
-		if n.Kind == wal.KindSegment && base < name {
+		if rn.Kind == wal.KindSegment && base < n.String() {
 			continue
 		}
 		ready = append(ready, base)
@@ -199,22 +174,23 @@ func readyAfter(walDir, name string, max int) []string {
 	if len(ready) > max {
 		ready = ready[:max]
 	}
-	return ready
+	out := make([]wal.Name, len(ready))
+	for i, b := range ready {
+		out[i], _ = wal.ParseName(b)
+	}
+	return out
 }
 
-// ErrNoSpool is returned when look-ahead is asked for without a spool.
-var ErrNoSpool = errors.New("--parallel above 1 needs --spool: a directory outside the data directory for its markers")
-
-// CheckParallel validates the look-ahead settings.
-func CheckParallel(p Parallel) error {
+// Check validates the look-ahead settings: at most 64 files at once, and
+// a spool directory for more than one.
+func (p Parallel) Check() error {
 	if p.N < 1 || p.N > 64 {
-		return fmt.Errorf("--parallel %d: use 1 to 64", p.N)
+		return fmt.Errorf("look-ahead of %d files: use 1 to 64", p.N)
 	}
-	if p.N > 1 && p.Spool == "" {
-		return ErrNoSpool
-	}
-	if p.Spool != "" && strings.Contains(filepath.Clean(p.Spool)+"/", "/pg_wal/") {
-		return fmt.Errorf("--spool %s is inside pg_wal: pg_rewind and pg_basebackup would copy it", p.Spool)
+	if p.N > 1 || p.Spool != "" {
+		if err := spool.Check(p.Spool); err != nil {
+			return fmt.Errorf("look-ahead needs a spool directory outside the data directory for its markers: %w", err)
+		}
 	}
 	return nil
 }

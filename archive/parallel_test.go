@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/walship/walship/repo"
+	"github.com/walship/walship/spool"
 	"github.com/walship/walship/wal"
 	"github.com/walship/walship/wal/waltest"
 )
@@ -43,7 +44,7 @@ func fakeWAL(t *testing.T, count int) (string, []string) {
 func isStored(t *testing.T, r *repo.Repo, name string) bool {
 	t.Helper()
 	n, _ := wal.ParseName(name)
-	_, _, err := r.Find(context.Background(), n)
+	_, err := r.Find(context.Background(), n)
 	return err == nil
 }
 
@@ -53,7 +54,7 @@ func TestPushAheadPushesReadyFilesAndAnswersFromMarkers(t *testing.T) {
 	r := openRepo(t, filepath.Join(t.TempDir(), "repo"), repo.LayoutAuto)
 	p := Parallel{N: 4, Spool: filepath.Join(t.TempDir(), "spool")}
 
-	res, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), names[0], repo.CodecLZ4, p)
+	res, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), repo.CodecLZ4, p)
 	if err != nil {
 		t.Fatalf("PushAhead(%s): %v", names[0], err)
 	}
@@ -67,16 +68,20 @@ func TestPushAheadPushesReadyFilesAndAnswersFromMarkers(t *testing.T) {
 	}
 	// The server's own calls for the pushed-ahead files are answered from
 	// the markers; the one after them starts a new batch.
-	for _, name := range names[1:4] {
-		res, err := PushAhead(ctx, r, filepath.Join(walDir, name), name, repo.CodecLZ4, p)
+	sp, err := spool.Open(p.Spool, r.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range names[1:4] {
+		res, err := PushAhead(ctx, r, filepath.Join(walDir, f), name(t, f), repo.CodecLZ4, p)
 		if err != nil || !res.Ahead {
-			t.Fatalf("PushAhead(%s) = Ahead %v, err %v; want answered from the marker", name, res.Ahead, err)
+			t.Fatalf("PushAhead(%s) = Ahead %v, err %v; want answered from the marker", f, res.Ahead, err)
 		}
-		if _, err := os.Stat(filepath.Join(p.spoolDir(r), name)); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("marker of %s not consumed: %v", name, err)
+		if sp.Has(f) {
+			t.Errorf("marker of %s not consumed", f)
 		}
 	}
-	res, err = PushAhead(ctx, r, filepath.Join(walDir, names[4]), names[4], repo.CodecLZ4, p)
+	res, err = PushAhead(ctx, r, filepath.Join(walDir, names[4]), name(t, names[4]), repo.CodecLZ4, p)
 	if err != nil || res.Ahead {
 		t.Fatalf("PushAhead(%s) = Ahead %v, err %v; want a real push", names[4], res.Ahead, err)
 	}
@@ -90,7 +95,7 @@ func TestMarkerNeverAnswersForChangedContentOrMissingObject(t *testing.T) {
 	walDir, names := fakeWAL(t, 3)
 	r := openRepo(t, filepath.Join(t.TempDir(), "repo"), repo.LayoutAuto)
 	p := Parallel{N: 3, Spool: filepath.Join(t.TempDir(), "spool")}
-	if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), names[0], repo.CodecNone, p); err != nil {
+	if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), repo.CodecNone, p); err != nil {
 		t.Fatal(err)
 	}
 
@@ -100,21 +105,21 @@ func TestMarkerNeverAnswersForChangedContentOrMissingObject(t *testing.T) {
 	data, _ := os.ReadFile(path1)
 	data[segSize-1] ^= 0xFF
 	os.WriteFile(path1, data, 0o600)
-	if _, err := PushAhead(ctx, r, path1, names[1], repo.CodecNone, p); !errors.Is(err, repo.ErrDifferent) {
+	if _, err := PushAhead(ctx, r, path1, name(t, names[1]), repo.CodecNone, p); !errors.Is(err, repo.ErrDifferent) {
 		t.Errorf("changed file after a look-ahead push: err = %v, want ErrDifferent", err)
 	}
 
 	// names[2]'s object vanished from the repository (someone pruned it):
 	// the marker must not answer; the file is pushed again.
 	n2, _ := wal.ParseName(names[2])
-	loc, _, err := r.Find(ctx, n2)
+	loc, err := r.Find(ctx, n2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Backend.Remove(ctx, loc.Key); err != nil {
+	if err := r.Remove(ctx, loc); err != nil {
 		t.Fatal(err)
 	}
-	res, err := PushAhead(ctx, r, filepath.Join(walDir, names[2]), names[2], repo.CodecNone, p)
+	res, err := PushAhead(ctx, r, filepath.Join(walDir, names[2]), name(t, names[2]), repo.CodecNone, p)
 	if err != nil || res.Ahead {
 		t.Fatalf("vanished object: Ahead %v, err %v; want a real push", res.Ahead, err)
 	}
@@ -130,10 +135,10 @@ func TestMarkersAreKeptPerRepository(t *testing.T) {
 	r1 := openRepo(t, filepath.Join(t.TempDir(), "one"), repo.LayoutAuto)
 	r2 := openRepo(t, filepath.Join(t.TempDir(), "two"), repo.LayoutAuto)
 	p := Parallel{N: 2, Spool: spool}
-	if _, err := PushAhead(ctx, r1, filepath.Join(walDir, names[0]), names[0], repo.CodecLZ4, p); err != nil {
+	if _, err := PushAhead(ctx, r1, filepath.Join(walDir, names[0]), name(t, names[0]), repo.CodecLZ4, p); err != nil {
 		t.Fatal(err)
 	}
-	res, err := PushAhead(ctx, r2, filepath.Join(walDir, names[1]), names[1], repo.CodecLZ4, p)
+	res, err := PushAhead(ctx, r2, filepath.Join(walDir, names[1]), name(t, names[1]), repo.CodecLZ4, p)
 	if err != nil || res.Ahead {
 		t.Fatalf("other repository: Ahead %v, err %v; want a real push", res.Ahead, err)
 	}
@@ -148,22 +153,22 @@ func TestReadyAfter(t *testing.T) {
 	os.WriteFile(filepath.Join(walDir, "archive_status", names[4]+".done"), nil, 0o600)
 	os.Remove(filepath.Join(walDir, "archive_status", names[4]+".ready"))
 	os.WriteFile(filepath.Join(walDir, "archive_status", "garbage.ready"), nil, 0o600)
-	got := readyAfter(walDir, names[1], 10)
+	got := readyAfter(walDir, name(t, names[1]), 10)
 	want := []string{"00000002.history", names[2], names[3]}
 	if len(got) != len(want) {
 		t.Fatalf("readyAfter = %v, want %v", got, want)
 	}
 	for i := range want {
-		if got[i] != want[i] {
+		if got[i].String() != want[i] {
 			t.Fatalf("readyAfter = %v, want %v", got, want)
 		}
 	}
-	if got := readyAfter(walDir, names[1], 1); len(got) != 1 {
+	if got := readyAfter(walDir, name(t, names[1]), 1); len(got) != 1 {
 		t.Errorf("readyAfter with max 1 = %v", got)
 	}
 }
 
-func TestCheckParallel(t *testing.T) {
+func TestParallelCheck(t *testing.T) {
 	for _, tc := range []struct {
 		p  Parallel
 		ok bool
@@ -175,8 +180,8 @@ func TestCheckParallel(t *testing.T) {
 		{Parallel{N: 100, Spool: "/x"}, false},
 		{Parallel{N: 4, Spool: "/var/lib/postgresql/15/main/pg_wal/spool"}, false},
 	} {
-		if err := CheckParallel(tc.p); (err == nil) != tc.ok {
-			t.Errorf("CheckParallel(%+v) = %v, want ok=%v", tc.p, err, tc.ok)
+		if err := tc.p.Check(); (err == nil) != tc.ok {
+			t.Errorf("%+v.Check() = %v, want ok=%v", tc.p, err, tc.ok)
 		}
 	}
 }

@@ -4,7 +4,6 @@
 package archive
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,9 +19,6 @@ import (
 // a name that is not a WAL file name, or content that does not match it.
 var ErrInvalid = errors.New("refusing to archive")
 
-// maxTextFile bounds history and backup history files.
-const maxTextFile = 1 << 20
-
 // Result says what Push did.
 type Result struct {
 	Name    wal.Name
@@ -32,14 +28,10 @@ type Result struct {
 	Bytes   int    // size of the WAL file
 }
 
-// Push archives the file at path under the WAL file name name (%p and %f).
-// It returns nil only when the file is durably in the repository, or was
-// there already with identical content.
-func Push(ctx context.Context, r *repo.Repo, path, name string, codec repo.Codec) (Result, error) {
-	n, err := wal.ParseName(name)
-	if err != nil {
-		return Result{}, fmt.Errorf("%w: %w (archive_command takes %%p %%f)", ErrInvalid, err)
-	}
+// Push archives the file at path as the WAL file n (%p and %f). It returns
+// nil only when the file is durably in the repository, or was there already
+// with identical content.
+func Push(ctx context.Context, r *repo.Repo, path string, n wal.Name, codec repo.Codec) (Result, error) {
 	f, size, err := openFile(path, n)
 	if err != nil {
 		return Result{}, err
@@ -79,15 +71,16 @@ func openFile(path string, n wal.Name) (*os.File, int64, error) {
 		f.Close()
 		return nil, 0, fmt.Errorf("%w: %s is not a regular file", ErrInvalid, path)
 	}
-	if !repo.Compressible(n.Kind) && fi.Size() > maxTextFile {
+	if !repo.Compressible(n.Kind) && fi.Size() > repo.MaxTextFile {
 		f.Close()
 		return nil, 0, fmt.Errorf("%w: %s is %d bytes, too large for a %s file", ErrInvalid, path, fi.Size(), n.Kind)
 	}
 	return f, fi.Size(), nil
 }
 
-// check validates content against the name and the repository's identity.
-// Segments are checked by their header; text files are read whole.
+// check validates content against the name and the repository's identity
+// (repo.CheckHeader, repo.ParseText). Segments are checked by their header;
+// text files are read whole.
 func check(ctx context.Context, r *repo.Repo, n wal.Name, f *os.File, size int64) error {
 	switch n.Kind {
 	case wal.KindSegment, wal.KindPartial:
@@ -95,15 +88,12 @@ func check(ctx context.Context, r *repo.Repo, n wal.Name, f *os.File, size int64
 		if k, err := f.ReadAt(head, 0); err != nil && !(errors.Is(err, io.EOF) && k == len(head)) {
 			head = head[:k]
 		}
-		h, err := wal.ParseLongHeader(head)
+		h, err := repo.CheckHeader(head, n, nil)
 		if err != nil {
 			return fmt.Errorf("%w %s: %w", ErrInvalid, n, err)
 		}
 		if size != int64(h.SegSize) {
 			return fmt.Errorf("%w %s: file is %d bytes, its header says segments are %d", ErrInvalid, n, size, h.SegSize)
-		}
-		if err := h.CheckName(n); err != nil {
-			return fmt.Errorf("%w %s: %w", ErrInvalid, n, err)
 		}
 		if err := r.Claim(ctx, h); err != nil {
 			if errors.Is(err, repo.ErrWrongCluster) {
@@ -117,29 +107,18 @@ func check(ctx context.Context, r *repo.Repo, n wal.Name, f *os.File, size int64
 		if _, err := io.ReadFull(f, data); err != nil {
 			return fmt.Errorf("reading %s: %w", n, err)
 		}
-		return checkText(ctx, r, n, data)
-	}
-	return nil
-}
-
-// checkText validates a history or backup history file.
-func checkText(ctx context.Context, r *repo.Repo, n wal.Name, data []byte) error {
-	switch n.Kind {
-	case wal.KindHistory:
-		if _, err := wal.ParseHistory(n.Timeline, bytes.NewReader(data)); err != nil {
+		var idp *repo.Identity
+		if n.Kind == wal.KindBackup {
+			id, ok, err := r.Identity(ctx)
+			if err != nil {
+				return err
+			}
+			if ok {
+				idp = &id
+			}
+		}
+		if _, err := repo.ParseText(n, data, idp); err != nil {
 			return fmt.Errorf("%w %s: %w", ErrInvalid, n, err)
-		}
-	case wal.KindBackup:
-		b, err := wal.ParseBackup(bytes.NewReader(data))
-		if err != nil {
-			return fmt.Errorf("%w %s: %w", ErrInvalid, n, err)
-		}
-		id, ok, err := r.Identity(ctx)
-		if err != nil {
-			return err
-		}
-		if ok && b.Start != n.StartLSN(id.SegSize) {
-			return fmt.Errorf("%w %s: backup starts at %s, the name says %s", ErrInvalid, n, b.Start, n.StartLSN(id.SegSize))
 		}
 	}
 	return nil

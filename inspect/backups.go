@@ -3,6 +3,7 @@ package inspect
 import (
 	"fmt"
 
+	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
 )
 
@@ -25,17 +26,17 @@ type BackupStatus struct {
 }
 
 // BackupStatuses checks every base backup, newest first.
-func (c *Catalog) BackupStatuses() []BackupStatus {
+func BackupStatuses(c *repo.Catalog) []BackupStatus {
 	var out []BackupStatus
 	for i, b := range c.Backups() {
-		s := c.backupStatus(b)
+		s := backupStatus(c, b)
 		s.Newest = i == 0
 		out = append(out, s)
 	}
 	return out
 }
 
-func (c *Catalog) backupStatus(b Backup) BackupStatus {
+func backupStatus(c *repo.Catalog, b repo.Backup) BackupStatus {
 	s := BackupStatus{File: b.Name.String(), Timeline: b.Name.Timeline, Label: b.Info.Label, StartTime: b.Info.StartTime}
 	if b.Err != nil {
 		s.Reason = "backup history file is damaged: " + b.Err.Error()

@@ -36,7 +36,7 @@ func verify(t *testing.T, f *fakerepo.Repo, full bool) *Report {
 	t.Helper()
 	ctx := context.Background()
 	r := f.Open(repo.LayoutAuto)
-	c, err := Scan(ctx, r)
+	c, err := repo.Scan(ctx, r)
 	if err != nil {
 		t.Fatalf("Scan: %v", err)
 	}
@@ -255,11 +255,11 @@ func TestStatusAndItems(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
 	f.Age(seg(2, 8), now.Add(time.Hour)) // the most recently archived
 	ctx := context.Background()
-	c, err := Scan(ctx, f.Open(repo.LayoutAuto))
+	c, err := repo.Scan(ctx, f.Open(repo.LayoutAuto))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := c.Status()
+	s := Summarize(c)
 	if !s.HaveIdentity || s.SystemID != fakerepo.SysID || s.SegSize != fakerepo.SegSize || s.Layout != "walship" {
 		t.Errorf("identity in status: %+v", s)
 	}
@@ -279,7 +279,7 @@ func TestStatusAndItems(t *testing.T) {
 		t.Errorf("last archived %s at %v", s.LastArchivedFile, s.LastArchived)
 	}
 
-	items := c.Items(2)
+	items := Items(c, 2)
 	var got []string
 	for _, it := range items {
 		got = append(got, it.Kind+" "+it.Name)
@@ -289,7 +289,7 @@ func TestStatusAndItems(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("Items(2) =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if all := c.Items(0); len(all) != 13 {
+	if all := Items(c, 0); len(all) != 13 {
 		t.Errorf("Items(0) has %d files, want 13", len(all))
 	}
 }
@@ -297,7 +297,7 @@ func TestStatusAndItems(t *testing.T) {
 func TestScanPlainWithoutIdentity(t *testing.T) {
 	f := fakerepo.NewPlain(t)
 	f.Segments(1, 3, 5)
-	c, err := Scan(context.Background(), f.Open(repo.LayoutAuto))
+	c, err := repo.Scan(context.Background(), f.Open(repo.LayoutAuto))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ type Item struct {
 // rawSize is the size of the WAL file itself: a segment's size when
 // known, the stored size for uncompressed objects and text files, 0 when
 // unknown.
-func (c *Catalog) rawSize(f File) int64 {
+func rawSize(c *repo.Catalog, f repo.File) int64 {
 	if !repo.Compressible(f.Name.Kind) || f.Codec == repo.CodecNone {
 		return f.Size
 	}
@@ -36,14 +36,14 @@ func (c *Catalog) rawSize(f File) int64 {
 }
 
 // Items lists the files of timeline tli (0: all), in catalog order.
-func (c *Catalog) Items(tli uint32) []Item {
+func Items(c *repo.Catalog, tli uint32) []Item {
 	out := []Item{}
 	for _, f := range c.Files {
 		if tli != 0 && f.Name.Timeline != tli {
 			continue
 		}
 		it := Item{Kind: f.Name.Kind.String(), Name: f.Name.String(), Timeline: f.Name.Timeline,
-			Key: f.Key, Codec: string(f.Codec), Stored: f.Size, Raw: c.rawSize(f), Archived: f.Info.ModTime.UTC()}
+			Key: f.Key, Codec: string(f.Codec), Stored: f.Size, Raw: rawSize(c, f), Archived: f.Info.ModTime.UTC()}
 		if f.Backup != nil {
 			it.Start, it.Stop, it.Label = f.Backup.Start.String(), f.Backup.Stop.String(), f.Backup.Label
 		}
@@ -80,7 +80,7 @@ type Status struct {
 }
 
 // Status summarises the catalog.
-func (c *Catalog) Status() Status {
+func Summarize(c *repo.Catalog) Status {
 	s := Status{Repository: c.Location, Layout: string(c.Layout), HaveIdentity: c.HaveIdentity, SegSize: c.SegSize,
 		Timelines: []TimelineInfo{}}
 	if c.HaveIdentity {
@@ -89,7 +89,7 @@ func (c *Catalog) Status() Status {
 	for _, f := range c.Files {
 		s.Files++
 		s.StoredBytes += f.Size
-		s.RawBytes += c.rawSize(f)
+		s.RawBytes += rawSize(c, f)
 		switch f.Name.Kind {
 		case wal.KindSegment:
 			s.Segments++
@@ -105,12 +105,12 @@ func (c *Catalog) Status() Status {
 			s.Partials++
 		}
 	}
-	for _, ti := range c.TimelineInfos() {
+	for _, ti := range TimelineInfos(c) {
 		if ti.Segments > 0 {
 			s.Timelines = append(s.Timelines, ti)
 		}
 	}
-	if bs := c.BackupStatuses(); len(bs) > 0 {
+	if bs := BackupStatuses(c); len(bs) > 0 {
 		s.NewestBackup = &bs[0]
 	}
 	return s

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
 )
 
@@ -37,7 +38,7 @@ type TimelineInfo struct {
 // switchPoints collects, from every parsed history file, where each
 // timeline began and ended. A timeline that several others branched off
 // ends at the latest of those switch points.
-func (c *Catalog) switchPoints() (begin map[uint32]wal.HistoryEntry, end map[uint32]wal.LSN) {
+func switchPoints(c *repo.Catalog) (begin map[uint32]wal.HistoryEntry, end map[uint32]wal.LSN) {
 	begin, end = map[uint32]wal.HistoryEntry{}, map[uint32]wal.LSN{}
 	for _, f := range c.Files {
 		if f.History == nil {
@@ -61,8 +62,8 @@ func (c *Catalog) switchPoints() (begin map[uint32]wal.HistoryEntry, end map[uin
 }
 
 // TimelineInfos summarises every timeline the repository mentions.
-func (c *Catalog) TimelineInfos() []TimelineInfo {
-	begin, end := c.switchPoints()
+func TimelineInfos(c *repo.Catalog) []TimelineInfo {
+	begin, end := switchPoints(c)
 	var out []TimelineInfo
 	for _, tli := range c.Timelines() {
 		ti := TimelineInfo{Timeline: tli}
@@ -89,7 +90,7 @@ func (c *Catalog) TimelineInfos() []TimelineInfo {
 // 00000002.history, 00000003.history, ... in turn and stops at the first
 // that is missing, so every timeline from 2 to the newest one mentioned
 // anywhere needs its file.
-func (c *Catalog) checkHistories() []Problem {
+func checkHistories(c *repo.Catalog) []Problem {
 	var ps []Problem
 	hist := c.Histories()
 	for _, f := range c.Files {
@@ -125,7 +126,7 @@ func (c *Catalog) checkHistories() []Problem {
 // pruning) to where it was left for a newer timeline, or to its last
 // segment if it was never left. Past its switch point a timeline may go on
 // (an old primary that kept writing) and gaps there are expected.
-func (c *Catalog) checkGaps(tls []TimelineInfo) (ps []Problem, notes []string) {
+func checkGaps(c *repo.Catalog, tls []TimelineInfo) (ps []Problem, notes []string) {
 	if c.SegSize == 0 {
 		if len(c.Segments(0)) > 0 {
 			ps = append(ps, Problem{c.Location, "segment size unknown (no walship.json and no readable segment header): gaps not checked"})

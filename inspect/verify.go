@@ -1,7 +1,9 @@
+// Package inspect says what a walship repository holds (ls, status),
+// whether it is complete and intact (verify), and which base backups it
+// can restore, from the repo.Catalog of everything stored.
 package inspect
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +13,6 @@ import (
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage"
-	"github.com/walship/walship/wal"
 )
 
 // Report is what Verify found.
@@ -46,15 +47,15 @@ type VerifyOptions struct {
 // consistent, the newest base backup restorable; with Full, the content of
 // every segment. Storage failures return an error; everything wrong with
 // the repository itself is in the Report.
-func Verify(ctx context.Context, r *repo.Repo, c *Catalog, o VerifyOptions) (*Report, error) {
-	rep := &Report{Timelines: c.TimelineInfos()}
-	rep.Problems = append(rep.Problems, c.checkHistories()...)
-	gaps, notes := c.checkGaps(rep.Timelines)
+func Verify(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions) (*Report, error) {
+	rep := &Report{Timelines: TimelineInfos(c)}
+	rep.Problems = append(rep.Problems, checkHistories(c)...)
+	gaps, notes := checkGaps(c, rep.Timelines)
 	rep.Problems = append(rep.Problems, gaps...)
 	rep.Notes = append(rep.Notes, notes...)
-	rep.Problems = append(rep.Problems, c.checkSizes()...)
+	rep.Problems = append(rep.Problems, checkSizes(c)...)
 
-	rep.Backups = c.BackupStatuses()
+	rep.Backups = BackupStatuses(c)
 	for _, b := range rep.Backups {
 		switch {
 		case b.Restorable:
@@ -65,7 +66,7 @@ func Verify(ctx context.Context, r *repo.Repo, c *Catalog, o VerifyOptions) (*Re
 		}
 	}
 	if o.Full {
-		ps, n, err := c.checkContents(ctx, r, o)
+		ps, n, err := checkContents(ctx, r, c, o)
 		if err != nil {
 			return nil, err
 		}
@@ -87,7 +88,7 @@ func Verify(ctx context.Context, r *repo.Repo, c *Catalog, o VerifyOptions) (*Re
 
 // checkSizes catches, from the listing alone, uncompressed segments of the
 // wrong size and empty objects.
-func (c *Catalog) checkSizes() []Problem {
+func checkSizes(c *repo.Catalog) []Problem {
 	var ps []Problem
 	for _, f := range c.Files {
 		switch {
@@ -101,8 +102,8 @@ func (c *Catalog) checkSizes() []Problem {
 }
 
 // checkContents reads every segment and partial segment in full.
-func (c *Catalog) checkContents(ctx context.Context, r *repo.Repo, o VerifyOptions) ([]Problem, int, error) {
-	var todo []File
+func checkContents(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions) ([]Problem, int, error) {
+	var todo []repo.File
 	var total int64
 	for _, f := range c.Files {
 		if repo.Compressible(f.Name.Kind) {
@@ -133,7 +134,7 @@ func (c *Catalog) checkContents(ctx context.Context, r *repo.Repo, o VerifyOptio
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				p, err := c.checkObject(ctx, r, todo[i])
+				p, err := checkObject(ctx, r, c, todo[i])
 				if err != nil {
 					mu.Lock()
 					if firstEr == nil {
@@ -168,9 +169,10 @@ func (c *Catalog) checkContents(ctx context.Context, r *repo.Repo, o VerifyOptio
 	return ps, len(todo), nil
 }
 
-// checkObject decodes one segment and checks it. A problem with the object
-// is returned as a Problem; a failure to read storage as an error.
-func (c *Catalog) checkObject(ctx context.Context, r *repo.Repo, f File) (*Problem, error) {
+// checkObject decodes one segment and checks it (repo.Object.Copy). A
+// problem with the object is returned as a Problem; a failure to read
+// storage as an error.
+func checkObject(ctx context.Context, r *repo.Repo, c *repo.Catalog, f repo.File) (*Problem, error) {
 	o, err := r.OpenEntry(ctx, f.Entry)
 	if storage.IsNotExist(err) {
 		return nil, nil // pruned since the listing
@@ -179,49 +181,15 @@ func (c *Catalog) checkObject(ctx context.Context, r *repo.Repo, f File) (*Probl
 		return nil, err
 	}
 	defer o.Close()
-	bad := func(format string, args ...any) (*Problem, error) {
-		return &Problem{f.Key, "corrupt: " + fmt.Sprintf(format, args...)}, nil
+	var id *repo.Identity
+	if c.HaveIdentity {
+		id = &c.Identity
 	}
-	br := bufio.NewReaderSize(o, 1<<16)
-	head := make([]byte, wal.LongHeaderSize)
-	if _, err := io.ReadFull(br, head); err != nil {
-		if errors.Is(err, repo.ErrCorrupt) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return bad("%s", reason(err))
-		}
+	var ce *repo.CorruptError
+	if _, err := o.Copy(io.Discard, id); errors.As(err, &ce) {
+		return &Problem{f.Key, "corrupt: " + ce.Reason}, nil
+	} else if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", f.Key, err)
-	}
-	h, err := wal.ParseLongHeader(head)
-	if err != nil {
-		return bad("%v", err)
-	}
-	if err := h.CheckName(f.Name); err != nil {
-		return bad("%v", err)
-	}
-	if c.HaveIdentity && (h.SysID != c.Identity.SystemID || h.SegSize != c.Identity.SegSize) {
-		return bad("WAL of system %d with %s segments, the repository holds system %d with %s segments",
-			h.SysID, wal.FormatSize(h.SegSize), c.Identity.SystemID, wal.FormatSize(c.Identity.SegSize))
-	}
-	n, err := io.Copy(io.Discard, br)
-	if err != nil {
-		if errors.Is(err, repo.ErrCorrupt) {
-			return bad("%s", reason(err))
-		}
-		return nil, fmt.Errorf("reading %s: %w", f.Key, err)
-	}
-	if size := int64(wal.LongHeaderSize) + n; size != int64(h.SegSize) {
-		return bad("%d bytes, want the segment size %d", size, h.SegSize)
 	}
 	return nil, nil
-}
-
-// reason is what is wrong, without the key a CorruptError repeats.
-func reason(err error) string {
-	var ce *repo.CorruptError
-	if errors.As(err, &ce) {
-		return ce.Reason
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return "shorter than a page header"
-	}
-	return err.Error()
 }

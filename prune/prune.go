@@ -16,18 +16,22 @@ import (
 	"strings"
 	"time"
 
-	"github.com/walship/walship/inspect"
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
 )
 
 // ErrNoPolicy is returned when no policy says what to keep.
-var ErrNoPolicy = errors.New("no retention policy: give %r (archive_cleanup_command), --before SEGMENT, --keep-backups N or --keep-age DURATION")
+var ErrNoPolicy = errors.New("no retention policy: nothing says what to keep")
 
 // ErrRefused is matched by errors that stop a prune for safety: a
 // repository of another cluster, or one that does not say whose it is.
 var ErrRefused = errors.New("refusing to prune")
+
+// ErrNoIdentity is matched when a repository in the walship layout has no
+// identity file, so it cannot be told whose WAL it holds (an archive of
+// bare files written by cp is pruned in the plain layout instead).
+var ErrNoIdentity = errors.New("no identity file")
 
 // Policy says what to keep. Each rule that is set keeps some WAL; a file
 // goes only if no rule keeps it.
@@ -71,7 +75,7 @@ type Plan struct {
 	// Reason names the rule that set the cutoff.
 	Reason string
 	// Remove lists what goes, oldest first.
-	Remove []inspect.File
+	Remove []repo.File
 	// Bytes is the stored size of Remove; RawBytes the WAL they held.
 	Bytes, RawBytes int64
 	// OldestKept is the oldest segment left, if any.
@@ -91,15 +95,15 @@ type limit struct {
 var keepAll = wal.Name{Kind: wal.KindSegment, Timeline: 1}
 
 // MakePlan decides, from a scanned repository and a policy, what goes.
-func MakePlan(c *inspect.Catalog, p Policy, now time.Time) (Plan, error) {
+func MakePlan(c *repo.Catalog, p Policy, now time.Time) (Plan, error) {
 	if p.empty() {
 		return Plan{}, ErrNoPolicy
 	}
 	if p.KeepBackups < 0 {
-		return Plan{}, fmt.Errorf("--keep-backups %d: must be at least 1", p.KeepBackups)
+		return Plan{}, fmt.Errorf("keeping %d base backups: must be at least 1", p.KeepBackups)
 	}
 	if p.KeepAge != nil && *p.KeepAge < 0 {
-		return Plan{}, fmt.Errorf("--keep-age %s: must not be negative", *p.KeepAge)
+		return Plan{}, fmt.Errorf("keeping what was archived within %s: the window must not be negative", *p.KeepAge)
 	}
 	var plan Plan
 	var limits []limit
@@ -108,15 +112,15 @@ func MakePlan(c *inspect.Catalog, p Policy, now time.Time) (Plan, error) {
 	}
 	backups := c.Backups()
 	if p.KeepBackups > 0 {
-		var live []inspect.Backup
+		var live []repo.Backup
 		for _, b := range backups {
 			if c.Live(b) {
 				live = append(live, b)
 			}
 		}
 		if len(live) < p.KeepBackups {
-			plan.Notes = append(plan.Notes, fmt.Sprintf("%d base backup(s) with their WAL in the repository, --keep-backups %d: keeping all WAL", len(live), p.KeepBackups))
-			limits = append(limits, limit{keepAll, fmt.Sprintf("--keep-backups %d", p.KeepBackups)})
+			plan.Notes = append(plan.Notes, fmt.Sprintf("%d base backup(s) with their WAL in the repository, %d to keep: keeping all WAL", len(live), p.KeepBackups))
+			limits = append(limits, limit{keepAll, fmt.Sprintf("the %d newest base backups", p.KeepBackups)})
 		} else {
 			kept := live[:p.KeepBackups]
 			oldest := kept[0]
@@ -125,7 +129,7 @@ func MakePlan(c *inspect.Catalog, p Policy, now time.Time) (Plan, error) {
 					oldest = b
 				}
 			}
-			limits = append(limits, limit{oldest.Name.SegmentName(), fmt.Sprintf("--keep-backups %d: base backup %s", p.KeepBackups, oldest.Name)})
+			limits = append(limits, limit{oldest.Name.SegmentName(), fmt.Sprintf("the %d newest base backups: base backup %s", p.KeepBackups, oldest.Name)})
 		}
 	}
 	if p.KeepAge != nil {
@@ -169,7 +173,7 @@ func MakePlan(c *inspect.Catalog, p Policy, now time.Time) (Plan, error) {
 }
 
 // goes decides one file against the cutoff.
-func goes(c *inspect.Catalog, f inspect.File, cutoff wal.Name) bool {
+func goes(c *repo.Catalog, f repo.File, cutoff wal.Name) bool {
 	switch f.Name.Kind {
 	case wal.KindHistory:
 		return false // needed to follow timelines, and tiny
@@ -187,19 +191,19 @@ func goes(c *inspect.Catalog, f inspect.File, cutoff wal.Name) bool {
 
 // ageLimit keeps every segment archived at or after now-age, everything
 // after the oldest of them, and in any case the newest segment.
-func ageLimit(c *inspect.Catalog, age time.Duration, now time.Time) limit {
+func ageLimit(c *repo.Catalog, age time.Duration, now time.Time) limit {
 	since := now.Add(-age)
 	segs := c.Segments(0)
 	if len(segs) == 0 {
-		return limit{keepAll, "--keep-age " + age.String()}
+		return limit{keepAll, "archived within " + age.String()}
 	}
 	newest := segs[len(segs)-1].Name
 	for _, f := range c.Files {
 		if f.Name.HasSegment() && !f.Info.ModTime.Before(since) && wal.ComparePosition(f.Name, newest) < 0 {
-			return limit{f.Name.SegmentName(), fmt.Sprintf("--keep-age %s: %s was archived at %s", age, f.Name, f.Info.ModTime.UTC().Format(time.RFC3339))}
+			return limit{f.Name.SegmentName(), fmt.Sprintf("archived within %s: %s was archived at %s", age, f.Name, f.Info.ModTime.UTC().Format(time.RFC3339))}
 		}
 	}
-	return limit{newest, fmt.Sprintf("--keep-age %s: the newest segment is always kept", age)}
+	return limit{newest, fmt.Sprintf("archived within %s: the newest segment is always kept", age)}
 }
 
 // Result is what Prune did.
@@ -261,9 +265,9 @@ func Prune(ctx context.Context, r *repo.Repo, o Options) (Result, error) {
 		return Result{}, err
 	}
 	if !haveID && r.Layout() != repo.LayoutPlain {
-		return Result{}, fmt.Errorf("%w: %s has no %s, so it cannot be told whose WAL it holds; to prune an archive of bare files (as cp writes them) say --layout plain", ErrRefused, r, repo.IdentityKey)
+		return Result{}, fmt.Errorf("%w: %s has %w (%s), so it cannot be told whose WAL it holds", ErrRefused, r, ErrNoIdentity, repo.IdentityKey)
 	}
-	c, err := inspect.Scan(ctx, r)
+	c, err := repo.Scan(ctx, r)
 	if err != nil {
 		return Result{}, err
 	}
@@ -289,7 +293,7 @@ func Prune(ctx context.Context, r *repo.Repo, o Options) (Result, error) {
 		bar = o.Bar(int64(len(plan.Remove)))
 	}
 	defer bar.Done()
-	err = remove(ctx, r, plan.Remove, o.BatchSize, func(f inspect.File) {
+	err = remove(ctx, r, plan.Remove, o.BatchSize, func(f repo.File) {
 		res.Removed++
 		res.RemovedBytes += f.Size
 		bar.Add(1)
@@ -307,10 +311,10 @@ func Prune(ctx context.Context, r *repo.Repo, o Options) (Result, error) {
 // checkSystem refuses a repository that belongs to another cluster than
 // the one named by o.SystemID. Without an identity file, the header of the
 // newest segment says whose the WAL is.
-func checkSystem(ctx context.Context, r *repo.Repo, c *inspect.Catalog, id repo.Identity, haveID bool, o Options) error {
+func checkSystem(ctx context.Context, r *repo.Repo, c *repo.Catalog, id repo.Identity, haveID bool, o Options) error {
 	from := o.SystemIDFrom
 	if from == "" {
-		from = "--system-identifier"
+		from = "the system identifier given"
 	}
 	have := id.SystemID
 	what := repo.IdentityKey
@@ -320,7 +324,7 @@ func checkSystem(ctx context.Context, r *repo.Repo, c *inspect.Catalog, id repo.
 			return nil // nothing to prune, nothing to compare
 		}
 		newest := segs[len(segs)-1]
-		h, err := inspect.ReadHeader(ctx, r, newest.Entry)
+		h, err := repo.ReadHeader(ctx, r, newest.Entry)
 		if err != nil {
 			return fmt.Errorf("%w: cannot read whose WAL %s is: %w", ErrRefused, newest.Key, err)
 		}

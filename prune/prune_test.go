@@ -8,12 +8,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/walship/walship/internal/testenv/fakerepo"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage"
+	"github.com/walship/walship/storage/storagetest"
 	"github.com/walship/walship/wal"
 )
 
@@ -136,7 +138,7 @@ func TestKeepBackups(t *testing.T) {
 	if res.OldestKept != seg(1, 8) || res.Removed != 7 {
 		t.Errorf("oldest kept %s, removed %d; want %s, 7", res.OldestKept, res.Removed, seg(1, 8))
 	}
-	if !strings.Contains(res.Reason, "--keep-backups 2") || !strings.Contains(res.Reason, b[1].String()) {
+	if !strings.Contains(res.Reason, "2 newest base backups") || !strings.Contains(res.Reason, b[1].String()) {
 		t.Errorf("Reason = %q", res.Reason)
 	}
 	// The next run finds the expired record and removes it, nothing else.
@@ -272,8 +274,9 @@ func TestNoIdentityFile(t *testing.T) {
 	f.Segments(1, 1, 6)
 	before := f.Names()
 	_, err := Prune(context.Background(), f.Open(repo.LayoutAuto), Options{Policy: Policy{Before: ptr(seg(1, 4))}})
-	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "--layout plain") {
-		t.Fatalf("Prune of a repository without walship.json: %v, want ErrRefused suggesting --layout plain", err)
+	// (walship-prune adds the hint to say --layout plain: test/prune_test.go.)
+	if !errors.Is(err, ErrRefused) || !errors.Is(err, ErrNoIdentity) {
+		t.Fatalf("Prune of a repository without walship.json: %v, want ErrRefused and ErrNoIdentity", err)
 	}
 	if got := f.Names(); !slices.Equal(got, before) {
 		t.Errorf("files changed after a refusal")
@@ -312,41 +315,24 @@ func TestSystemIDFromDataDir(t *testing.T) {
 	}
 }
 
-// failing is a backend whose Remove fails for one key, and that can
-// pretend to delete in batches.
-type failing struct {
-	storage.Backend
-	failKey string
-	batches []int
-}
-
-func (b *failing) Remove(ctx context.Context, key string) error {
-	if key == b.failKey {
-		return &storage.Error{Op: "remove", Key: key, Err: os.ErrPermission}
-	}
-	return b.Backend.Remove(ctx, key)
-}
-
-type batching struct{ *failing }
-
-func (b batching) RemoveMany(ctx context.Context, keys []string) error {
-	b.batches = append(b.batches, len(keys))
-	for _, k := range keys {
-		if err := b.Remove(ctx, k); err != nil {
-			return err
+// failOn fails the removal of one key with a permission error.
+func failOn(key string) func(op, k string) error {
+	return func(op, k string) error {
+		if op == "remove" && k == key {
+			return &storage.Error{Op: op, Key: k, Err: os.ErrPermission}
 		}
+		return nil
 	}
-	return nil
 }
 
 func TestFailedDeleteStopsAndReports(t *testing.T) {
 	f := fakerepo.New(t)
 	f.Segments(1, 1, 10)
-	key, _, err := f.R.Find(context.Background(), seg(1, 4))
+	key, err := f.R.Find(context.Background(), seg(1, 4))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fb := &failing{Backend: f.Open(repo.LayoutAuto).Backend, failKey: key.Key}
+	fb := &storagetest.Faulty{Backend: f.B, Fail: failOn(key.Key)}
 	res, err := Prune(context.Background(), repo.New(fb, repo.LayoutAuto), Options{Policy: Policy{Before: ptr(seg(1, 8))}})
 	var de *DeleteError
 	if !errors.As(err, &de) || !slices.Contains(de.Failed, key.Key) || !errors.Is(err, os.ErrPermission) {
@@ -362,13 +348,13 @@ func TestFailedDeleteStopsAndReports(t *testing.T) {
 func TestBatchDeletes(t *testing.T) {
 	f := fakerepo.New(t)
 	f.Segments(1, 1, 10)
-	fb := batching{&failing{Backend: f.Open(repo.LayoutAuto).Backend}}
-	res, err := Prune(context.Background(), repo.New(fb, repo.LayoutAuto), Options{Policy: Policy{Before: ptr(seg(1, 8))}, BatchSize: 3})
+	fb := &storagetest.Faulty{Backend: f.B}
+	res, err := Prune(context.Background(), repo.New(storagetest.Batching(fb), repo.LayoutAuto), Options{Policy: Policy{Before: ptr(seg(1, 8))}, BatchSize: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []int{3, 3, 1}; !slices.Equal(fb.batches, want) {
-		t.Errorf("batches of %v, want %v", fb.batches, want)
+	if want := []int{3, 3, 1}; !slices.Equal(fb.BatchSizes(), want) {
+		t.Errorf("batches of %v, want %v", fb.BatchSizes(), want)
 	}
 	if res.Removed != 7 {
 		t.Errorf("Removed = %d, want 7", res.Removed)
@@ -390,25 +376,10 @@ func TestMakePlanRejectsBadPolicy(t *testing.T) {
 }
 
 func ExampleResult_Summary() {
-	r := Result{Plan: Plan{Cutoff: fakerepo.Seg(1, 8), Reason: "--keep-backups 2", Bytes: 3 << 20, RawBytes: 7 << 20,
+	r := Result{Plan: Plan{Cutoff: fakerepo.Seg(1, 8), Reason: "the 2 newest base backups", Bytes: 3 << 20, RawBytes: 7 << 20,
 		OldestKept: fakerepo.Seg(1, 8), HaveOldestKept: true}, Removed: 7, RemovedBytes: 3 << 20}
 	fmt.Println(r.Summary())
-	// Output: removed 7 file(s), 3.0 MiB (7.0 MiB of WAL); oldest kept segment 000000010000000000000008; cutoff 000000010000000000000008 (--keep-backups 2)
-}
-
-// pushing is a backend on which an archiver pushes files while a prune
-// removes: before the first removal, push runs once.
-type pushing struct {
-	storage.Backend
-	push func()
-}
-
-func (b *pushing) Remove(ctx context.Context, key string) error {
-	if b.push != nil {
-		b.push()
-		b.push = nil
-	}
-	return b.Backend.Remove(ctx, key)
+	// Output: removed 7 file(s), 3.0 MiB (7.0 MiB of WAL); oldest kept segment 000000010000000000000008; cutoff 000000010000000000000008 (the 2 newest base backups)
 }
 
 // TestConcurrentPushesUntouched: files that arrive after the listing are
@@ -416,9 +387,14 @@ func (b *pushing) Remove(ctx context.Context, key string) error {
 func TestConcurrentPushesUntouched(t *testing.T) {
 	f := fakerepo.New(t)
 	f.Segments(1, 2, 10)
-	pb := &pushing{Backend: f.Open(repo.LayoutAuto).Backend, push: func() {
-		f.Segments(1, 11, 11) // the next segment
-		f.Segments(1, 1, 1)   // a late push before the cutoff
+	var once sync.Once
+	pb := &storagetest.Faulty{Backend: f.B, Before: func(op, _ string) {
+		if op == "remove" { // an archiver pushes as the prune begins to remove
+			once.Do(func() {
+				f.Segments(1, 11, 11) // the next segment
+				f.Segments(1, 1, 1)   // a late push before the cutoff
+			})
+		}
 	}}
 	res, err := Prune(context.Background(), repo.New(pb, repo.LayoutAuto), Options{Policy: Policy{Before: ptr(seg(1, 6))}})
 	if err != nil {

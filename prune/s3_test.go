@@ -12,20 +12,10 @@ import (
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage"
 	_ "github.com/walship/walship/storage/s3"
+	"github.com/walship/walship/storage/storagetest"
 	"github.com/walship/walship/wal"
 	"github.com/walship/walship/wal/waltest"
 )
-
-// counting passes batch deletes through and records their sizes.
-type counting struct {
-	storage.Backend
-	batches []int
-}
-
-func (b *counting) RemoveMany(ctx context.Context, keys []string) error {
-	b.batches = append(b.batches, len(keys))
-	return b.Backend.(storage.BatchRemover).RemoveMany(ctx, keys)
-}
 
 // TestPruneS3 prunes a repository on a real S3 server: the removals go
 // out as multi-object deletes of at most BatchSize keys, and what is left
@@ -38,8 +28,9 @@ func TestPruneS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cb := &counting{Backend: raw}
-	r := repo.New(storage.WithRetry(cb, storage.DefaultRetry), repo.LayoutAuto)
+	cb := &storagetest.Faulty{Backend: raw}
+	batched := storagetest.Batching(cb)
+	r := repo.New(storage.WithRetry(batched, storage.DefaultRetry), repo.LayoutAuto)
 	r.Create = true
 	for s := uint64(1); s <= 12; s++ {
 		n := seg(1, s)
@@ -59,7 +50,7 @@ func TestPruneS3(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	res, err := Prune(ctx, repo.New(storage.WithRetry(cb, storage.DefaultRetry), repo.LayoutAuto),
+	res, err := Prune(ctx, repo.New(storage.WithRetry(batched, storage.DefaultRetry), repo.LayoutAuto),
 		Options{Policy: Policy{KeepBackups: 1}, BatchSize: 4, SystemID: fakerepo.SysID})
 	if err != nil {
 		t.Fatal(err)
@@ -67,11 +58,11 @@ func TestPruneS3(t *testing.T) {
 	if res.Removed != 7 || res.OldestKept != seg(1, 8) {
 		t.Errorf("removed %d, oldest kept %s; want 7, %s", res.Removed, res.OldestKept, seg(1, 8))
 	}
-	if want := []int{4, 3}; !slices.Equal(cb.batches, want) {
-		t.Errorf("multi-object deletes of %v keys, want %v", cb.batches, want)
+	if want := []int{4, 3}; !slices.Equal(cb.BatchSizes(), want) {
+		t.Errorf("multi-object deletes of %v keys, want %v", cb.BatchSizes(), want)
 	}
 	r = repo.New(storage.WithRetry(raw, storage.DefaultRetry), repo.LayoutAuto)
-	c, err := inspect.Scan(ctx, r)
+	c, err := repo.Scan(ctx, r)
 	if err != nil {
 		t.Fatal(err)
 	}

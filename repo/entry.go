@@ -11,7 +11,7 @@ import (
 // is stored twice (under both codecs or both layouts) can be read copy by
 // copy, as a verification must.
 func (r *Repo) OpenEntry(ctx context.Context, e Entry) (*Object, error) {
-	body, err := r.Backend.Open(ctx, e.Key)
+	body, err := r.b.Open(ctx, e.Key)
 	if err != nil {
 		return nil, err
 	}

@@ -87,7 +87,7 @@ func (r *Repo) putLZ4Stream(ctx context.Context, key string, src io.Reader, size
 		pw.CloseWithError(err) // nil: the reader sees the end of the frame
 		done <- err
 	}()
-	err := r.Backend.Put(ctx, key, pr, -1)
+	err := r.b.Put(ctx, key, pr, -1)
 	pr.CloseWithError(errPutStopped)
 	encErr := <-done
 	if err != nil && encErr != nil && !errors.Is(encErr, errPutStopped) && !errors.Is(encErr, io.ErrClosedPipe) {
@@ -165,25 +165,26 @@ func isStorageErr(err error) bool {
 	return errors.As(err, &se) || errors.As(err, &pe) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, storage.ErrTransient)
 }
 
-// Find returns where name is stored, or an error matching fs.ErrNotExist.
-func (r *Repo) Find(ctx context.Context, n wal.Name) (Location, storage.Info, error) {
+// Find returns the entry of name as stored, or an error matching
+// fs.ErrNotExist.
+func (r *Repo) Find(ctx context.Context, n wal.Name) (Entry, error) {
 	if _, _, err := r.Identity(ctx); err != nil {
-		return Location{}, storage.Info{}, err
+		return Entry{}, err
 	}
 	var firstErr error
 	for _, loc := range Candidates(r.layout, n) {
-		info, err := r.Backend.Stat(ctx, loc.Key)
+		info, err := r.b.Stat(ctx, loc.Key)
 		if err == nil {
-			return loc, info, nil
+			return Entry{Name: n, Key: loc.Key, Codec: loc.Codec, Size: info.Size, Info: info}, nil
 		}
 		if !storage.IsNotExist(err) && firstErr == nil {
 			firstErr = err
 		}
 	}
 	if firstErr != nil {
-		return Location{}, storage.Info{}, firstErr
+		return Entry{}, firstErr
 	}
-	return Location{}, storage.Info{}, &storage.Error{Op: "find", Key: n.String(), Err: errNotExist}
+	return Entry{}, &storage.Error{Op: "find", Key: n.String(), Err: errNotExist}
 }
 
 // Open opens name for reading, decoded. A missing file gives an error
@@ -194,7 +195,7 @@ func (r *Repo) Open(ctx context.Context, n wal.Name) (*Object, error) {
 	}
 	var firstErr error
 	for _, loc := range Candidates(r.layout, n) {
-		body, err := r.Backend.Open(ctx, loc.Key)
+		body, err := r.b.Open(ctx, loc.Key)
 		if err != nil {
 			if !storage.IsNotExist(err) && firstErr == nil {
 				firstErr = err
@@ -245,23 +246,23 @@ func (r *Repo) PutFrom(ctx context.Context, n wal.Name, src io.ReadSeeker, size 
 		if loc.Key == key {
 			continue
 		}
-		if _, err := r.Backend.Stat(ctx, loc.Key); err == nil {
+		if _, err := r.b.Stat(ctx, loc.Key); err == nil {
 			return loc.Key, true, r.compare(ctx, n, src, size)
 		} else if !storage.IsNotExist(err) {
 			return "", false, err
 		}
 	}
 	switch {
-	case c == CodecLZ4 && storage.StreamsPuts(r.Backend):
+	case c == CodecLZ4 && storage.StreamsPuts(r.b):
 		err = r.putLZ4Stream(ctx, key, src, size)
 	case c == CodecLZ4:
 		obj, encErr := encodeLZ4(src, size)
 		if encErr != nil {
 			return "", false, fmt.Errorf("compressing %s: %w", n, encErr)
 		}
-		err = r.Backend.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
+		err = r.b.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
 	default:
-		err = r.Backend.Put(ctx, key, src, size)
+		err = r.b.Put(ctx, key, src, size)
 	}
 	if storage.IsExist(err) {
 		return key, true, r.compare(ctx, n, src, size)
@@ -335,7 +336,7 @@ func (r *Repo) List(ctx context.Context, fn func(Entry) error) error {
 		prefixes = []string{""}
 	}
 	for _, p := range prefixes {
-		err := r.Backend.List(ctx, p, func(i storage.Info) error {
+		err := r.b.List(ctx, p, func(i storage.Info) error {
 			n, c, l, ok := ParseKey(i.Key)
 			if !ok || (p == "" && l != LayoutPlain) {
 				return nil
@@ -350,4 +351,50 @@ func (r *Repo) List(ctx context.Context, fn func(Entry) error) error {
 }
 
 // Remove deletes the stored object of an entry.
-func (r *Repo) Remove(ctx context.Context, e Entry) error { return r.Backend.Remove(ctx, e.Key) }
+func (r *Repo) Remove(ctx context.Context, e Entry) error { return r.b.Remove(ctx, e.Key) }
+
+// RemoveMany deletes the stored objects of entries, in batches on a store
+// that deletes many keys in one call; missing objects are not an error.
+func (r *Repo) RemoveMany(ctx context.Context, es []Entry) error {
+	keys := make([]string, len(es))
+	for i, e := range es {
+		keys[i] = e.Key
+	}
+	return storage.RemoveMany(ctx, r.b, keys)
+}
+
+// Batches reports whether the store deletes many objects in one call, so
+// that grouping removals pays.
+func (r *Repo) Batches() bool { return storage.Batches(r.b) }
+
+// Stored reports whether name is still stored under key, a key that Find,
+// List or Put gave for it earlier. A key that does not hold name is an
+// error, never a look at the store.
+func (r *Repo) Stored(ctx context.Context, n wal.Name, key string) (bool, error) {
+	if kn, _, _, ok := ParseKey(key); !ok || kn != n {
+		return false, fmt.Errorf("%w: %q does not hold %s", storage.ErrBadKey, key, n)
+	}
+	_, err := r.b.Stat(ctx, key)
+	if storage.IsNotExist(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// ErrNoWatch is returned by Watch for a store that cannot be watched.
+var ErrNoWatch = errors.New("the store cannot be watched for new objects")
+
+// Watch sends on the returned channel whenever name may have appeared in
+// the repository (see storage.Watcher), until ctx ends. A store that
+// cannot be watched gives an error matching ErrNoWatch: poll it instead.
+func (r *Repo) Watch(ctx context.Context, n wal.Name) (<-chan struct{}, error) {
+	w, ok := storage.As[storage.Watcher](r.b)
+	if !ok {
+		return nil, ErrNoWatch
+	}
+	var keys []string
+	for _, loc := range Candidates(r.layout, n) {
+		keys = append(keys, loc.Key)
+	}
+	return w.Watch(ctx, keys)
+}

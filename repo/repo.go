@@ -67,7 +67,7 @@ var ErrNoRepository = errors.New("no walship repository")
 
 // Repo is an open repository.
 type Repo struct {
-	Backend storage.Backend
+	b       storage.Backend
 	layout  Layout // as asked; LayoutAuto until the identity says otherwise
 	ident   *Identity
 	checked bool // the location is known to exist
@@ -82,20 +82,20 @@ func New(b storage.Backend, layout Layout) *Repo {
 	if layout == "" {
 		layout = LayoutAuto
 	}
-	return &Repo{Backend: b, layout: layout}
+	return &Repo{b: b, layout: layout}
 }
 
-func (r *Repo) String() string { return r.Backend.String() }
+func (r *Repo) String() string { return r.b.String() }
 
 // Identity reads the identity file; ok is false when there is none yet.
 func (r *Repo) Identity(ctx context.Context) (id Identity, ok bool, err error) {
 	if r.ident != nil {
 		return *r.ident, true, nil
 	}
-	rc, err := r.Backend.Open(ctx, IdentityKey)
+	rc, err := r.b.Open(ctx, IdentityKey)
 	if storage.IsNotExist(err) {
 		if !r.checked && !r.Create {
-			if err := storage.Exists(ctx, r.Backend); err != nil {
+			if err := storage.Exists(ctx, r.b); err != nil {
 				if storage.IsNotExist(err) {
 					return Identity{}, false, fmt.Errorf("%w at %s: it does not exist", ErrNoRepository, r)
 				}
@@ -144,7 +144,7 @@ func (r *Repo) Claim(ctx context.Context, h wal.LongHeader) error {
 			PGVersion: h.Version(), Created: time.Now().UTC().Truncate(time.Second)}
 		data, _ := json.MarshalIndent(id, "", "  ")
 		data = append(data, '\n')
-		err := r.Backend.Put(ctx, IdentityKey, bytesReader(data), int64(len(data)))
+		err := r.b.Put(ctx, IdentityKey, bytesReader(data), int64(len(data)))
 		if err != nil && !storage.IsExist(err) {
 			return fmt.Errorf("writing %s: %w", IdentityKey, err)
 		}
@@ -158,13 +158,7 @@ func (r *Repo) Claim(ctx context.Context, h wal.LongHeader) error {
 			r.layout = layout
 		}
 	}
-	if id.SystemID != h.SysID {
-		return fmt.Errorf("%w: WAL has database system identifier %d, repository %s belongs to %d", ErrWrongCluster, h.SysID, r, id.SystemID)
-	}
-	if id.SegSize != h.SegSize {
-		return fmt.Errorf("%w: WAL segment size %s, repository %s has %s", ErrWrongCluster, wal.FormatSize(h.SegSize), r, wal.FormatSize(id.SegSize))
-	}
-	return nil
+	return checkCluster(h, id, "repository "+r.String())
 }
 
 // Layout is the layout in force: the identity file's, the one asked for, or

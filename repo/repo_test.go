@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/walship/walship/storage/local"
+	"github.com/walship/walship/storage/storagetest"
 	"github.com/walship/walship/wal"
 	"github.com/walship/walship/wal/waltest"
 )
@@ -280,9 +281,9 @@ func TestPutOpen(t *testing.T) {
 				if o.Key != key || o.Codec != codec || o.Name != n {
 					t.Errorf("Object = %s %s %v, want %s %s %v", o.Key, o.Codec, o.Name, key, codec, n)
 				}
-				loc, info, err := r.Find(ctx, n)
-				if err != nil || loc.Key != key || info.Size != int64(len(stored)) {
-					t.Errorf("Find = %+v, %+v, %v; want %s of %d bytes", loc, info, err, key, len(stored))
+				e, err := r.Find(ctx, n)
+				if err != nil || e.Key != key || e.Size != int64(len(stored)) || e.Codec != codec || e.Name != n {
+					t.Errorf("Find = %+v, %v; want %s (%s) of %d bytes", e, err, key, codec, len(stored))
 				}
 			})
 		}
@@ -561,39 +562,17 @@ func TestListAutoWithoutIdentity(t *testing.T) {
 	}
 }
 
-// putRecorder passes puts to a local backend, recording each put's
-// announced size; stream says whether it claims to stream puts, and
-// failAfter, when positive, fails a put after reading that many bytes.
-type putRecorder struct {
-	*local.Backend
-	stream    bool
-	failAfter int64
-	sizes     []int64
-}
-
-var errInjected = errors.New("injected write failure")
-
-func (p *putRecorder) StreamsPuts() bool { return p.stream }
-
-func (p *putRecorder) Put(ctx context.Context, key string, r io.Reader, size int64) error {
-	p.sizes = append(p.sizes, size)
-	if p.failAfter > 0 {
-		if _, err := io.CopyN(io.Discard, r, p.failAfter); err != nil {
-			return err
-		}
-		return errInjected
-	}
-	return p.Backend.Put(ctx, key, r, size)
-}
-
-func recorderRepo(t *testing.T, stream bool) (*Repo, *putRecorder, string) {
+// recorderRepo is a repository on a local directory seen through
+// storagetest.Faulty: puts are recorded, and stream says whether the store
+// claims to stream them.
+func recorderRepo(t *testing.T, stream bool) (*Repo, *storagetest.Faulty, string) {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "repo")
 	b, err := local.New(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &putRecorder{Backend: b, stream: stream}
+	p := &storagetest.Faulty{Backend: b, Streams: stream}
 	r := New(p, LayoutWalship)
 	r.Create = true
 	return r, p, root
@@ -619,7 +598,8 @@ func TestPutStreamsWhereTheBackendCan(t *testing.T) {
 		if stream {
 			want = -1
 		}
-		if got := p.sizes[len(p.sizes)-1]; got != want {
+		if sizes := p.PutSizes(); sizes[len(sizes)-1] != want {
+			got := sizes[len(sizes)-1]
 			t.Errorf("stream=%v: put announced %d bytes, want %d", stream, got, want)
 		}
 		got, _ := readAll(t, reopen(t, root, LayoutAuto), n)
@@ -650,13 +630,13 @@ func TestPutStreamFailures(t *testing.T) {
 		}
 	}
 
-	p.failAfter = 1000
-	if _, err := r.Put(ctx, n, data, CodecLZ4); !errors.Is(err, errInjected) {
+	p.FailPutAfter = 1000
+	if _, err := r.Put(ctx, n, data, CodecLZ4); !errors.Is(err, storagetest.ErrInjected) {
 		t.Fatalf("Put with a store failing mid-stream = %v, want the store's error", err)
 	}
 	assertEmpty("after a failed store")
 
-	p.failAfter = 0
+	p.FailPutAfter = 0
 	_, _, err := r.PutFrom(ctx, n, bytes.NewReader(data[:len(data)/2]), int64(len(data)), CodecLZ4)
 	if err == nil || !strings.Contains(err.Error(), "source ended") {
 		t.Fatalf("PutFrom of a short source = %v, want an error saying the source ended", err)

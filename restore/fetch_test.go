@@ -68,7 +68,7 @@ func archived(t *testing.T, layout repo.Layout, codec repo.Codec, files map[stri
 		if err := os.WriteFile(p, files[n], 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := archive.Push(context.Background(), r, p, n, codec); err != nil {
+		if _, err := archive.Push(context.Background(), r, p, parseName(t, n), codec); err != nil {
 			t.Fatalf("Push(%s): %v", n, err)
 		}
 	}
@@ -118,7 +118,7 @@ func TestFetchRoundTrip(t *testing.T) {
 				pgwal := dataDir(t)
 				for n, want := range files {
 					dest := filepath.Join(pgwal, "RECOVERYXLOG")
-					res, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), n, dest)
+					res, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), parseName(t, n), dest)
 					if err != nil {
 						t.Fatalf("Fetch(%s): %v", n, err)
 					}
@@ -148,7 +148,7 @@ func TestFetchFinalPath(t *testing.T) {
 	data := fakeSegment(t, n, sysID, 1)
 	root := archived(t, repo.LayoutAuto, repo.CodecLZ4, map[string][]byte{n: data})
 	dest := filepath.Join(dataDir(t), n)
-	if _, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), n, dest); err != nil {
+	if _, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), parseName(t, n), dest); err != nil {
 		t.Fatal(err)
 	}
 	got, err := os.ReadFile(dest)
@@ -166,7 +166,7 @@ func TestFetchReplacesDest(t *testing.T) {
 	if err := os.WriteFile(dest, fakeSegment(t, "000000010000000000000002", sysID, 9), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), n, dest); err != nil {
+	if _, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), parseName(t, n), dest); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(dest); !bytes.Equal(got, data) {
@@ -191,7 +191,7 @@ func TestFetchMissing(t *testing.T) {
 		t.Run(missing, func(t *testing.T) {
 			pgwal := dataDir(t)
 			dest := filepath.Join(pgwal, "RECOVERYXLOG")
-			_, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), missing, dest)
+			_, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), parseName(t, missing), dest)
 			if !errors.Is(err, fs.ErrNotExist) {
 				t.Fatalf("Fetch = %v, want fs.ErrNotExist", err)
 			}
@@ -205,7 +205,7 @@ func TestFetchMissing(t *testing.T) {
 func TestFetchNoRepository(t *testing.T) {
 	pgwal := dataDir(t)
 	r := openRepo(t, filepath.Join(t.TempDir(), "nowhere"), repo.LayoutAuto)
-	_, err := Fetch(context.Background(), r, "000000010000000000000001", filepath.Join(pgwal, "RECOVERYXLOG"))
+	_, err := Fetch(context.Background(), r, parseName(t, "000000010000000000000001"), filepath.Join(pgwal, "RECOVERYXLOG"))
 	if !errors.Is(err, repo.ErrNoRepository) || errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Fetch = %v, want ErrNoRepository (not a plain not-found)", err)
 	}
@@ -218,17 +218,11 @@ func TestFetchBadRequest(t *testing.T) {
 	const n = "000000010000000000000003"
 	root := archived(t, repo.LayoutAuto, repo.CodecLZ4, map[string][]byte{n: fakeSegment(t, n, sysID, 1)})
 	pgwal := dataDir(t)
-	for _, bad := range []string{"", "../x", "../" + n, "pg_wal/" + n, n + ".lz4", "00000001000000000000000a", "RECOVERYXLOG"} {
-		_, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), bad, filepath.Join(pgwal, "RECOVERYXLOG"))
-		if !errors.Is(err, ErrInvalid) || !errors.Is(err, wal.ErrBadName) {
-			t.Errorf("Fetch(%q) = %v, want ErrInvalid and wal.ErrBadName", bad, err)
-		}
-	}
-	if _, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), n, ""); !errors.Is(err, ErrInvalid) {
+	if _, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), parseName(t, n), ""); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Fetch into \"\" = %v, want ErrInvalid", err)
 	}
 	noDir := filepath.Join(t.TempDir(), "missing", "RECOVERYXLOG")
-	if _, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), n, noDir); !errors.Is(err, ErrInvalid) {
+	if _, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), parseName(t, n), noDir); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Fetch into a missing directory = %v, want ErrInvalid", err)
 	}
 	if got := dirNames(t, pgwal); len(got) != 0 {
@@ -287,7 +281,7 @@ func TestFetchCorrupt(t *testing.T) {
 			if err := os.WriteFile(dest, previous, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), n, dest)
+			_, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), parseName(t, n), dest)
 			if !errors.Is(err, repo.ErrCorrupt) {
 				t.Fatalf("Fetch = %v, want repo.ErrCorrupt", err)
 			}
@@ -312,7 +306,7 @@ func TestFetchCorruptHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	pgwal := dataDir(t)
-	_, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), "00000002.history", filepath.Join(pgwal, "RECOVERYHISTORY"))
+	_, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), parseName(t, "00000002.history"), filepath.Join(pgwal, "RECOVERYHISTORY"))
 	if !errors.Is(err, repo.ErrCorrupt) {
 		t.Errorf("Fetch = %v, want repo.ErrCorrupt", err)
 	}
@@ -335,7 +329,7 @@ func TestFetchFromCopyArchive(t *testing.T) {
 	pgwal := dataDir(t)
 	for f, want := range map[string][]byte{n: data, "00000002.history": []byte(hist)} {
 		dest := filepath.Join(pgwal, f)
-		res, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), f, dest)
+		res, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), parseName(t, f), dest)
 		if err != nil {
 			t.Fatalf("Fetch(%s): %v", f, err)
 		}
@@ -351,7 +345,7 @@ func TestFetchCanceled(t *testing.T) {
 	pgwal := dataDir(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := Fetch(ctx, openRepo(t, root, repo.LayoutAuto), n, filepath.Join(pgwal, "RECOVERYXLOG")); err == nil {
+	if _, err := Fetch(ctx, openRepo(t, root, repo.LayoutAuto), parseName(t, n), filepath.Join(pgwal, "RECOVERYXLOG")); err == nil {
 		t.Error("Fetch with a canceled context = nil, want an error")
 	}
 	if got := dirNames(t, pgwal); len(got) != 0 {

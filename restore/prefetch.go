@@ -2,19 +2,15 @@ package restore
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/walship/walship/repo"
+	"github.com/walship/walship/spool"
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/wal"
 )
@@ -29,95 +25,57 @@ type Prefetch struct {
 	Spool string
 }
 
-// ErrNoSpool is returned when prefetch is asked for without a spool.
-var ErrNoSpool = errors.New("--prefetch needs --spool: a directory outside the data directory to fetch into")
-
 // Check validates the settings.
 func (p Prefetch) Check() error {
 	if p.N < 0 || p.N > 256 {
-		return fmt.Errorf("--prefetch %d: use 0 to 256", p.N)
+		return fmt.Errorf("prefetch of %d segments: use 0 to 256", p.N)
 	}
-	if p.N > 0 && p.Spool == "" {
-		return ErrNoSpool
+	if p.N > 0 {
+		if err := spool.Check(p.Spool); err != nil {
+			return fmt.Errorf("prefetch needs a spool directory outside the data directory to fetch into: %w", err)
+		}
 	}
 	return nil
 }
 
-// Active reports whether prefetch applies to a request for name into dest:
+// Active reports whether prefetch applies to a request for n into dest:
 // only for segments, only for the server's own RECOVERYXLOG (pg_rewind and
 // other callers name the final file and want no side effects).
-func (p Prefetch) Active(name, dest string) bool {
-	n, err := wal.ParseName(name)
-	return p.N > 0 && p.Spool != "" && err == nil && n.Kind == wal.KindSegment && filepath.Base(dest) == "RECOVERYXLOG"
+func (p Prefetch) Active(n wal.Name, dest string) bool {
+	return p.N > 0 && p.Spool != "" && n.Kind == wal.KindSegment && filepath.Base(dest) == "RECOVERYXLOG"
 }
 
-func (p Prefetch) dir(r *repo.Repo) string {
-	sum := sha256.Sum256([]byte(r.String()))
-	return filepath.Join(p.Spool, hex.EncodeToString(sum[:8]))
-}
+func (p Prefetch) dir(r *repo.Repo) (*spool.Dir, error) { return spool.Open(p.Spool, r.String()) }
 
-// Take serves name from the spool into dest when it was prefetched; ok is
+// Take serves n from the spool into dest when it was prefetched; ok is
 // false when it was not there. Files in the spool are complete and
 // verified: they only ever appear there by rename.
-func (p Prefetch) Take(r *repo.Repo, name, dest string) (ok bool, err error) {
-	src := filepath.Join(p.dir(r), name)
-	if _, err := os.Stat(src); err != nil {
-		return false, nil
-	}
-	err = os.Rename(src, dest)
-	if errors.Is(err, syscall.EXDEV) {
-		// The spool is on another filesystem: copy, then rename in place.
-		err = copyInto(src, dest)
-		os.Remove(src)
-	}
+func (p Prefetch) Take(r *repo.Repo, n wal.Name, dest string) (ok bool, err error) {
+	d, err := p.dir(r)
 	if err != nil {
-		return false, fmt.Errorf("taking prefetched %s: %w", name, err)
+		return false, err
 	}
-	return true, nil
-}
-
-func copyInto(src, dest string) error {
-	in, err := os.Open(src)
+	ok, err = d.Take(n.String(), dest)
 	if err != nil {
-		return err
+		return false, fmt.Errorf("taking prefetched %s: %w", n, err)
 	}
-	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".walship-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, in); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dest)
+	return ok, nil
 }
 
 // Clean removes spooled segments the server will not ask for any more,
-// now that it asks for cur: those before cur, and those of other timelines (after a timeline switch
-// the old timeline's segments past the switch point are wrong to serve).
-// Unfinished temporary files of a killed worker go too.
+// now that it asks for cur: those before cur, and those of other timelines
+// (after a timeline switch the old timeline's segments past the switch
+// point are wrong to serve). Unfinished temporary files of a killed worker
+// go too.
 func (p Prefetch) Clean(r *repo.Repo, cur wal.Name) {
-	dir := p.dir(r)
-	entries, err := os.ReadDir(dir)
+	d, err := p.dir(r)
 	if err != nil {
 		return
 	}
-	for _, e := range entries {
-		n, err := wal.ParseName(e.Name())
-		stale := err != nil || n.Timeline != cur.Timeline || wal.ComparePosition(n, cur) < 0
-		if strings.HasPrefix(e.Name(), ".") {
-			info, err := e.Info()
-			stale = err == nil && time.Since(info.ModTime()) > staleTemp
-		}
-		if stale {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
+	d.Clean(func(name string) bool {
+		n, err := wal.ParseName(name)
+		return err == nil && n.Timeline == cur.Timeline && wal.ComparePosition(n, cur) >= 0
+	})
 }
 
 // NeedsFill reports whether a worker should start now that cur was
@@ -125,22 +83,15 @@ func (p Prefetch) Clean(r *repo.Repo, cur wal.Name) {
 // and no worker is fetching (a claim younger than busyClaim). Workers thus
 // fetch several segments each, rather than one process per server call.
 func (p Prefetch) NeedsFill(r *repo.Repo, cur wal.Name, segSize uint32) bool {
-	entries, err := os.ReadDir(p.dir(r))
+	d, err := p.dir(r)
 	if err != nil {
-		return true
+		return false
 	}
-	spooled := map[string]bool{}
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".claim") {
-			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) < busyClaim {
-				return false
-			}
-			continue
-		}
-		spooled[e.Name()] = true
+	if d.Busy(busyClaim) {
+		return false
 	}
 	ahead := 0
-	for n := cur.Next(segSize); ahead < p.N && spooled[n.String()]; n = n.Next(segSize) {
+	for n := cur.Next(segSize); ahead < p.N && d.Has(n.String()); n = n.Next(segSize) {
 		ahead++
 	}
 	return ahead < max(1, (p.N+1)/2)
@@ -156,26 +107,25 @@ const busyClaim = 2 * time.Minute
 // file that Take would serve. Concurrent Fills share the work: a segment
 // another one is fetching is skipped.
 func (p Prefetch) Fill(ctx context.Context, r *repo.Repo, cur wal.Name, segSize uint32) error {
-	dir := p.dir(r)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	d, err := p.dir(r)
+	if err != nil {
+		return err
+	}
+	if err := d.Make(); err != nil {
 		return err
 	}
 	n := cur
 	for i := 0; i < p.N; i++ {
 		n = n.Next(segSize)
-		final := filepath.Join(dir, n.String())
-		if _, err := os.Stat(final); err == nil {
+		if d.Has(n.String()) {
 			continue
 		}
-		// An exclusive claim, so that two workers do not fetch one file.
-		claim := filepath.Join(dir, "."+n.String()+".claim")
-		f, err := os.OpenFile(claim, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if err != nil {
-			continue
+		release, ok := d.Claim(n.String())
+		if !ok {
+			continue // another worker fetches it
 		}
-		f.Close()
-		_, err = Fetch(ctx, r, n.String(), final)
-		os.Remove(claim)
+		_, err = Fetch(ctx, r, n, d.Path(n.String()))
+		release()
 		if storage.IsNotExist(err) {
 			return nil // not archived yet: the server will ask for it
 		}
@@ -204,7 +154,3 @@ func SegSizeOf(path string) (uint32, error) {
 	}
 	return h.SegSize, nil
 }
-
-// staleTemp is how old a temporary or claim file must be before Clean
-// takes it for the leftover of a killed worker.
-const staleTemp = 10 * time.Minute

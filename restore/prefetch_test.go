@@ -41,22 +41,22 @@ func TestPrefetchFillThenTake(t *testing.T) {
 		t.Fatalf("Fill: %v", err)
 	}
 	for i, name := range names[1:] {
-		_, err := os.Stat(filepath.Join(p.dir(r), name))
+		_, err := os.Stat(filepath.Join(spoolDir(t, p, r), name))
 		if got, want := err == nil, i < 3; got != want {
 			t.Errorf("after Fill from %s: %s in the spool = %v, want %v", names[0], name, got, want)
 		}
 	}
-	ok, err := p.Take(r, names[1], dest)
+	ok, err := p.Take(r, parseName(t, names[1]), dest)
 	if err != nil || !ok {
 		t.Fatalf("Take(%s) = %v, %v; want served from the spool", names[1], ok, err)
 	}
 	if got, _ := os.ReadFile(dest); !bytes.Equal(got, files[names[1]]) {
 		t.Fatalf("served %s differs from the archived segment", names[1])
 	}
-	if _, err := os.Stat(filepath.Join(p.dir(r), names[1])); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(spoolDir(t, p, r), names[1])); !os.IsNotExist(err) {
 		t.Errorf("a served segment stays in the spool: %v", err)
 	}
-	if ok, _ := p.Take(r, names[5], dest); ok {
+	if ok, _ := p.Take(r, parseName(t, names[5]), dest); ok {
 		t.Errorf("Take of a segment never prefetched reported served")
 	}
 }
@@ -69,7 +69,7 @@ func TestPrefetchStopsAtFirstMissing(t *testing.T) {
 	if err := p.Fill(context.Background(), r, parseName(t, names[0]), segSize); err != nil {
 		t.Fatalf("Fill past the end of the archive: %v, want nil", err)
 	}
-	got := dirNames(t, p.dir(r))
+	got := dirNames(t, spoolDir(t, p, r))
 	if strings.Join(got, ",") != names[1]+","+names[2] {
 		t.Errorf("spool holds %v, want %v", got, names[1:])
 	}
@@ -85,12 +85,12 @@ func TestPrefetchNeverSpoolsACorruptSegment(t *testing.T) {
 	if err := p.Fill(context.Background(), r, parseName(t, names[0]), segSize); err == nil {
 		t.Errorf("Fill over a corrupt object: nil error")
 	}
-	for _, n := range dirNames(t, p.dir(r)) {
+	for _, n := range dirNames(t, spoolDir(t, p, r)) {
 		if !strings.HasPrefix(n, ".") {
 			t.Errorf("spool holds %s after a corrupt fetch; nothing may be served", n)
 		}
 	}
-	if ok, _ := p.Take(r, names[1], filepath.Join(dataDir(t), "RECOVERYXLOG")); ok {
+	if ok, _ := p.Take(r, parseName(t, names[1]), filepath.Join(dataDir(t), "RECOVERYXLOG")); ok {
 		t.Errorf("the corrupt segment was served from the spool")
 	}
 }
@@ -109,7 +109,7 @@ func TestPrefetchCleanAfterTimelineSwitch(t *testing.T) {
 	}
 	// The server switched to timeline 2 at segment 2.
 	p.Clean(r, parseName(t, names2[1]))
-	if got := dirNames(t, p.dir(r)); len(got) != 0 {
+	if got := dirNames(t, spoolDir(t, p, r)); len(got) != 0 {
 		t.Errorf("after a switch to timeline 2, the spool still holds %v", got)
 	}
 	if err := p.Fill(context.Background(), r, parseName(t, names2[1]), segSize); err != nil {
@@ -117,11 +117,11 @@ func TestPrefetchCleanAfterTimelineSwitch(t *testing.T) {
 	}
 	// Asked for names2[2], the spool keeps it (to serve) and what follows.
 	p.Clean(r, parseName(t, names2[2]))
-	if got := dirNames(t, p.dir(r)); strings.Join(got, ",") != names2[2]+","+names2[3] {
+	if got := dirNames(t, spoolDir(t, p, r)); strings.Join(got, ",") != names2[2]+","+names2[3] {
 		t.Errorf("asked for %s, the spool holds %v, want %s and %s", names2[2], got, names2[2], names2[3])
 	}
 	p.Clean(r, parseName(t, names2[3]))
-	if got := dirNames(t, p.dir(r)); strings.Join(got, ",") != names2[3] {
+	if got := dirNames(t, spoolDir(t, p, r)); strings.Join(got, ",") != names2[3] {
 		t.Errorf("asked for %s, the spool holds %v, want only it", names2[3], got)
 	}
 }
@@ -137,11 +137,11 @@ func TestPrefetchActive(t *testing.T) {
 		{"00000002.history", "pg_wal/RECOVERYHISTORY", false},
 		{"000000010000000000000003.partial", "pg_wal/RECOVERYXLOG", false},
 	} {
-		if got := p.Active(tc.name, tc.dest); got != tc.want {
+		if got := p.Active(parseName(t, tc.name), tc.dest); got != tc.want {
 			t.Errorf("Active(%s, %s) = %v, want %v", tc.name, tc.dest, got, tc.want)
 		}
 	}
-	if (Prefetch{N: 0, Spool: "/x"}).Active("000000010000000000000003", "pg_wal/RECOVERYXLOG") {
+	if (Prefetch{N: 0, Spool: "/x"}).Active(parseName(t, "000000010000000000000003"), "pg_wal/RECOVERYXLOG") {
 		t.Errorf("N=0 is active")
 	}
 	if err := (Prefetch{N: 4}).Check(); err == nil {
@@ -155,7 +155,7 @@ func TestPrefetchNeedsFill(t *testing.T) {
 	r := openRepo(t, root, repo.LayoutAuto)
 	p := Prefetch{N: 8, Spool: t.TempDir()}
 	cur := parseName(t, names[0])
-	dir := p.dir(r)
+	dir := spoolDir(t, p, r)
 	if !p.NeedsFill(r, cur, segSize) {
 		t.Errorf("no spool yet: NeedsFill = false, want true")
 	}
@@ -196,4 +196,14 @@ func TestPrefetchNeedsFill(t *testing.T) {
 	if !p.NeedsFill(r, cur, segSize) {
 		t.Errorf("an old claim: NeedsFill = false, want true")
 	}
+}
+
+// spoolDir is the directory of r's prefetched segments.
+func spoolDir(t *testing.T, p Prefetch, r *repo.Repo) string {
+	t.Helper()
+	d, err := p.dir(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Path("")
 }

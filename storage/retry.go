@@ -209,3 +209,8 @@ func (r *retrying) RemoveMany(ctx context.Context, keys []string) error {
 	}
 	return nil
 }
+
+var (
+	_ Backend      = (*retrying)(nil)
+	_ BatchRemover = (*retrying)(nil)
+)

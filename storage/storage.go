@@ -115,23 +115,33 @@ type Exister interface {
 // Exists asks b, or the backend it wraps, whether its location exists. A
 // backend that cannot tell is taken to exist.
 func Exists(ctx context.Context, b Backend) error {
-	if e, ok := find[Exister](b); ok {
+	if e, ok := As[Exister](b); ok {
 		return e.Exists(ctx)
 	}
 	return nil
 }
 
-// find returns b, or the first backend b wraps (through Unwrap), that
-// implements T.
-func find[T any](b Backend) (T, bool) {
-	for {
-		if t, ok := b.(T); ok {
-			return t, true
-		}
+// As returns b, or the first backend b wraps (through an Unwrap() Backend
+// method, as the retry wrapper has), that implements T: the way to reach an
+// optional capability (Exister, Streamer, Watcher, BatchRemover) under any
+// wrappers.
+func As[T any](b Backend) (T, bool) {
+	var t T
+	found := false
+	walk(b, func(x Backend) bool {
+		t, found = x.(T)
+		return found
+	})
+	return t, found
+}
+
+// walk calls f on b and on each backend it wraps, outermost first, until f
+// returns true.
+func walk(b Backend, f func(Backend) bool) {
+	for !f(b) {
 		u, ok := b.(interface{ Unwrap() Backend })
 		if !ok {
-			var zero T
-			return zero, false
+			return
 		}
 		b = u.Unwrap()
 	}
@@ -148,8 +158,22 @@ type Streamer interface {
 // StreamsPuts tells whether b, or the backend it wraps, is a Streamer that
 // streams.
 func StreamsPuts(b Backend) bool {
-	s, ok := find[Streamer](b)
+	s, ok := As[Streamer](b)
 	return ok && s.StreamsPuts()
+}
+
+// Watcher is implemented by backends that can tell when objects appear
+// (a local directory, through file system events), so that a caller
+// waiting for one need not poll often.
+type Watcher interface {
+	// Watch sends on the returned channel whenever an object with one of
+	// the keys may have been created or changed, until ctx ends (then the
+	// channel is closed). Sends are coalesced: a caller that is busy gets
+	// one notification for many events. A notification may be spurious;
+	// an event is never lost without one (if the watch itself fails, a
+	// notification is sent so that the caller looks). The keys need not
+	// exist, nor their directories.
+	Watch(ctx context.Context, keys []string) (<-chan struct{}, error)
 }
 
 // BatchRemover is implemented by backends that delete many keys in one call
@@ -157,6 +181,15 @@ func StreamsPuts(b Backend) bool {
 type BatchRemover interface {
 	// RemoveMany deletes the objects; missing keys are not an error.
 	RemoveMany(ctx context.Context, keys []string) error
+}
+
+// Batches reports whether b, under any wrappers, deletes many keys in one
+// call, so that grouping removals pays.
+func Batches(b Backend) bool {
+	inner := b
+	walk(b, func(x Backend) bool { inner = x; return false })
+	_, ok := inner.(BatchRemover) // the wrappers are BatchRemovers for any store
+	return ok
 }
 
 // RemoveMany deletes keys from b: in batches when b can, else one by one.

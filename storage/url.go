@@ -38,7 +38,7 @@ func Register(scheme string, o Opener) {
 // registered (import it for its side effect).
 func Open(ctx context.Context, location string, opts Options) (Backend, error) {
 	if location == "" {
-		return nil, fmt.Errorf("no repository given: use --repo or WALSHIP_REPO")
+		return nil, fmt.Errorf("no repository given")
 	}
 	u := &url.URL{Scheme: "file", Path: location}
 	if i := strings.Index(location, "://"); i > 0 {

@@ -19,120 +19,30 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-
 	"github.com/walship/walship/repo"
-	"github.com/walship/walship/restore"
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/wal"
 )
 
-// Options tune the wait. Zero values take the defaults.
-type Options struct {
-	// Trigger is the trigger file's path; "" means none.
-	Trigger string
-	// DataDir is the server's data directory (promote, postmaster.pid,
-	// configuration); "" is the current directory, which is the data
-	// directory when the server runs restore_command.
-	DataDir string
-	// MaxWait ends a wait for one segment after this long, as "not found";
-	// 0 waits forever.
-	MaxWait time.Duration
-	// Poll is the longest pause between two looks at the repository. A
-	// local repository is watched for events, so there it is only the
-	// safety net; other stores are polled from FirstPoll, doubling up to
-	// Poll. Default 5s.
-	Poll time.Duration
-	// FirstPoll is the first pause of the polling backoff. Default 100ms.
-	FirstPoll time.Duration
-	// Check is how often the trigger file, the promote file and the
-	// postmaster are looked at. Default 200ms.
-	Check time.Duration
-	// Settle is how long a triggered (smart) failover waits for a plain
-	// object that stopped growing before calling it missing: a primary that
-	// died in the middle of a cp leaves a short file forever. Default 5s.
-	Settle time.Duration
-	// LogEvery is how often a long wait says it is still waiting. Default 1m.
-	LogEvery time.Duration
-	// Log receives the wait's messages; nil is slog.Default().
-	Log *slog.Logger
-	// NoWatch disables file system events (polling only).
-	NoWatch bool
-}
+// FetchFunc restores the segment once it is complete in the repository. Its
+// errors tell the wait what happened: one matching fs.ErrNotExist means
+// the segment is not there; a *repo.CorruptError of a plain object means a
+// cp is still writing it; an error from the store (a *storage.Error, or
+// one matching storage.ErrTransient or repo.ErrNoRepository) means the
+// archive cannot be read right now. Any other error ends the wait.
+type FetchFunc func(ctx context.Context) error
 
-func (o *Options) defaults() {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	def(&o.Poll, 5*time.Second)
-	def(&o.FirstPoll, 100*time.Millisecond)
-	if o.FirstPoll > o.Poll {
-		o.FirstPoll = o.Poll
-	}
-	def(&o.Check, 200*time.Millisecond)
-	def(&o.Settle, 5*time.Second)
-	def(&o.LogEvery, time.Minute)
-	if o.DataDir == "" {
-		o.DataDir = "."
-	}
-	if o.Log == nil {
-		o.Log = slog.Default()
-	}
-}
-
-// Reason is why a wait ended without the segment.
-type Reason int
-
-const (
-	// Triggered: a smart failover and the segment is not archived.
-	Triggered Reason = iota + 1
-	// TriggeredFast: a fast failover.
-	TriggeredFast
-	// Promoted: the server was asked to promote and the segment is not archived.
-	Promoted
-	// MaxWaitReached: the segment did not come within MaxWait.
-	MaxWaitReached
-	// ServerGone: the postmaster (or our parent) exited.
-	ServerGone
-)
-
-// ErrStopped is matched by every StopError.
-var ErrStopped = errors.New("stopped waiting")
-
-// StopError ends a wait without the segment. It also matches
-// fs.ErrNotExist: PostgreSQL is told "not found".
-type StopError struct {
-	Name   wal.Name
-	Reason Reason
-	Detail string
-}
-
-func (e *StopError) Error() string {
-	return fmt.Sprintf("stopped waiting for %s: %s", e.Name, e.Detail)
-}
-
-// Unwrap lets errors.Is match ErrStopped and fs.ErrNotExist.
-func (e *StopError) Unwrap() []error { return []error{ErrStopped, fs.ErrNotExist} }
-
-// Fetch restores the WAL file name into dest like restore.Fetch, but waits
-// for a segment that is not (completely) in the repository yet. It returns
-// a *StopError, which matches fs.ErrNotExist, when the wait ends without
-// the segment; a request that is not for a segment never waits.
-func Fetch(ctx context.Context, r *repo.Repo, name, dest string, o Options) (restore.Result, error) {
-	n, err := wal.ParseName(name)
-	if err != nil || n.Kind != wal.KindSegment {
-		return restore.Fetch(ctx, r, name, dest)
-	}
+// Wait waits for segment n to be complete in the repository and restores
+// it with fetch. It returns a *StopError, which matches fs.ErrNotExist,
+// when the wait ends without the segment.
+func Wait(ctx context.Context, r *repo.Repo, n wal.Name, o Options, fetch FetchFunc) error {
 	o.defaults()
-	w := &waiter{r: r, n: n, name: name, dest: dest, o: o, log: o.Log.With("file", name)}
+	w := &waiter{r: r, n: n, fetch: fetch, o: o, log: o.Log.With("file", n.String())}
 	return w.run(ctx)
 }
 
@@ -147,11 +57,11 @@ const (
 )
 
 type waiter struct {
-	r          *repo.Repo
-	n          wal.Name
-	name, dest string
-	o          Options
-	log        *slog.Logger
+	r     *repo.Repo
+	n     wal.Name
+	fetch FetchFunc
+	o     Options
+	log   *slog.Logger
 
 	start     time.Time
 	live      liveness
@@ -206,18 +116,18 @@ func (w *waiter) stop(reason Reason, detail string) error {
 	return &StopError{Name: w.n, Reason: reason, Detail: detail}
 }
 
-func (w *waiter) run(ctx context.Context) (restore.Result, error) {
+func (w *waiter) run(ctx context.Context) error {
 	w.start = time.Now()
 	w.headerOK = map[string]uint32{}
 	if f := w.failover(); f == Fast {
-		return restore.Result{}, w.stop(TriggeredFast, "fast failover requested by "+w.o.Trigger)
+		return w.stop(TriggeredFast, "fast failover requested by "+w.o.Trigger)
 	}
-	res, st, err := w.try(ctx)
+	st, err := w.try(ctx)
 	if st == restored || st == fatal {
-		return res, err
+		return err
 	}
 	if stopErr := w.stopNow(st); stopErr != nil {
-		return restore.Result{}, stopErr
+		return stopErr
 	}
 
 	w.live = newLiveness(w.o.DataDir)
@@ -226,23 +136,17 @@ func (w *waiter) run(ctx context.Context) (restore.Result, error) {
 		w.log.Warn(msg)
 	}
 
-	var (
-		wt        *watch
-		events    <-chan fsnotify.Event
-		watchErrs <-chan error
-	)
+	var events <-chan struct{}
 	pollEvery, backoff := w.o.FirstPoll, true
-	if root, ok := LocalRoot(w.r.Backend); ok && !w.o.NoWatch {
+	if !w.o.NoWatch {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
 		var err error
-		if wt, err = newWatch(root); err == nil {
-			defer wt.Close()
-			if err = wt.update(w.r.Layout(), w.n); err != nil {
-				w.log.Debug("cannot watch every directory, the poll is the safety net", "err", err)
-			}
-			events, watchErrs, pollEvery, backoff = wt.w.Events, wt.w.Errors, w.o.Poll, false
+		if events, err = w.r.Watch(wctx, w.n); err == nil {
+			pollEvery, backoff = w.o.Poll, false
 			// The object may have appeared before the watch was in place.
-			if res, st, err = w.try(ctx); st == restored || st == fatal {
-				return res, err
+			if st, err = w.try(ctx); st == restored || st == fatal {
+				return err
 			}
 		} else {
 			w.log.Debug("no file system events, polling", "err", err)
@@ -258,12 +162,12 @@ func (w *waiter) run(ctx context.Context) (restore.Result, error) {
 		look := false
 		select {
 		case <-ctx.Done():
-			return restore.Result{}, fmt.Errorf("waiting for %s: %w", w.n, ctx.Err())
-		case ev := <-events:
-			look = w.relevant(wt, ev)
-		case err := <-watchErrs:
-			w.log.Debug("file system events", "err", err)
-			look = true // events may have been lost
+			return fmt.Errorf("waiting for %s: %w", w.n, ctx.Err())
+		case _, ok := <-events:
+			look = true
+			if !ok {
+				events = nil // the watch ended: the poll goes on
+			}
 		case <-poll.C:
 			look = true
 			if backoff && pollEvery < w.o.Poll {
@@ -276,50 +180,28 @@ func (w *waiter) run(ctx context.Context) (restore.Result, error) {
 		}
 		f := w.failover()
 		if f == Fast {
-			return restore.Result{}, w.stop(TriggeredFast, "fast failover requested by "+w.o.Trigger)
+			return w.stop(TriggeredFast, "fast failover requested by "+w.o.Trigger)
 		}
 		// A smart failover must not miss a segment archived since the last
 		// look: look again before calling it missing.
 		if look || f == Smart {
-			if res, st, err = w.try(ctx); st == restored || st == fatal {
-				return res, err
+			if st, err = w.try(ctx); st == restored || st == fatal {
+				return err
 			}
 		}
 		if stopErr := w.stopNow(st); stopErr != nil {
-			return restore.Result{}, stopErr
+			return stopErr
 		}
 		if why := w.live.gone(); why != "" {
-			return restore.Result{}, w.stop(ServerGone, why)
+			return w.stop(ServerGone, why)
 		}
 		if w.o.MaxWait > 0 && time.Since(w.start) >= w.o.MaxWait {
-			return restore.Result{}, w.stop(MaxWaitReached, fmt.Sprintf("not archived within %s", w.o.MaxWait))
+			return w.stop(MaxWaitReached, fmt.Sprintf("not archived within %s", w.o.MaxWait))
 		}
 		if time.Since(lastLog) >= w.o.LogEvery {
 			lastLog = time.Now()
 			w.log.Info("still waiting for the segment", "for", time.Since(w.start).Round(time.Second), "state", w.describe(st))
 		}
-	}
-}
-
-// relevant reports whether a file system event (and any others already
-// queued) may concern the segment, re-aiming the watch when a directory on
-// the way to it appeared.
-func (w *waiter) relevant(wt *watch, ev fsnotify.Event) bool {
-	seen := false
-	for {
-		obj, dir := wt.relevant(ev)
-		if dir {
-			if err := wt.update(w.r.Layout(), w.n); err != nil {
-				w.log.Debug("cannot watch every directory, the poll is the safety net", "err", err)
-			}
-		}
-		seen = seen || obj || dir
-		select {
-		case ev = <-wt.w.Events:
-			continue
-		default:
-		}
-		return seen
 	}
 }
 
@@ -366,40 +248,52 @@ func (w *waiter) describe(st status) string {
 }
 
 // try looks for the segment once and restores it when it is complete.
-func (w *waiter) try(ctx context.Context) (restore.Result, status, error) {
-	loc, info, err := w.r.Find(ctx, w.n)
+func (w *waiter) try(ctx context.Context) (status, error) {
+	e, err := w.r.Find(ctx, w.n)
 	if err == nil {
-		_, _, layout, _ := repo.ParseKey(loc.Key)
-		if layout == repo.LayoutPlain && loc.Codec == repo.CodecNone {
-			if done, why := w.plainComplete(ctx, loc.Key, info); !done {
-				return restore.Result{}, w.partial(loc.Key, info.Size, why), nil
+		if e.Codec == repo.CodecNone && isPlain(e.Key) {
+			if done, why := w.plainComplete(ctx, e); !done {
+				return w.partial(e.Key, e.Size, why), nil
 			}
 		}
-		var res restore.Result
-		if res, err = restore.Fetch(ctx, w.r, w.name, w.dest); err == nil {
-			return res, restored, nil
+		if err = w.fetch(ctx); err == nil {
+			return restored, nil
 		}
 	}
 	var ce *repo.CorruptError
 	switch {
 	case ctx.Err() != nil:
-		return restore.Result{}, fatal, fmt.Errorf("waiting for %s: %w", w.n, ctx.Err())
+		return fatal, fmt.Errorf("waiting for %s: %w", w.n, ctx.Err())
 	case storage.IsNotExist(err):
-		return restore.Result{}, missing, nil
-	case errors.Is(err, restore.ErrInvalid):
-		return restore.Result{}, fatal, err
+		return missing, nil
 	case errors.As(err, &ce):
-		if _, _, layout, _ := repo.ParseKey(ce.Key); layout == repo.LayoutPlain {
-			return restore.Result{}, w.partial(ce.Key, -1, ce.Reason), nil
+		if isPlain(ce.Key) {
+			return w.partial(ce.Key, -1, ce.Reason), nil
 		}
-		return restore.Result{}, fatal, err
+		return fatal, err
+	case !fromStore(err):
+		return fatal, err
 	}
 	w.lastErr = err
 	if time.Since(w.errLogged) >= w.o.LogEvery {
 		w.errLogged = time.Now()
 		w.log.Warn("cannot read the archive, still waiting", "err", err)
 	}
-	return restore.Result{}, unreadable, nil
+	return unreadable, nil
+}
+
+// fromStore reports whether err is a failure to read the archive, which
+// waiting may cure.
+func fromStore(err error) bool {
+	var se *storage.Error
+	return errors.As(err, &se) || errors.Is(err, storage.ErrTransient) || errors.Is(err, repo.ErrNoRepository)
+}
+
+// isPlain reports whether key is in the plain layout, where cp writes
+// objects in place.
+func isPlain(key string) bool {
+	_, _, layout, ok := repo.ParseKey(key)
+	return ok && layout == repo.LayoutPlain
 }
 
 // partial records a look at an object that is not complete yet.
@@ -418,34 +312,31 @@ func (w *waiter) partial(key string, size int64, why string) status {
 // (written in place by cp, perhaps not finished) holds a whole segment: a
 // valid long page header for this segment, and exactly the segment size
 // it names.
-func (w *waiter) plainComplete(ctx context.Context, key string, info storage.Info) (bool, string) {
-	segSize, ok := w.headerOK[key]
+func (w *waiter) plainComplete(ctx context.Context, e repo.Entry) (bool, string) {
+	segSize, ok := w.headerOK[e.Key]
 	if !ok {
-		if info.Size < wal.LongHeaderSize {
-			return false, fmt.Sprintf("%d bytes so far", info.Size)
+		if e.Size < wal.LongHeaderSize {
+			return false, fmt.Sprintf("%d bytes so far", e.Size)
 		}
-		rc, err := w.r.Backend.Open(ctx, key)
+		o, err := w.r.OpenEntry(ctx, e)
 		if err != nil {
 			return false, err.Error()
 		}
 		head := make([]byte, wal.LongHeaderSize)
-		_, err = io.ReadFull(rc, head)
-		rc.Close()
+		_, err = io.ReadFull(o, head)
+		o.Close()
 		if err != nil {
 			return false, err.Error()
 		}
-		h, err := wal.ParseLongHeader(head)
-		if err == nil {
-			err = h.CheckName(w.n)
-		}
+		h, err := repo.CheckHeader(head, w.n, nil)
 		if err != nil {
 			return false, err.Error()
 		}
 		segSize = h.SegSize
-		w.headerOK[key] = segSize
+		w.headerOK[e.Key] = segSize
 	}
-	if info.Size != int64(segSize) {
-		return false, fmt.Sprintf("%d of %d bytes", info.Size, segSize)
+	if e.Size != int64(segSize) {
+		return false, fmt.Sprintf("%d of %d bytes", e.Size, segSize)
 	}
 	return true, ""
 }

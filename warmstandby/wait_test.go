@@ -1,10 +1,12 @@
-package warmstandby
+package warmstandby_test
+
+// These tests drive the wait the way walship-restore does, through
+// restore.Run with standby options.
 
 import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -19,8 +21,10 @@ import (
 	"github.com/walship/walship/restore"
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/storage/local"
+	"github.com/walship/walship/storage/storagetest"
 	"github.com/walship/walship/wal"
 	"github.com/walship/walship/wal/waltest"
+	. "github.com/walship/walship/warmstandby"
 )
 
 const (
@@ -106,7 +110,8 @@ type result struct {
 func (f *fixture) start(ctx context.Context, name string) <-chan result {
 	done := make(chan result, 1)
 	go func() {
-		res, err := Fetch(ctx, f.repo, name, f.dest, f.opts)
+		opts := f.opts
+		res, err := restore.Run(ctx, f.repo, restore.Request{Name: segName(f.t, name), Dest: f.dest, DataDir: f.data, Standby: &opts})
 		done <- result{res, err}
 	}()
 	return done
@@ -226,12 +231,13 @@ func TestWaitsByFileEventsIntoNewDirectory(t *testing.T) {
 	}
 }
 
-// remote hides the local backend, as an S3 backend would be: polling only.
-type remote struct{ storage.Backend }
+// remote hides the local backend's file system events, as an S3 backend
+// would: polling only.
+func remote(b storage.Backend) storage.Backend { return &storagetest.Faulty{Backend: b} }
 
 func TestWaitsByPollingAnyBackend(t *testing.T) {
 	f := newFixture(t, repo.LayoutWalship)
-	f.repo = repo.New(remote{f.backend}, repo.LayoutWalship)
+	f.repo = repo.New(remote(f.backend), repo.LayoutWalship)
 	f.opts.Poll = 100 * time.Millisecond
 	done := f.start(context.Background(), "000000010000000000000004")
 	f.stillWaiting(done, "the segment was archived")
@@ -239,42 +245,20 @@ func TestWaitsByPollingAnyBackend(t *testing.T) {
 	f.wantRestored(f.wait(done), want)
 }
 
-// flaky fails every Stat and Open with a transient error while down is set.
-type flaky struct {
-	storage.Backend
-	down  atomic.Bool
-	calls atomic.Int32
-}
-
-func (b *flaky) Stat(ctx context.Context, key string) (storage.Info, error) {
-	if b.down.Load() {
-		b.calls.Add(1)
-		return storage.Info{}, &storage.Error{Op: "stat", Key: key, Err: storage.Transient(errors.New("connection refused"))}
-	}
-	return b.Backend.Stat(ctx, key)
-}
-
-func (b *flaky) Open(ctx context.Context, key string) (io.ReadCloser, error) {
-	if b.down.Load() {
-		b.calls.Add(1)
-		return nil, &storage.Error{Op: "open", Key: key, Err: storage.Transient(errors.New("connection refused"))}
-	}
-	return b.Backend.Open(ctx, key)
-}
-
 func TestStorageErrorIsMoreWaiting(t *testing.T) {
 	f := newFixture(t, repo.LayoutWalship)
 	want := f.put("000000010000000000000005")
-	fb := &flaky{Backend: f.backend}
-	fb.down.Store(true)
+	var down atomic.Bool
+	down.Store(true)
+	fb := &storagetest.Faulty{Backend: f.backend, Fail: storagetest.Down(down.Load)}
 	f.repo = repo.New(fb, repo.LayoutWalship)
 	f.opts.Poll = 50 * time.Millisecond
 	done := f.start(context.Background(), "000000010000000000000005")
 	f.stillWaiting(done, "the storage came back")
-	if fb.calls.Load() < 3 {
-		t.Errorf("only %d calls to the failing storage: it is not polled", fb.calls.Load())
+	if calls := fb.Calls("stat") + fb.Calls("open"); calls < 3 {
+		t.Errorf("only %d calls to the failing storage: it is not polled", calls)
 	}
-	fb.down.Store(false)
+	down.Store(false)
 	f.wantRestored(f.wait(done), want)
 	if n := bytes.Count(f.logs.Bytes(), []byte("cannot read the archive")); n != 1 {
 		t.Errorf("storage failures logged %d times, want once (rarely):\n%s", n, f.logs)
@@ -324,7 +308,7 @@ func TestTriggerDuringWait(t *testing.T) {
 // found, even when its next poll is far away.
 func TestTriggerSmartLooksAgainBeforeStopping(t *testing.T) {
 	f := newFixture(t, repo.LayoutWalship)
-	f.repo = repo.New(remote{f.backend}, repo.LayoutWalship)
+	f.repo = repo.New(remote(f.backend), repo.LayoutWalship)
 	f.opts.FirstPoll = time.Hour
 	f.trigger("-")
 	done := f.start(context.Background(), "000000010000000000000003")
@@ -483,16 +467,4 @@ func TestSmartTriggerGivesUpOnStalledPlainCopy(t *testing.T) {
 	f.stillWaiting(done, "the failover")
 	f.trigger("")
 	f.wantStop(f.wait(done).err, Triggered)
-}
-
-func TestLocalRoot(t *testing.T) {
-	lb, _ := local.New(t.TempDir())
-	for _, b := range []storage.Backend{lb, storage.WithRetry(lb, storage.DefaultRetry)} {
-		if root, ok := LocalRoot(b); !ok || root != lb.Root() {
-			t.Errorf("LocalRoot(%T) = %q, %v; want %q, true", b, root, ok, lb.Root())
-		}
-	}
-	if _, ok := LocalRoot(remote{lb}); ok {
-		t.Errorf("LocalRoot found a local root behind a backend that does not unwrap")
-	}
 }

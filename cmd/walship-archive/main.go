@@ -6,6 +6,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/urfave/cli/v2"
@@ -14,9 +15,13 @@ import (
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/internal/cliutil"
 	"github.com/walship/walship/repo"
+	"github.com/walship/walship/wal"
 )
 
-func main() {
+func main() { cliutil.Main(newApp(), exitCode) }
+
+// newApp defines the command line.
+func newApp() *cli.App {
 	flags := append(cliutil.RepoFlags(),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "compress", Value: "lz4", Usage: "lz4 or none", EnvVars: []string{"WALSHIP_COMPRESS"}}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "parallel", Value: 1, EnvVars: []string{"WALSHIP_PARALLEL"},
@@ -24,7 +29,7 @@ func main() {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "spool", EnvVars: []string{"WALSHIP_SPOOL"},
 			Usage: "directory (outside the data directory) where --parallel remembers what it pushed ahead"}),
 	)
-	app := &cli.App{
+	return &cli.App{
 		Name:      "walship-archive",
 		Usage:     "archive one WAL file (PostgreSQL archive_command)",
 		ArgsUsage: "%p %f",
@@ -32,7 +37,6 @@ func main() {
 		Before:    cliutil.Before(flags),
 		Action:    run,
 	}
-	cliutil.Main(app, exitCode)
 }
 
 func run(c *cli.Context) error {
@@ -40,20 +44,24 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	n, err := wal.ParseName(args[1])
+	if err != nil {
+		return fmt.Errorf("%w: %w (archive_command takes %%p %%f)", archive.ErrInvalid, err)
+	}
 	codec, err := repo.ParseCodec(c.String("compress"))
 	if err != nil {
-		return cliutil.UsageError{Err: err}
+		return cliutil.UsageError{Err: fmt.Errorf("--compress: %w", err)}
 	}
 	par := archive.Parallel{N: c.Int("parallel"), Spool: c.String("spool")}
-	if err := archive.CheckParallel(par); err != nil {
-		return cliutil.UsageError{Err: err}
+	if err := par.Check(); err != nil {
+		return cliutil.UsageError{Err: fmt.Errorf("--parallel %d --spool %q: %w", par.N, par.Spool, err)}
 	}
 	r, err := cliutil.OpenRepo(c, nil)
 	if err != nil {
 		return err
 	}
 	r.Create = true
-	res, err := archive.PushAhead(c.Context, r, args[0], args[1], codec, par)
+	res, err := archive.PushAhead(c.Context, r, args[0], n, codec, par)
 	if err != nil {
 		return err
 	}

@@ -69,6 +69,9 @@ func run(c *cli.Context) error {
 	}
 	o.Bar = func(total int64) *progress.Bar { return progress.New("walship-prune", "files", total) }
 	res, err := prune.Prune(c.Context, r, o)
+	if errors.Is(err, prune.ErrNoIdentity) {
+		err = fmt.Errorf("%w; to prune an archive of bare files (as cp writes them) say --layout plain", err)
+	}
 	for _, n := range res.Notes {
 		slog.Info(n)
 	}
@@ -128,7 +131,7 @@ func options(c *cli.Context) (o prune.Options, restartPoint bool, err error) {
 		o.KeepAge = &d
 	}
 	if o.Before == nil && o.KeepBackups == 0 && o.KeepAge == nil {
-		return prune.Options{}, false, cliutil.UsageError{Err: prune.ErrNoPolicy}
+		return prune.Options{}, false, cliutil.UsageError{Err: fmt.Errorf("%w: give %%r (archive_cleanup_command), --before SEGMENT, --keep-backups N or --keep-age DURATION", prune.ErrNoPolicy)}
 	}
 	o.DryRun = c.Bool("dry-run")
 	if s := c.String("system-identifier"); s != "" {

@@ -1,107 +1,19 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/walship/walship/internal/cliutil"
 	"github.com/walship/walship/repo"
+	"github.com/walship/walship/restore"
+	"github.com/walship/walship/wal"
 )
-
-// dataDirWith makes a data directory holding the given files.
-func dataDirWith(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
-func TestIsStandby(t *testing.T) {
-	const restore = "restore_command = 'walship-restore --repo /archive %f %p'\n"
-	tests := []struct {
-		name  string
-		files map[string]string
-		want  bool
-	}{
-		{"nothing", nil, false},
-		{"standby.signal", map[string]string{"standby.signal": ""}, true},
-		{"standby.signal beside recovery.signal", map[string]string{"standby.signal": "", "recovery.signal": ""}, true},
-		{"recovery.signal: archive recovery", map[string]string{"recovery.signal": ""}, false},
-		{"recovery.conf standby_mode = 'on'", map[string]string{"recovery.conf": restore + "standby_mode = 'on'\n"}, true},
-		{"recovery.conf standby_mode = on", map[string]string{"recovery.conf": "standby_mode = on\n" + restore}, true},
-		{"recovery.conf standby_mode=true", map[string]string{"recovery.conf": "standby_mode=true"}, true},
-		{"recovery.conf standby_mode = 'yes', comment", map[string]string{"recovery.conf": "standby_mode = 'yes' # a standby\n"}, true},
-		{"recovery.conf standby_mode = \"1\"", map[string]string{"recovery.conf": "standby_mode = \"1\"\n"}, true},
-		{"recovery.conf ON in capitals, tabs, CRLF", map[string]string{"recovery.conf": "\tstandby_mode\t=\t'ON'\r\n"}, true},
-		{"recovery.conf standby_mode = 'off'", map[string]string{"recovery.conf": restore + "standby_mode = 'off'\n"}, false},
-		{"recovery.conf standby_mode = off, comment says on", map[string]string{"recovery.conf": "standby_mode = off # on one day\n"}, false},
-		{"recovery.conf standby_mode = false", map[string]string{"recovery.conf": "standby_mode = false\n"}, false},
-		{"recovery.conf standby_mode missing", map[string]string{"recovery.conf": restore + "recovery_target_timeline = 'latest'\n"}, false},
-		{"recovery.conf standby_mode commented out", map[string]string{"recovery.conf": "#standby_mode = 'on'\n" + restore}, false},
-		{"recovery.conf other setting mentions it", map[string]string{"recovery.conf": "trigger_file = '/tmp/standby_mode = on'\n"}, false},
-		{"recovery.conf empty", map[string]string{"recovery.conf": ""}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := dataDirWith(t, tt.files)
-			if got := isStandby(dir); got != tt.want {
-				t.Errorf("isStandby = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestIsStandbyCurrentDirectory(t *testing.T) {
-	// restore_command runs in the data directory: "" means ".".
-	t.Chdir(dataDirWith(t, map[string]string{"standby.signal": ""}))
-	if !isStandby("") {
-		t.Error("isStandby(\"\") = false in a directory with standby.signal")
-	}
-	t.Chdir(dataDirWith(t, map[string]string{"recovery.signal": ""}))
-	if isStandby("") {
-		t.Error("isStandby(\"\") = true in a directory without standby.signal")
-	}
-}
-
-func TestAbortOnError(t *testing.T) {
-	standby := dataDirWith(t, map[string]string{"standby.signal": ""})
-	recovery := dataDirWith(t, map[string]string{"recovery.signal": ""})
-	oldStandby := dataDirWith(t, map[string]string{"recovery.conf": "standby_mode = 'on'\n"})
-	tests := []struct {
-		policy, dataDir string
-		want            bool
-	}{
-		{"abort", standby, true},
-		{"abort", recovery, true},
-		{"missing", standby, false},
-		{"missing", recovery, false},
-		{"auto", standby, false}, // the server retries: "not found" is right
-		{"auto", oldStandby, false},
-		{"auto", recovery, true}, // archive recovery would end early and lose the tail
-		{"", standby, false},
-		{"", recovery, true},
-	}
-	for _, tt := range tests {
-		got, err := abortOnError(tt.policy, tt.dataDir)
-		if err != nil || got != tt.want {
-			t.Errorf("abortOnError(%q, %s) = %v, %v; want %v", tt.policy, filepath.Base(tt.dataDir), got, err, tt.want)
-		}
-	}
-	for _, bad := range []string{"fail", "Abort", "ignore", "1"} {
-		if _, err := abortOnError(bad, standby); err == nil {
-			t.Errorf("abortOnError(%q) = nil error", bad)
-		}
-	}
-}
 
 func TestExitCode(t *testing.T) {
 	notFound := fmt.Errorf("open 000000010000000000000009: %w", fs.ErrNotExist)
@@ -114,11 +26,11 @@ func TestExitCode(t *testing.T) {
 		{"restored", nil, exitOK},
 		{"not in the archive", cliutil.Quiet{Err: notFound}, exitNotFound},
 		{"not found, bare", notFound, exitNotFound},
-		{"read error, abort", readError{err: storageDown, abort: true}, exitAbort},
-		{"read error, missing", readError{err: storageDown, abort: false}, exitNotFound},
-		{"corrupt object, abort", readError{err: &repo.CorruptError{Key: "k", Reason: "checksum"}, abort: true}, exitAbort},
-		{"wrapped read error", fmt.Errorf("context: %w", readError{err: storageDown, abort: true}), exitAbort},
-		{"no repository, abort", readError{err: repo.ErrNoRepository, abort: true}, exitAbort},
+		{"read error, abort", &restore.ReadError{Err: storageDown, Abort: true}, exitAbort},
+		{"read error, missing", &restore.ReadError{Err: storageDown, Abort: false}, exitNotFound},
+		{"corrupt object, abort", &restore.ReadError{Err: &repo.CorruptError{Key: "k", Reason: "checksum"}, Abort: true}, exitAbort},
+		{"wrapped read error", fmt.Errorf("context: %w", &restore.ReadError{Err: storageDown, Abort: true}), exitAbort},
+		{"no repository, abort", &restore.ReadError{Err: repo.ErrNoRepository, Abort: true}, exitAbort},
 		{"usage error", cliutil.UsageError{Err: errors.New("expected 2 arguments")}, exitAbort},
 		{"anything else", errors.New("surprise"), exitAbort},
 	}
@@ -139,15 +51,22 @@ func TestExitStatusesMeanWhatPostgreSQLReads(t *testing.T) {
 	}
 }
 
-func TestReadErrorMessage(t *testing.T) {
-	cause := errors.New("connection refused")
-	for abort, want := range map[bool]string{true: "aborting recovery", false: "not found"} {
-		e := readError{err: cause, abort: abort}
-		if msg := e.Error(); !strings.Contains(msg, cause.Error()) || !strings.Contains(msg, want) {
-			t.Errorf("readError{abort: %v} = %q, want the cause and %q", abort, msg, want)
+// A %f that is not a WAL file name is a usage error, answered before the
+// repository is looked at, and nothing is written to %p.
+func TestBadNames(t *testing.T) {
+	const good = "000000010000000000000003"
+	root := filepath.Join(t.TempDir(), "nowhere") // would be a read error if it were looked at
+	pgwal := t.TempDir()
+	for _, bad := range []string{"", "../x", "../" + good, "pg_wal/" + good, good + ".lz4", "00000001000000000000000a", "RECOVERYXLOG"} {
+		err := cliutil.Run(context.Background(), newApp(), "--repo", root, bad, filepath.Join(pgwal, "RECOVERYXLOG"))
+		if !errors.Is(err, restore.ErrInvalid) || !errors.Is(err, wal.ErrBadName) {
+			t.Errorf("%q: %v, want ErrInvalid and wal.ErrBadName", bad, err)
 		}
-		if !errors.Is(e, cause) {
-			t.Errorf("readError{abort: %v} does not unwrap to its cause", abort)
+		if code := exitCode(err); code != exitAbort {
+			t.Errorf("%q: exit %d, want %d (a misconfigured restore_command must not end recovery)", bad, code, exitAbort)
 		}
+	}
+	if entries, _ := os.ReadDir(pgwal); len(entries) != 0 {
+		t.Errorf("pg_wal holds %d files, want none", len(entries))
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/walship/walship/inspect"
 	"github.com/walship/walship/internal/cliutil"
 	"github.com/walship/walship/internal/progress"
+	"github.com/walship/walship/repo"
 )
 
 // Exit statuses.
@@ -66,12 +67,12 @@ func command(name, usage string, action cli.ActionFunc, own ...cli.Flag) *cli.Co
 		}}
 }
 
-func scan(c *cli.Context) (*inspect.Catalog, error) {
+func scan(c *cli.Context) (*repo.Catalog, error) {
 	r, err := cliutil.OpenRepo(c, nil)
 	if err != nil {
 		return nil, err
 	}
-	return inspect.Scan(c.Context, r)
+	return repo.Scan(c.Context, r)
 }
 
 func printJSON(v any) error {
@@ -85,7 +86,7 @@ func ls(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	items := cat.Items(uint32(c.Uint("timeline")))
+	items := inspect.Items(cat, uint32(c.Uint("timeline")))
 	if c.Bool("json") {
 		return printJSON(items)
 	}
@@ -113,7 +114,7 @@ func status(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	s := cat.Status()
+	s := inspect.Summarize(cat)
 	if c.Bool("json") {
 		return printJSON(s)
 	}
@@ -153,7 +154,7 @@ func verify(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cat, err := inspect.Scan(c.Context, r)
+	cat, err := repo.Scan(c.Context, r)
 	if err != nil {
 		return err
 	}

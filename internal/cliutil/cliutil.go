@@ -24,7 +24,7 @@ import (
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage"
 	_ "github.com/walship/walship/storage/local" // the default backend
-	_ "github.com/walship/walship/storage/s3"    // s3://bucket/prefix
+	"github.com/walship/walship/storage/s3"      // s3://bucket/prefix
 )
 
 // RepoFlags are the flags that locate and open a repository. Every one can
@@ -136,6 +136,18 @@ func OpenRepo(c *cli.Context, opts storage.Options) (*repo.Repo, error) {
 	return repo.New(storage.WithRetry(b, p), layout), nil
 }
 
+// hint names the setting that mends an error the libraries report in
+// their own terms.
+func hint(err error) string {
+	switch {
+	case errors.Is(err, s3.ErrWrongRegion):
+		return " (set --s3-region)"
+	case errors.Is(err, s3.ErrNoCredentials):
+		return " (or --s3-profile)"
+	}
+	return ""
+}
+
 // UsageError marks a mistake in how the program was called.
 type UsageError struct{ Err error }
 
@@ -156,6 +168,24 @@ func Args(c *cli.Context, names ...string) ([]string, error) {
 		return nil, UsageError{fmt.Errorf("expected %d arguments (%v), got %d: usage: %s %s", len(names), names, c.NArg(), c.App.Name, c.App.ArgsUsage)}
 	}
 	return c.Args().Slice(), nil
+}
+
+// prepare sets what Main and Run share: errors are returned, not printed
+// with the help text.
+func prepare(app *cli.App) *cli.App {
+	app.HideHelpCommand = true
+	app.ExitErrHandler = func(*cli.Context, error) {} // Main prints and exits
+	if app.OnUsageError == nil {
+		// A bad flag is one line like any other error, not the help text.
+		app.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return UsageError{err} }
+	}
+	return app
+}
+
+// Run runs app in this process with the arguments after the program name
+// and returns its error, for tests of a whole command line.
+func Run(ctx context.Context, app *cli.App, args ...string) error {
+	return prepare(app).RunContext(ctx, append([]string{app.Name}, args...))
 }
 
 // Main runs app with a context that ends on SIGINT or SIGTERM, prints a
@@ -179,13 +209,7 @@ func Main(app *cli.App, exitCode func(error) int) {
 		<-quit
 		os.Exit(128 + int(syscall.SIGQUIT))
 	}()
-	app.HideHelpCommand = true
-	app.ExitErrHandler = func(*cli.Context, error) {} // we print and exit below
-	if app.OnUsageError == nil {
-		// A bad flag is one line like any other error, not the help text.
-		app.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return UsageError{err} }
-	}
-	err := app.RunContext(ctx, os.Args)
+	err := prepare(app).RunContext(ctx, os.Args)
 	stop()
 	select {
 	case sig := <-sigs:
@@ -198,7 +222,7 @@ func Main(app *cli.App, exitCode func(error) int) {
 	}
 	var quiet Quiet
 	if err != nil && !errors.As(err, &quiet) {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
+		fmt.Fprintf(os.Stderr, "%s: %v%s\n", app.Name, err, hint(err))
 	}
 	os.Exit(exitCode(err))
 }

@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/walship/walship/internal/atomicfile"
 	"github.com/walship/walship/storage"
 )
 
@@ -91,7 +92,7 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	if err := mkdirDurable(dir); err != nil {
 		return wrap("put", key, err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	tmp, err := atomicfile.Create(dir, filepath.Base(path))
 	if err != nil {
 		return wrap("put", key, err)
 	}
@@ -123,7 +124,7 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		return wrap("put", key, err)
 	}
 	done = true
-	return wrap("put", key, syncDir(dir))
+	return wrap("put", key, atomicfile.SyncDir(dir))
 }
 
 // renameNoReplace moves tmp to path unless path exists (fs.ErrExist).
@@ -166,19 +167,7 @@ func mkdirDurable(dir string) error {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	return syncDir(parent)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, unix.EINVAL) {
-		return err
-	}
-	return nil
+	return atomicfile.SyncDir(parent)
 }
 
 // Open implements storage.Backend.
@@ -296,7 +285,7 @@ func (b *Backend) Remove(ctx context.Context, key string) error {
 		}
 		return wrap("remove", key, err)
 	}
-	return wrap("remove", key, syncDir(filepath.Dir(path)))
+	return wrap("remove", key, atomicfile.SyncDir(filepath.Dir(path)))
 }
 
 // Exists implements storage.Exister: the root must be a directory.
@@ -310,3 +299,10 @@ func (b *Backend) Exists(ctx context.Context) error {
 	}
 	return nil
 }
+
+var (
+	_ storage.Backend  = (*Backend)(nil)
+	_ storage.Exister  = (*Backend)(nil)
+	_ storage.Streamer = (*Backend)(nil)
+	_ storage.Watcher  = (*Backend)(nil)
+)

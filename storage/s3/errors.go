@@ -22,7 +22,11 @@ import (
 var ErrAccessDenied = errors.New("access denied: check the credentials")
 
 // ErrNoCredentials is matched when no credentials could be found at all.
-var ErrNoCredentials = errors.New("no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile (--s3-profile or AWS_PROFILE) or an instance role")
+var ErrNoCredentials = errors.New("no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile (AWS_PROFILE) or an instance role")
+
+// ErrWrongRegion is matched when the bucket is in another region than the
+// one asked.
+var ErrWrongRegion = errors.New("the bucket is in another region")
 
 // code is the S3 error code of err ("NoSuchKey", ...), or "".
 func code(err error) string {
@@ -112,7 +116,7 @@ func classify(err error, bucket string) error {
 	case "NoSuchBucket":
 		return fmt.Errorf("bucket %q does not exist", bucket)
 	case "PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException":
-		return fmt.Errorf("the bucket is in another region: set --s3-region: %w", err)
+		return fmt.Errorf("%w: %w", ErrWrongRegion, err)
 	case "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "OperationAborted":
 		return storage.Transient(err)
 	}

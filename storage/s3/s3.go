@@ -109,7 +109,7 @@ func ParseURL(u *url.URL, opts storage.Options) (Config, error) {
 		return bad("credentials do not belong in the URL: use the AWS environment variables or a profile")
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return bad("unexpected query or fragment: give settings as --s3-* flags")
+		return bad("unexpected query or fragment: S3 settings are options, not part of the URL")
 	}
 	cfg := Config{
 		Bucket:       u.Host,
@@ -315,3 +315,9 @@ type credentialsError struct{ err error }
 
 func (e credentialsError) Error() string { return e.err.Error() }
 func (e credentialsError) Unwrap() error { return e.err }
+
+var (
+	_ storage.Backend      = (*Backend)(nil)
+	_ storage.Exister      = (*Backend)(nil)
+	_ storage.BatchRemover = (*Backend)(nil)
+)

@@ -30,6 +30,7 @@ const SegSize uint32 = 1 << 20
 type Repo struct {
 	t     testing.TB
 	Dir   string
+	B     storage.Backend // the directory's backend, under R
 	R     *repo.Repo
 	Codec repo.Codec
 	plain bool // bare files without an identity file, as cp writes them
@@ -46,7 +47,7 @@ func New(t testing.TB) *Repo {
 	}
 	r := repo.New(b, repo.LayoutAuto)
 	r.Create = true
-	return &Repo{t: t, Dir: dir, R: r, Codec: repo.CodecLZ4}
+	return &Repo{t: t, Dir: dir, B: b, R: r, Codec: repo.CodecLZ4}
 }
 
 // NewPlain makes a repository of bare uncompressed files with no identity
@@ -54,7 +55,7 @@ func New(t testing.TB) *Repo {
 func NewPlain(t testing.TB) *Repo {
 	f := New(t)
 	f.plain, f.Codec = true, repo.CodecNone
-	f.R = repo.New(f.R.Backend, repo.LayoutPlain)
+	f.R = repo.New(f.B, repo.LayoutPlain)
 	return f
 }
 

@@ -1,11 +1,9 @@
-// Package inspect reads a whole walship repository and says what is in it
-// (ls, status), whether it is complete and intact (verify), and which base
-// backups it can restore. It is also the model walship-prune decides on: the
-// Catalog of every WAL file, parsed and in WAL order.
-package inspect
+package repo
+
+// The catalog is a whole repository read at once: what walship ls, status
+// and verify report on, and the model walship-prune decides on.
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -14,18 +12,14 @@ import (
 	"slices"
 	"time"
 
-	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/wal"
 )
 
-// maxTextFile bounds the history and backup history files Scan reads.
-const maxTextFile = 1 << 20
-
 // File is one stored WAL file. History and backup history files are read
 // and parsed by Scan; Err says why one could not be.
 type File struct {
-	repo.Entry
+	Entry
 	History *wal.History    // for a parsed .history file
 	Backup  *wal.BackupInfo // for a parsed .backup file
 	Err     error
@@ -34,8 +28,8 @@ type File struct {
 // Catalog is everything in a repository, in WAL order.
 type Catalog struct {
 	Location     string
-	Layout       repo.Layout
-	Identity     repo.Identity
+	Layout       Layout
+	Identity     Identity
 	HaveIdentity bool
 	// SegSize is the identity file's segment size, or, without one, the
 	// size in the header of the first segment; 0 when neither is known.
@@ -50,7 +44,7 @@ type Catalog struct {
 // Scan lists the repository and reads its history and backup history
 // files. A storage error fails the scan; a file that is damaged is kept,
 // with Err set.
-func Scan(ctx context.Context, r *repo.Repo) (*Catalog, error) {
+func Scan(ctx context.Context, r *Repo) (*Catalog, error) {
 	id, haveID, err := r.Identity(ctx)
 	if err != nil {
 		return nil, err
@@ -59,7 +53,7 @@ func Scan(ctx context.Context, r *repo.Repo) (*Catalog, error) {
 	if haveID {
 		c.SegSize = id.SegSize
 	}
-	err = r.List(ctx, func(e repo.Entry) error {
+	err = r.List(ctx, func(e Entry) error {
 		c.Files = append(c.Files, File{Entry: e})
 		return nil
 	})
@@ -92,45 +86,28 @@ func Scan(ctx context.Context, r *repo.Repo) (*Catalog, error) {
 
 // readText reads and parses a history or backup history file into f.
 // Storage errors are returned; damage is recorded in f.Err.
-func readText(ctx context.Context, r *repo.Repo, f *File) error {
+func readText(ctx context.Context, r *Repo, f *File) error {
 	o, err := r.OpenEntry(ctx, f.Entry)
 	if err != nil {
 		return err
 	}
 	defer o.Close()
-	data, err := io.ReadAll(io.LimitReader(o, maxTextFile+1))
+	data, err := io.ReadAll(io.LimitReader(o, MaxTextFile+1))
 	if err != nil {
-		if errors.Is(err, repo.ErrCorrupt) {
+		if errors.Is(err, ErrCorrupt) {
 			f.Err = err
 			return nil
 		}
 		return fmt.Errorf("reading %s: %w", f.Key, err)
 	}
-	if len(data) > maxTextFile {
-		f.Err = fmt.Errorf("larger than any %s file", f.Name.Kind)
-		return nil
-	}
-	if f.Name.Kind == wal.KindHistory {
-		h, err := wal.ParseHistory(f.Name.Timeline, bytes.NewReader(data))
-		if err != nil {
-			f.Err = err
-			return nil
-		}
-		f.History = &h
-		return nil
-	}
-	b, err := wal.ParseBackup(bytes.NewReader(data))
-	if err != nil {
-		f.Err = err
-		return nil
-	}
-	f.Backup = &b
+	text, err := ParseText(f.Name, data, nil)
+	f.History, f.Backup, f.Err = text.History, text.Backup, err
 	return nil
 }
 
 // guessSegSize reads the header of the first segment of a repository that
 // has no identity file.
-func (c *Catalog) guessSegSize(ctx context.Context, r *repo.Repo) uint32 {
+func (c *Catalog) guessSegSize(ctx context.Context, r *Repo) uint32 {
 	for _, f := range c.Files {
 		if f.Name.Kind != wal.KindSegment {
 			continue
@@ -146,7 +123,7 @@ func (c *Catalog) guessSegSize(ctx context.Context, r *repo.Repo) uint32 {
 
 // ReadHeader reads and parses the long page header of a stored segment or
 // partial segment.
-func ReadHeader(ctx context.Context, r *repo.Repo, e repo.Entry) (wal.LongHeader, error) {
+func ReadHeader(ctx context.Context, r *Repo, e Entry) (wal.LongHeader, error) {
 	o, err := r.OpenEntry(ctx, e)
 	if err != nil {
 		return wal.LongHeader{}, err

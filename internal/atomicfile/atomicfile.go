@@ -1,0 +1,102 @@
+// Package atomicfile is how walship writes a file that must never be seen
+// half-written: a temporary file beside it, named "." + the final name +
+// ".tmp-" + a random suffix, then a rename. Readers skip names that start
+// with '.', and IsTemp tells leftovers of a killed writer apart.
+package atomicfile
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Create makes a new temporary file (mode 0600) in dir for the final name
+// base.
+func Create(dir, base string) (*os.File, error) {
+	return os.CreateTemp(dir, "."+base+".tmp-*")
+}
+
+// IsTemp reports whether a file name is one Create makes.
+func IsTemp(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-")
+}
+
+// Options say how durable a write is.
+type Options struct {
+	// Sync fsyncs the file before the rename.
+	Sync bool
+	// SyncDir fsyncs the directory after the rename, so the new name
+	// survives a crash.
+	SyncDir bool
+	// Mode is the file's permissions; 0 keeps Create's 0600.
+	Mode fs.FileMode
+}
+
+// Write creates or replaces path atomically with what fill writes into the
+// temporary file. On any error the temporary file is removed and path is
+// untouched.
+func Write(path string, o Options, fill func(f *os.File) error) error {
+	dir := filepath.Dir(path)
+	tmp, err := Create(dir, filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := fill(tmp); err != nil {
+		return err
+	}
+	if o.Mode != 0 {
+		if err := tmp.Chmod(o.Mode); err != nil {
+			return err
+		}
+	}
+	if o.Sync {
+		if err := tmp.Sync(); err != nil {
+			return err
+		}
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	done = true
+	if o.SyncDir {
+		return SyncDir(dir)
+	}
+	return nil
+}
+
+// WriteFile is Write of data.
+func WriteFile(path string, data []byte, o Options) error {
+	return Write(path, o, func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	})
+}
+
+// SyncDir fsyncs a directory, so that entries just made in it survive a
+// crash. Filesystems that cannot sync a directory (EINVAL) are taken as
+// done.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, unix.EINVAL) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,220 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/walship/walship/repo"
+	"github.com/walship/walship/storage"
+	"github.com/walship/walship/wal"
+	"github.com/walship/walship/warmstandby"
+)
+
+// Policy says what a failure to read the archive makes of a call.
+type Policy string
+
+const (
+	// PolicyAuto is PolicyMissing in a standby and PolicyAbort otherwise.
+	PolicyAuto Policy = "auto"
+	// PolicyAbort makes the server stop recovery (exit above 125) rather
+	// than end it early and lose the tail.
+	PolicyAbort Policy = "abort"
+	// PolicyMissing reports the file as not found, so the server retries.
+	PolicyMissing Policy = "missing"
+)
+
+// ParsePolicy checks a policy name ("" is auto).
+func ParsePolicy(s string) (Policy, error) {
+	switch p := Policy(s); p {
+	case PolicyAuto, PolicyAbort, PolicyMissing:
+		return p, nil
+	case "":
+		return PolicyAuto, nil
+	}
+	return "", fmt.Errorf("unknown policy %q: use auto, abort or missing", s)
+}
+
+// Request is one call of restore_command.
+type Request struct {
+	Name wal.Name
+	Dest string
+	// DataDir is the server's data directory; "" is the current directory,
+	// which is the data directory when the server runs restore_command.
+	DataDir string
+	OnError Policy
+	// Standby, when set, waits for a segment that is not archived yet.
+	Standby  *warmstandby.Options
+	Prefetch Prefetch
+	// Spawn starts a detached prefetch worker for the segments after the
+	// one just restored (SpawnSelf); nil starts none.
+	Spawn func(segSize uint32) error
+	// WorkerSegSize is set in a prefetch worker (WorkerFromEnv): the
+	// process fills the spool after Name instead of restoring it.
+	WorkerSegSize uint32
+}
+
+// ReadError is a failure to read the archive (or to write the file), with
+// what the policy made of it: Abort means the server must stop recovery.
+type ReadError struct {
+	Err   error
+	Abort bool
+}
+
+func (e *ReadError) Error() string {
+	if e.Abort {
+		return e.Err.Error() + " (aborting recovery: the archive cannot be read)"
+	}
+	return e.Err.Error() + " (reported as not found so that the server retries)"
+}
+
+// Unwrap returns the failure.
+func (e *ReadError) Unwrap() error { return e.Err }
+
+// Run serves one request: from the prefetch spool when the segment is
+// there, else fetched (waiting for it with Standby), then starts prefetch
+// for the next ones. It returns nil when the file is restored; an error
+// matching fs.ErrNotExist when it is not in the archive (or a wait ended
+// without it); an error matching ErrInvalid for a request that cannot be
+// served; and a *ReadError for everything else.
+func Run(ctx context.Context, r *repo.Repo, req Request) (Result, error) {
+	if req.WorkerSegSize != 0 {
+		if err := req.Prefetch.Fill(ctx, r, req.Name, req.WorkerSegSize); err != nil {
+			slog.Debug("prefetch stopped", "after", req.Name, "err", err)
+		}
+		return Result{}, nil
+	}
+	res, err := req.serve(ctx, r)
+	if err == nil || storage.IsNotExist(err) || errors.Is(err, ErrInvalid) {
+		return res, err
+	}
+	return res, req.Fail(err)
+}
+
+// Fail is what the policy makes of a failure to read the archive,
+// including one to open it at all: a *ReadError.
+func (req Request) Fail(err error) error {
+	abort := req.OnError == PolicyAbort || (req.OnError != PolicyMissing && !isStandby(req.DataDir))
+	return &ReadError{Err: fmt.Errorf("%s: %w", req.Name, err), Abort: abort}
+}
+
+func (req Request) serve(ctx context.Context, r *repo.Repo) (Result, error) {
+	n, pf := req.Name, req.Prefetch
+	active := pf.Active(n, req.Dest)
+	if active && (req.Standby == nil || !warmstandby.FastTriggered(*req.Standby)) {
+		pf.Clean(r, n)
+		if ok, err := pf.Take(r, n, req.Dest); ok {
+			slog.Info("restored from the prefetch spool", "file", n)
+			req.startPrefetch(r, n)
+			return Result{Name: n, Spooled: true}, nil
+		} else if err != nil {
+			slog.Warn("prefetched copy unusable, fetching again", "file", n, "err", err)
+		}
+	}
+	var res Result
+	var err error
+	if req.Standby != nil && n.Kind == wal.KindSegment {
+		err = warmstandby.Wait(ctx, r, n, *req.Standby, func(ctx context.Context) error {
+			res, err = Fetch(ctx, r, n, req.Dest)
+			return err
+		})
+	} else {
+		res, err = Fetch(ctx, r, n, req.Dest)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	slog.Info("restored", "file", n, "from", res.Key, "bytes", res.Bytes)
+	if active {
+		req.startPrefetch(r, n)
+	}
+	return res, nil
+}
+
+// startPrefetch starts a worker to fetch the segments after n into the
+// spool while the server replays n, unless enough are spooled already or a
+// worker is at it.
+func (req Request) startPrefetch(r *repo.Repo, n wal.Name) {
+	if req.Spawn == nil {
+		return
+	}
+	segSize, err := SegSizeOf(req.Dest)
+	if err != nil || !req.Prefetch.NeedsFill(r, n, segSize) {
+		return
+	}
+	if err := req.Spawn(segSize); err != nil {
+		slog.Debug("prefetch not started", "err", err)
+	}
+}
+
+// workerEnv marks the detached process that fills the prefetch spool; its
+// value is the segment size.
+const workerEnv = "WALSHIP_PREFETCH_WORKER"
+
+// SpawnSelf starts this same program again with the same arguments,
+// detached in its own session, as a prefetch worker (see WorkerFromEnv).
+// Its output is discarded: the server does not wait for it, and a failure
+// only means the server's next call fetches directly.
+func SpawnSelf(segSize uint32) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", workerEnv, segSize))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	return cmd.Process.Release()
+}
+
+// WorkerFromEnv returns the segment size a process started by SpawnSelf
+// fills the spool for, or 0 in any other process.
+func WorkerFromEnv() uint32 {
+	v, err := strconv.ParseUint(os.Getenv(workerEnv), 10, 32)
+	if err != nil || wal.ValidSegSize(uint32(v)) != nil {
+		return 0
+	}
+	return uint32(v)
+}
+
+// isStandby reports whether the server in dataDir runs as a standby: it has
+// standby.signal (PostgreSQL 12+) or recovery.conf with standby_mode = on.
+func isStandby(dataDir string) bool {
+	if dataDir == "" {
+		dataDir = "."
+	}
+	if _, err := os.Stat(dataDir + "/standby.signal"); err == nil {
+		return true
+	}
+	conf, err := os.ReadFile(dataDir + "/recovery.conf")
+	if err != nil {
+		return false
+	}
+	// The last setting wins, as in the server; "standby_mode on" needs no "=".
+	standby := false
+	for _, line := range strings.Split(string(conf), "\n") {
+		line = strings.TrimSpace(strings.SplitN(line, "#", 2)[0])
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			k, v, ok = strings.Cut(line, " ")
+		}
+		if !ok || strings.TrimSpace(k) != "standby_mode" {
+			continue
+		}
+		switch strings.ToLower(strings.Trim(strings.TrimSpace(v), "'\"")) {
+		case "on", "true", "yes", "1":
+			standby = true
+		default:
+			standby = false
+		}
+	}
+	return standby
+}

@@ -1,0 +1,180 @@
+// Package spool is walship's local cache beside the server: a directory
+// outside the data directory where look-ahead pushes record what they have
+// stored and prefetch keeps segments fetched ahead of the server's calls.
+//
+// Each repository has its own subdirectory, so that what was spooled for
+// one repository never answers for another. Files appear in it only by
+// rename (internal/atomicfile), so a reader never sees one half-written;
+// claims keep two workers off the same file. A spool is a cache: losing it
+// costs only time.
+package spool
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/walship/walship/internal/atomicfile"
+)
+
+// ErrNone is returned by Open when no spool directory is given.
+var ErrNone = errors.New("no spool directory given")
+
+// StaleAfter is how old a temporary file or a claim must be before Clean
+// takes it for the leftover of a killed writer: longer than any fetch or
+// push takes.
+const StaleAfter = 10 * time.Minute
+
+// Check refuses a spool directory where the server's own tools would copy
+// it: inside pg_wal (pg_rewind and pg_basebackup copy what is there).
+func Check(root string) error {
+	if root == "" {
+		return ErrNone
+	}
+	if strings.Contains(filepath.Clean(root)+"/", "/pg_wal/") {
+		return fmt.Errorf("spool directory %s is inside pg_wal: pg_rewind and pg_basebackup would copy it", root)
+	}
+	return nil
+}
+
+// Dir is one repository's subdirectory of a spool. It is created when
+// something is first written into it.
+type Dir struct{ path string }
+
+// Open returns the subdirectory of the spool at root that belongs to the
+// repository named by key (its location).
+func Open(root, key string) (*Dir, error) {
+	if err := Check(root); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte(key))
+	return &Dir{path: filepath.Join(root, hex.EncodeToString(sum[:8]))}, nil
+}
+
+// Path is where the file called name is (or would be) kept.
+func (d *Dir) Path(name string) string { return filepath.Join(d.path, name) }
+
+// Make creates the directory (mode 0700) if it does not exist.
+func (d *Dir) Make() error { return os.MkdirAll(d.path, 0o700) }
+
+// Has reports whether the complete file name is in the spool.
+func (d *Dir) Has(name string) bool {
+	_, err := os.Stat(d.Path(name))
+	return err == nil
+}
+
+// Read returns the content of the file name.
+func (d *Dir) Read(name string) ([]byte, error) { return os.ReadFile(d.Path(name)) }
+
+// WriteFile stores data as the file name, atomically, replacing any
+// earlier one.
+func (d *Dir) WriteFile(name string, data []byte) error {
+	if err := d.Make(); err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(d.Path(name), data, atomicfile.Options{})
+}
+
+// Remove deletes the file name; a missing file is not an error.
+func (d *Dir) Remove(name string) {
+	os.Remove(d.Path(name))
+}
+
+// Take moves the file name to dest (replacing dest): a rename, or a copy
+// and a rename when the spool is on another filesystem. ok is false when
+// the file is not in the spool.
+func (d *Dir) Take(name, dest string) (ok bool, err error) {
+	src := d.Path(name)
+	if _, err := os.Stat(src); err != nil {
+		return false, nil
+	}
+	err = os.Rename(src, dest)
+	if errors.Is(err, syscall.EXDEV) {
+		err = copyInto(src, dest)
+		os.Remove(src)
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func copyInto(src, dest string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	return atomicfile.Write(dest, atomicfile.Options{}, func(f *os.File) error {
+		_, err := io.Copy(f, in)
+		return err
+	})
+}
+
+// claimName is the claim file of name: dot-named, so never taken for the
+// file itself.
+func claimName(name string) string { return "." + name + ".claim" }
+
+// Claim takes the exclusive right to produce the file name; ok is false
+// when another worker holds it. release gives it up.
+func (d *Dir) Claim(name string) (release func(), ok bool) {
+	if err := d.Make(); err != nil {
+		return nil, false
+	}
+	p := d.Path(claimName(name))
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, false
+	}
+	f.Close()
+	return func() { os.Remove(p) }, true
+}
+
+// Busy reports whether a claim younger than within is held: a worker is
+// at work.
+func (d *Dir) Busy(within time.Duration) bool {
+	entries, _ := os.ReadDir(d.path)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") && strings.HasSuffix(e.Name(), ".claim") {
+			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) < within {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Names lists the complete files in the spool, in name order.
+func (d *Dir) Names() []string {
+	entries, _ := os.ReadDir(d.path)
+	var out []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") && e.Type().IsRegular() {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// Clean removes the complete files keep does not want, and temporary files
+// and claims older than StaleAfter (left by a killed worker).
+func (d *Dir) Clean(keep func(name string) bool) {
+	entries, _ := os.ReadDir(d.path)
+	for _, e := range entries {
+		stale := !keep(e.Name())
+		if strings.HasPrefix(e.Name(), ".") {
+			info, err := e.Info()
+			stale = err == nil && time.Since(info.ModTime()) > StaleAfter
+		}
+		if stale {
+			os.Remove(d.Path(e.Name()))
+		}
+	}
+}

@@ -1,0 +1,103 @@
+package spool
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestCheck(t *testing.T) {
+	if err := Check(""); !errors.Is(err, ErrNone) {
+		t.Errorf("Check(\"\") = %v, want ErrNone", err)
+	}
+	if err := Check("/var/lib/postgresql/15/main/pg_wal/spool"); err == nil {
+		t.Error("a spool inside pg_wal was accepted")
+	}
+	if err := Check("/var/tmp/walship-spool"); err != nil {
+		t.Errorf("Check of a spool outside the data directory: %v", err)
+	}
+}
+
+// What is spooled for one repository is invisible to another.
+func TestDirPerRepository(t *testing.T) {
+	root := t.TempDir()
+	a, _ := Open(root, "/archive/a")
+	b, _ := Open(root, "s3://bucket/a")
+	if err := a.WriteFile("000000010000000000000001", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Has("000000010000000000000001") || b.Has("000000010000000000000001") {
+		t.Errorf("a has it: %v, b has it: %v; want only a", a.Has("000000010000000000000001"), b.Has("000000010000000000000001"))
+	}
+	if a2, _ := Open(root, "/archive/a"); a2.Path("x") != a.Path("x") {
+		t.Error("the same repository got another directory")
+	}
+}
+
+func TestTake(t *testing.T) {
+	d, _ := Open(t.TempDir(), "r")
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	if ok, err := d.Take("000000010000000000000002", dest); ok || err != nil {
+		t.Errorf("Take of a file not spooled = %v, %v; want false, nil", ok, err)
+	}
+	d.WriteFile("000000010000000000000002", []byte("seg"))
+	os.WriteFile(dest, []byte("old"), 0o600)
+	if ok, err := d.Take("000000010000000000000002", dest); !ok || err != nil {
+		t.Fatalf("Take = %v, %v", ok, err)
+	}
+	if got, _ := os.ReadFile(dest); string(got) != "seg" {
+		t.Errorf("dest holds %q, want the spooled file", got)
+	}
+	if d.Has("000000010000000000000002") {
+		t.Error("the spooled file is still there after Take")
+	}
+}
+
+func TestClaim(t *testing.T) {
+	d, _ := Open(t.TempDir(), "r")
+	release, ok := d.Claim("f")
+	if !ok {
+		t.Fatal("first claim refused")
+	}
+	if _, ok := d.Claim("f"); ok {
+		t.Error("a second claim of the same file was granted")
+	}
+	if !d.Busy(time.Minute) {
+		t.Error("Busy = false while a claim is held")
+	}
+	if slices.Contains(d.Names(), ".f.claim") || len(d.Names()) != 0 {
+		t.Errorf("Names lists %v, want no claims", d.Names())
+	}
+	release()
+	if d.Busy(time.Minute) {
+		t.Error("Busy = true after the claim was released")
+	}
+	if _, ok := d.Claim("f"); !ok {
+		t.Error("claim refused after release")
+	}
+}
+
+// Clean drops what keep rejects, and leftovers only once they are stale.
+func TestClean(t *testing.T) {
+	d, _ := Open(t.TempDir(), "r")
+	d.WriteFile("keep", nil)
+	d.WriteFile("drop", nil)
+	fresh, stale := d.Path(".x.tmp-1"), d.Path(".y.tmp-2")
+	os.WriteFile(fresh, nil, 0o600)
+	os.WriteFile(stale, nil, 0o600)
+	old := time.Now().Add(-2 * StaleAfter)
+	os.Chtimes(stale, old, old)
+	d.Clean(func(name string) bool { return name == "keep" })
+	if got := d.Names(); !slices.Equal(got, []string{"keep"}) {
+		t.Errorf("after Clean: %v, want [keep]", got)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a fresh temporary file was removed: %v", err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("a stale temporary file was kept: %v", err)
+	}
+}
