@@ -225,13 +225,15 @@ func (r *reader) dir(dir, calling string, line, depth int, settings map[string]s
 // IncludeDirFiles lists the files an include_dir of dir reads, in the
 // order it reads them: names of at least six bytes that end in ".conf" and
 // do not start with a dot, that are not directories (a link counts as what
-// it points to), sorted by name.
+// it points to), sorted by name. A name it cannot stat (a dangling link),
+// which the server refuses, is left out and reported in the error.
 func IncludeDirFiles(dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("could not open configuration directory: %w", err)
 	}
 	var names []string
+	var first error
 	for _, e := range ents {
 		n := e.Name()
 		if len(n) < 6 || n[0] == '.' || !strings.HasSuffix(n, ".conf") {
@@ -239,12 +241,15 @@ func IncludeDirFiles(dir string) ([]string, error) {
 		}
 		fi, err := os.Stat(filepath.Join(dir, n))
 		if err != nil {
-			return nil, fmt.Errorf("could not stat configuration file: %w", err)
+			if first == nil {
+				first = fmt.Errorf("could not stat configuration file: %w", err)
+			}
+			continue
 		}
 		if !fi.IsDir() {
 			names = append(names, n)
 		}
 	}
 	sort.Strings(names)
-	return names, nil
+	return names, first
 }

@@ -246,6 +246,18 @@ func TestIncludeDirFiles(t *testing.T) {
 	if _, err := IncludeDirFiles(filepath.Join(dir, "gone")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing directory: %v", err)
 	}
+	// A dangling link, which the server refuses: the rest is listed.
+	if err := os.Symlink(filepath.Join(dir, "gone.conf"), filepath.Join(dir, "dangling.conf")); err != nil {
+		t.Fatal(err)
+	}
+	got, err = IncludeDirFiles(dir)
+	if !errors.Is(err, fs.ErrNotExist) || !reflect.DeepEqual(got, want) {
+		t.Errorf("with a dangling link: %v, %v; want %v and an error", got, err, want)
+	}
+	writeFiles(t, dir, map[string]string{"postgresql.conf": "include_dir '.'\n"})
+	if _, err := ReadConf(dir, ""); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadConf of an include_dir with a dangling link: %v", err)
+	}
 }
 
 func TestParseCommandLine(t *testing.T) {
