@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/walship/walship/pgdata"
 )
 
 // Snapshot holds the target's configuration files as they were, to put
@@ -50,7 +52,7 @@ func TakeSnapshot(set ConfSet) (*Snapshot, error) {
 	}
 	for _, d := range set.Dirs {
 		names := map[string]bool{}
-		for _, n := range confDirFiles(d) {
+		for _, n := range includeDirFiles(d) {
 			names[n] = true
 		}
 		s.dirs[d] = names
@@ -88,7 +90,7 @@ func (s *Snapshot) Restore() (changed []string, err error) {
 		keep(e)
 	}
 	for d, had := range s.dirs {
-		for _, n := range confDirFiles(d) {
+		for _, n := range includeDirFiles(d) {
 			p := filepath.Join(d, n)
 			if had[n] {
 				continue
@@ -180,4 +182,11 @@ func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
 		d.Close()
 	}
 	return nil
+}
+
+// includeDirFiles lists the .conf files of an include directory that the
+// server reads, as far as they can be listed.
+func includeDirFiles(dir string) []string {
+	names, _ := pgdata.IncludeDirFiles(dir)
+	return names
 }
