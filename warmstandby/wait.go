@@ -21,12 +21,11 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/restore"
 	"github.com/walship/walship/storage"
@@ -179,7 +178,7 @@ func (w *waiter) failover() Failover {
 	switch {
 	case f != NoFailover:
 		w.failing = f.String()
-	case promoteRequested(w.o.DataDir):
+	case pgdata.PromoteRequested(w.o.DataDir):
 		f, w.failing = Smart, "promote"
 	default:
 		w.failing = ""
@@ -193,7 +192,7 @@ func (w *waiter) stop(reason Reason, detail string) error {
 	switch reason {
 	case Triggered, TriggeredFast:
 		msg = "failover: " + msg + " so that recovery ends"
-		if _, err := os.Stat(filepath.Join(w.o.DataDir, "standby.signal")); err == nil {
+		if pgdata.HasStandbySignal(w.o.DataDir) {
 			msg += "; but this server runs with standby.signal and will only ask again: " +
 				"promote it with pg_ctl promote, or run the warm standby with recovery.signal"
 		}
