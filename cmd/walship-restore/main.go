@@ -16,13 +16,13 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/walship/walship/internal/cliutil"
+	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/restore"
 	"github.com/walship/walship/storage"
@@ -143,43 +143,9 @@ func abortOnError(policy, dataDir string) (bool, error) {
 	case "missing":
 		return false, nil
 	case "auto", "":
-		return !isStandby(dataDir), nil
+		return !pgdata.IsStandby(dataDir), nil
 	}
 	return false, fmt.Errorf("--on-error %q: use auto, abort or missing", policy)
-}
-
-// isStandby reports whether the server in dataDir runs as a standby: it has
-// standby.signal (PostgreSQL 12+) or recovery.conf with standby_mode = on.
-func isStandby(dataDir string) bool {
-	if dataDir == "" {
-		dataDir = "."
-	}
-	if _, err := os.Stat(dataDir + "/standby.signal"); err == nil {
-		return true
-	}
-	conf, err := os.ReadFile(dataDir + "/recovery.conf")
-	if err != nil {
-		return false
-	}
-	// The last setting wins, as in the server; "standby_mode on" needs no "=".
-	standby := false
-	for _, line := range strings.Split(string(conf), "\n") {
-		line = strings.TrimSpace(strings.SplitN(line, "#", 2)[0])
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			k, v, ok = strings.Cut(line, " ")
-		}
-		if !ok || strings.TrimSpace(k) != "standby_mode" {
-			continue
-		}
-		switch strings.ToLower(strings.Trim(strings.TrimSpace(v), "'\"")) {
-		case "on", "true", "yes", "1":
-			standby = true
-		default:
-			standby = false
-		}
-	}
-	return standby
 }
 
 // exitCode is the one place walship-restore chooses its exit status.
