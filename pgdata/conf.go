@@ -26,7 +26,8 @@ var (
 	ErrRecursion = errors.New("configuration file includes itself")
 )
 
-// Conf is a server's configuration as its files say.
+// Conf is a server's configuration as its files say. Its paths are
+// absolute, as the server makes them.
 type Conf struct {
 	DataDir  string
 	MainFile string // the main configuration file
@@ -77,8 +78,8 @@ func ReadConf(dataDir, mainFile string) (*Conf, error) {
 	if mainFile == "" {
 		mainFile = MainConfFile(dataDir)
 	}
-	c := &Conf{DataDir: dataDir, MainFile: filepath.Clean(mainFile), Settings: map[string]string{},
-		configDir: filepath.Dir(filepath.Clean(mainFile))}
+	dataDir, mainFile = absPath(dataDir), absPath(mainFile)
+	c := &Conf{DataDir: dataDir, MainFile: mainFile, Settings: map[string]string{}, configDir: filepath.Dir(mainFile)}
 	r := &reader{conf: c, seenFile: map[string]bool{}, seenDir: map[string]bool{}}
 	r.file(c.MainFile, true, "", 0, 0, c.Settings)
 	r.file(filepath.Join(dataDir, AutoConfFile), false, "", 0, 0, c.Settings)
@@ -140,12 +141,21 @@ func (r *reader) fail(calling string, line int, err error) {
 
 // abs resolves a path named in the file calling against that file's
 // directory, as AbsoluteConfigLocation does; the files read at the top
-// (calling "") are named in full by ReadConf.
+// (calling "") are named in full.
 func (r *reader) abs(path, calling string) string {
 	if calling == "" || filepath.IsAbs(path) {
-		return filepath.Clean(path)
+		return absPath(path)
 	}
 	return filepath.Join(filepath.Dir(calling), path)
+}
+
+// absPath is filepath.Abs, or the cleaned path when there is no working
+// directory.
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return filepath.Clean(p)
 }
 
 // file reads one configuration file into settings (ParseConfigFile): a

@@ -78,6 +78,18 @@ func TestReadConf(t *testing.T) {
 	if c.MainFile != filepath.Join(data, "postgresql.conf") || c.Recovery != nil {
 		t.Errorf("main file %s, recovery %v", c.MainFile, c.Recovery)
 	}
+
+	// A relative data directory ("." for restore_command) reads the same.
+	t.Chdir(root)
+	c, err = ReadConf("data", "")
+	if err != nil || !reflect.DeepEqual(c.Settings, want) {
+		t.Errorf("relative data directory: %v, %v", c.Settings, err)
+	}
+	t.Chdir(data)
+	c, err = ReadConf(".", "")
+	if err != nil || !reflect.DeepEqual(c.Settings, want) || c.Files[1] != filepath.Join(data, "extra.conf") {
+		t.Errorf("data directory \".\": %v, %v, %v", c.Settings, c.Files, err)
+	}
 }
 
 // TestReadConfCommandLine: postmaster.opts names the main file and its
