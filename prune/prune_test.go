@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -292,26 +291,6 @@ func TestNoIdentityFile(t *testing.T) {
 	}
 	if got, want := f.Names(), names(segRange(1, 4, 6)...); !slices.Equal(got, want) || res.Removed != 3 {
 		t.Errorf("left %v (removed %d), want %v", got, res.Removed, want)
-	}
-}
-
-func TestSystemIDFromDataDir(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := SystemIDFromDataDir(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("no pg_control: %v, want not-exist", err)
-	}
-	os.Mkdir(filepath.Join(dir, "global"), 0o700)
-	ctl := make([]byte, 8192)
-	// A PostgreSQL 15 pg_control: system identifier, then version 1300.
-	copy(ctl, []byte{0xd5, 0x36, 0x1a, 0xd2, 0x3b, 0x0f, 0x53, 0x64, 0x14, 0x05, 0, 0})
-	os.WriteFile(filepath.Join(dir, ControlFile), ctl, 0o600)
-	id, err := SystemIDFromDataDir(dir)
-	if err != nil || id != 0x64530f3bd21a36d5 {
-		t.Errorf("SystemIDFromDataDir = %d, %v; want %d", id, err, uint64(0x64530f3bd21a36d5))
-	}
-	os.WriteFile(filepath.Join(dir, ControlFile), []byte("not a control file"), 0o600)
-	if id, err := SystemIDFromDataDir(dir); err == nil {
-		t.Errorf("text file taken for pg_control: %d", id)
 	}
 }
 

@@ -8,9 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"syscall"
 
+	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/wal"
@@ -100,7 +100,7 @@ func Run(ctx context.Context, r *repo.Repo, req Request) (Result, error) {
 // Fail is what the policy makes of a failure to read the archive,
 // including one to open it at all: a *ReadError.
 func (req Request) Fail(err error) error {
-	abort := req.OnError == PolicyAbort || (req.OnError != PolicyMissing && !isStandby(req.DataDir))
+	abort := req.OnError == PolicyAbort || (req.OnError != PolicyMissing && !pgdata.IsStandby(req.DataDir))
 	return &ReadError{Err: fmt.Errorf("%s: %w", req.Name, err), Abort: abort}
 }
 
@@ -183,38 +183,4 @@ func WorkerFromEnv() uint32 {
 		return 0
 	}
 	return uint32(v)
-}
-
-// isStandby reports whether the server in dataDir runs as a standby: it has
-// standby.signal (PostgreSQL 12+) or recovery.conf with standby_mode = on.
-func isStandby(dataDir string) bool {
-	if dataDir == "" {
-		dataDir = "."
-	}
-	if _, err := os.Stat(dataDir + "/standby.signal"); err == nil {
-		return true
-	}
-	conf, err := os.ReadFile(dataDir + "/recovery.conf")
-	if err != nil {
-		return false
-	}
-	// The last setting wins, as in the server; "standby_mode on" needs no "=".
-	standby := false
-	for _, line := range strings.Split(string(conf), "\n") {
-		line = strings.TrimSpace(strings.SplitN(line, "#", 2)[0])
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			k, v, ok = strings.Cut(line, " ")
-		}
-		if !ok || strings.TrimSpace(k) != "standby_mode" {
-			continue
-		}
-		switch strings.ToLower(strings.Trim(strings.TrimSpace(v), "'\"")) {
-		case "on", "true", "yes", "1":
-			standby = true
-		default:
-			standby = false
-		}
-	}
-	return standby
 }

@@ -20,53 +20,6 @@ func dataDirWith(t *testing.T, files map[string]string) string {
 	return dir
 }
 
-func TestIsStandby(t *testing.T) {
-	const restore = "restore_command = 'walship-restore --repo /archive %f %p'\n"
-	tests := []struct {
-		name  string
-		files map[string]string
-		want  bool
-	}{
-		{"nothing", nil, false},
-		{"standby.signal", map[string]string{"standby.signal": ""}, true},
-		{"standby.signal beside recovery.signal", map[string]string{"standby.signal": "", "recovery.signal": ""}, true},
-		{"recovery.signal: archive recovery", map[string]string{"recovery.signal": ""}, false},
-		{"recovery.conf standby_mode = 'on'", map[string]string{"recovery.conf": restore + "standby_mode = 'on'\n"}, true},
-		{"recovery.conf standby_mode = on", map[string]string{"recovery.conf": "standby_mode = on\n" + restore}, true},
-		{"recovery.conf standby_mode=true", map[string]string{"recovery.conf": "standby_mode=true"}, true},
-		{"recovery.conf standby_mode = 'yes', comment", map[string]string{"recovery.conf": "standby_mode = 'yes' # a standby\n"}, true},
-		{"recovery.conf standby_mode = \"1\"", map[string]string{"recovery.conf": "standby_mode = \"1\"\n"}, true},
-		{"recovery.conf ON in capitals, tabs, CRLF", map[string]string{"recovery.conf": "\tstandby_mode\t=\t'ON'\r\n"}, true},
-		{"recovery.conf standby_mode = 'off'", map[string]string{"recovery.conf": restore + "standby_mode = 'off'\n"}, false},
-		{"recovery.conf standby_mode = off, comment says on", map[string]string{"recovery.conf": "standby_mode = off # on one day\n"}, false},
-		{"recovery.conf standby_mode = false", map[string]string{"recovery.conf": "standby_mode = false\n"}, false},
-		{"recovery.conf standby_mode missing", map[string]string{"recovery.conf": restore + "recovery_target_timeline = 'latest'\n"}, false},
-		{"recovery.conf standby_mode commented out", map[string]string{"recovery.conf": "#standby_mode = 'on'\n" + restore}, false},
-		{"recovery.conf other setting mentions it", map[string]string{"recovery.conf": "trigger_file = '/tmp/standby_mode = on'\n"}, false},
-		{"recovery.conf empty", map[string]string{"recovery.conf": ""}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := dataDirWith(t, tt.files)
-			if got := isStandby(dir); got != tt.want {
-				t.Errorf("isStandby = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestIsStandbyCurrentDirectory(t *testing.T) {
-	// restore_command runs in the data directory: "" means ".".
-	t.Chdir(dataDirWith(t, map[string]string{"standby.signal": ""}))
-	if !isStandby("") {
-		t.Error("isStandby(\"\") = false in a directory with standby.signal")
-	}
-	t.Chdir(dataDirWith(t, map[string]string{"recovery.signal": ""}))
-	if isStandby("") {
-		t.Error("isStandby(\"\") = true in a directory without standby.signal")
-	}
-}
-
 func TestPolicy(t *testing.T) {
 	standby := dataDirWith(t, map[string]string{"standby.signal": ""})
 	recovery := dataDirWith(t, map[string]string{"recovery.signal": ""})

@@ -1,6 +1,10 @@
 package rewind
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/walship/walship/pgdata"
+)
 
 // Step names, as they appear in errors and progress lines.
 const (
@@ -17,7 +21,7 @@ const (
 // Sentinels that StepError wraps, for callers (and tests) that need to tell
 // the reasons apart with errors.Is.
 var (
-	ErrNotDataDir   = errors.New("not a PostgreSQL data directory")
+	ErrNotDataDir   = pgdata.ErrNotDataDir
 	ErrRunning      = errors.New("target server is running")
 	ErrOwner        = errors.New("not the data directory's owner")
 	ErrNoHints      = errors.New("target has neither data checksums nor wal_log_hints = on")

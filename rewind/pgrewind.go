@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/wal"
 )
 
@@ -214,10 +215,10 @@ func scanLinesOrCR(data []byte, atEOF bool) (int, []byte, error) {
 }
 
 // toolVersion runs "prog --version" and returns the major version.
-func toolVersion(ctx context.Context, bin string) (Version, error) {
+func toolVersion(ctx context.Context, bin string) (pgdata.Version, error) {
 	out, err := runTool(ctx, bin, "--version")
 	if err != nil {
-		return Version{}, err
+		return pgdata.Version{}, err
 	}
 	// "pg_rewind (PostgreSQL) 15.13 (Debian 15.13-0+deb12u1)"
 	f := strings.Fields(out)
@@ -226,12 +227,12 @@ func toolVersion(ctx context.Context, bin string) (Version, error) {
 			major, rest := leadingDigits(f[i+1])
 			if m, err := strconv.Atoi(major); err == nil && m < 10 && strings.HasPrefix(rest, ".") {
 				minor, _ := leadingDigits(rest[1:])
-				return ParseVersion(major + "." + minor)
+				return pgdata.ParseVersion(major + "." + minor)
 			}
-			return ParseVersion(major)
+			return pgdata.ParseVersion(major)
 		}
 	}
-	return Version{}, fmt.Errorf("cannot read the version in %q", strings.TrimSpace(out))
+	return pgdata.Version{}, fmt.Errorf("cannot read the version in %q", strings.TrimSpace(out))
 }
 
 func leadingDigits(s string) (digits, rest string) {

@@ -18,9 +18,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
+	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
 )
@@ -64,9 +64,9 @@ type runner struct {
 	o        Options
 	res      Result
 	t0       time.Time
-	ver      Version
+	ver      pgdata.Version
 	tools    tools
-	ctl      Control
+	ctl      pgdata.Control
 	src      *Source
 	mainConf string // "" when it is DataDir/postgresql.conf
 	conf     ConfSet
@@ -149,7 +149,7 @@ func (r *runner) run(ctx context.Context) error {
 // control file: the target must be stopped, owned by us, and rewindable.
 func (r *runner) checkTarget(ctx context.Context) error {
 	dir := r.o.DataDir
-	v, err := dataDirVersion(dir)
+	v, err := pgdata.DataDirVersion(dir)
 	if err != nil {
 		return stepErr(StepTarget, err, "give -D the old primary's data directory")
 	}
@@ -157,7 +157,7 @@ func (r *runner) checkTarget(ctx context.Context) error {
 	if err := checkOwner(dir); err != nil {
 		return stepErr(StepTarget, err, "run walship-rewind as the user that owns the data directory and runs the server (sudo -u postgres walship-rewind ...)")
 	}
-	pid, alive, err := PostmasterPID(dir)
+	pid, alive, err := pgdata.PostmasterPID(dir)
 	if err != nil {
 		return stepErr(StepTarget, err, "remove the damaged postmaster.pid if no server runs on this data directory")
 	}
@@ -170,7 +170,7 @@ func (r *runner) checkTarget(ctx context.Context) error {
 	}
 	out, err := runTool(ctx, r.tools.path("pg_controldata"), "-D", dir)
 	if err == nil {
-		r.ctl, err = ParseControlData(out)
+		r.ctl, err = pgdata.ParseControlData(out)
 	}
 	if err != nil {
 		return stepErr(StepTarget, fmt.Errorf("reading the control file: %w", err), "check that the data directory is intact")
@@ -205,7 +205,7 @@ func (r *runner) findConf() error {
 	dir := r.o.DataDir
 	main := r.o.ConfigFile
 	if main == "" {
-		main = configFileFromOpts(dir)
+		main = pgdata.MainConfFile(dir) // config_file from postmaster.opts
 	}
 	if main != "" && !filepath.IsAbs(main) {
 		main = filepath.Join(dir, main)
@@ -231,52 +231,6 @@ func (r *runner) findConf() error {
 	}
 	r.mainConf, r.conf = main, set
 	return nil
-}
-
-// configFileFromOpts reads config_file from the command line the server
-// last started with (postmaster.opts), which is how Debian's clusters find
-// their configuration in /etc.
-func configFileFromOpts(dir string) string {
-	data, err := os.ReadFile(filepath.Join(dir, "postmaster.opts"))
-	if err != nil {
-		return ""
-	}
-	// "/usr/lib/postgresql/15/bin/postgres" "-D" "/var/lib/..." "-c" "config_file=/etc/..."
-	args := splitOpts(string(data))
-	for i, a := range args {
-		if strings.HasPrefix(a, "--config-file=") || strings.HasPrefix(a, "--config_file=") {
-			return a[strings.Index(a, "=")+1:]
-		}
-		if a == "-c" && i+1 < len(args) && strings.HasPrefix(args[i+1], "config_file=") {
-			return strings.TrimPrefix(args[i+1], "config_file=")
-		}
-	}
-	return ""
-}
-
-func splitOpts(s string) []string {
-	var out []string
-	for {
-		s = strings.TrimLeft(s, " \t\n")
-		if s == "" {
-			return out
-		}
-		if s[0] == '"' {
-			end := strings.IndexByte(s[1:], '"')
-			if end < 0 {
-				return append(out, s[1:])
-			}
-			out = append(out, s[1:1+end])
-			s = s[2+end:]
-			continue
-		}
-		end := strings.IndexAny(s, " \t\n")
-		if end < 0 {
-			return append(out, s)
-		}
-		out = append(out, s[:end])
-		s = s[end:]
-	}
 }
 
 // checkSource connects to the source and checks that it is the same

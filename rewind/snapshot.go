@@ -10,6 +10,7 @@ import (
 	"sort"
 
 	"github.com/walship/walship/internal/atomicfile"
+	"github.com/walship/walship/pgdata"
 )
 
 // Snapshot holds the target's configuration files as they were, to put
@@ -52,7 +53,7 @@ func TakeSnapshot(set ConfSet) (*Snapshot, error) {
 	}
 	for _, d := range set.Dirs {
 		names := map[string]bool{}
-		for _, n := range confDirFiles(d) {
+		for _, n := range includeDirFiles(d) {
 			names[n] = true
 		}
 		s.dirs[d] = names
@@ -90,7 +91,7 @@ func (s *Snapshot) Restore() (changed []string, err error) {
 		keep(e)
 	}
 	for d, had := range s.dirs {
-		for _, n := range confDirFiles(d) {
+		for _, n := range includeDirFiles(d) {
 			p := filepath.Join(d, n)
 			if had[n] {
 				continue
@@ -150,4 +151,11 @@ func restoreFile(p string, want savedFile) (bool, error) {
 // directory are synced.
 func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
 	return atomicfile.WriteFile(path, data, atomicfile.Options{Sync: true, SyncDir: true, Mode: mode})
+}
+
+// includeDirFiles lists the .conf files of an include directory that the
+// server reads, as far as they can be listed.
+func includeDirFiles(dir string) []string {
+	names, _ := pgdata.IncludeDirFiles(dir)
+	return names
 }

@@ -10,13 +10,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/wal"
 )
 
 // Source is what walship learns about the source server over SQL.
 type Source struct {
 	SysID      uint64
-	Version    Version
+	Version    pgdata.Version
 	InRecovery bool
 	TLI        uint32  // the timeline it writes (primary) or follows (standby)
 	ControlTLI uint32  // the timeline in its control file, which pg_rewind reads
@@ -68,7 +69,7 @@ func inspect(ctx context.Context, conn *pgx.Conn) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the source's control data: %w", err)
 	}
-	s.SysID, s.Version, s.ControlTLI = uint64(sysid), VersionFromNum(num), uint32(ctlTLI)
+	s.SysID, s.Version, s.ControlTLI = uint64(sysid), pgdata.VersionFromNum(num), uint32(ctlTLI)
 	var lsn string
 	if !s.InRecovery {
 		var seg string

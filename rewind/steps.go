@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/wal"
 )
 
@@ -51,7 +52,7 @@ func (r *runner) rewind(ctx context.Context) (err error) {
 	if temp != "" && !strings.HasSuffix(temp, "\n") {
 		temp += "\n"
 	}
-	temp += "restore_command = " + QuoteConfValue(r.tempCmd) + " " + tempMarker + "\n"
+	temp += "restore_command = " + pgdata.QuoteConfValue(r.tempCmd) + " " + tempMarker + "\n"
 	if err := writeFileAtomic(auto, []byte(temp), fileMode(auto, 0o600)); err != nil {
 		return stepErr(StepConfig, fmt.Errorf("setting the temporary restore_command: %w", err), "check that the data directory is writable")
 	}
@@ -258,7 +259,7 @@ func (r *runner) start(ctx context.Context) error {
 			}
 		}
 		last = err
-		if _, alive, _ := PostmasterPID(dir); !alive {
+		if _, alive, _ := pgdata.PostmasterPID(dir); !alive {
 			return stepErr(StepStart, fmt.Errorf("%w: the server stopped after it started (%v)", ErrNotStreaming, last), next)
 		}
 		if time.Now().After(deadline) {
@@ -282,7 +283,11 @@ type receiverStatus struct {
 // standbyStatus asks the started target about its WAL receiver, connecting
 // with the source's connection settings at the address in postmaster.pid.
 func (r *runner) standbyStatus(ctx context.Context) (receiverStatus, error) {
-	host, port, err := pidFileAddress(r.o.DataDir)
+	pf, err := pgdata.ReadPIDFile(r.o.DataDir)
+	if err != nil {
+		return receiverStatus{}, err
+	}
+	host, port, err := pf.Address()
 	if err != nil {
 		return receiverStatus{}, err
 	}

@@ -6,12 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/walship/walship/pgdata"
 )
 
 // tools is the directory of one PostgreSQL installation's programs.
 type tools struct {
 	dir    string
-	rewind Version // pg_rewind's version
+	rewind pgdata.Version // pg_rewind's version
 }
 
 func (t tools) path(prog string) string { return filepath.Join(t.dir, prog) }
@@ -24,7 +26,7 @@ func execCommand(ctx context.Context, bin string, args ...string) *exec.Cmd {
 // given, else on PATH, else where Debian (/usr/lib/postgresql/N/bin) and
 // the PGDG RPMs (/usr/pgsql-N/bin) install it. pg_controldata, pg_ctl and
 // postgres are taken from the same directory.
-func findTools(ctx context.Context, dir string, want Version) (tools, error) {
+func findTools(ctx context.Context, dir string, want pgdata.Version) (tools, error) {
 	var candidates []string
 	if dir != "" {
 		candidates = []string{dir}

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/walship/walship/internal/testenv/pgtest"
-	"github.com/walship/walship/rewind"
+	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/wal"
 )
 
@@ -96,9 +96,9 @@ func timeline(t *testing.T, c *pgtest.Cluster) uint32 {
 }
 
 // controlData runs pg_controldata on a stopped cluster.
-func controlData(t *testing.T, c *pgtest.Cluster) rewind.Control {
+func controlData(t *testing.T, c *pgtest.Cluster) pgdata.Control {
 	t.Helper()
-	ctl, err := rewind.ParseControlData(pgtest.Run(t, pgtest.Tool(t, "pg_controldata"), "-D", c.Data))
+	ctl, err := pgdata.ParseControlData(pgtest.Run(t, pgtest.Tool(t, "pg_controldata"), "-D", c.Data))
 	if err != nil {
 		t.Fatal(err)
 	}

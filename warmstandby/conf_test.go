@@ -43,6 +43,20 @@ func TestPrefetchWarning(t *testing.T) {
 			"postmaster.opts": `/usr/lib/postgresql/15/bin/postgres "-D" "/x" "-c" "config_file=` + filepath.Join(etc, "main.conf") + `"` + "\n"}, false},
 		{"command line wins", map[string]string{"PG_VERSION": "15\n", "postgresql.conf": "recovery_prefetch = off\n",
 			"postmaster.opts": `/usr/bin/postgres "-D" "/x" "--recovery-prefetch=try"` + "\n"}, true},
+		{"command line -c wins over auto.conf", map[string]string{"PG_VERSION": "15\n", "postgresql.auto.conf": "recovery_prefetch = 'try'\n",
+			"postmaster.opts": `/usr/bin/postgres "-D" "/x" "-c" "recovery_prefetch=off"` + "\n"}, false},
+		// Escapes decoded as the server decodes them: '\146' is f.
+		{"escaped off", map[string]string{"PG_VERSION": "15\n", "postgresql.conf": `recovery_prefetch = 'of\146'` + "\n"}, false},
+		{"escaped quote is not off", map[string]string{"PG_VERSION": "15\n", "postgresql.conf": `recovery_prefetch = 'off\''` + "\n"}, true},
+		{"include_dir in name order", map[string]string{"PG_VERSION": "15\n", "postgresql.conf": "include_dir 'conf.d'\n",
+			"conf.d/9-late.conf": "recovery_prefetch = off\n", "conf.d/10-early.conf": "recovery_prefetch = try\n"}, false},
+		{"include_dir skips dot files", map[string]string{"PG_VERSION": "15\n", "postgresql.conf": "include_dir 'conf.d'\n",
+			"conf.d/.off.conf": "recovery_prefetch = off\n"}, true},
+		{"include relative to the including file", map[string]string{"PG_VERSION": "15\n", "postgresql.conf": "include 'sub/a.conf'\n",
+			"sub/a.conf": "include 'b.conf'\n", "sub/b.conf": "recovery_prefetch = off\n"}, false},
+		// A line the server cannot read sets nothing (the server would not
+		// have started with it): the default stands.
+		{"unreadable line", map[string]string{"PG_VERSION": "15\n", "postgresql.conf": "recovery_prefetch = off off\n"}, true},
 		{"before 15", map[string]string{"PG_VERSION": "14\n", "postgresql.conf": ""}, false},
 		{"not a data directory", map[string]string{"postgresql.conf": ""}, false},
 	} {

@@ -8,10 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/walship/walship/pgdata"
 )
 
 // Failover is what a trigger file asks for.
@@ -68,16 +67,6 @@ func readTrigger(path string) (f Failover, odd string) {
 	}
 }
 
-// promoteFile is the file pg_ctl promote and pg_promote() create in the
-// data directory; the server looks for it only after restore_command
-// returns, so a waiting restore_command must notice it itself.
-const promoteFile = "promote"
-
-func promoteRequested(dataDir string) bool {
-	_, err := os.Stat(filepath.Join(dataDir, promoteFile))
-	return err == nil
-}
-
 // liveness tells whether the server that called us is still there. The
 // restore_command is a child of the startup process (possibly through a
 // shell), which is a child of the postmaster; while we wait the startup
@@ -89,26 +78,15 @@ type liveness struct {
 	pmFile string
 }
 
+// newLiveness finds the postmaster in dataDir's postmaster.pid (none when
+// walship-restore runs by hand, or for a tool rather than a server; a
+// single-user backend when that is what runs recovery).
 func newLiveness(dataDir string) liveness {
-	l := liveness{ppid: os.Getppid(), pmFile: filepath.Join(dataDir, "postmaster.pid")}
-	l.pmPid = readPostmasterPID(l.pmFile)
+	l := liveness{ppid: os.Getppid(), pmFile: filepath.Join(dataDir, pgdata.PostmasterPIDFile)}
+	if p, err := pgdata.ReadPIDFile(dataDir); err == nil && p.PID > 1 {
+		l.pmPid = p.PID
+	}
 	return l
-}
-
-// readPostmasterPID returns the PID on the first line of postmaster.pid,
-// or 0 when there is no such file (walship-restore run by hand, or by a
-// tool rather than a server).
-func readPostmasterPID(path string) int {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || pid <= 1 {
-		return 0
-	}
-	return pid
 }
 
 // gone returns why the server is gone, or "" while it is there.
@@ -116,28 +94,10 @@ func (l liveness) gone() string {
 	if l.ppid > 1 && os.Getppid() != l.ppid {
 		return fmt.Sprintf("our parent process (pid %d) has exited", l.ppid)
 	}
-	if l.pmPid > 0 && !processAlive(l.pmPid) {
+	if l.pmPid > 0 && !pgdata.ProcessAlive(l.pmPid) {
 		return fmt.Sprintf("the postmaster (pid %d in %s) has exited", l.pmPid, l.pmFile)
 	}
 	return ""
-}
-
-// processAlive reports whether pid runs. A zombie (dead, not yet reaped by
-// a parent that may never reap it) counts as dead.
-func processAlive(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err == nil {
-		// pid (comm) state ...: comm may hold spaces and parentheses.
-		if i := bytes.LastIndexByte(data, ')'); i >= 0 && i+2 < len(data) {
-			switch data[i+2] {
-			case 'Z', 'X', 'x':
-				return false
-			}
-		}
-		return true
-	}
-	err = unix.Kill(pid, 0)
-	return err == nil || errors.Is(err, unix.EPERM)
 }
 
 // FastTriggered reports whether the trigger file asks for a fast failover

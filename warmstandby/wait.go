@@ -20,10 +20,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/wal"
@@ -89,7 +88,7 @@ func (w *waiter) failover() Failover {
 	switch {
 	case f != NoFailover:
 		w.failing = f.String()
-	case promoteRequested(w.o.DataDir):
+	case pgdata.PromoteRequested(w.o.DataDir):
 		f, w.failing = Smart, "promote"
 	default:
 		w.failing = ""
@@ -103,7 +102,7 @@ func (w *waiter) stop(reason Reason, detail string) error {
 	switch reason {
 	case Triggered, TriggeredFast:
 		msg = "failover: " + msg + " so that recovery ends"
-		if _, err := os.Stat(filepath.Join(w.o.DataDir, "standby.signal")); err == nil {
+		if pgdata.HasStandbySignal(w.o.DataDir) {
 			msg += "; but this server runs with standby.signal and will only ask again: " +
 				"promote it with pg_ctl promote, or run the warm standby with recovery.signal"
 		}

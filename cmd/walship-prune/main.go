@@ -22,6 +22,7 @@ import (
 
 	"github.com/walship/walship/internal/cliutil"
 	"github.com/walship/walship/internal/progress"
+	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/prune"
 	"github.com/walship/walship/wal"
 )
@@ -146,13 +147,13 @@ func options(c *cli.Context) (o prune.Options, restartPoint bool, err error) {
 		dataDir, explicit = ".", false
 	}
 	if dataDir != "" {
-		id, err := prune.SystemIDFromDataDir(dataDir)
+		id, err := pgdata.SystemID(dataDir)
 		switch {
 		case err == nil:
 			if o.SystemID != 0 && o.SystemID != id {
 				return prune.Options{}, false, fmt.Errorf("%w: --system-identifier %d, but the cluster in %s is %d", prune.ErrRefused, o.SystemID, dataDir, id)
 			}
-			o.SystemID, o.SystemIDFrom = id, dataDir+"/"+prune.ControlFile
+			o.SystemID, o.SystemIDFrom = id, dataDir+"/"+pgdata.ControlFile
 		case explicit:
 			return prune.Options{}, false, fmt.Errorf("%w: cannot read the cluster's identity: %w", prune.ErrRefused, err)
 		case !errors.Is(err, fs.ErrNotExist):
