@@ -33,11 +33,10 @@ type Parallel struct {
 
 // marker is what the spool records about a file pushed ahead of its call.
 type marker struct {
-	Repo  string `json:"repo"`
-	Key   string `json:"key"`
-	Size  int64  `json:"size"`   // bytes of the WAL file
-	CRC   uint32 `json:"crc32c"` // of the WAL file's content
-	Codec string `json:"codec"`
+	Repo string `json:"repo"`
+	Key  string `json:"key"`
+	Size int64  `json:"size"`   // bytes of the WAL file
+	CRC  uint32 `json:"crc32c"` // of the WAL file's content
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -47,11 +46,17 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // further ready segments from pg_wal/archive_status alongside. Only the
 // result for n is returned; a look-ahead push that fails is simply left for
 // PostgreSQL to ask for again.
-func PushAhead(ctx context.Context, r *repo.Repo, path string, n wal.Name, codec repo.Codec, p Parallel) (Result, error) {
+func PushAhead(ctx context.Context, r *repo.Repo, path string, n wal.Name, p Parallel) (Result, error) {
 	if p.N <= 1 || p.Spool == "" {
-		return Push(ctx, r, path, n, codec)
+		return Push(ctx, r, path, n)
 	}
-	sp, err := spool.Open(p.Spool, r.String())
+	key, ok, err := r.SpoolKey(ctx)
+	if err != nil || !ok {
+		// A repository without an identity yet: the first push claims it;
+		// markers are keyed to the identity, so none can be kept before.
+		return Push(ctx, r, path, n)
+	}
+	sp, err := spool.Open(p.Spool, key)
 	if err != nil {
 		return Result{}, err
 	}
@@ -70,20 +75,20 @@ func PushAhead(ctx context.Context, r *repo.Repo, path string, n wal.Name, codec
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pushAhead(ctx, r, sp, filepath.Join(filepath.Dir(path), next.String()), next, codec)
+			pushAhead(ctx, r, sp, filepath.Join(filepath.Dir(path), next.String()), next)
 		}()
 	}
-	res, err := Push(ctx, r, path, n, codec)
+	res, err := Push(ctx, r, path, n)
 	wg.Wait()
 	return res, err
 }
 
 // pushAhead pushes one look-ahead file and records it in the spool.
-func pushAhead(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n wal.Name, codec repo.Codec) {
+func pushAhead(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n wal.Name) {
 	if sp.Has(n.String()) {
 		return // pushed ahead already, not yet asked for
 	}
-	res, err := Push(ctx, r, path, n, codec)
+	res, err := Push(ctx, r, path, n)
 	if err != nil {
 		// The file may have been archived and removed by the server
 		// meanwhile, or fail for the same reason it will fail when
@@ -91,7 +96,7 @@ func pushAhead(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n 
 		slog.Debug("look-ahead push failed", "file", n, "err", err)
 		return
 	}
-	m, err := describe(r, path, codec)
+	m, err := describe(r, path)
 	if err != nil {
 		slog.Debug("look-ahead push not recorded", "file", n, "err", err)
 		return
@@ -104,7 +109,7 @@ func pushAhead(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n 
 }
 
 // describe computes the marker for the file at path.
-func describe(r *repo.Repo, path string, codec repo.Codec) (marker, error) {
+func describe(r *repo.Repo, path string) (marker, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return marker{}, err
@@ -115,7 +120,7 @@ func describe(r *repo.Repo, path string, codec repo.Codec) (marker, error) {
 	if err != nil {
 		return marker{}, err
 	}
-	return marker{Repo: r.String(), Size: n, CRC: h.Sum32(), Codec: string(codec)}, nil
+	return marker{Repo: r.String(), Size: n, CRC: h.Sum32()}, nil
 }
 
 // answerFromMarker returns true when n was pushed ahead and is still in
@@ -131,7 +136,7 @@ func answerFromMarker(ctx context.Context, r *repo.Repo, sp *spool.Dir, path str
 	if json.Unmarshal(data, &m) != nil || m.Repo != r.String() {
 		return Result{}, false
 	}
-	now, err := describe(r, path, repo.Codec(m.Codec))
+	now, err := describe(r, path)
 	if err != nil || now.Size != m.Size || now.CRC != m.CRC {
 		return Result{}, false // the file changed since: push it properly
 	}

@@ -54,7 +54,7 @@ func TestPushAheadPushesReadyFilesAndAnswersFromMarkers(t *testing.T) {
 	r := openRepo(t, filepath.Join(t.TempDir(), "repo"), repo.LayoutAuto)
 	p := Parallel{N: 4, Spool: filepath.Join(t.TempDir(), "spool")}
 
-	res, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), repo.CodecLZ4, p)
+	res, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p)
 	if err != nil {
 		t.Fatalf("PushAhead(%s): %v", names[0], err)
 	}
@@ -73,7 +73,7 @@ func TestPushAheadPushesReadyFilesAndAnswersFromMarkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range names[1:4] {
-		res, err := PushAhead(ctx, r, filepath.Join(walDir, f), name(t, f), repo.CodecLZ4, p)
+		res, err := PushAhead(ctx, r, filepath.Join(walDir, f), name(t, f), p)
 		if err != nil || !res.Ahead {
 			t.Fatalf("PushAhead(%s) = Ahead %v, err %v; want answered from the marker", f, res.Ahead, err)
 		}
@@ -81,7 +81,7 @@ func TestPushAheadPushesReadyFilesAndAnswersFromMarkers(t *testing.T) {
 			t.Errorf("marker of %s not consumed", f)
 		}
 	}
-	res, err = PushAhead(ctx, r, filepath.Join(walDir, names[4]), name(t, names[4]), repo.CodecLZ4, p)
+	res, err = PushAhead(ctx, r, filepath.Join(walDir, names[4]), name(t, names[4]), p)
 	if err != nil || res.Ahead {
 		t.Fatalf("PushAhead(%s) = Ahead %v, err %v; want a real push", names[4], res.Ahead, err)
 	}
@@ -95,7 +95,7 @@ func TestMarkerNeverAnswersForChangedContentOrMissingObject(t *testing.T) {
 	walDir, names := fakeWAL(t, 3)
 	r := openRepo(t, filepath.Join(t.TempDir(), "repo"), repo.LayoutAuto)
 	p := Parallel{N: 3, Spool: filepath.Join(t.TempDir(), "spool")}
-	if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), repo.CodecNone, p); err != nil {
+	if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil {
 		t.Fatal(err)
 	}
 
@@ -105,7 +105,7 @@ func TestMarkerNeverAnswersForChangedContentOrMissingObject(t *testing.T) {
 	data, _ := os.ReadFile(path1)
 	data[segSize-1] ^= 0xFF
 	os.WriteFile(path1, data, 0o600)
-	if _, err := PushAhead(ctx, r, path1, name(t, names[1]), repo.CodecNone, p); !errors.Is(err, repo.ErrDifferent) {
+	if _, err := PushAhead(ctx, r, path1, name(t, names[1]), p); !errors.Is(err, repo.ErrDifferent) {
 		t.Errorf("changed file after a look-ahead push: err = %v, want ErrDifferent", err)
 	}
 
@@ -119,7 +119,7 @@ func TestMarkerNeverAnswersForChangedContentOrMissingObject(t *testing.T) {
 	if err := r.Remove(ctx, loc); err != nil {
 		t.Fatal(err)
 	}
-	res, err := PushAhead(ctx, r, filepath.Join(walDir, names[2]), name(t, names[2]), repo.CodecNone, p)
+	res, err := PushAhead(ctx, r, filepath.Join(walDir, names[2]), name(t, names[2]), p)
 	if err != nil || res.Ahead {
 		t.Fatalf("vanished object: Ahead %v, err %v; want a real push", res.Ahead, err)
 	}
@@ -135,10 +135,10 @@ func TestMarkersAreKeptPerRepository(t *testing.T) {
 	r1 := openRepo(t, filepath.Join(t.TempDir(), "one"), repo.LayoutAuto)
 	r2 := openRepo(t, filepath.Join(t.TempDir(), "two"), repo.LayoutAuto)
 	p := Parallel{N: 2, Spool: spool}
-	if _, err := PushAhead(ctx, r1, filepath.Join(walDir, names[0]), name(t, names[0]), repo.CodecLZ4, p); err != nil {
+	if _, err := PushAhead(ctx, r1, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil {
 		t.Fatal(err)
 	}
-	res, err := PushAhead(ctx, r2, filepath.Join(walDir, names[1]), name(t, names[1]), repo.CodecLZ4, p)
+	res, err := PushAhead(ctx, r2, filepath.Join(walDir, names[1]), name(t, names[1]), p)
 	if err != nil || res.Ahead {
 		t.Fatalf("other repository: Ahead %v, err %v; want a real push", res.Ahead, err)
 	}

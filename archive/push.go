@@ -31,7 +31,7 @@ type Result struct {
 // Push archives the file at path as the WAL file n (%p and %f). It returns
 // nil only when the file is durably in the repository, or was there already
 // with identical content.
-func Push(ctx context.Context, r *repo.Repo, path string, n wal.Name, codec repo.Codec) (Result, error) {
+func Push(ctx context.Context, r *repo.Repo, path string, n wal.Name) (Result, error) {
 	f, size, err := openFile(path, n)
 	if err != nil {
 		return Result{}, err
@@ -43,7 +43,7 @@ func Push(ctx context.Context, r *repo.Repo, path string, n wal.Name, codec repo
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return Result{}, err
 	}
-	key, existed, err := r.PutFrom(ctx, n, f, size, codec)
+	key, existed, err := r.PutFrom(ctx, n, f, size)
 	if err != nil {
 		if errors.Is(err, repo.ErrDifferent) {
 			return Result{}, fmt.Errorf("%s is already archived with different content; refusing to overwrite it (%w)", n, err)

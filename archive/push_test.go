@@ -78,9 +78,12 @@ func pgWAL(t *testing.T, files map[string][]byte) map[string]string {
 	return paths
 }
 
+// push archives data as n with the compression c asked for ("" the
+// repository's).
 func push(t *testing.T, r *repo.Repo, n string, data []byte, c repo.Codec) (Result, error) {
 	t.Helper()
-	return Push(context.Background(), r, pgWAL(t, map[string][]byte{n: data})[n], name(t, n), c)
+	r.Compress = c
+	return Push(context.Background(), r, pgWAL(t, map[string][]byte{n: data})[n], name(t, n))
 }
 
 func mustPush(t *testing.T, r *repo.Repo, n string, data []byte, c repo.Codec) Result {
@@ -159,16 +162,21 @@ func TestPushAgain(t *testing.T) {
 	if !res.Existed {
 		t.Errorf("Push again = %+v, want Existed", res)
 	}
-	res = mustPush(t, openRepo(t, root, repo.LayoutAuto), n, data, repo.CodecNone)
+	res = mustPush(t, openRepo(t, root, repo.LayoutAuto), n, data, "")
 	if !res.Existed {
-		t.Errorf("Push again uncompressed = %+v, want Existed", res)
+		t.Errorf("Push again with the repository's compression = %+v, want Existed", res)
+	}
+	// Another compression than the repository's is refused, whatever the
+	// content: one name, one object.
+	if _, err := push(t, openRepo(t, root, repo.LayoutAuto), n, data, repo.CodecNone); !errors.Is(err, repo.ErrMismatch) {
+		t.Errorf("Push with --compress none into an lz4 repository = %v, want ErrMismatch", err)
 	}
 
 	// Different content under the same name: refused, original kept.
-	for _, codec := range []repo.Codec{repo.CodecLZ4, repo.CodecNone} {
+	for _, codec := range []repo.Codec{repo.CodecLZ4, ""} {
 		_, err := push(t, openRepo(t, root, repo.LayoutAuto), n, fakeSegment(t, n, sysID, 2), codec)
 		if !errors.Is(err, repo.ErrDifferent) || !errors.Is(err, fs.ErrExist) {
-			t.Errorf("%s: Push of different content = %v, want ErrDifferent", codec, err)
+			t.Errorf("%q: Push of different content = %v, want ErrDifferent", codec, err)
 		}
 		if err != nil && !strings.Contains(err.Error(), n) {
 			t.Errorf("error %q does not name the file", err)
@@ -260,7 +268,7 @@ func TestPushOlderHeaderTimeline(t *testing.T) {
 func TestPushMissingFile(t *testing.T) {
 	r, root := newRepo(t, repo.LayoutAuto)
 	path := filepath.Join(t.TempDir(), "pg_wal", "000000010000000000000001")
-	_, err := Push(context.Background(), r, path, name(t, "000000010000000000000001"), repo.CodecLZ4)
+	_, err := Push(context.Background(), r, path, name(t, "000000010000000000000001"))
 	if !errors.Is(err, ErrInvalid) {
 		t.Errorf("Push = %v, want ErrInvalid", err)
 	}
@@ -273,7 +281,7 @@ func TestPushMissingFile(t *testing.T) {
 
 	// A directory is not a WAL file either.
 	dir := t.TempDir()
-	if _, err := Push(context.Background(), r, dir, name(t, "000000010000000000000001"), repo.CodecLZ4); !errors.Is(err, ErrInvalid) {
+	if _, err := Push(context.Background(), r, dir, name(t, "000000010000000000000001")); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Push of a directory = %v, want ErrInvalid", err)
 	}
 }

@@ -3,6 +3,7 @@ package inspect
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -303,5 +304,30 @@ func TestScanPlainWithoutIdentity(t *testing.T) {
 	}
 	if c.HaveIdentity || c.SegSize != fakerepo.SegSize || len(c.Segments(1)) != 3 {
 		t.Errorf("identity %v, segment size %d (from the header), %d segments", c.HaveIdentity, c.SegSize, len(c.Segments(1)))
+	}
+}
+
+// A name stored twice is a problem; objects without a checksum and the
+// leftovers of killed writers are counted.
+func TestVerifyDuplicatesAndLeftovers(t *testing.T) {
+	f := fakerepo.New(t)
+	f.Segments(1, 1, 3)
+	// The same segment once more, uncompressed, and at the top as cp
+	// would write it.
+	n := seg(1, 2)
+	data := waltest.FakeSegment(n, fakerepo.SysID, fakerepo.SegSize, nil)
+	os.WriteFile(filepath.Join(f.Dir, n.String()), data, 0o600)
+	stale := filepath.Join(f.Dir, "wal", "0000000100000000", ".000000010000000000000004.lz4.tmp-9")
+	os.WriteFile(stale, make([]byte, 1000), 0o600)
+	old := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(stale, old, old)
+
+	rep := verify(t, f, true)
+	wantProblem(t, rep, n.String(), "stored more than once")
+	if rep.Unchecked != 1 || rep.Leftovers != 1 || rep.LeftoverBytes != 1000 {
+		t.Errorf("Unchecked %d, Leftovers %d (%d bytes); want 1, 1 (1000)", rep.Unchecked, rep.Leftovers, rep.LeftoverBytes)
+	}
+	if _, err := os.Stat(stale); err != nil {
+		t.Errorf("verify removed a leftover: %v", err)
 	}
 }

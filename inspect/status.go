@@ -25,15 +25,6 @@ type Item struct {
 	Problem string `json:"problem,omitempty"`
 }
 
-// rawSize is the size of the WAL file itself: a segment's size when
-// known, the stored size for uncompressed objects and text files, 0 when
-// unknown.
-func rawSize(c *repo.Catalog, f repo.File) int64 {
-	if !repo.Compressible(f.Name.Kind) || f.Codec == repo.CodecNone {
-		return f.Size
-	}
-	return int64(c.SegSize)
-}
 
 // Items lists the files of timeline tli (0: all), in catalog order.
 func Items(c *repo.Catalog, tli uint32) []Item {
@@ -43,7 +34,7 @@ func Items(c *repo.Catalog, tli uint32) []Item {
 			continue
 		}
 		it := Item{Kind: f.Name.Kind.String(), Name: f.Name.String(), Timeline: f.Name.Timeline,
-			Key: f.Key, Codec: string(f.Codec), Stored: f.Size, Raw: rawSize(c, f), Archived: f.Info.ModTime.UTC()}
+			Key: f.Key, Codec: string(f.Codec), Stored: f.Size, Raw: f.RawSize(c.SegSize), Archived: f.Info.ModTime.UTC()}
 		if f.Backup != nil {
 			it.Start, it.Stop, it.Label = f.Backup.Start.String(), f.Backup.Stop.String(), f.Backup.Label
 		}
@@ -89,7 +80,7 @@ func Summarize(c *repo.Catalog) Status {
 	for _, f := range c.Files {
 		s.Files++
 		s.StoredBytes += f.Size
-		s.RawBytes += rawSize(c, f)
+		s.RawBytes += f.RawSize(c.SegSize)
 		switch f.Name.Kind {
 		case wal.KindSegment:
 			s.Segments++

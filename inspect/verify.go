@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"github.com/walship/walship/internal/progress"
@@ -25,6 +26,13 @@ type Report struct {
 	Notes []string `json:"notes,omitempty"`
 	// Checked counts the objects read and checked in full (--full).
 	Checked int `json:"checked"`
+	// Unchecked counts the objects that carry no checksum (the plain
+	// layout, as cp writes it; repositories of format 1).
+	Unchecked int `json:"unchecksummed"`
+	// Leftovers are temporary files of writers killed half-way, which
+	// walship-archive and walship-prune remove once they are stale.
+	Leftovers     int   `json:"leftover_temp_files"`
+	LeftoverBytes int64 `json:"leftover_temp_bytes"`
 }
 
 // OK reports whether nothing is wrong.
@@ -54,6 +62,29 @@ func Verify(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions)
 	rep.Problems = append(rep.Problems, gaps...)
 	rep.Notes = append(rep.Notes, notes...)
 	rep.Problems = append(rep.Problems, checkSizes(c)...)
+	for _, dup := range c.Duplicates() {
+		keys := make([]string, len(dup))
+		for i, f := range dup {
+			keys[i] = f.Key
+		}
+		rep.Problems = append(rep.Problems, Problem{dup[0].Name.String(), "stored more than once (" + strings.Join(keys, ", ") +
+			"): a restore may hand out either; keep the one whose content PostgreSQL wrote and remove the others"})
+	}
+	for _, f := range c.Files {
+		if f.Codec == repo.CodecNone && !f.Sealed {
+			rep.Unchecked++
+		}
+	}
+	if rep.Unchecked > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%d uncompressed object(s) carry no checksum (the plain layout, as cp writes it, or a repository of format 1): only their size and page header can be checked", rep.Unchecked))
+	}
+	var err error
+	if rep.Leftovers, rep.LeftoverBytes, err = r.Sweep(ctx, false); err != nil {
+		return nil, err
+	}
+	if rep.Leftovers > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%d temporary file(s) of killed writers (%d bytes), older than any write takes: the next walship-prune removes them", rep.Leftovers, rep.LeftoverBytes))
+	}
 
 	rep.Backups = BackupStatuses(c)
 	for _, b := range rep.Backups {
@@ -94,8 +125,8 @@ func checkSizes(c *repo.Catalog) []Problem {
 		switch {
 		case f.Size == 0:
 			ps = append(ps, Problem{f.Key, "empty object"})
-		case repo.Compressible(f.Name.Kind) && f.Codec == repo.CodecNone && c.SegSize != 0 && f.Size != int64(c.SegSize):
-			ps = append(ps, Problem{f.Key, fmt.Sprintf("%d bytes, want the segment size %d", f.Size, c.SegSize)})
+		case repo.Compressible(f.Name.Kind) && f.Codec == repo.CodecNone && c.SegSize != 0 && f.RawSize(c.SegSize) != int64(c.SegSize):
+			ps = append(ps, Problem{f.Key, fmt.Sprintf("%d bytes, want the segment size %d", f.RawSize(c.SegSize), c.SegSize)})
 		}
 	}
 	return ps

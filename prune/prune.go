@@ -156,11 +156,7 @@ func MakePlan(c *repo.Catalog, p Policy, now time.Time) (Plan, error) {
 		}
 		plan.Remove = append(plan.Remove, f)
 		plan.Bytes += f.Size
-		if repo.Compressible(f.Name.Kind) && f.Codec != repo.CodecNone {
-			plan.RawBytes += int64(c.SegSize)
-		} else {
-			plan.RawBytes += f.Size
-		}
+		plan.RawBytes += f.RawSize(c.SegSize)
 		removed[f.Key] = true
 	}
 	for _, f := range c.Files {
@@ -212,6 +208,10 @@ type Result struct {
 	DryRun       bool
 	Removed      int
 	RemovedBytes int64
+	// Swept counts the stale temporary files of killed writers removed
+	// (or, in a dry run, found).
+	Swept      int
+	SweptBytes int64
 }
 
 // Summary is the one line a run prints.
@@ -225,6 +225,9 @@ func (r Result) Summary() string {
 	fmt.Fprintf(&b, "%s %d file(s), %s", verb, n, progress.Bytes(bytes))
 	if r.RawBytes > bytes && n > 0 {
 		fmt.Fprintf(&b, " (%s of WAL)", progress.Bytes(r.RawBytes))
+	}
+	if r.Swept > 0 {
+		fmt.Fprintf(&b, " and %d temporary file(s) of killed writers, %s", r.Swept, progress.Bytes(r.SweptBytes))
 	}
 	if r.HaveOldestKept {
 		fmt.Fprintf(&b, "; oldest kept segment %s", r.OldestKept)
@@ -285,6 +288,9 @@ func Prune(ctx context.Context, r *repo.Repo, o Options) (Result, error) {
 		return Result{}, err
 	}
 	res := Result{Plan: plan, DryRun: o.DryRun}
+	if res.Swept, res.SweptBytes, err = r.Sweep(ctx, !o.DryRun); err != nil {
+		return res, err
+	}
 	if o.DryRun || len(plan.Remove) == 0 {
 		return res, nil
 	}

@@ -39,14 +39,14 @@ func TestPruneS3(t *testing.T) {
 		if err := r.Claim(ctx, h); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := r.Put(ctx, n, data, repo.CodecLZ4); err != nil {
+		if _, err := r.Put(ctx, n, data); err != nil {
 			t.Fatal(err)
 		}
 	}
 	backup := wal.Name{Kind: wal.KindBackup, Timeline: 1, Seg: 8, Offset: 0x28}
 	text := "START WAL LOCATION: 0/800028 (file 000000010000000000000008)\nSTOP WAL LOCATION: 0/800100 (file 000000010000000000000008)\n" +
 		"START TIME: " + time.Now().UTC().Format("2006-01-02 15:04:05 MST") + "\n"
-	if _, err := r.Put(ctx, backup, []byte(text), repo.CodecNone); err != nil {
+	if _, err := r.Put(ctx, backup, []byte(text)); err != nil {
 		t.Fatal(err)
 	}
 

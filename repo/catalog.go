@@ -166,6 +166,28 @@ func compareFiles(a, b File) int {
 	)
 }
 
+// Duplicates lists the names stored more than once (under two codecs or
+// in both layouts), each with all its files: a repository must hold one
+// object per name, or a restore may hand out either.
+func (c *Catalog) Duplicates() [][]*File {
+	byName := map[wal.Name][]*File{}
+	var order []wal.Name
+	for i := range c.Files {
+		f := &c.Files[i]
+		if len(byName[f.Name]) == 0 {
+			order = append(order, f.Name)
+		}
+		byName[f.Name] = append(byName[f.Name], f)
+	}
+	var out [][]*File
+	for _, n := range order {
+		if fs := byName[n]; len(fs) > 1 {
+			out = append(out, fs)
+		}
+	}
+	return out
+}
+
 // HasSegment reports whether segment n (kind Segment) is stored.
 func (c *Catalog) HasSegment(n wal.Name) bool { return c.segs[n.SegmentName()] }
 

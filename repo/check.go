@@ -70,6 +70,11 @@ func ParseText(n wal.Name, data []byte, id *Identity) (Text, error) {
 		if err != nil {
 			return Text{}, err
 		}
+		if len(h.Entries) == 0 {
+			// PostgreSQL writes every parent timeline into the file when
+			// it promotes: an empty one is a damaged or truncated copy.
+			return Text{}, fmt.Errorf("history of timeline %d names no parent timeline (an empty or truncated file)", n.Timeline)
+		}
 		return Text{History: &h}, nil
 	case wal.KindBackup:
 		b, err := wal.ParseBackup(bytes.NewReader(data))

@@ -2,8 +2,6 @@ package repo
 
 import (
 	"context"
-
-	"github.com/pierrec/lz4/v4"
 )
 
 // OpenEntry opens exactly the object a List entry names, decoded with its
@@ -11,13 +9,18 @@ import (
 // is stored twice (under both codecs or both layouts) can be read copy by
 // copy, as a verification must.
 func (r *Repo) OpenEntry(ctx context.Context, e Entry) (*Object, error) {
-	body, err := r.b.Open(ctx, e.Key)
-	if err != nil {
-		return nil, err
+	return r.openAt(ctx, e.Name, Location{Key: e.Key, Codec: e.Codec, Sealed: e.Sealed})
+}
+
+// RawSize is the size of the WAL file the entry holds: the segment size
+// for a compressed segment (0 when unknown), the stored size less the
+// checksum footer for a sealed object, else the stored size.
+func (e Entry) RawSize(segSize uint32) int64 {
+	switch {
+	case Compressible(e.Name.Kind) && e.Codec != CodecNone:
+		return int64(segSize)
+	case e.Sealed:
+		return e.Size - int64(FooterSize)
 	}
-	o := &Object{Name: e.Name, Key: e.Key, Codec: e.Codec, body: body, r: body}
-	if e.Codec == CodecLZ4 {
-		o.r = lz4.NewReader(body)
-	}
-	return o, nil
+	return e.Size
 }

@@ -51,8 +51,9 @@ func Key(l Layout, n wal.Name, c Codec) string {
 
 // Location is where one WAL file may be stored.
 type Location struct {
-	Key   string
-	Codec Codec
+	Key    string
+	Codec  Codec
+	Sealed bool // an uncompressed object with a checksum footer
 }
 
 // Candidates lists where name may be stored in layout l, in the order to

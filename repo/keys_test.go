@@ -125,24 +125,24 @@ func TestCandidates(t *testing.T) {
 		want   []Location
 	}{
 		{"walship segment: compressed first", LayoutWalship, seg, []Location{
-			{d + "000000010000000000000003.lz4", CodecLZ4},
-			{d + "000000010000000000000003", CodecNone}}},
+			{Key: d + "000000010000000000000003.lz4", Codec: CodecLZ4},
+			{Key: d + "000000010000000000000003", Codec: CodecNone}}},
 		{"plain segment: as cp writes it first", LayoutPlain, seg, []Location{
-			{"000000010000000000000003", CodecNone},
-			{"000000010000000000000003.lz4", CodecLZ4}}},
+			{Key: "000000010000000000000003", Codec: CodecNone},
+			{Key: "000000010000000000000003.lz4", Codec: CodecLZ4}}},
 		{"auto segment: walship layout, then plain", LayoutAuto, seg, []Location{
-			{d + "000000010000000000000003.lz4", CodecLZ4},
-			{d + "000000010000000000000003", CodecNone},
-			{"000000010000000000000003", CodecNone},
-			{"000000010000000000000003.lz4", CodecLZ4}}},
-		{"walship history", LayoutWalship, hist, []Location{{"wal/00000002.history", CodecNone}}},
-		{"plain history", LayoutPlain, hist, []Location{{"00000002.history", CodecNone}}},
+			{Key: d + "000000010000000000000003.lz4", Codec: CodecLZ4},
+			{Key: d + "000000010000000000000003", Codec: CodecNone},
+			{Key: "000000010000000000000003", Codec: CodecNone},
+			{Key: "000000010000000000000003.lz4", Codec: CodecLZ4}}},
+		{"walship history", LayoutWalship, hist, []Location{{Key: "wal/00000002.history", Codec: CodecNone}}},
+		{"plain history", LayoutPlain, hist, []Location{{Key: "00000002.history", Codec: CodecNone}}},
 		{"auto history", LayoutAuto, hist, []Location{
-			{"wal/00000002.history", CodecNone},
-			{"00000002.history", CodecNone}}},
+			{Key: "wal/00000002.history", Codec: CodecNone},
+			{Key: "00000002.history", Codec: CodecNone}}},
 		{"auto backup", LayoutAuto, backup, []Location{
-			{d + "000000010000000000000002.00000028.backup", CodecNone},
-			{"000000010000000000000002.00000028.backup", CodecNone}}},
+			{Key: d + "000000010000000000000002.00000028.backup", Codec: CodecNone},
+			{Key: "000000010000000000000002.00000028.backup", Codec: CodecNone}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

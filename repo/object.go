@@ -8,9 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"runtime"
-
-	"github.com/pierrec/lz4/v4"
 
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/wal"
@@ -32,46 +29,6 @@ func (e *CorruptError) Error() string { return fmt.Sprintf("%s is corrupt: %s", 
 func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
-
-// Encode returns the object bytes for data under codec c.
-func Encode(c Codec, data []byte) ([]byte, error) {
-	if c == CodecNone {
-		return data, nil
-	}
-	return encodeLZ4(bytes.NewReader(data), int64(len(data)))
-}
-
-// encodeLZ4 compresses size bytes from src into one lz4 frame with a
-// content checksum and the content size in its header.
-func encodeLZ4(src io.Reader, size int64) ([]byte, error) {
-	// Room for the worst case up front: growing the buffer would copy
-	// and clear megabytes, and pages of a fresh allocation cost nothing
-	// until they are written.
-	buf := bytes.NewBuffer(make([]byte, 0, lz4Bound(size)))
-	if err := encodeLZ4To(buf, src, size); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-// encodeLZ4To writes the frame encodeLZ4 makes to dst as it is compressed.
-func encodeLZ4To(dst io.Writer, src io.Reader, size int64) error {
-	w := lz4.NewWriter(dst)
-	if err := w.Apply(lz4.ChecksumOption(true), lz4.SizeOption(uint64(size)),
-		lz4.BlockSizeOption(lz4.Block256Kb), lz4.ConcurrencyOption(compressWorkers())); err != nil {
-		return err
-	}
-	n, err := w.ReadFrom(io.LimitReader(src, size))
-	if err != nil {
-		w.Close()
-		return err
-	}
-	if n != size {
-		w.Close()
-		return fmt.Errorf("source ended after %d of %d bytes", n, size)
-	}
-	return w.Close()
-}
 
 // errPutStopped ends a compressor whose output is no longer read.
 var errPutStopped = errors.New("the store stopped reading")
@@ -96,30 +53,35 @@ func (r *Repo) putLZ4Stream(ctx context.Context, key string, src io.Reader, size
 	return err
 }
 
-// lz4Bound is the largest frame encodeLZ4 can produce for size bytes: an
-// incompressible block is stored as it is, behind a 4-byte length.
-func lz4Bound(size int64) int {
-	const block = 256 << 10
-	return int(size + (size/block+1)*4 + 64)
-}
-
-// compressWorkers is how many blocks are compressed at once: every core
-// the process may use, at most four (a segment has 64 blocks).
-func compressWorkers() int { return min(runtime.GOMAXPROCS(0), 4) }
-
-// Object is an open WAL file in the repository, decoded as it is read. A
-// read error caused by a bad checksum or frame matches ErrCorrupt.
+// Object is an open WAL file in the repository, decoded and checked as it
+// is read (see codec.go). A read error caused by a bad checksum, frame or
+// footer matches ErrCorrupt.
 type Object struct {
-	Name  wal.Name
-	Key   string
-	Codec Codec
-	body  io.ReadCloser
-	r     io.Reader
+	Name   wal.Name
+	Key    string
+	Codec  Codec
+	Sealed bool // an uncompressed object with a checksum footer
+	body   io.ReadCloser
+	r      io.Reader // the decoder, made at the first read
 }
 
 func (o *Object) Read(p []byte) (int, error) {
+	if o.r == nil {
+		switch {
+		case o.Codec == CodecLZ4:
+			r, err := newLZ4Reader(o.body, o.Key)
+			if err != nil {
+				return 0, err
+			}
+			o.r = r
+		case o.Sealed:
+			o.r = newUnsealer(o.body, o.Key)
+		default:
+			o.r = o.body
+		}
+	}
 	n, err := o.r.Read(p)
-	if err != nil && err != io.EOF && o.Codec == CodecLZ4 && !isStorageErr(err) {
+	if err != nil && err != io.EOF && o.Codec == CodecLZ4 && !isStorageErr(err) && !errors.Is(err, ErrCorrupt) {
 		err = &CorruptError{Key: o.Key, Reason: err.Error()}
 	}
 	return n, err
@@ -129,9 +91,9 @@ func (o *Object) Read(p []byte) (int, error) {
 func (o *Object) Close() error { return o.body.Close() }
 
 // CopyN copies exactly n decoded bytes to w the cheapest way the codec
-// allows (an in-kernel copy for an uncompressed local file into a file).
+// allows (an in-kernel copy for a bare local file into a file).
 func (o *Object) CopyN(w io.Writer, n int64) (int64, error) {
-	if o.Codec == CodecNone {
+	if o.Codec == CodecNone && !o.Sealed {
 		// Unwrapped down to the backend's reader: file to file, io.Copy
 		// lets the kernel copy (copy_file_range).
 		var src io.Reader = o.body
@@ -142,11 +104,9 @@ func (o *Object) CopyN(w io.Writer, n int64) (int64, error) {
 			}
 			src = u.Unwrap()
 		}
-		if _, isFile := src.(*os.File); !isFile {
-			buf := make([]byte, copyBuf)
-			return io.CopyBuffer(writerOnly{w}, io.LimitReader(src, n), buf)
+		if _, isFile := src.(*os.File); isFile {
+			return io.Copy(w, io.LimitReader(src, n))
 		}
-		return io.Copy(w, io.LimitReader(src, n))
 	}
 	// One lz4 block per write instead of the 32 KiB pieces io.Copy would
 	// use; no larger, as every fresh page of memory costs a fault.
@@ -165,17 +125,86 @@ func isStorageErr(err error) bool {
 	return errors.As(err, &se) || errors.As(err, &pe) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, storage.ErrTransient)
 }
 
+// locations lists where n may be stored. A repository of the current
+// format in the walship layout, which only walship writes, has exactly
+// one place for each name; one in the plain layout (where cp may write
+// too), of format 1, or without an identity file yet, is searched in every
+// place its layout allows.
+func (r *Repo) locations(ctx context.Context, n wal.Name) ([]Location, error) {
+	if id := r.ident; id != nil && id.Format >= 2 && id.Layout != LayoutPlain {
+		loc, err := r.location(ctx, n)
+		return []Location{loc}, err
+	}
+	locs := Candidates(r.layout, n)
+	for i := range locs {
+		locs[i].Sealed = r.sealed(locs[i].Key, locs[i].Codec)
+	}
+	return locs, nil
+}
+
+// location is the one place n is written.
+func (r *Repo) location(ctx context.Context, n wal.Name) (Location, error) {
+	layout, err := r.writeLayout(ctx)
+	if err != nil {
+		return Location{}, err
+	}
+	codec := CodecNone
+	if Compressible(n.Kind) {
+		if codec = r.Compress; r.ident != nil && r.ident.Codec != "" {
+			codec = r.ident.Codec
+		}
+		if codec == "" {
+			codec = CodecLZ4
+		}
+	}
+	key := Key(layout, n, codec)
+	return Location{Key: key, Codec: codec, Sealed: r.sealed(key, codec)}, nil
+}
+
+// sealed reports whether the object at key carries a checksum footer: an
+// uncompressed object in the walship layout, unless the repository is of
+// format 1.
+func (r *Repo) sealed(key string, c Codec) bool {
+	if c != CodecNone || (r.ident != nil && r.ident.Format < 2) {
+		return false
+	}
+	_, _, l, ok := ParseKey(key)
+	return ok && l == LayoutWalship
+}
+
+// notFound is the answer for a name the repository does not hold, or, in
+// a repository that was not created by archiving and holds neither an
+// identity file nor any WAL (an archive mount that is not mounted, a
+// mistyped prefix), an error matching ErrNoRepository: such a location
+// must not answer "not found", which would end a recovery early.
+func (r *Repo) notFound(ctx context.Context, op string, n wal.Name) error {
+	if r.ident == nil && !r.Create {
+		has, err := r.hasWAL(ctx)
+		if err != nil {
+			return err
+		}
+		if !has {
+			return fmt.Errorf("%w at %s: it holds no %s and no WAL (an archive that is not mounted, or a wrong path or prefix?)", ErrNoRepository, r, IdentityKey)
+		}
+	}
+	return &storage.Error{Op: op, Key: n.String(), Err: errNotExist}
+}
+
 // Find returns the entry of name as stored, or an error matching
 // fs.ErrNotExist.
 func (r *Repo) Find(ctx context.Context, n wal.Name) (Entry, error) {
 	if _, _, err := r.Identity(ctx); err != nil {
 		return Entry{}, err
 	}
+	locs, err := r.locations(ctx, n)
+	if err != nil {
+		return Entry{}, err
+	}
 	var firstErr error
-	for _, loc := range Candidates(r.layout, n) {
+	for _, loc := range locs {
 		info, err := r.b.Stat(ctx, loc.Key)
 		if err == nil {
-			return Entry{Name: n, Key: loc.Key, Codec: loc.Codec, Size: info.Size, Info: info}, nil
+			return Entry{Name: n, Key: loc.Key, Codec: loc.Codec, Sealed: loc.Sealed, Size: info.Size, Info: info}, nil
 		}
 		if !storage.IsNotExist(err) && firstErr == nil {
 			firstErr = err
@@ -184,7 +213,7 @@ func (r *Repo) Find(ctx context.Context, n wal.Name) (Entry, error) {
 	if firstErr != nil {
 		return Entry{}, firstErr
 	}
-	return Entry{}, &storage.Error{Op: "find", Key: n.String(), Err: errNotExist}
+	return Entry{}, r.notFound(ctx, "find", n)
 }
 
 // Open opens name for reading, decoded. A missing file gives an error
@@ -193,93 +222,127 @@ func (r *Repo) Open(ctx context.Context, n wal.Name) (*Object, error) {
 	if _, _, err := r.Identity(ctx); err != nil {
 		return nil, err
 	}
+	locs, err := r.locations(ctx, n)
+	if err != nil {
+		return nil, err
+	}
 	var firstErr error
-	for _, loc := range Candidates(r.layout, n) {
-		body, err := r.b.Open(ctx, loc.Key)
-		if err != nil {
-			if !storage.IsNotExist(err) && firstErr == nil {
-				firstErr = err
-			}
-			continue
+	for _, loc := range locs {
+		o, err := r.openAt(ctx, n, loc)
+		if err == nil {
+			return o, nil
 		}
-		o := &Object{Name: n, Key: loc.Key, Codec: loc.Codec, body: body, r: body}
-		if loc.Codec == CodecLZ4 {
-			o.r = lz4.NewReader(body)
+		if !storage.IsNotExist(err) && firstErr == nil {
+			firstErr = err
 		}
-		return o, nil
 	}
 	if firstErr != nil {
 		return nil, firstErr
 	}
-	return nil, &storage.Error{Op: "open", Key: n.String(), Err: errNotExist}
+	return nil, r.notFound(ctx, "open", n)
 }
 
-// Put stores data as name, create-only, in the repository's layout with
-// codec c (history and backup files are never compressed). When name is
-// already stored (under any codec), Put compares: identical content returns
-// nil with existed true; different content returns an error matching
-// fs.ErrExist and leaves the stored object as it is.
-func (r *Repo) Put(ctx context.Context, n wal.Name, data []byte, c Codec) (existed bool, err error) {
-	_, existed, err = r.PutFrom(ctx, n, bytes.NewReader(data), int64(len(data)), c)
+func (r *Repo) openAt(ctx context.Context, n wal.Name, loc Location) (*Object, error) {
+	body, err := r.b.Open(ctx, loc.Key)
+	if err != nil {
+		return nil, err
+	}
+	return &Object{Name: n, Key: loc.Key, Codec: loc.Codec, Sealed: loc.Sealed, body: body}, nil
+}
+
+// Put stores data as name, create-only, in the one place the repository
+// has for it (history and backup files are never compressed). When name is
+// already stored, Put compares: identical content returns nil with existed
+// true (after making the stored copy durable); different content returns
+// an error matching fs.ErrExist and leaves the stored object as it is.
+func (r *Repo) Put(ctx context.Context, n wal.Name, data []byte) (existed bool, err error) {
+	_, existed, err = r.PutFrom(ctx, n, bytes.NewReader(data), int64(len(data)))
 	return existed, err
 }
 
 // PutFrom is Put reading size bytes from src, which must be rewindable (a
-// file or an in-memory reader): it is read again to compare with a stored
-// copy. An *os.File of an uncompressed object reaches a local backend as
-// it is, so the kernel copies it. It also returns the key the file is
-// stored under.
-func (r *Repo) PutFrom(ctx context.Context, n wal.Name, src io.ReadSeeker, size int64, c Codec) (key string, existed bool, err error) {
-	if _, _, err := r.Identity(ctx); err != nil {
+// file or an in-memory reader): it is read again to checksum or compare.
+// A bare *os.File reaches a local backend as it is, so the kernel copies
+// it. It also returns the key the file is stored under.
+func (r *Repo) PutFrom(ctx context.Context, n wal.Name, src io.ReadSeeker, size int64) (key string, existed bool, err error) {
+	id, haveID, err := r.Identity(ctx)
+	if err != nil {
 		return "", false, err
 	}
-	layout := r.layout
-	if layout == LayoutAuto {
-		layout = LayoutWalship
+	if haveID {
+		if id.Format < Format {
+			return "", false, fmt.Errorf("%w: %s is of format %d, which has no checksums; walship writes format %d: archive into a new repository", ErrOldFormat, r, id.Format, Format)
+		}
+		if err := r.checkAsked(id); err != nil {
+			return "", false, err
+		}
 	}
-	if !Compressible(n.Kind) {
-		c = CodecNone
+	loc, err := r.location(ctx, n)
+	if err != nil {
+		return "", false, err
 	}
-	key = Key(layout, n, c)
-	// The same file may already be stored under the other codec.
-	for _, loc := range Candidates(layout, n) {
-		if loc.Key == key {
+	// Where others may write too (cp, in the plain layout), the file may
+	// be stored in another place already.
+	locs, err := r.locations(ctx, n)
+	if err != nil {
+		return "", false, err
+	}
+	for _, other := range locs {
+		if other.Key == loc.Key {
 			continue
 		}
-		if _, err := r.b.Stat(ctx, loc.Key); err == nil {
-			return loc.Key, true, r.compare(ctx, n, src, size)
+		if _, err := r.b.Stat(ctx, other.Key); err == nil {
+			return other.Key, true, r.existing(ctx, n, other, src, size)
 		} else if !storage.IsNotExist(err) {
 			return "", false, err
 		}
 	}
 	switch {
-	case c == CodecLZ4 && storage.StreamsPuts(r.b):
-		err = r.putLZ4Stream(ctx, key, src, size)
-	case c == CodecLZ4:
+	case loc.Codec == CodecLZ4 && storage.StreamsPuts(r.b):
+		err = r.putLZ4Stream(ctx, loc.Key, src, size)
+	case loc.Codec == CodecLZ4:
 		obj, encErr := encodeLZ4(src, size)
 		if encErr != nil {
 			return "", false, fmt.Errorf("compressing %s: %w", n, encErr)
 		}
-		err = r.b.Put(ctx, key, bytes.NewReader(obj), int64(len(obj)))
+		err = r.b.Put(ctx, loc.Key, bytes.NewReader(obj), int64(len(obj)))
+	case loc.Sealed:
+		sum, sumErr := Sum(src, size)
+		if sumErr != nil {
+			return "", false, fmt.Errorf("reading %s: %w", n, sumErr)
+		}
+		obj := newSealed(src, size, sum)
+		err = r.b.Put(ctx, loc.Key, obj, obj.Len())
 	default:
-		err = r.b.Put(ctx, key, src, size)
+		err = r.b.Put(ctx, loc.Key, src, size)
 	}
 	if storage.IsExist(err) {
-		return key, true, r.compare(ctx, n, src, size)
+		return loc.Key, true, r.existing(ctx, n, loc, src, size)
 	}
-	return key, false, err
+	return loc.Key, false, err
+}
+
+// existing answers a put of n whose object is stored at loc already:
+// identical content is made durable (an earlier attempt may have died
+// between its rename and the sync of the directory) before it counts as
+// archived; different content is an error matching ErrDifferent.
+func (r *Repo) existing(ctx context.Context, n wal.Name, loc Location, src io.ReadSeeker, size int64) error {
+	if err := r.compare(ctx, n, loc, src, size); err != nil {
+		return err
+	}
+	return storage.Sync(ctx, r.b, loc.Key)
 }
 
 // ErrDifferent is matched when a file is already archived with other content.
 var ErrDifferent = fmt.Errorf("archived with different content: %w", errExist)
 
-// compare checks that the stored copy of n holds exactly the size bytes
-// of src.
-func (r *Repo) compare(ctx context.Context, n wal.Name, src io.ReadSeeker, size int64) error {
+// compare checks that the stored copy of n at loc holds exactly the size
+// bytes of src.
+func (r *Repo) compare(ctx context.Context, n wal.Name, loc Location, src io.ReadSeeker, size int64) error {
 	if _, err := src.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	o, err := r.Open(ctx, n)
+	o, err := r.openAt(ctx, n, loc)
 	if err != nil {
 		return err
 	}
@@ -315,39 +378,28 @@ func (r *Repo) compare(ctx context.Context, n wal.Name, src io.ReadSeeker, size 
 
 // Entry is one WAL file found by List.
 type Entry struct {
-	Name  wal.Name
-	Key   string
-	Codec Codec
-	Size  int64 // stored bytes
-	Info  storage.Info
+	Name   wal.Name
+	Key    string
+	Codec  Codec
+	Sealed bool  // an uncompressed object with a checksum footer
+	Size   int64 // stored bytes
+	Info   storage.Info
 }
 
-// List calls fn for every WAL file in the repository, in key order; keys
-// that hold no WAL file are skipped.
+// List calls fn for every WAL file in the repository, in key order, in
+// either layout whatever the repository's (so that a file stored in the
+// other layout too is seen); keys that hold no WAL file are skipped.
 func (r *Repo) List(ctx context.Context, fn func(Entry) error) error {
 	if _, _, err := r.Identity(ctx); err != nil {
 		return err
 	}
-	prefixes := []string{"wal/", ""}
-	switch r.layout {
-	case LayoutWalship:
-		prefixes = []string{"wal/"}
-	case LayoutPlain:
-		prefixes = []string{""}
-	}
-	for _, p := range prefixes {
-		err := r.b.List(ctx, p, func(i storage.Info) error {
-			n, c, l, ok := ParseKey(i.Key)
-			if !ok || (p == "" && l != LayoutPlain) {
-				return nil
-			}
-			return fn(Entry{Name: n, Key: i.Key, Codec: c, Size: i.Size, Info: i})
-		})
-		if err != nil {
-			return err
+	return r.b.List(ctx, "", func(i storage.Info) error {
+		n, c, _, ok := ParseKey(i.Key)
+		if !ok {
+			return nil
 		}
-	}
-	return nil
+		return fn(Entry{Name: n, Key: i.Key, Codec: c, Sealed: r.sealed(i.Key, c), Size: i.Size, Info: i})
+	})
 }
 
 // Remove deletes the stored object of an entry.
@@ -379,6 +431,12 @@ func (r *Repo) Stored(ctx context.Context, n wal.Name, key string) (bool, error)
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// Sweep finds the temporary files killed writers left in the repository
+// and, with remove, deletes them (see storage.Sweeper).
+func (r *Repo) Sweep(ctx context.Context, remove bool) (count int, bytes int64, err error) {
+	return storage.Sweep(ctx, r.b, remove)
 }
 
 // ErrNoWatch is returned by Watch for a store that cannot be watched.

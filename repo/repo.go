@@ -47,12 +47,20 @@ func ParseLayout(s string) (Layout, error) {
 	return "", fmt.Errorf("unknown layout %q: use walship, plain or auto", s)
 }
 
+// Format is the version of the repository format walship writes. Format 1
+// let every call choose its codec and stored uncompressed objects without a
+// checksum; format 2 records one codec for the repository and seals every
+// uncompressed object of the walship layout with a checksum footer.
+// Repositories of format 1 are read, never written.
+const Format = 2
+
 // Identity is the content of the identity file.
 type Identity struct {
 	Format    int       `json:"format"`
 	SystemID  uint64    `json:"system_identifier,string"`
 	SegSize   uint32    `json:"wal_segment_size"`
 	Layout    Layout    `json:"layout"`
+	Codec     Codec     `json:"compression,omitempty"` // of segments; format 2
 	PGVersion string    `json:"pg_version,omitempty"`
 	Created   time.Time `json:"created"`
 }
@@ -65,6 +73,14 @@ var ErrWrongCluster = errors.New("WAL from another cluster")
 // WAL was found in it.
 var ErrNoRepository = errors.New("no walship repository")
 
+// ErrMismatch is matched when a setting asked for (the layout, the
+// compression) disagrees with what the repository's identity file records.
+var ErrMismatch = errors.New("setting disagrees with the repository")
+
+// ErrOldFormat is matched when a write is asked of a repository of an
+// older format, which walship reads but does not write.
+var ErrOldFormat = errors.New("repository of an older format")
+
 // Repo is an open repository.
 type Repo struct {
 	b       storage.Backend
@@ -72,9 +88,16 @@ type Repo struct {
 	ident   *Identity
 	checked bool // the location is known to exist
 	// Create lets writes create a repository whose location does not
-	// exist yet (archiving does); otherwise a missing location is an error
+	// exist yet (archiving does); otherwise a missing location, or one
+	// that holds neither an identity file nor any WAL, is an error
 	// matching ErrNoRepository, never an empty repository.
 	Create bool
+	// Compress is the codec asked for segments: "" takes the repository's
+	// (lz4 for a new one); another one than the repository records is
+	// refused with ErrMismatch.
+	Compress Codec
+
+	plainRoot *bool // a repository without identity holds WAL files at its top (cp's)
 }
 
 // New wraps a backend. The identity file is read lazily.
@@ -119,11 +142,41 @@ func (r *Repo) Identity(ctx context.Context) (id Identity, ok bool, err error) {
 	if id.SystemID == 0 || wal.ValidSegSize(id.SegSize) != nil {
 		return Identity{}, false, fmt.Errorf("%s in %s is damaged: no system identifier or segment size", IdentityKey, r)
 	}
+	if id.Format >= 2 && id.Codec != CodecLZ4 && id.Codec != CodecNone {
+		return Identity{}, false, fmt.Errorf("%s in %s is damaged: unknown compression %q", IdentityKey, r, id.Codec)
+	}
+	if err := r.checkAsked(id); err != nil {
+		return Identity{}, false, err
+	}
 	r.ident = &id
 	if r.layout == LayoutAuto && id.Layout != "" {
 		r.layout = id.Layout
 	}
 	return id, true, nil
+}
+
+// SpoolKey names the repository for a local cache beside the server: its
+// location and, once it has one, its identity (system identifier and
+// creation time), so that what was cached for a repository is never taken
+// for one that replaced it at the same location. ok is false while the
+// repository has no identity yet.
+func (r *Repo) SpoolKey(ctx context.Context) (key string, ok bool, err error) {
+	id, ok, err := r.Identity(ctx)
+	if err != nil || !ok {
+		return r.String(), false, err
+	}
+	return fmt.Sprintf("%s|%d|%s", r, id.SystemID, id.Created.UTC().Format(time.RFC3339Nano)), true, nil
+}
+
+// checkAsked refuses settings asked for that disagree with the identity.
+func (r *Repo) checkAsked(id Identity) error {
+	if r.layout != LayoutAuto && id.Layout != "" && r.layout != id.Layout {
+		return fmt.Errorf("%w: %s is in the %s layout (%s), not %s as asked", ErrMismatch, r, id.Layout, IdentityKey, r.layout)
+	}
+	if r.Compress != "" && id.Format >= 2 && r.Compress != id.Codec {
+		return fmt.Errorf("%w: %s stores segments with compression %s (%s), not %s as asked", ErrMismatch, r, id.Codec, IdentityKey, r.Compress)
+	}
+	return nil
 }
 
 // Claim makes sure the repository belongs to the cluster whose segment
@@ -136,15 +189,23 @@ func (r *Repo) Claim(ctx context.Context, h wal.LongHeader) error {
 		return err
 	}
 	if !ok {
-		layout := r.layout
-		if layout == LayoutAuto {
-			layout = LayoutWalship
+		layout, err := r.writeLayout(ctx)
+		if err != nil {
+			return err
 		}
-		id = Identity{Format: 1, SystemID: h.SysID, SegSize: h.SegSize, Layout: layout,
+		codec := r.Compress
+		switch {
+		case codec != "":
+		case layout == LayoutPlain:
+			codec = CodecNone // bare files, as cp writes them
+		default:
+			codec = CodecLZ4
+		}
+		id = Identity{Format: Format, SystemID: h.SysID, SegSize: h.SegSize, Layout: layout, Codec: codec,
 			PGVersion: h.Version(), Created: time.Now().UTC().Truncate(time.Second)}
 		data, _ := json.MarshalIndent(id, "", "  ")
 		data = append(data, '\n')
-		err := r.b.Put(ctx, IdentityKey, bytesReader(data), int64(len(data)))
+		err = r.b.Put(ctx, IdentityKey, bytesReader(data), int64(len(data)))
 		if err != nil && !storage.IsExist(err) {
 			return fmt.Errorf("writing %s: %w", IdentityKey, err)
 		}
@@ -164,3 +225,51 @@ func (r *Repo) Claim(ctx context.Context, h wal.LongHeader) error {
 // Layout is the layout in force: the identity file's, the one asked for, or
 // LayoutAuto when neither says.
 func (r *Repo) Layout() Layout { return r.layout }
+
+// writeLayout is the layout new objects go in: the identity file's or the
+// one asked for; with neither, the plain layout if the top of the
+// repository already holds WAL files (an archive cp wrote), else walship.
+// A name is thus never stored in both layouts.
+func (r *Repo) writeLayout(ctx context.Context) (Layout, error) {
+	if r.layout != LayoutAuto {
+		return r.layout, nil
+	}
+	if r.plainRoot == nil {
+		found := false
+		err := r.b.List(ctx, "", func(i storage.Info) error {
+			if _, _, l, ok := ParseKey(i.Key); ok && l == LayoutPlain {
+				found = true
+				return errStop
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return "", fmt.Errorf("listing %s: %w", r, err)
+		}
+		r.plainRoot = &found
+	}
+	if *r.plainRoot {
+		return LayoutPlain, nil
+	}
+	return LayoutWalship, nil
+}
+
+// errStop ends a listing early.
+var errStop = errors.New("stop listing")
+
+// hasWAL reports whether the repository holds any WAL file, in either
+// layout.
+func (r *Repo) hasWAL(ctx context.Context) (bool, error) {
+	found := false
+	err := r.b.List(ctx, "", func(i storage.Info) error {
+		if _, _, _, ok := ParseKey(i.Key); ok {
+			found = true
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return false, fmt.Errorf("listing %s: %w", r, err)
+	}
+	return found, nil
+}

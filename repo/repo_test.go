@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -103,7 +104,7 @@ func TestIdentityMissingDirectory(t *testing.T) {
 		t.Errorf("Identity = ok %v, %v; want ErrNoRepository", ok, err)
 	}
 	n, data := segment(t, "000000010000000000000001", testSysID, 1)
-	if _, err := r.Put(ctx, n, data, CodecLZ4); !errors.Is(err, ErrNoRepository) {
+	if _, err := withCodec(r, CodecLZ4).Put(ctx, n, data); !errors.Is(err, ErrNoRepository) {
 		t.Errorf("Put = %v, want ErrNoRepository", err)
 	}
 	if _, err := r.Open(ctx, n); !errors.Is(err, ErrNoRepository) || errors.Is(err, fs.ErrNotExist) {
@@ -121,7 +122,9 @@ func TestIdentityMissingDirectory(t *testing.T) {
 		t.Errorf("Identity with Create = ok %v, %v; want no identity and no error", ok, err)
 	}
 
-	// An existing empty directory is an empty repository.
+	// An existing empty directory (an archive mount that is not mounted)
+	// is no repository for reading either: "not found" from it would end
+	// a recovery early. Archiving creates the repository there.
 	if err := os.Mkdir(root, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -129,8 +132,21 @@ func TestIdentityMissingDirectory(t *testing.T) {
 	if _, ok, err := r.Identity(ctx); err != nil || ok {
 		t.Errorf("Identity of an empty directory = ok %v, %v; want no identity and no error", ok, err)
 	}
+	if _, err := r.Open(ctx, n); !errors.Is(err, ErrNoRepository) || errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open in an empty directory = %v, want ErrNoRepository and not fs.ErrNotExist", err)
+	}
+	if _, err := r.Find(ctx, n); !errors.Is(err, ErrNoRepository) || errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Find in an empty directory = %v, want ErrNoRepository and not fs.ErrNotExist", err)
+	}
+	r.Create = true
 	if _, err := r.Open(ctx, n); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("Open in an empty repository = %v, want fs.ErrNotExist", err)
+		t.Errorf("Open with Create in an empty directory = %v, want fs.ErrNotExist", err)
+	}
+	// A directory of bare WAL files without an identity (cp's) is a
+	// repository: a file missing from it is not found.
+	os.WriteFile(filepath.Join(root, "000000010000000000000009"), data, 0o600)
+	if _, err := reopen(t, root, LayoutAuto).Open(ctx, n); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open of a missing file beside cp's = %v, want fs.ErrNotExist", err)
 	}
 }
 
@@ -148,7 +164,7 @@ func TestClaim(t *testing.T) {
 	if err := json.Unmarshal(written, &id); err != nil {
 		t.Fatalf("walship.json: %v\n%s", err, written)
 	}
-	if id.SystemID != testSysID || id.SegSize != testSegSize || id.Layout != LayoutWalship || id.PGVersion != "15" || id.Format != 1 || id.Created.IsZero() {
+	if id.SystemID != testSysID || id.SegSize != testSegSize || id.Layout != LayoutWalship || id.PGVersion != "15" || id.Format != Format || id.Codec != CodecLZ4 || id.Created.IsZero() {
 		t.Errorf("identity = %+v", id)
 	}
 	if r.Layout() != LayoutWalship {
@@ -230,10 +246,10 @@ func TestLayoutFromIdentity(t *testing.T) {
 	ctx := context.Background()
 	r, root := localRepo(t, LayoutPlain)
 	n, data := segment(t, "000000010000000000000001", testSysID, 1)
-	if err := r.Claim(ctx, header(t, data)); err != nil {
+	if err := withCodec(r, CodecNone).Claim(ctx, header(t, data)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Put(ctx, n, data, CodecNone); err != nil {
+	if _, err := r.Put(ctx, n, data); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "000000010000000000000001")); err != nil {
@@ -258,17 +274,21 @@ func TestPutOpen(t *testing.T) {
 			t.Run(string(layout)+"/"+string(codec), func(t *testing.T) {
 				r, root := localRepo(t, layout)
 				n, data := segment(t, "0000000200000001000000FF", testSysID, 1)
-				if err := r.Claim(ctx, header(t, data)); err != nil {
+				if err := withCodec(r, codec).Claim(ctx, header(t, data)); err != nil {
 					t.Fatal(err)
 				}
-				existed, err := r.Put(ctx, n, data, codec)
+				existed, err := r.Put(ctx, n, data)
 				if err != nil || existed {
 					t.Fatalf("Put = %v, %v; want false, nil", existed, err)
 				}
 				key := Key(layout, n, codec)
 				stored := readFile(t, filepath.Join(root, filepath.FromSlash(key)))
-				if codec == CodecNone && !bytes.Equal(stored, data) {
-					t.Error("an uncompressed object is not the file itself")
+				switch {
+				case codec == CodecNone && layout == LayoutPlain && !bytes.Equal(stored, data):
+					t.Error("an uncompressed object of the plain layout is not the file itself")
+				case codec == CodecNone && layout == LayoutWalship &&
+					(!bytes.Equal(stored[:len(data)], data) || !bytes.Equal(stored[len(data):], Footer(crc32.Checksum(data, Castagnoli)))):
+					t.Errorf("an uncompressed object of the walship layout is not the file and its checksum footer (%d bytes for %d)", len(stored), len(data))
 				}
 				if codec == CodecLZ4 && len(stored) >= len(data) {
 					t.Errorf("lz4 object is %d bytes for %d", len(stored), len(data))
@@ -295,11 +315,13 @@ func TestPutTextFilesUncompressed(t *testing.T) {
 	r, root := localRepo(t, LayoutWalship)
 	hist := []byte("1\t0/3000158\tno recovery target specified\n")
 	n := parseName(t, "00000002.history")
-	if _, err := r.Put(ctx, n, hist, CodecLZ4); err != nil {
+	if _, err := withCodec(r, CodecLZ4).Put(ctx, n, hist); err != nil {
 		t.Fatal(err)
 	}
-	if got := readFile(t, filepath.Join(root, "wal", "00000002.history")); !bytes.Equal(got, hist) {
-		t.Errorf("history stored as %q, want it as it is", got)
+	// Text as it is, then the checksum footer: a comment line.
+	want := append(bytes.Clone(hist), "#walship crc32c="...)
+	if got := readFile(t, filepath.Join(root, "wal", "00000002.history")); !bytes.HasPrefix(got, want) || len(got) != len(hist)+FooterSize {
+		t.Errorf("history stored as %q, want it as it is with a checksum footer", got)
 	}
 	if got, _ := readAll(t, r, n); !bytes.Equal(got, hist) {
 		t.Errorf("read back %q", got)
@@ -312,16 +334,16 @@ func TestPutAgain(t *testing.T) {
 		t.Run(string(codec), func(t *testing.T) {
 			r, root := localRepo(t, LayoutWalship)
 			n, data := segment(t, "000000010000000000000003", testSysID, 1)
-			if err := r.Claim(ctx, header(t, data)); err != nil {
+			if err := withCodec(r, codec).Claim(ctx, header(t, data)); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := r.Put(ctx, n, data, codec); err != nil {
+			if _, err := r.Put(ctx, n, data); err != nil {
 				t.Fatal(err)
 			}
 			path := filepath.Join(root, filepath.FromSlash(Key(LayoutWalship, n, codec)))
 			before := readFile(t, path)
 
-			existed, err := reopen(t, root, LayoutAuto).Put(ctx, n, bytes.Clone(data), codec)
+			existed, err := withCodec(reopen(t, root, LayoutAuto), codec).Put(ctx, n, bytes.Clone(data))
 			if err != nil || !existed {
 				t.Errorf("Put of identical content = %v, %v; want true, nil", existed, err)
 			}
@@ -332,7 +354,7 @@ func TestPutAgain(t *testing.T) {
 				"truncated":  data[:len(data)-1],
 				"extended":   append(bytes.Clone(data), 0),
 			} {
-				_, err := reopen(t, root, LayoutAuto).Put(ctx, n, different, codec)
+				_, err := withCodec(reopen(t, root, LayoutAuto), codec).Put(ctx, n, different)
 				if !errors.Is(err, ErrDifferent) || !errors.Is(err, fs.ErrExist) {
 					t.Errorf("%s: Put = %v, want ErrDifferent and fs.ErrExist", name, err)
 				}
@@ -347,43 +369,95 @@ func TestPutAgain(t *testing.T) {
 	}
 }
 
-func TestPutAgainOtherCodec(t *testing.T) {
+// A name has one object whatever the compression asked for: once the
+// repository records one, another is refused and nothing is stored.
+func TestOneCodecPerRepository(t *testing.T) {
+	ctx := context.Background()
+	for _, first := range []Codec{CodecNone, CodecLZ4} {
+		other := CodecLZ4
+		if first == CodecLZ4 {
+			other = CodecNone
+		}
+		t.Run(string(first), func(t *testing.T) {
+			r, root := localRepo(t, LayoutWalship)
+			n, data := segment(t, "000000010000000000000003", testSysID, 1)
+			if err := withCodec(r, first).Claim(ctx, header(t, data)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Put(ctx, n, data); err != nil {
+				t.Fatal(err)
+			}
+			otherPath := filepath.Join(root, filepath.FromSlash(Key(LayoutWalship, n, other)))
+			_, otherData := segment(t, "000000010000000000000003", testSysID, 2)
+			for _, d := range [][]byte{data, otherData} {
+				if _, err := withCodec(reopen(t, root, LayoutAuto), other).Put(ctx, n, d); !errors.Is(err, ErrMismatch) {
+					t.Errorf("Put with compression %s into a %s repository = %v, want ErrMismatch", other, first, err)
+				}
+				// Also when the setting changes under an open repository.
+				if _, err := withCodec(r, other).Put(ctx, n, d); !errors.Is(err, ErrMismatch) {
+					t.Errorf("Put with compression %s after opening = %v, want ErrMismatch", other, err)
+				}
+			}
+			if _, err := os.Stat(otherPath); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("a second copy was stored under the other codec: %v", err)
+			}
+			// The repository's own compression, asked for or not, works.
+			for _, c := range []Codec{"", first} {
+				if existed, err := withCodec(reopen(t, root, LayoutAuto), c).Put(ctx, n, data); err != nil || !existed {
+					t.Errorf("Put again with %q = %v, %v; want true, nil", c, existed, err)
+				}
+			}
+		})
+	}
+}
+
+// A layout asked for that disagrees with the identity file is refused,
+// for reading and writing alike.
+func TestLayoutMismatch(t *testing.T) {
 	ctx := context.Background()
 	r, root := localRepo(t, LayoutWalship)
 	n, data := segment(t, "000000010000000000000003", testSysID, 1)
 	if err := r.Claim(ctx, header(t, data)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Put(ctx, n, data, CodecNone); err != nil {
+	if _, err := r.Put(ctx, n, data); err != nil {
 		t.Fatal(err)
 	}
-	lz4Path := filepath.Join(root, filepath.FromSlash(Key(LayoutWalship, n, CodecLZ4)))
+	plain := reopen(t, root, LayoutPlain)
+	if _, err := plain.Put(ctx, n, data); !errors.Is(err, ErrMismatch) {
+		t.Errorf("Put --layout plain into a walship repository = %v, want ErrMismatch", err)
+	}
+	if _, err := plain.Open(ctx, n); !errors.Is(err, ErrMismatch) {
+		t.Errorf("Open --layout plain of a walship repository = %v, want ErrMismatch", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, n.String())); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a second copy was stored at the top: %v", err)
+	}
+}
 
-	existed, err := r.Put(ctx, n, data, CodecLZ4)
-	if err != nil || !existed {
-		t.Errorf("identical content as lz4 = %v, %v; want true, nil", existed, err)
-	}
-	_, other := segment(t, "000000010000000000000003", testSysID, 2)
-	if _, err := r.Put(ctx, n, other, CodecLZ4); !errors.Is(err, ErrDifferent) {
-		t.Errorf("different content as lz4 = %v, want ErrDifferent", err)
-	}
-	if _, err := os.Stat(lz4Path); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("a second copy was stored under the other codec: %v", err)
-	}
-	if got, _ := readAll(t, r, n); !bytes.Equal(got, data) {
-		t.Error("the stored content changed")
-	}
-
-	// And the other way round.
-	n2, data2 := segment(t, "000000010000000000000004", testSysID, 1)
-	if _, err := r.Put(ctx, n2, data2, CodecLZ4); err != nil {
+// Archiving with the layout left to walship into a directory that cp
+// filled keeps to cp's layout: one name, one place.
+func TestAutoLayoutFollowsCp(t *testing.T) {
+	ctx := context.Background()
+	r, root := localRepo(t, LayoutAuto)
+	n1, d1 := segment(t, "000000010000000000000001", testSysID, 1)
+	os.MkdirAll(root, 0o700)
+	os.WriteFile(filepath.Join(root, n1.String()), d1, 0o600)
+	n2, d2 := segment(t, "000000010000000000000002", testSysID, 1)
+	if err := r.Claim(ctx, header(t, d2)); err != nil {
 		t.Fatal(err)
 	}
-	if existed, err := r.Put(ctx, n2, data2, CodecNone); err != nil || !existed {
-		t.Errorf("identical content as none = %v, %v; want true, nil", existed, err)
+	if _, err := r.Put(ctx, n2, d2); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := r.Put(ctx, n2, other, CodecNone); !errors.Is(err, ErrDifferent) {
-		t.Errorf("different content as none = %v, want ErrDifferent", err)
+	if id, _, _ := reopen(t, root, LayoutAuto).Identity(ctx); id.Layout != LayoutPlain {
+		t.Errorf("identity layout %q, want plain (the files already there)", id.Layout)
+	}
+	if _, err := os.Stat(filepath.Join(root, "wal")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a walship-layout tree was started beside cp's files: %v", err)
+	}
+	if existed, err := reopen(t, root, LayoutAuto).Put(ctx, n1, d1); err != nil || !existed {
+		t.Errorf("Put of cp's file = %v, %v; want it found where cp put it", existed, err)
 	}
 }
 
@@ -424,7 +498,7 @@ func TestCorruptLZ4(t *testing.T) {
 			if err := r.Claim(ctx, header(t, data)); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := r.Put(ctx, n, data, CodecLZ4); err != nil {
+			if _, err := withCodec(r, CodecLZ4).Put(ctx, n, data); err != nil {
 				t.Fatal(err)
 			}
 			key := Key(LayoutWalship, n, CodecLZ4)
@@ -446,7 +520,7 @@ func TestCorruptLZ4(t *testing.T) {
 
 			// Archiving the same file again must not report success
 			// against a copy that cannot be read.
-			if _, err := r.Put(ctx, n, data, CodecLZ4); err == nil {
+			if _, err := withCodec(r, CodecLZ4).Put(ctx, n, data); err == nil {
 				t.Error("Put of identical content over a damaged object = nil, want an error")
 			}
 		})
@@ -480,7 +554,18 @@ func TestList(t *testing.T) {
 		default:
 			_, data = segment(t, s, testSysID, 1)
 		}
-		if _, err := r.Put(ctx, n, data, c); err != nil {
+		if c == CodecNone && Compressible(n.Kind) {
+			// Another codec than the repository's: only format 1 stored
+			// such mixes; List must still read them.
+			obj, _ := Encode(c, data, true)
+			p := filepath.Join(root, filepath.FromSlash(Key(LayoutWalship, n, c)))
+			os.MkdirAll(filepath.Dir(p), 0o700)
+			if err := os.WriteFile(p, obj, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if _, err := withCodec(r, CodecLZ4).Put(ctx, n, data); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -589,7 +674,7 @@ func TestPutStreamsWhereTheBackendCan(t *testing.T) {
 		if err := r.Claim(ctx, header(t, data)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := r.Put(ctx, n, data, CodecLZ4); err != nil {
+		if _, err := withCodec(r, CodecLZ4).Put(ctx, n, data); err != nil {
 			t.Fatalf("stream=%v: Put: %v", stream, err)
 		}
 		obj := readFile(t, filepath.Join(root, filepath.FromSlash(Key(LayoutWalship, n, CodecLZ4))))
@@ -631,23 +716,29 @@ func TestPutStreamFailures(t *testing.T) {
 	}
 
 	p.FailPutAfter = 1000
-	if _, err := r.Put(ctx, n, data, CodecLZ4); !errors.Is(err, storagetest.ErrInjected) {
+	if _, err := withCodec(r, CodecLZ4).Put(ctx, n, data); !errors.Is(err, storagetest.ErrInjected) {
 		t.Fatalf("Put with a store failing mid-stream = %v, want the store's error", err)
 	}
 	assertEmpty("after a failed store")
 
 	p.FailPutAfter = 0
-	_, _, err := r.PutFrom(ctx, n, bytes.NewReader(data[:len(data)/2]), int64(len(data)), CodecLZ4)
+	_, _, err := withCodec(r, CodecLZ4).PutFrom(ctx, n, bytes.NewReader(data[:len(data)/2]), int64(len(data)))
 	if err == nil || !strings.Contains(err.Error(), "source ended") {
 		t.Fatalf("PutFrom of a short source = %v, want an error saying the source ended", err)
 	}
 	assertEmpty("after a short source")
 
-	if existed, err := r.Put(ctx, n, data, CodecLZ4); err != nil || existed {
+	if existed, err := withCodec(r, CodecLZ4).Put(ctx, n, data); err != nil || existed {
 		t.Fatalf("Put after the failures = %v, %v; want false, nil", existed, err)
 	}
 	got, _ := readAll(t, reopen(t, root, LayoutAuto), n)
 	if !bytes.Equal(got, data) {
 		t.Error("read back different content")
 	}
+}
+
+// withCodec asks r for the compression c, as walship-archive --compress does.
+func withCodec(r *Repo, c Codec) *Repo {
+	r.Compress = c
+	return r
 }

@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -30,12 +32,29 @@ type Result struct {
 	Spooled bool
 }
 
+// DestError is a failure to write the restored file where it was asked
+// for (%p): a directory that does not exist, no permission, a full disk.
+// It deliberately does not match fs.ErrNotExist: a destination that
+// cannot be written is not a file missing from the archive.
+type DestError struct {
+	Path string
+	Err  error
+}
+
+func (e *DestError) Error() string { return fmt.Sprintf("cannot write %s: %v", e.Path, e.Err) }
+
 // Fetch restores the WAL file n into dest (%f and %p). A file that is not
 // in the repository gives an error matching fs.ErrNotExist; a stored object
 // that fails its checksum, size or header check (repo.Object.Copy) matches
-// repo.ErrCorrupt. dest is replaced atomically: it is either untouched or
-// complete.
+// repo.ErrCorrupt; a destination that cannot be written is a *DestError.
+// dest is replaced atomically: it is either untouched or complete.
 func Fetch(ctx context.Context, r *repo.Repo, n wal.Name, dest string) (Result, error) {
+	return fetch(ctx, r, n, dest, false)
+}
+
+// fetch is Fetch; with seal, the file is followed by the checksum footer
+// of its content (a spooled segment, checked again when it is taken).
+func fetch(ctx context.Context, r *repo.Repo, n wal.Name, dest string, seal bool) (Result, error) {
 	if dest == "" {
 		return Result{}, fmt.Errorf("%w: empty destination path", ErrInvalid)
 	}
@@ -53,18 +72,54 @@ func Fetch(ctx context.Context, r *repo.Repo, n wal.Name, dest string) (Result, 
 		idp = &id
 	}
 	if _, err := os.Stat(filepath.Dir(dest)); err != nil {
-		return Result{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return Result{}, &DestError{Path: dest, Err: err}
 	}
 	var written int64
+	var readErr error // a failure of the archive, not of dest
 	err = atomicfile.Write(dest, atomicfile.Options{}, func(f *os.File) error {
+		w := &destWriter{f: f}
+		h := crc32.New(repo.Castagnoli)
+		var out io.Writer = w
+		if seal {
+			out = io.MultiWriter(w, h)
+		}
 		var err error
-		if written, err = obj.Copy(f, idp); err != nil {
+		written, err = obj.Copy(out, idp)
+		if w.err != nil {
+			return w.err
+		}
+		if err != nil {
+			readErr = err
 			return err
 		}
-		return ctx.Err()
+		if seal {
+			if _, err := w.Write(repo.Footer(h.Sum32())); err != nil {
+				return err
+			}
+		}
+		readErr = ctx.Err()
+		return readErr
 	})
 	if err != nil {
-		return Result{}, err
+		if readErr != nil && errors.Is(err, readErr) {
+			return Result{}, err
+		}
+		return Result{}, &DestError{Path: dest, Err: err}
 	}
 	return Result{Name: n, Key: obj.Key, Bytes: written}, nil
+}
+
+// destWriter remembers a failure to write the destination, so that it is
+// told apart from a failure to read the archive.
+type destWriter struct {
+	f   *os.File
+	err error
+}
+
+func (w *destWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/walship/walship/archive"
@@ -56,7 +57,7 @@ func archived(t *testing.T, layout repo.Layout, codec repo.Codec, files map[stri
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "repo")
 	r := openRepo(t, root, layout)
-	r.Create = true
+	r.Create, r.Compress = true, codec
 	src := t.TempDir()
 	names := make([]string, 0, len(files))
 	for n := range files {
@@ -68,7 +69,7 @@ func archived(t *testing.T, layout repo.Layout, codec repo.Codec, files map[stri
 		if err := os.WriteFile(p, files[n], 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := archive.Push(context.Background(), r, p, parseName(t, n), codec); err != nil {
+		if _, err := archive.Push(context.Background(), r, p, parseName(t, n)); err != nil {
 			t.Fatalf("Push(%s): %v", n, err)
 		}
 	}
@@ -221,9 +222,18 @@ func TestFetchBadRequest(t *testing.T) {
 	if _, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), parseName(t, n), ""); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Fetch into \"\" = %v, want ErrInvalid", err)
 	}
+	// A destination that cannot be written is not "not in the archive".
 	noDir := filepath.Join(t.TempDir(), "missing", "RECOVERYXLOG")
-	if _, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), parseName(t, n), noDir); !errors.Is(err, ErrInvalid) {
-		t.Errorf("Fetch into a missing directory = %v, want ErrInvalid", err)
+	var de *DestError
+	if _, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), parseName(t, n), noDir); !errors.As(err, &de) || errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), noDir) {
+		t.Errorf("Fetch into a missing directory = %v, want a DestError naming %%p, not matching fs.ErrNotExist", err)
+	}
+	readOnly := filepath.Join(t.TempDir(), "ro")
+	os.Mkdir(readOnly, 0o500)
+	if os.Geteuid() != 0 { // root writes anyway
+		if _, err := Fetch(context.Background(), openRepo(t, root, repo.LayoutAuto), parseName(t, n), filepath.Join(readOnly, "RECOVERYXLOG")); !errors.As(err, &de) {
+			t.Errorf("Fetch into a read-only directory = %v, want a DestError", err)
+		}
 	}
 	if got := dirNames(t, pgwal); len(got) != 0 {
 		t.Errorf("pg_wal holds %v, want nothing", got)

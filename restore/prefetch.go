@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -45,21 +46,85 @@ func (p Prefetch) Active(n wal.Name, dest string) bool {
 	return p.N > 0 && p.Spool != "" && n.Kind == wal.KindSegment && filepath.Base(dest) == "RECOVERYXLOG"
 }
 
-func (p Prefetch) dir(r *repo.Repo) (*spool.Dir, error) { return spool.Open(p.Spool, r.String()) }
+// dir is the spool directory of r: keyed to its identity, so that a
+// repository replaced at the same location never sees the old one's files.
+func (p Prefetch) dir(ctx context.Context, r *repo.Repo) (*spool.Dir, error) {
+	key, _, err := r.SpoolKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return spool.Open(p.Spool, key)
+}
 
 // Take serves n from the spool into dest when it was prefetched; ok is
-// false when it was not there. Files in the spool are complete and
-// verified: they only ever appear there by rename.
-func (p Prefetch) Take(r *repo.Repo, n wal.Name, dest string) (ok bool, err error) {
-	d, err := p.dir(r)
+// false when it was not there. A spooled segment is checked as a fetched
+// one is (its header against the name and the repository's identity, its
+// size, and the checksum written with it) before it is renamed into
+// place; one that fails is removed and reported, and the caller fetches.
+func (p Prefetch) Take(ctx context.Context, r *repo.Repo, n wal.Name, dest string) (ok bool, err error) {
+	d, err := p.dir(ctx, r)
 	if err != nil {
 		return false, err
 	}
-	ok, err = d.Take(n.String(), dest)
+	if !d.Has(n.String()) {
+		return false, nil
+	}
+	id, haveID, err := r.Identity(ctx)
 	if err != nil {
+		return false, err
+	}
+	var idp *repo.Identity
+	if haveID {
+		idp = &id
+	}
+	if err := unseal(d.Path(n.String()), n, idp); err != nil {
+		d.Remove(n.String())
+		return false, fmt.Errorf("prefetched %s: %w", n, err)
+	}
+	if ok, err = d.Take(n.String(), dest); err != nil {
 		return false, fmt.Errorf("taking prefetched %s: %w", n, err)
 	}
 	return ok, nil
+}
+
+// unseal checks a spooled segment (the segment, then the checksum footer
+// of its content) and cuts the footer off.
+func unseal(path string, n wal.Name, id *repo.Identity) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	head := make([]byte, wal.LongHeaderSize)
+	if _, err := io.ReadFull(f, head); err != nil {
+		return fmt.Errorf("shorter than a page header: %w", err)
+	}
+	h, err := repo.CheckHeader(head, n, id)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if want := int64(h.SegSize) + int64(repo.FooterSize); fi.Size() != want {
+		return fmt.Errorf("%d bytes, want %d", fi.Size(), want)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	sum, err := repo.Sum(f, int64(h.SegSize))
+	if err != nil {
+		return err
+	}
+	foot := make([]byte, repo.FooterSize)
+	if _, err := f.ReadAt(foot, int64(h.SegSize)); err != nil {
+		return err
+	}
+	if !bytes.Equal(foot, repo.Footer(sum)) {
+		return fmt.Errorf("checksum mismatch: the spooled copy changed since it was fetched")
+	}
+	return f.Truncate(int64(h.SegSize))
 }
 
 // Clean removes spooled segments the server will not ask for any more,
@@ -67,8 +132,8 @@ func (p Prefetch) Take(r *repo.Repo, n wal.Name, dest string) (ok bool, err erro
 // (after a timeline switch the old timeline's segments past the switch
 // point are wrong to serve). Unfinished temporary files of a killed worker
 // go too.
-func (p Prefetch) Clean(r *repo.Repo, cur wal.Name) {
-	d, err := p.dir(r)
+func (p Prefetch) Clean(ctx context.Context, r *repo.Repo, cur wal.Name) {
+	d, err := p.dir(ctx, r)
 	if err != nil {
 		return
 	}
@@ -82,8 +147,8 @@ func (p Prefetch) Clean(r *repo.Repo, cur wal.Name) {
 // served: fewer than half of the N segments after cur wait in the spool,
 // and no worker is fetching (a claim younger than busyClaim). Workers thus
 // fetch several segments each, rather than one process per server call.
-func (p Prefetch) NeedsFill(r *repo.Repo, cur wal.Name, segSize uint32) bool {
-	d, err := p.dir(r)
+func (p Prefetch) NeedsFill(ctx context.Context, r *repo.Repo, cur wal.Name, segSize uint32) bool {
+	d, err := p.dir(ctx, r)
 	if err != nil {
 		return false
 	}
@@ -103,11 +168,11 @@ const busyClaim = 2 * time.Minute
 // Fill fetches the N segments after cur on cur's timeline into the spool,
 // skipping those already there, and stops at the first one the archive
 // does not have yet. Each is verified (checksum, size, header) into a
-// temporary file and renamed into place, so a killed Fill never leaves a
-// file that Take would serve. Concurrent Fills share the work: a segment
+// temporary file, followed by the checksum footer Take checks, and renamed
+// into place, so a killed Fill never leaves a file that Take would serve. Concurrent Fills share the work: a segment
 // another one is fetching is skipped.
 func (p Prefetch) Fill(ctx context.Context, r *repo.Repo, cur wal.Name, segSize uint32) error {
-	d, err := p.dir(r)
+	d, err := p.dir(ctx, r)
 	if err != nil {
 		return err
 	}
@@ -124,7 +189,7 @@ func (p Prefetch) Fill(ctx context.Context, r *repo.Repo, cur wal.Name, segSize 
 		if !ok {
 			continue // another worker fetches it
 		}
-		_, err = Fetch(ctx, r, n, d.Path(n.String()))
+		_, err = fetch(ctx, r, n, d.Path(n.String()), true)
 		release()
 		if storage.IsNotExist(err) {
 			return nil // not archived yet: the server will ask for it

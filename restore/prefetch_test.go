@@ -46,7 +46,7 @@ func TestPrefetchFillThenTake(t *testing.T) {
 			t.Errorf("after Fill from %s: %s in the spool = %v, want %v", names[0], name, got, want)
 		}
 	}
-	ok, err := p.Take(r, parseName(t, names[1]), dest)
+	ok, err := p.Take(context.Background(), r, parseName(t, names[1]), dest)
 	if err != nil || !ok {
 		t.Fatalf("Take(%s) = %v, %v; want served from the spool", names[1], ok, err)
 	}
@@ -56,7 +56,7 @@ func TestPrefetchFillThenTake(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(spoolDir(t, p, r), names[1])); !os.IsNotExist(err) {
 		t.Errorf("a served segment stays in the spool: %v", err)
 	}
-	if ok, _ := p.Take(r, parseName(t, names[5]), dest); ok {
+	if ok, _ := p.Take(context.Background(), r, parseName(t, names[5]), dest); ok {
 		t.Errorf("Take of a segment never prefetched reported served")
 	}
 }
@@ -90,7 +90,7 @@ func TestPrefetchNeverSpoolsACorruptSegment(t *testing.T) {
 			t.Errorf("spool holds %s after a corrupt fetch; nothing may be served", n)
 		}
 	}
-	if ok, _ := p.Take(r, parseName(t, names[1]), filepath.Join(dataDir(t), "RECOVERYXLOG")); ok {
+	if ok, _ := p.Take(context.Background(), r, parseName(t, names[1]), filepath.Join(dataDir(t), "RECOVERYXLOG")); ok {
 		t.Errorf("the corrupt segment was served from the spool")
 	}
 }
@@ -108,7 +108,7 @@ func TestPrefetchCleanAfterTimelineSwitch(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The server switched to timeline 2 at segment 2.
-	p.Clean(r, parseName(t, names2[1]))
+	p.Clean(context.Background(), r, parseName(t, names2[1]))
 	if got := dirNames(t, spoolDir(t, p, r)); len(got) != 0 {
 		t.Errorf("after a switch to timeline 2, the spool still holds %v", got)
 	}
@@ -116,11 +116,11 @@ func TestPrefetchCleanAfterTimelineSwitch(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Asked for names2[2], the spool keeps it (to serve) and what follows.
-	p.Clean(r, parseName(t, names2[2]))
+	p.Clean(context.Background(), r, parseName(t, names2[2]))
 	if got := dirNames(t, spoolDir(t, p, r)); strings.Join(got, ",") != names2[2]+","+names2[3] {
 		t.Errorf("asked for %s, the spool holds %v, want %s and %s", names2[2], got, names2[2], names2[3])
 	}
-	p.Clean(r, parseName(t, names2[3]))
+	p.Clean(context.Background(), r, parseName(t, names2[3]))
 	if got := dirNames(t, spoolDir(t, p, r)); strings.Join(got, ",") != names2[3] {
 		t.Errorf("asked for %s, the spool holds %v, want only it", names2[3], got)
 	}
@@ -156,7 +156,7 @@ func TestPrefetchNeedsFill(t *testing.T) {
 	p := Prefetch{N: 8, Spool: t.TempDir()}
 	cur := parseName(t, names[0])
 	dir := spoolDir(t, p, r)
-	if !p.NeedsFill(r, cur, segSize) {
+	if !p.NeedsFill(context.Background(), r, cur, segSize) {
 		t.Errorf("no spool yet: NeedsFill = false, want true")
 	}
 	os.MkdirAll(dir, 0o700)
@@ -185,7 +185,7 @@ func TestPrefetchNeedsFill(t *testing.T) {
 		{"a worker is fetching", []string{"." + names[1] + ".claim"}, false},
 	} {
 		spool(tc.spooled...)
-		if got := p.NeedsFill(r, cur, segSize); got != tc.want {
+		if got := p.NeedsFill(context.Background(), r, cur, segSize); got != tc.want {
 			t.Errorf("%s: NeedsFill = %v, want %v", tc.what, got, tc.want)
 		}
 	}
@@ -193,7 +193,7 @@ func TestPrefetchNeedsFill(t *testing.T) {
 	spool("." + names[1] + ".claim")
 	old := time.Now().Add(-2 * busyClaim)
 	os.Chtimes(filepath.Join(dir, "."+names[1]+".claim"), old, old)
-	if !p.NeedsFill(r, cur, segSize) {
+	if !p.NeedsFill(context.Background(), r, cur, segSize) {
 		t.Errorf("an old claim: NeedsFill = false, want true")
 	}
 }
@@ -201,9 +201,78 @@ func TestPrefetchNeedsFill(t *testing.T) {
 // spoolDir is the directory of r's prefetched segments.
 func spoolDir(t *testing.T, p Prefetch, r *repo.Repo) string {
 	t.Helper()
-	d, err := p.dir(r)
+	d, err := p.dir(context.Background(), r)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d.Path("")
+}
+
+// After the repository at a location is replaced by another cluster's,
+// nothing spooled for the old one is served: the spool is keyed to the
+// repository's identity.
+func TestPrefetchSpoolKeyedToIdentity(t *testing.T) {
+	ctx := context.Background()
+	files, names := segments(t, 1, 4)
+	root := archived(t, repo.LayoutWalship, repo.CodecLZ4, files)
+	p := Prefetch{N: 3, Spool: t.TempDir()}
+	if err := p.Fill(ctx, openRepo(t, root, repo.LayoutAuto), parseName(t, names[0]), segSize); err != nil {
+		t.Fatal(err)
+	}
+	// Another cluster's repository in the same place, same segment names.
+	if err := os.RemoveAll(root); err != nil {
+		t.Fatal(err)
+	}
+	other := map[string][]byte{}
+	for _, n := range names {
+		other[n] = fakeSegment(t, n, sysID+1, 9)
+	}
+	replaced := archived(t, repo.LayoutWalship, repo.CodecLZ4, other)
+	os.Rename(replaced, root)
+	r := openRepo(t, root, repo.LayoutAuto)
+	dest := filepath.Join(dataDir(t), "RECOVERYXLOG")
+	if ok, err := p.Take(ctx, r, parseName(t, names[1]), dest); ok || err != nil {
+		t.Fatalf("Take after the repository was replaced = %v, %v; want nothing served", ok, err)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Errorf("%%p was written: %v", err)
+	}
+}
+
+// A spooled copy that changed after it was fetched is refused (and
+// removed) instead of handed to the server.
+func TestPrefetchTakeChecksTheCopy(t *testing.T) {
+	ctx := context.Background()
+	files, names := segments(t, 1, 3)
+	root := archived(t, repo.LayoutWalship, repo.CodecLZ4, files)
+	r := openRepo(t, root, repo.LayoutAuto)
+	p := Prefetch{N: 2, Spool: t.TempDir()}
+	if err := p.Fill(ctx, r, parseName(t, names[0]), segSize); err != nil {
+		t.Fatal(err)
+	}
+	for what, spoil := range map[string]func([]byte) []byte{
+		"flipped byte":  func(b []byte) []byte { b[segSize/2] ^= 1; return b },
+		"footer cut":    func(b []byte) []byte { return b[:segSize] },
+		"other cluster": func(b []byte) []byte { return append(fakeSegment(t, names[1], sysID+1, 1), b[segSize:]...) },
+	} {
+		if err := p.Fill(ctx, r, parseName(t, names[0]), segSize); err != nil {
+			t.Fatal(err)
+		}
+		spooled := filepath.Join(spoolDir(t, p, r), names[1])
+		data, err := os.ReadFile(spooled)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(spooled, spoil(data), 0o600)
+		dest := filepath.Join(dataDir(t), "RECOVERYXLOG")
+		if ok, err := p.Take(ctx, r, parseName(t, names[1]), dest); ok || err == nil {
+			t.Errorf("%s: Take = %v, %v; want refused with an error", what, ok, err)
+		}
+		if _, err := os.Stat(dest); !os.IsNotExist(err) {
+			t.Errorf("%s: %%p was written", what)
+		}
+		if _, err := os.Stat(spooled); !os.IsNotExist(err) {
+			t.Errorf("%s: the bad copy stays in the spool", what)
+		}
+	}
 }

@@ -69,7 +69,7 @@ type ReadError struct {
 
 func (e *ReadError) Error() string {
 	if e.Abort {
-		return e.Err.Error() + " (aborting recovery: the archive cannot be read)"
+		return e.Err.Error() + " (aborting recovery rather than ending it early)"
 	}
 	return e.Err.Error() + " (reported as not found so that the server retries)"
 }
@@ -108,10 +108,10 @@ func (req Request) serve(ctx context.Context, r *repo.Repo) (Result, error) {
 	n, pf := req.Name, req.Prefetch
 	active := pf.Active(n, req.Dest)
 	if active && (req.Standby == nil || !warmstandby.FastTriggered(*req.Standby)) {
-		pf.Clean(r, n)
-		if ok, err := pf.Take(r, n, req.Dest); ok {
+		pf.Clean(ctx, r, n)
+		if ok, err := pf.Take(ctx, r, n, req.Dest); ok {
 			slog.Info("restored from the prefetch spool", "file", n)
-			req.startPrefetch(r, n)
+			req.startPrefetch(ctx, r, n)
 			return Result{Name: n, Spooled: true}, nil
 		} else if err != nil {
 			slog.Warn("prefetched copy unusable, fetching again", "file", n, "err", err)
@@ -132,7 +132,7 @@ func (req Request) serve(ctx context.Context, r *repo.Repo) (Result, error) {
 	}
 	slog.Info("restored", "file", n, "from", res.Key, "bytes", res.Bytes)
 	if active {
-		req.startPrefetch(r, n)
+		req.startPrefetch(ctx, r, n)
 	}
 	return res, nil
 }
@@ -140,12 +140,12 @@ func (req Request) serve(ctx context.Context, r *repo.Repo) (Result, error) {
 // startPrefetch starts a worker to fetch the segments after n into the
 // spool while the server replays n, unless enough are spooled already or a
 // worker is at it.
-func (req Request) startPrefetch(r *repo.Repo, n wal.Name) {
+func (req Request) startPrefetch(ctx context.Context, r *repo.Repo, n wal.Name) {
 	if req.Spawn == nil {
 		return
 	}
 	segSize, err := SegSizeOf(req.Dest)
-	if err != nil || !req.Prefetch.NeedsFill(r, n, segSize) {
+	if err != nil || !req.Prefetch.NeedsFill(ctx, r, n, segSize) {
 		return
 	}
 	if err := req.Spawn(segSize); err != nil {

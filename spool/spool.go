@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/walship/walship/internal/atomicfile"
+	"github.com/walship/walship/pgdata"
 )
 
 // ErrNone is returned by Open when no spool directory is given.
@@ -33,7 +34,8 @@ var ErrNone = errors.New("no spool directory given")
 const StaleAfter = 10 * time.Minute
 
 // Check refuses a spool directory where the server's own tools would copy
-// it: inside pg_wal (pg_rewind and pg_basebackup copy what is there).
+// it: inside a data directory (pg_basebackup and pg_rewind copy what is
+// there, and a restored copy would carry another server's cache).
 func Check(root string) error {
 	if root == "" {
 		return ErrNone
@@ -41,7 +43,18 @@ func Check(root string) error {
 	if strings.Contains(filepath.Clean(root)+"/", "/pg_wal/") {
 		return fmt.Errorf("spool directory %s is inside pg_wal: pg_rewind and pg_basebackup would copy it", root)
 	}
-	return nil
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return err
+	}
+	for dir := abs; ; dir = filepath.Dir(dir) {
+		if _, err := pgdata.DataDirVersion(dir); err == nil {
+			return fmt.Errorf("spool directory %s is inside the data directory %s: pg_basebackup and pg_rewind would copy it", root, dir)
+		}
+		if dir == filepath.Dir(dir) {
+			return nil
+		}
+	}
 }
 
 // Dir is one repository's subdirectory of a spool. It is created when
@@ -49,7 +62,7 @@ func Check(root string) error {
 type Dir struct{ path string }
 
 // Open returns the subdirectory of the spool at root that belongs to the
-// repository named by key (its location).
+// repository named by key (repo.Repo.SpoolKey: its location and identity).
 func Open(root, key string) (*Dir, error) {
 	if err := Check(root); err != nil {
 		return nil, err

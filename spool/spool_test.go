@@ -101,3 +101,24 @@ func TestClean(t *testing.T) {
 		t.Errorf("a stale temporary file was kept: %v", err)
 	}
 }
+
+// A spool inside a data directory (anywhere under it) is refused: the
+// server's tools would copy it.
+func TestCheckRefusesDataDirectory(t *testing.T) {
+	data := t.TempDir()
+	os.MkdirAll(filepath.Join(data, "global"), 0o700)
+	os.WriteFile(filepath.Join(data, "PG_VERSION"), []byte("15\n"), 0o600)
+	os.WriteFile(filepath.Join(data, "global", "pg_control"), make([]byte, 8192), 0o600)
+	for _, p := range []string{filepath.Join(data, "spool"), filepath.Join(data, "base", "x", "spool")} {
+		if err := Check(p); err == nil {
+			t.Errorf("Check(%s) accepted a spool inside the data directory", p)
+		}
+	}
+	t.Chdir(data) // restore_command runs in the data directory
+	if err := Check("spool"); err == nil {
+		t.Error("a relative spool path inside the data directory was accepted")
+	}
+	if err := Check(t.TempDir()); err != nil {
+		t.Errorf("a spool beside the data directory: %v", err)
+	}
+}

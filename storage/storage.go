@@ -176,6 +176,39 @@ type Watcher interface {
 	Watch(ctx context.Context, keys []string) (<-chan struct{}, error)
 }
 
+// Syncer is implemented by backends whose objects can be visible before
+// they are durable (a file renamed into place, its directory not yet
+// synced): Sync makes the object and its name durable.
+type Syncer interface {
+	Sync(ctx context.Context, key string) error
+}
+
+// Sync makes the object at key durable on a backend that needs it (a
+// Syncer under any wrappers); on others it does nothing.
+func Sync(ctx context.Context, b Backend, key string) error {
+	if s, ok := As[Syncer](b); ok {
+		return s.Sync(ctx, key)
+	}
+	return nil
+}
+
+// Sweeper is implemented by backends on which a killed writer can leave
+// temporary files behind (a local filesystem).
+type Sweeper interface {
+	// Sweep finds the temporary files older than any write can take and,
+	// with remove, deletes them; it returns how many and their bytes.
+	Sweep(ctx context.Context, remove bool) (count int, bytes int64, err error)
+}
+
+// Sweep is Sweeper.Sweep on b under any wrappers; a backend that leaves
+// nothing behind has nothing to sweep.
+func Sweep(ctx context.Context, b Backend, remove bool) (count int, bytes int64, err error) {
+	if s, ok := As[Sweeper](b); ok {
+		return s.Sweep(ctx, remove)
+	}
+	return 0, 0, nil
+}
+
 // BatchRemover is implemented by backends that delete many keys in one call
 // (S3's DeleteObjects). Callers use RemoveMany rather than testing for it.
 type BatchRemover interface {

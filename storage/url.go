@@ -46,6 +46,9 @@ func Open(ctx context.Context, location string, opts Options) (Backend, error) {
 		if u, err = url.Parse(location); err != nil {
 			return nil, fmt.Errorf("repository %q: %w", location, err)
 		}
+	} else if scheme, _, ok := strings.Cut(location, ":"); ok && registered(scheme) {
+		// file:dir or s3:bucket would otherwise name a directory called so.
+		return nil, fmt.Errorf("repository %q: write %s:// (for a directory, file:///absolute/path or the path itself)", location, scheme)
 	}
 	mu.Lock()
 	o, ok := openers[u.Scheme]
@@ -54,6 +57,13 @@ func Open(ctx context.Context, location string, opts Options) (Backend, error) {
 		return nil, fmt.Errorf("repository %q: unknown scheme %q (known: %s)", location, u.Scheme, strings.Join(Schemes(), ", "))
 	}
 	return o(ctx, u, opts)
+}
+
+func registered(scheme string) bool {
+	mu.Lock()
+	defer mu.Unlock()
+	_, ok := openers[strings.ToLower(scheme)]
+	return ok
 }
 
 // Schemes lists the registered URL schemes, sorted.

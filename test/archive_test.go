@@ -297,17 +297,22 @@ func TestArchiveRepush(t *testing.T) {
 	path := writeSegment(t, copyDir, name, orig)
 
 	wantOK(t, "re-push of identical content", walship(t, runOpts{}, "walship-archive", "--repo", a.repo, path, name))
-	// Identical content asked to be stored uncompressed: still the same file.
-	wantOK(t, "re-push of identical content with --compress none",
-		walship(t, runOpts{}, "walship-archive", "--repo", a.repo, "--compress", "none", path, name))
+	wantOK(t, "re-push of identical content with the repository's --compress lz4",
+		walship(t, runOpts{}, "walship-archive", "--repo", a.repo, "--compress", "lz4", path, name))
+	// Identical content asked to be stored uncompressed: the repository
+	// stores lz4 (walship.json), so the flag is refused, and nothing is
+	// stored a second time.
+	wantOneLine(t, "re-push with --compress none into an lz4 repository",
+		walship(t, runOpts{}, "walship-archive", "--repo", a.repo, "--compress", "none", path, name),
+		[]int{2}, "walship-archive", name, "compression lz4", "not none")
 	sameSnapshot(t, "after identical re-pushes", before, snapshot(t, a.repo))
 
 	changed := bytes.Clone(orig)
 	changed[len(changed)/2] ^= 0xFF
 	writeSegment(t, copyDir, name, changed)
-	for _, compress := range []string{"lz4", "none"} {
-		r := walship(t, runOpts{}, "walship-archive", "--repo", a.repo, "--compress", compress, path, name)
-		wantOneLine(t, "re-push of different content ("+compress+")", r, []int{1}, "walship-archive", name, "different content")
+	for _, args := range [][]string{{}, {"--compress", "lz4"}} {
+		r := walship(t, runOpts{}, "walship-archive", append(append([]string{"--repo", a.repo}, args...), path, name)...)
+		wantOneLine(t, fmt.Sprintf("re-push of different content %v", args), r, []int{1}, "walship-archive", name, "different content")
 	}
 	sameSnapshot(t, "after refused re-pushes", before, snapshot(t, a.repo))
 	if now, _ := os.ReadFile(obj); !bytes.Equal(now, stored) {

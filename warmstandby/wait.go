@@ -195,6 +195,10 @@ func (w *waiter) run(ctx context.Context) error {
 			return w.stop(ServerGone, why)
 		}
 		if w.o.MaxWait > 0 && time.Since(w.start) >= w.o.MaxWait {
+			if st == unreadable {
+				// Not a missing segment: an archive that cannot be read.
+				return fmt.Errorf("the archive could not be read for %s: %w", w.o.MaxWait, w.lastErr)
+			}
 			return w.stop(MaxWaitReached, fmt.Sprintf("not archived within %s", w.o.MaxWait))
 		}
 		if time.Since(lastLog) >= w.o.LogEvery {

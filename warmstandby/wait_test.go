@@ -95,7 +95,7 @@ func newFixture(t *testing.T, l repo.Layout) *fixture {
 func (f *fixture) put(name string) []byte {
 	f.t.Helper()
 	data := segment(f.t, name)
-	if _, err := f.repo.Put(context.Background(), segName(f.t, name), data, repo.CodecLZ4); err != nil {
+	if _, err := f.repo.Put(context.Background(), segName(f.t, name), data); err != nil {
 		f.t.Fatal(err)
 	}
 	return data
@@ -200,7 +200,7 @@ func TestHistoryNeverWaits(t *testing.T) {
 		t.Fatalf("missing history file: got %v, want a plain not found", err)
 	}
 	hist := []byte("1\t0/3000000\tno recovery target specified\n")
-	if _, err := f.repo.Put(context.Background(), segName(t, "00000002.history"), hist, repo.CodecLZ4); err != nil {
+	if _, err := f.repo.Put(context.Background(), segName(t, "00000002.history"), hist); err != nil {
 		t.Fatal(err)
 	}
 	r := <-f.start(context.Background(), "00000002.history")

@@ -23,7 +23,8 @@ func main() { cliutil.Main(newApp(), exitCode) }
 // newApp defines the command line.
 func newApp() *cli.App {
 	flags := append(cliutil.RepoFlags(),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "compress", Value: "lz4", Usage: "lz4 or none", EnvVars: []string{"WALSHIP_COMPRESS"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "compress", Value: "lz4", EnvVars: []string{"WALSHIP_COMPRESS"},
+			Usage: "lz4 or none: how a new repository stores segments (recorded in walship.json; a repository keeps its own, and a different one asked for is refused)"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "parallel", Value: 1, EnvVars: []string{"WALSHIP_PARALLEL"},
 			Usage: "push up to N files at once: %f and the next ones PostgreSQL has marked ready; later calls for those return after a cheap check"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "spool", EnvVars: []string{"WALSHIP_SPOOL"},
@@ -46,11 +47,14 @@ func run(c *cli.Context) error {
 	}
 	n, err := wal.ParseName(args[1])
 	if err != nil {
-		return fmt.Errorf("%w: %w (archive_command takes %%p %%f)", archive.ErrInvalid, err)
+		return cliutil.UsageError{Err: fmt.Errorf("%w: %w (archive_command takes %%p %%f)", archive.ErrInvalid, err)}
 	}
 	codec, err := repo.ParseCodec(c.String("compress"))
 	if err != nil {
 		return cliutil.UsageError{Err: fmt.Errorf("--compress: %w", err)}
+	}
+	if !c.IsSet("compress") {
+		codec = "" // the repository's own, lz4 for a new one
 	}
 	par := archive.Parallel{N: c.Int("parallel"), Spool: c.String("spool")}
 	if err := par.Check(); err != nil {
@@ -60,8 +64,8 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	r.Create = true
-	res, err := archive.PushAhead(c.Context, r, args[0], n, codec, par)
+	r.Create, r.Compress = true, codec
+	res, err := archive.PushAhead(c.Context, r, args[0], n, par)
 	if err != nil {
 		return err
 	}
@@ -76,15 +80,22 @@ func run(c *cli.Context) error {
 	return nil
 }
 
-// exitCode is the one place walship-archive chooses its exit status. Any
-// non-zero status below 126 makes PostgreSQL keep the file and try again.
+// Exit statuses. Any non-zero status below 126 makes PostgreSQL keep the
+// file and try again.
+const (
+	exitOK     = 0
+	exitFailed = 1 // not archived: storage, a refused file (other cluster, different content)
+	exitUsage  = 2 // called wrongly: arguments, flags, settings the repository disagrees with
+)
+
+// exitCode is the one place walship-archive chooses its exit status.
 func exitCode(err error) int {
 	var usage cliutil.UsageError
 	switch {
 	case err == nil:
-		return 0
-	case errors.As(err, &usage):
-		return 2
+		return exitOK
+	case errors.As(err, &usage), errors.Is(err, repo.ErrMismatch):
+		return exitUsage
 	}
-	return 1
+	return exitFailed
 }

@@ -43,12 +43,18 @@ func TestBadNames(t *testing.T) {
 			if !errors.Is(err, archive.ErrInvalid) || !errors.Is(err, wal.ErrBadName) {
 				t.Errorf("%q: %v, want ErrInvalid and wal.ErrBadName", bad, err)
 			}
-			if code := exitCode(err); code != 1 {
-				t.Errorf("%q: exit %d, want 1", bad, code)
+			if code := exitCode(err); code != exitUsage {
+				t.Errorf("%q: exit %d, want %d (called wrongly)", bad, code, exitUsage)
 			}
 			if _, err := os.Stat(root); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("the repository was touched: %v", err)
 			}
 		})
+	}
+}
+
+func TestConfigKeysListed(t *testing.T) {
+	if missing := cliutil.ConfigFlagsUnlisted(newApp().Flags); len(missing) > 0 {
+		t.Errorf("settings a config file can hold but cliutil does not list: %v", missing)
 	}
 }

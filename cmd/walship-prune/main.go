@@ -35,7 +35,10 @@ const (
 	exitRefused = 3 // the repository is not the cluster's, or does not say whose it is
 )
 
-func main() {
+func main() { cliutil.Main(newApp(), exitCode) }
+
+// newApp defines the command line.
+func newApp() *cli.App {
 	flags := append(cliutil.RepoFlags(),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "keep-backups", EnvVars: []string{"WALSHIP_KEEP_BACKUPS"},
 			Usage: "keep the WAL the `N` newest base backups need (their .backup files in the repository)"}),
@@ -48,7 +51,7 @@ func main() {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "data-dir", Aliases: []string{"D"}, EnvVars: []string{"WALSHIP_DATA_DIR"},
 			Usage: "refuse unless the repository belongs to the cluster in this data `DIR` (its global/pg_control); with %r the current directory, which is the data directory when the server runs archive_cleanup_command, is checked when readable"}),
 	)
-	app := &cli.App{
+	return &cli.App{
 		Name:      "walship-prune",
 		Usage:     "remove WAL a walship repository no longer needs (archive_cleanup_command, or a retention job)",
 		ArgsUsage: "[%r]",
@@ -56,7 +59,6 @@ func main() {
 		Before:    cliutil.Before(flags),
 		Action:    run,
 	}
-	cliutil.Main(app, exitCode)
 }
 
 func run(c *cli.Context) error {

@@ -70,3 +70,9 @@ func TestBadNames(t *testing.T) {
 		t.Errorf("pg_wal holds %d files, want none", len(entries))
 	}
 }
+
+func TestConfigKeysListed(t *testing.T) {
+	if missing := cliutil.ConfigFlagsUnlisted(newApp().Flags); len(missing) > 0 {
+		t.Errorf("settings a config file can hold but cliutil does not list: %v", missing)
+	}
+}

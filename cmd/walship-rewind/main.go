@@ -34,7 +34,10 @@ const (
 	exitNotStandby = 4 // rewound, but the standby configuration or the start failed
 )
 
-func main() {
+func main() { cliutil.Main(newApp(), exitCode) }
+
+// newApp defines the command line.
+func newApp() *cli.App {
 	flags := append(cliutil.RepoFlags(),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "data-dir", Aliases: []string{"D"}, TakesFile: true,
 			Usage: "the old primary's data directory (the target; it must be stopped)"}),
@@ -59,14 +62,13 @@ func main() {
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "start-timeout", Value: 5 * time.Minute,
 			Usage: "with --start: how long to wait for the server to start and stream"}),
 	)
-	app := &cli.App{
+	return &cli.App{
 		Name:   "walship-rewind",
 		Usage:  "failback: rewind the old primary with WAL from the archive and make it a standby of the new one",
 		Flags:  flags,
 		Before: cliutil.Before(flags),
 		Action: run,
 	}
-	cliutil.Main(app, exitCode)
 }
 
 func run(c *cli.Context) error {

@@ -57,3 +57,9 @@ func TestExitCode(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigKeysListed(t *testing.T) {
+	if missing := cliutil.ConfigFlagsUnlisted(newApp().Flags); len(missing) > 0 {
+		t.Errorf("settings a config file can hold but cliutil does not list: %v", missing)
+	}
+}

@@ -31,8 +31,11 @@ const (
 	exitFailed   = 3 // the repository could not be read
 )
 
-func main() {
-	app := &cli.App{
+func main() { cliutil.Main(newApp(), exitCode) }
+
+// newApp defines the command line.
+func newApp() *cli.App {
+	return &cli.App{
 		Name:  "walship",
 		Usage: "look into a walship repository: what it holds, and whether it is whole",
 		// Reached only without a known command.
@@ -53,7 +56,6 @@ func main() {
 				&cli.BoolFlag{Name: "json", Usage: "one JSON object"}),
 		},
 	}
-	cliutil.Main(app, exitCode)
 }
 
 func command(name, usage string, action cli.ActionFunc, own ...cli.Flag) *cli.Command {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,6 +24,23 @@ func Create(dir, base string) (*os.File, error) {
 // IsTemp reports whether a file name is one Create makes.
 func IsTemp(name string) bool {
 	return strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-")
+}
+
+// StaleAfter is how old a temporary file must be before it is taken for
+// the leftover of a killed writer: far longer than any write takes.
+const StaleAfter = time.Hour
+
+// Stale reports whether the directory entry e is a temporary file older
+// than StaleAfter; it returns its size too.
+func Stale(e fs.DirEntry) (bool, int64) {
+	if !IsTemp(e.Name()) || !e.Type().IsRegular() {
+		return false, 0
+	}
+	info, err := e.Info()
+	if err != nil || time.Since(info.ModTime()) < StaleAfter {
+		return false, 0
+	}
+	return true, info.Size()
 }
 
 // Options say how durable a write is.

@@ -13,11 +13,9 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
@@ -64,42 +62,6 @@ func S3Options(c *cli.Context) storage.Options {
 		opts["path-style"] = strconv.FormatBool(c.Bool("s3-path-style"))
 	}
 	return opts
-}
-
-// Before loads the config file into the flags and sets up logging. Use it
-// as the app's Before hook.
-func Before(flags []cli.Flag) cli.BeforeFunc {
-	load := altsrc.InitInputSourceWithContext(flags, altsrc.NewTomlSourceFromFlagFunc("config"))
-	return func(c *cli.Context) error {
-		if path := c.String("config"); path != "" {
-			if err := checkConfig(path); err != nil {
-				// %v, not %w: a missing config file must not look like a
-				// file missing from the archive (restore's exit 1).
-				return UsageError{fmt.Errorf("config file %s: %v", path, err)}
-			}
-		}
-		if err := load(c); err != nil {
-			// altsrc nests its errors over several lines; the report is one.
-			return UsageError{fmt.Errorf("config file %s: %s", c.String("config"), strings.Join(strings.Fields(err.Error()), " "))}
-		}
-		level := slog.LevelWarn
-		if c.Bool("verbose") {
-			level = slog.LevelDebug
-		}
-		SetLogger(c.App.Name, os.Stderr, level)
-		return nil
-	}
-}
-
-// checkConfig reads and parses the config file, for an error that names the
-// cause plainly (altsrc wraps it in layers of its own).
-func checkConfig(path string) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	var m map[string]any
-	return toml.Unmarshal(data, &m)
 }
 
 // SetLogger sends slog output to w as text lines without timestamps (the
@@ -192,13 +154,15 @@ func Run(ctx context.Context, app *cli.App, args ...string) error {
 // failure as one line on stderr, and exits with the code exitCode picks for
 // the error. When a signal ended the run, the process dies of that same
 // signal after cleaning up, so PostgreSQL sees what it sent (it treats a
-// restore_command killed by SIGTERM as a shutdown, not as "not found").
+// restore_command killed by SIGTERM as a shutdown, not as "not found");
+// if the run does not end within a grace period of the signal (a call
+// blocked in the kernel, such as an open of a FIFO), it dies at once.
 func Main(app *cli.App, exitCode func(error) int) {
 	// These processes live for milliseconds and allocate little: collecting
 	// garbage costs more than it frees. Collect only near a memory bound.
 	debug.SetGCPercent(-1)
 	debug.SetMemoryLimit(512 << 20)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	// The server's immediate shutdown sends SIGQUIT: leave at once, without
@@ -209,20 +173,36 @@ func Main(app *cli.App, exitCode func(error) int) {
 		<-quit
 		os.Exit(128 + int(syscall.SIGQUIT))
 	}()
-	err := prepare(app).RunContext(ctx, os.Args)
-	stop()
+	done := make(chan error, 1)
+	go func() { done <- prepare(app).RunContext(ctx, os.Args) }()
+	var err error
 	select {
+	case err = <-done:
 	case sig := <-sigs:
-		signal.Reset(sig)
-		if p, perr := os.FindProcess(os.Getpid()); perr == nil {
-			p.Signal(sig)
-			time.Sleep(time.Second) // the default action ends us here
+		cancel()
+		select {
+		case <-done: // cleaned up
+		case <-time.After(signalGrace):
 		}
-	default:
+		dieBy(sig)
 	}
+	cancel()
 	var quiet Quiet
 	if err != nil && !errors.As(err, &quiet) {
 		fmt.Fprintf(os.Stderr, "%s: %v%s\n", app.Name, err, hint(err))
 	}
 	os.Exit(exitCode(err))
+}
+
+// signalGrace is how long a run may take to clean up after SIGTERM.
+const signalGrace = time.Second
+
+// dieBy ends the process with the default action of sig.
+func dieBy(sig os.Signal) {
+	signal.Reset(sig)
+	if p, err := os.FindProcess(os.Getpid()); err == nil {
+		p.Signal(sig)
+		time.Sleep(time.Second) // the default action ends us here
+	}
+	os.Exit(128 + int(sig.(syscall.Signal)))
 }

@@ -29,6 +29,16 @@ import (
 
 func init() {
 	storage.Register("file", func(_ context.Context, u *url.URL, _ storage.Options) (storage.Backend, error) {
+		if u.Host != "" && u.Host != "localhost" {
+			// file://tmp/x is the path /x on the host "tmp".
+			return nil, fmt.Errorf("repository %s: a file URL names no host: write file:///%s%s (three slashes) or the path itself", u, u.Host, u.Path)
+		}
+		if u.RawQuery != "" || u.Fragment != "" {
+			return nil, fmt.Errorf("repository %s: a file URL takes no query or fragment", u)
+		}
+		if u.Path == "" {
+			return nil, fmt.Errorf("repository %s: no directory given", u)
+		}
 		return New(u.Path)
 	})
 }
@@ -124,7 +134,52 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		return wrap("put", key, err)
 	}
 	done = true
-	return wrap("put", key, atomicfile.SyncDir(dir))
+	if err := atomicfile.SyncDir(dir); err != nil {
+		return wrap("put", key, err)
+	}
+	sweepDir(dir, true) // what killed writers left beside it
+	return nil
+}
+
+// sweepDir finds (and with remove, deletes) the stale temporary files of
+// one directory.
+func sweepDir(dir string, remove bool) (count int, bytes int64) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if stale, size := atomicfile.Stale(e); stale {
+			if remove && os.Remove(filepath.Join(dir, e.Name())) != nil {
+				continue
+			}
+			count++
+			bytes += size
+		}
+	}
+	return count, bytes
+}
+
+// Sweep implements storage.Sweeper: every directory of the repository.
+func (b *Backend) Sweep(ctx context.Context, remove bool) (count int, bytes int64, err error) {
+	err = filepath.WalkDir(b.root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && path == b.root {
+				return fs.SkipAll
+			}
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if path != b.root && strings.HasPrefix(d.Name(), ".") {
+			return fs.SkipDir
+		}
+		c, n := sweepDir(path, remove)
+		count, bytes = count+c, bytes+n
+		return nil
+	})
+	return count, bytes, wrap("sweep", "", err)
 }
 
 // renameNoReplace moves tmp to path unless path exists (fs.ErrExist).
@@ -288,6 +343,26 @@ func (b *Backend) Remove(ctx context.Context, key string) error {
 	return wrap("remove", key, atomicfile.SyncDir(filepath.Dir(path)))
 }
 
+// Sync implements storage.Syncer: the file and its directory are synced,
+// so that an object an earlier writer renamed into place but did not live
+// to sync survives a crash.
+func (b *Backend) Sync(ctx context.Context, key string) error {
+	path, err := b.path(key)
+	if err != nil {
+		return wrap("sync", key, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return wrap("sync", key, err)
+	}
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return wrap("sync", key, err)
+	}
+	return wrap("sync", key, atomicfile.SyncDir(filepath.Dir(path)))
+}
+
 // Exists implements storage.Exister: the root must be a directory.
 func (b *Backend) Exists(ctx context.Context) error {
 	fi, err := os.Stat(b.root)
@@ -305,4 +380,6 @@ var (
 	_ storage.Exister  = (*Backend)(nil)
 	_ storage.Streamer = (*Backend)(nil)
 	_ storage.Watcher  = (*Backend)(nil)
+	_ storage.Syncer   = (*Backend)(nil)
+	_ storage.Sweeper  = (*Backend)(nil)
 )

@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/walship/walship/internal/atomicfile"
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/storage/storagetest"
 )
@@ -65,5 +67,61 @@ func TestOpenViaURL(t *testing.T) {
 	}
 	if _, err := storage.Open(context.Background(), "gopher://x/y", nil); err == nil || !strings.Contains(err.Error(), "unknown scheme") {
 		t.Errorf("unknown scheme: got %v", err)
+	}
+	// Locations that would silently name another directory than meant.
+	for loc, want := range map[string]string{
+		"file://tmp/x":    "file:///tmp/x", // the host "tmp", the path /x
+		"file:relx":       "file://",       // a directory called "file:relx"
+		"FILE:relx":       "file://",       // likewise
+		"file://host/dir": "three slashes", // any host
+		"file://":         "no directory",  // nothing at all
+		"file:///x?y=1":   "no query",      // settings are not in the URL
+	} {
+		if _, err := storage.Open(context.Background(), loc, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Open(%q) = %v, want an error saying %q", loc, err, want)
+		}
+	}
+	if b, err := storage.Open(context.Background(), "file://localhost"+dir, nil); err != nil || b.String() != dir {
+		t.Errorf("Open(file://localhost%s) = %v, %v", dir, b, err)
+	}
+}
+
+// Temporary files a killed writer left are swept once stale: by the next
+// put into their directory, and by Sweep everywhere; fresh ones (a write
+// under way) are left alone.
+func TestSweep(t *testing.T) {
+	b, _ := New(filepath.Join(t.TempDir(), "repo"))
+	storagetest.Put(t, b, "wal/a/x", []byte("x"))
+	storagetest.Put(t, b, "wal/b/y", []byte("y"))
+	old := time.Now().Add(-2 * atomicfile.StaleAfter)
+	leave := func(dir, name string, stale bool) string {
+		p := filepath.Join(b.Root(), dir, name)
+		os.WriteFile(p, make([]byte, 100), 0o600)
+		if stale {
+			os.Chtimes(p, old, old)
+		}
+		return p
+	}
+	staleA := leave("wal/a", ".x2.tmp-1", true)
+	fresh := leave("wal/a", ".x3.tmp-2", false)
+	staleB := leave("wal/b", ".y2.tmp-3", true)
+	if n, bytes, err := b.Sweep(context.Background(), false); err != nil || n != 2 || bytes != 200 {
+		t.Errorf("Sweep(count) = %d, %d, %v; want 2, 200", n, bytes, err)
+	}
+	storagetest.Put(t, b, "wal/a/z", []byte("z"))
+	if _, err := os.Stat(staleA); !os.IsNotExist(err) {
+		t.Errorf("a put left a stale temporary file beside it: %v", err)
+	}
+	if _, err := os.Stat(staleB); err != nil {
+		t.Errorf("a put swept another directory: %v", err)
+	}
+	if n, _, err := b.Sweep(context.Background(), true); err != nil || n != 1 {
+		t.Errorf("Sweep(remove) = %d, %v; want 1", n, err)
+	}
+	if _, err := os.Stat(staleB); !os.IsNotExist(err) {
+		t.Errorf("Sweep left %s: %v", staleB, err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a fresh temporary file was removed: %v", err)
 	}
 }

@@ -79,6 +79,7 @@ func (f *Repo) put(n wal.Name, data []byte) {
 		return
 	}
 	ctx := context.Background()
+	f.R.Compress = f.Codec
 	if n.Kind == wal.KindSegment || n.Kind == wal.KindPartial {
 		h, err := wal.ParseLongHeader(data)
 		if err != nil {
@@ -88,7 +89,7 @@ func (f *Repo) put(n wal.Name, data []byte) {
 			f.t.Fatal(err)
 		}
 	}
-	if _, err := f.R.Put(ctx, n, data, f.Codec); err != nil {
+	if _, err := f.R.Put(ctx, n, data); err != nil {
 		f.t.Fatalf("storing %s: %v", n, err)
 	}
 }
@@ -169,7 +170,7 @@ func (f *Repo) Put(n wal.Name, data []byte) {
 	if !repo.Compressible(n.Kind) {
 		c = repo.CodecNone
 	}
-	obj, err := repo.Encode(c, data)
+	obj, err := repo.Encode(c, data, true) // the walship layout: uncompressed objects are sealed
 	if err != nil {
 		f.t.Fatal(err)
 	}
