@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -165,67 +163,6 @@ func (a *s3Archive) identity(t *testing.T) (repo.Identity, []byte) {
 		t.Fatalf("identity file %q: %v", data, err)
 	}
 	return id, data
-}
-
-// walshipBounded is walship with a deadline: a run that has not returned
-// after a minute (far beyond the short timeouts the tests configure) is
-// killed and fails the test.
-func walshipBounded(t *testing.T, o runOpts, prog string, args ...string) result {
-	t.Helper()
-	cmd := walshipCmd(t, o, prog, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("running %s: %v", prog, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("%s %s still runs after 60s", prog, strings.Join(args, " "))
-	}
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	var exitErr *exec.ExitError
-	if errors.As(err, &exitErr) {
-		r.code = exitErr.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running %s: %v", prog, err)
-	}
-	return r
-}
-
-// restoreInto runs walship-restore for name as the server would, in a data
-// directory (with standby.signal when standby), and returns the result and
-// whether the destination file exists afterwards.
-func restoreInto(t *testing.T, env []string, standby bool, name string, flags ...string) (result, bool) {
-	t.Helper()
-	data := pgtest.Dir(t)
-	pgtest.Mkdir(t, filepath.Join(data, "pg_wal"))
-	if standby {
-		writeSegment(t, data, "standby.signal", nil)
-	}
-	r := walshipBounded(t, runOpts{dir: data, env: env}, "walship-restore", append(flags, name, "pg_wal/RECOVERYXLOG")...)
-	_, err := os.Stat(filepath.Join(data, "pg_wal", "RECOVERYXLOG"))
-	return r, err == nil
-}
-
-// noSecret fails the test when text contains one of the secrets.
-func noSecret(t *testing.T, what, text string, secrets ...string) {
-	t.Helper()
-	for _, s := range secrets {
-		if strings.Contains(text, s) {
-			t.Errorf("%s shows a secret access key: %q", what, text)
-		}
-	}
-}
-
-// pgStat reads one column of pg_stat_archiver as an integer.
-func pgStat(c *pgtest.Cluster, column string) int64 {
-	return c.Int("SELECT " + column + " FROM pg_stat_archiver")
 }
 
 // TestS3ArchiveUnderLoadThenPITR is the core promise on S3: a primary
@@ -602,13 +539,4 @@ func TestS3RefusesOtherCluster(t *testing.T) {
 	if err != nil || !bytes.Equal(data, orig) {
 		t.Errorf("%s in the bucket differs from what the first cluster wrote (%v)", name, err)
 	}
-}
-
-func mustName(t *testing.T, s string) wal.Name {
-	t.Helper()
-	n, err := wal.ParseName(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
