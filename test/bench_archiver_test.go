@@ -72,17 +72,17 @@ func benchDataDir(b *testing.B) string {
 
 // latencyProxy forwards to target after delaying each request by d, the
 // round trip to a real object store that a loopback server lacks.
-func latencyProxy(b *testing.B, target string, d time.Duration) string {
+func latencyProxy(t testing.TB, target string, d time.Duration) string {
 	u, err := url.Parse(target)
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(d)
 		rp.ServeHTTP(w, r)
 	}))
-	b.Cleanup(srv.Close)
+	t.Cleanup(srv.Close)
 	return srv.URL
 }
 

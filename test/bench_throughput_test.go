@@ -38,17 +38,17 @@ func newArchiveTarget(b *testing.B, kind, base string, srv func() *s3test.Server
 		}
 	}
 	s := srv()
-	a := newS3Archive(b, s, base, "pg/bench")
+	a := newS3Backend(b, s, base, "pg/bench")
 	if kind == "s3+20ms" {
 		a = a.through(b, base, latencyProxy(b, s.Endpoint, 20*time.Millisecond))
 	}
 	return s3Target(b, a)
 }
 
-func s3Target(b *testing.B, a *s3Archive) archiveTarget {
+func s3Target(b *testing.B, a *s3Backend) archiveTarget {
 	return archiveTarget{
-		archive: func(f ...string) string { return a.line(b, "walship-archive", f...) },
-		restore: func(f ...string) string { return a.line(b, "walship-restore", f...) },
+		archive: func(f ...string) string { return commandLine(b, a, "walship-archive", f...) },
+		restore: func(f ...string) string { return commandLine(b, a, "walship-restore", f...) },
 		env:     a.creds,
 	}
 }
@@ -214,10 +214,10 @@ func BenchmarkRecovery(b *testing.B) {
 	pgtest.Require(b)
 	srv := s3test.StartServer(b)
 	base := pgtest.Dir(b)
-	a := newS3Archive(b, srv, base, "pg/main")
-	p := a.cluster(b, base, "primary")
+	a := newS3Backend(b, srv, base, "pg/main")
+	p := newCluster(b, a, base, "primary")
 	spool := pgtest.Mkdir(b, filepath.Join(base, "archive-spool"))
-	p.Conf("archive_mode = on", a.line(b, "walship-archive", "--parallel", "4", "--spool", spool),
+	p.Conf("archive_mode = on", commandLine(b, a, "walship-archive", "--parallel", "4", "--spool", spool),
 		"synchronous_commit = off", "max_wal_size = 2GB")
 	p.Start()
 	p.Pgbench("-i", "-s", "10", "-q")

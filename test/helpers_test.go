@@ -228,7 +228,7 @@ type fileState struct {
 }
 
 // snapshot lists every file and directory under root (dot-files included).
-func snapshot(t *testing.T, root string) map[string]fileState {
+func snapshot(t testing.TB, root string) map[string]fileState {
 	t.Helper()
 	got := map[string]fileState{}
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
@@ -308,18 +308,18 @@ func walshipBounded(t *testing.T, o runOpts, prog string, args ...string) result
 }
 
 // restoreInto runs walship-restore for name as the server would, in a data
-// directory (with standby.signal when standby), and returns the result and
-// whether the destination file exists afterwards.
-func restoreInto(t *testing.T, env []string, standby bool, name string, flags ...string) (result, bool) {
+// directory (with standby.signal when standby), and returns the result, the
+// restored bytes and whether the destination file exists afterwards.
+func restoreInto(t *testing.T, env []string, standby bool, name string, flags ...string) (r result, restored []byte, wrote bool) {
 	t.Helper()
 	data := pgtest.Dir(t)
 	pgtest.Mkdir(t, filepath.Join(data, "pg_wal"))
 	if standby {
 		writeSegment(t, data, "standby.signal", nil)
 	}
-	r := walshipBounded(t, runOpts{dir: data, env: env}, "walship-restore", append(flags, name, "pg_wal/RECOVERYXLOG")...)
-	_, err := os.Stat(filepath.Join(data, "pg_wal", "RECOVERYXLOG"))
-	return r, err == nil
+	r = walshipBounded(t, runOpts{dir: data, env: env}, "walship-restore", append(flags, name, "pg_wal/RECOVERYXLOG")...)
+	restored, err := os.ReadFile(filepath.Join(data, "pg_wal", "RECOVERYXLOG"))
+	return r, restored, err == nil
 }
 
 // noSecret fails the test when text contains one of the secrets.
