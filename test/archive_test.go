@@ -118,7 +118,7 @@ func TestArchiveRefusesOtherCluster(t *testing.T) {
 	if now, _ := os.ReadFile(filepath.Join(a.repo, repo.IdentityKey)); !bytes.Equal(now, identity) {
 		t.Errorf("identity file changed:\n%s\nwas:\n%s", now, identity)
 	}
-	segs := archivedSegments(t, a.repo)
+	segs := segmentSet(t, localBackend{a.repo})
 	if archivedA := a.pg.Int("SELECT archived_count FROM pg_stat_archiver"); int64(len(segs)) != archivedA {
 		t.Errorf("repository holds %d segments, the first cluster archived %d", len(segs), archivedA)
 	}

@@ -132,7 +132,7 @@ func TestParallelArchiveRealPrimary(t *testing.T) {
 	if failed := p.Int("SELECT failed_count FROM pg_stat_archiver"); failed != 0 {
 		t.Fatalf("failed_count = %d, want 0", failed)
 	}
-	segs := archivedSegments(t, repoDir)
+	segs := segmentSet(t, localBackend{repoDir})
 	for n := first; n.String() <= last; n = n.Next(1 << 20) {
 		if !segs[n.String()] {
 			t.Errorf("segment %s is not in the repository", n)

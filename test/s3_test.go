@@ -22,62 +22,6 @@ import (
 	"github.com/walship/walship/wal/waltest"
 )
 
-// TestS3ArchiveUnderLoadThenPITR is the core promise on S3: a primary
-// archives into s3://bucket/prefix under pgbench load without a failure,
-// every segment it reports archived is in the bucket and nothing else is,
-// and a base backup restored with walship-restore from the bucket reaches a
-// named restore point with exactly the primary's data at that point.
-func TestS3ArchiveUnderLoadThenPITR(t *testing.T) {
-	pgtest.Require(t)
-	srv := s3test.StartServer(t)
-	base := pgtest.Dir(t)
-	a := newS3Backend(t, srv, base, "pg/main")
-	p := newCluster(t, a, base, "primary")
-	p.Conf("archive_mode = on", commandLine(t, a, "walship-archive"), "archive_timeout = 0")
-	p.Start()
-
-	p.Pgbench("-i", "-s", "5", "-q")
-	backup := p.BaseBackup(base, "restored")
-	backup.Env = a.creds
-	p.Pgbench("-c", "4", "-j", "2", "-t", "1500", "-n")
-	p.Query("CREATE TABLE marker AS SELECT count(*) AS n, sum(abalance) AS s FROM pgbench_accounts")
-	want := p.Query("SELECT n || ':' || s FROM marker")
-	p.Query("SELECT pg_create_restore_point('before_damage')")
-	p.Query("UPDATE pgbench_accounts SET abalance = abalance + 1000000")
-	p.Query("DROP TABLE pgbench_history")
-	lastSeg := p.Query("SELECT pg_walfile_name(pg_current_wal_lsn())")
-	p.Query("SELECT pg_switch_wal()")
-	p.WaitQuery("SELECT last_archived_wal >= '"+lastSeg+"' FROM pg_stat_archiver", "t", 120*time.Second)
-
-	if failed := pgStat(p, "failed_count"); failed != 0 {
-		t.Errorf("pg_stat_archiver.failed_count = %d, want 0\n%s", failed, p.Log())
-	}
-	archived := pgStat(p, "archived_count")
-	segs := map[string]bool{}
-	for _, n := range storedSegments(t, a) {
-		segs[n.String()] = true
-	}
-	for n, _ := wal.ParseName("000000010000000000000001"); n.String() <= lastSeg; n = n.Next(segSize) {
-		if !segs[n.String()] {
-			t.Errorf("segment %s was archived by the server but is not in %s", n, a.url)
-		}
-	}
-	if int64(len(segs)) > archived {
-		t.Errorf("%s holds %d segments, the server archived only %d files", a.url, len(segs), archived)
-	}
-	if l := leftovers(t, a); len(l) > 0 {
-		t.Errorf("bucket %s holds objects that are no WAL of %s: %v", a.bucket, a, l)
-	}
-	if id, _ := readIdentity(t, a); id.SystemID != sysID(t, p) || id.SegSize != segSize {
-		t.Errorf("identity file %+v, want system %d with 16MB segments", id, sysID(t, p))
-	}
-
-	restoreToPoint(t, backup, commandLine(t, a, "walship-restore"), want, 180*time.Second)
-	noSecret(t, "the primary's log", p.Log(), srv.SecretKey)
-	noSecret(t, "the restored server's log", backup.Log(), srv.SecretKey)
-	t.Logf("archived %d files, %d segments in %s, restored %s rows:sum", archived, len(segs), a.url, want)
-}
-
 // pgbenchLoop runs pgbench against c in short rounds until the returned
 // function is called (or the test ends), which waits for the last round and
 // fails the test if a round failed.
