@@ -63,97 +63,92 @@ func TestArchiveRepush(t *testing.T) {
 }
 
 // TestArchiveRefusesOtherCluster points a second cluster (its own initdb,
-// so another system identifier) at the repository of a first one: every
-// attempt is refused, the server keeps the WAL and retries, and the
-// repository is left exactly as the first cluster made it.
+// so another system identifier) at the archive of a first one, on every
+// backend. The first cluster's identity file is in the archive; every
+// attempt of the second is refused with one line naming both system
+// identifiers, its segment and the archive; the server keeps the WAL and
+// retries; and the archive is left exactly as the first cluster made it,
+// its WAL still served.
 func TestArchiveRefusesOtherCluster(t *testing.T) {
-	a := startArchiving(t)
-	name, orig := a.switchSegment(t)
-	sysA := sysID(t, a.pg)
-	identity, err := os.ReadFile(filepath.Join(a.repo, repo.IdentityKey))
-	if err != nil {
-		t.Fatal(err)
-	}
+	forEachBackend(t, func(t *testing.T, base string, store archiveBackend) {
+		a := &archiving{base: base, pg: newCluster(t, store, base, "primary")}
+		a.pg.Conf("archive_mode = on", commandLine(t, store, "walship-archive"))
+		a.pg.Start()
+		name, orig := a.switchSegment(t)
+		sysA := sysID(t, a.pg)
+		id, identity := readIdentity(t, store)
+		if id.SystemID != sysA || id.SegSize != segSize || id.Layout != repo.LayoutWalship {
+			t.Errorf("identity file in %s: %s, want system %d, 16MB segments, walship layout", store, identity, sysA)
+		}
+		before := store.objects(t)
 
-	b := pgtest.NewCluster(t, a.base, "other", pgtest.InitOptions{})
-	b.Conf("archive_mode = on", pgtest.ArchiveCommand(t, a.repo))
-	b.Start()
-	sysB := sysID(t, b)
-	if sysA == sysB {
-		t.Fatalf("both clusters have system identifier %d", sysA)
-	}
-	b.Query("CREATE TABLE t AS SELECT generate_series(1, 1000) i")
-	segB := b.Query("SELECT pg_walfile_name(pg_current_wal_lsn())")
-	b.Query("SELECT pg_switch_wal()")
+		b := newCluster(t, store, base, "other")
+		b.Conf("archive_mode = on", commandLine(t, store, "walship-archive"))
+		b.Start()
+		sysB := sysID(t, b)
+		if sysA == sysB {
+			t.Fatalf("both clusters have system identifier %d", sysA)
+		}
+		b.Query("CREATE TABLE t AS SELECT generate_series(1, 1000) i")
+		segB := b.Query("SELECT pg_walfile_name(pg_current_wal_lsn())")
+		b.Query("SELECT pg_switch_wal()")
 
-	var first int64
-	pgtest.Eventually(t, 60*time.Second, "the second cluster's first failed archive attempt", func() bool {
-		first = b.Int("SELECT failed_count FROM pg_stat_archiver")
-		return first > 0
+		var first int64
+		pgtest.Eventually(t, 60*time.Second, "the second cluster's first failed archive attempt", func() bool {
+			first = pgStat(b, "failed_count")
+			return first > 0
+		})
+		pgtest.Eventually(t, 60*time.Second, "the second cluster to retry", func() bool {
+			return pgStat(b, "failed_count") > first
+		})
+		if got := b.Query("SELECT coalesce(last_failed_wal, '') FROM pg_stat_archiver"); got != segB {
+			t.Errorf("last_failed_wal = %q, want %q", got, segB)
+		}
+		if got := pgStat(b, "archived_count"); got != 0 {
+			t.Errorf("second cluster archived_count = %d, want 0", got)
+		}
+		if _, err := os.Stat(filepath.Join(b.Data, "pg_wal", "archive_status", segB+".ready")); err != nil {
+			t.Errorf("the server should keep %s waiting for archiving: %v", segB, err)
+		}
+		line := logLine(b.Log(), "walship-archive: ")
+		for _, w := range []string{strconv.FormatUint(sysA, 10), strconv.FormatUint(sysB, 10), segB, store.String()} {
+			if !strings.Contains(line, w) {
+				t.Errorf("server log line of walship-archive = %q, want one naming %s", line, w)
+			}
+		}
+
+		// The archive holds the first cluster's WAL and nothing else,
+		// exactly as it was.
+		sameObjects(t, store.String()+" after the refused cluster", before, store.objects(t))
+		if _, now := readIdentity(t, store); !bytes.Equal(now, identity) {
+			t.Errorf("identity file changed:\n%s\nwas:\n%s", now, identity)
+		}
+		segs := storedSegments(t, store)
+		if archivedA := pgStat(a.pg, "archived_count"); int64(len(segs)) != archivedA {
+			t.Errorf("%s holds %d segments, the first cluster archived %d", store, len(segs), archivedA)
+		}
+		for _, n := range segs {
+			data, err := readWAL(t, store, n)
+			if err != nil {
+				t.Errorf("reading %s: %v", n, err)
+				continue
+			}
+			if h, err := wal.ParseLongHeader(data); err != nil || h.SysID != sysA {
+				t.Errorf("%s in %s: header %+v, %v; want system %d", n, store, h, err, sysA)
+			}
+		}
+		if l := leftovers(t, store); len(l) > 0 {
+			t.Errorf("%s holds files that are no WAL of the first cluster: %v", store, l)
+		}
+		// The first cluster's WAL is still served, to walship-restore as
+		// the server runs it and in the test's process.
+		if got := restoreFrom(t, store, name); !bytes.Equal(got, orig) {
+			t.Errorf("restored %s of the first cluster differs from what it wrote", name)
+		}
+		if data, err := readWAL(t, store, mustName(t, name)); err != nil || !bytes.Equal(data, orig) {
+			t.Errorf("%s in %s differs from what the first cluster wrote (%v)", name, store, err)
+		}
 	})
-	pgtest.Eventually(t, 60*time.Second, "the second cluster to retry", func() bool {
-		return b.Int("SELECT failed_count FROM pg_stat_archiver") > first
-	})
-	if got := b.Query("SELECT coalesce(last_failed_wal, '') FROM pg_stat_archiver"); got != segB {
-		t.Errorf("last_failed_wal = %q, want %q", got, segB)
-	}
-	if got := b.Int("SELECT archived_count FROM pg_stat_archiver"); got != 0 {
-		t.Errorf("second cluster archived_count = %d, want 0", got)
-	}
-	if _, err := os.Stat(filepath.Join(b.Data, "pg_wal", "archive_status", segB+".ready")); err != nil {
-		t.Errorf("the server should keep %s waiting for archiving: %v", segB, err)
-	}
-	var line string
-	for _, l := range strings.Split(b.Log(), "\n") {
-		if strings.HasPrefix(l, "walship-archive: ") {
-			line = l
-			break
-		}
-	}
-	if !strings.Contains(line, strconv.FormatUint(sysA, 10)) || !strings.Contains(line, strconv.FormatUint(sysB, 10)) || !strings.Contains(line, segB) {
-		t.Errorf("server log line of walship-archive = %q, want one naming %s and both system identifiers %d and %d", line, segB, sysA, sysB)
-	}
-
-	// The repository holds the first cluster's WAL and nothing else.
-	if now, _ := os.ReadFile(filepath.Join(a.repo, repo.IdentityKey)); !bytes.Equal(now, identity) {
-		t.Errorf("identity file changed:\n%s\nwas:\n%s", now, identity)
-	}
-	segs := segmentSet(t, localBackend{a.repo})
-	if archivedA := a.pg.Int("SELECT archived_count FROM pg_stat_archiver"); int64(len(segs)) != archivedA {
-		t.Errorf("repository holds %d segments, the first cluster archived %d", len(segs), archivedA)
-	}
-	for s := range segs {
-		data, err := decodeObject(t, a.repo, s)
-		if err != nil {
-			t.Errorf("reading %s: %v", s, err)
-			continue
-		}
-		if h, err := wal.ParseLongHeader(data); err != nil || h.SysID != sysA {
-			t.Errorf("%s in the repository: header %+v, %v; want system %d", s, h, err, sysA)
-		}
-	}
-	if leftovers := nonWALFiles(t, a.repo); len(leftovers) > 0 {
-		t.Errorf("repository holds files that are no WAL of the first cluster: %v", leftovers)
-	}
-	if got := restored(t, a.repo, name); !bytes.Equal(got, orig) {
-		t.Errorf("restored %s of the first cluster differs from what it wrote", name)
-	}
-}
-
-// nonWALFiles lists the files in a local repository that are neither the
-// identity file nor a WAL object, temporary dot-files included.
-func nonWALFiles(t *testing.T, repoDir string) []string {
-	t.Helper()
-	var out []string
-	for rel, st := range snapshot(t, repoDir) {
-		if st.mode.IsDir() || rel == repo.IdentityKey {
-			continue
-		}
-		if _, _, _, ok := repo.ParseKey(filepath.ToSlash(rel)); !ok {
-			out = append(out, rel)
-		}
-	}
-	return out
 }
 
 // TestArchiveObjectModes checks that the repository is private to the

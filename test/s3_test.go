@@ -1,10 +1,8 @@
 package test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/walship/walship/internal/testenv/pgtest"
 	"github.com/walship/walship/internal/testenv/s3test"
-	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
 	"github.com/walship/walship/wal/waltest"
 )
@@ -254,77 +251,5 @@ func TestS3BadCredentialsAndMissingBucket(t *testing.T) {
 	wantOK(t, "archive with good credentials", walshipBounded(t, runOpts{env: a.creds}, "walship-archive", "--config", a.conf, src2, n2.String()))
 	if r, _, wrote := restoreInto(t, a.creds, false, n1.String(), "--config", a.conf); r.code != 0 || !wrote {
 		t.Errorf("restore with good credentials: %s", r)
-	}
-}
-
-// TestS3RefusesOtherCluster points a second cluster at the S3 prefix a
-// first one archives into: the first cluster's identity file is in the
-// bucket, every attempt of the second is refused with one line naming both
-// system identifiers, the server keeps its WAL, and the bucket is left
-// exactly as the first cluster made it.
-func TestS3RefusesOtherCluster(t *testing.T) {
-	pgtest.Require(t)
-	srv := s3test.StartServer(t)
-	base := pgtest.Dir(t)
-	s3a := newS3Backend(t, srv, base, "pg/main")
-	first := newCluster(t, s3a, base, "primary")
-	first.Conf("archive_mode = on", commandLine(t, s3a, "walship-archive"))
-	first.Start()
-	a := &archiving{base: base, pg: first}
-	name, orig := a.switchSegment(t)
-	sysA := sysID(t, first)
-	id, identity := readIdentity(t, s3a)
-	if id.SystemID != sysA || id.SegSize != segSize || id.Layout != repo.LayoutWalship {
-		t.Errorf("identity file in the bucket: %s, want system %d, 16MB segments, walship layout", identity, sysA)
-	}
-	before := s3a.objects(t)
-
-	b := newCluster(t, s3a, base, "other")
-	b.Conf("archive_mode = on", commandLine(t, s3a, "walship-archive"))
-	b.Start()
-	sysB := sysID(t, b)
-	if sysA == sysB {
-		t.Fatalf("both clusters have system identifier %d", sysA)
-	}
-	b.Query("CREATE TABLE t AS SELECT generate_series(1, 1000) i")
-	segB := b.Query("SELECT pg_walfile_name(pg_current_wal_lsn())")
-	b.Query("SELECT pg_switch_wal()")
-	var failed int64
-	pgtest.Eventually(t, 60*time.Second, "the second cluster's first failed archive attempt", func() bool {
-		failed = pgStat(b, "failed_count")
-		return failed > 0
-	})
-	pgtest.Eventually(t, 60*time.Second, "the second cluster to retry", func() bool {
-		return pgStat(b, "failed_count") > failed
-	})
-	if got := pgStat(b, "archived_count"); got != 0 {
-		t.Errorf("second cluster archived_count = %d, want 0", got)
-	}
-	if _, err := os.Stat(filepath.Join(b.Data, "pg_wal", "archive_status", segB+".ready")); err != nil {
-		t.Errorf("the server should keep %s waiting for archiving: %v", segB, err)
-	}
-	var line string
-	for _, l := range strings.Split(b.Log(), "\n") {
-		if strings.HasPrefix(l, "walship-archive: ") {
-			line = l
-			break
-		}
-	}
-	for _, w := range []string{fmt.Sprint(sysA), fmt.Sprint(sysB), segB, s3a.url} {
-		if !strings.Contains(line, w) {
-			t.Errorf("server log line of walship-archive = %q, want one naming %s", line, w)
-		}
-	}
-	sameObjects(t, "the bucket after the refused cluster", before, s3a.objects(t))
-	if _, now := readIdentity(t, s3a); !bytes.Equal(now, identity) {
-		t.Errorf("identity file changed:\n%s\nwas:\n%s", now, identity)
-	}
-	// The first cluster's WAL is still served, and only to its own.
-	if r, _, wrote := restoreInto(t, s3a.creds, false, name, "--config", s3a.conf); r.code != 0 || !wrote {
-		t.Errorf("restoring %s of the first cluster: %s", name, r)
-	}
-	data, err := readWAL(t, s3a, mustName(t, name))
-	if err != nil || !bytes.Equal(data, orig) {
-		t.Errorf("%s in the bucket differs from what the first cluster wrote (%v)", name, err)
 	}
 }
