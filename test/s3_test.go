@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -69,7 +70,7 @@ func TestS3Outage(t *testing.T) {
 	p.Start()
 	p.Pgbench("-i", "-s", "2", "-q")
 	backup := p.BaseBackup(base, "restored")
-	backup.Env = a.creds
+	backup.Env = a.env()
 
 	stopLoad := pgbenchLoop(t, p)
 	before := pgStat(p, "archived_count")
@@ -92,10 +93,10 @@ func TestS3Outage(t *testing.T) {
 		t.Errorf("no segment waits for archiving while the store is down")
 	}
 	// Reading an archived segment while the store is down.
-	flags := []string{"--config", a.conf, "--op-timeout", "2s", "--retry-budget", "5s"}
-	r, _, wrote := restoreInto(t, a.creds, true, existing, flags...)
+	flags := append(a.flags(), "--op-timeout", "2s", "--retry-budget", "5s")
+	r, _, wrote := restoreInto(t, a.env(), true, existing, flags...)
 	wantOneLine(t, "restore in a standby, store down", r, []int{1}, "walship-restore", existing)
-	r2, _, wrote2 := restoreInto(t, a.creds, false, existing, flags...)
+	r2, _, wrote2 := restoreInto(t, a.env(), false, existing, flags...)
 	wantOneLine(t, "restore in a PITR, store down", r2, []int{255}, "walship-restore", existing)
 	if wrote || wrote2 {
 		t.Errorf("a failed restore left pg_wal/RECOVERYXLOG behind")
@@ -136,7 +137,7 @@ func TestS3Outage(t *testing.T) {
 	if walshipLines == 0 {
 		t.Errorf("walship-archive wrote no line to the server log while the store was down")
 	}
-	noSecret(t, "the primary's log", log, srv.SecretKey)
+	noSecret(t, "the primary's log", log, a.secrets()...)
 
 	// No gap, no damaged object.
 	segs = storedSegments(t, a)
@@ -195,9 +196,13 @@ func TestS3BadCredentialsAndMissingBucket(t *testing.T) {
 			p[i] = byte(i / 7)
 		}
 	}
-	src1 := writeSegment(t, src, n1.String(), waltest.FakeSegment(n1, sys, segSize, fill))
+	seg1 := waltest.FakeSegment(n1, sys, segSize, fill)
+	src1 := writeSegment(t, src, n1.String(), seg1)
 	src2 := writeSegment(t, src, n2.String(), waltest.FakeSegment(n2, sys, segSize, fill))
-	wantOK(t, "archive with good credentials", walshipBounded(t, runOpts{env: a.creds}, "walship-archive", "--config", a.conf, src1, n1.String()))
+	archive := func(path string, n wal.Name) result {
+		return walshipBounded(t, runOpts{env: a.env()}, "walship-archive", append(a.flags(), path, n.String())...)
+	}
+	wantOK(t, "archive with good credentials", archive(src1, n1))
 	before := a.objects(t)
 	if len(before) != 2 {
 		t.Fatalf("bucket after one archived segment: %v, want the identity file and the segment", before)
@@ -217,10 +222,10 @@ func TestS3BadCredentialsAndMissingBucket(t *testing.T) {
 		{"missing bucket", a.creds, []string{"--repo", "s3://walship-no-such-bucket/pg"}, `bucket "walship-no-such-bucket" does not exist`},
 	}
 	for _, c := range cases {
-		args := append([]string{"--config", a.conf, "--op-timeout", "2s", "--retry-budget", "5s"}, c.args...)
+		args := append(append(a.flags(), "--op-timeout", "2s", "--retry-budget", "5s"), c.args...)
 		r := walshipBounded(t, runOpts{env: c.env}, "walship-archive", append(args, src2, n2.String())...)
 		wantOneLine(t, c.what+": archive", r, []int{1, 2}, "walship-archive", n2.String(), c.want)
-		noSecret(t, c.what+": archive", r.stderr, srv.SecretKey, wrongSecret)
+		noSecret(t, c.what+": archive", r.stderr, append(a.secrets(), wrongSecret)...)
 
 		for _, standby := range []bool{false, true} {
 			what, code := c.what+": restore in a PITR", 255
@@ -229,7 +234,7 @@ func TestS3BadCredentialsAndMissingBucket(t *testing.T) {
 			}
 			r, _, wrote := restoreInto(t, c.env, standby, n1.String(), args...)
 			wantOneLine(t, what, r, []int{code}, "walship-restore", n1.String(), c.want)
-			noSecret(t, what, r.stderr, srv.SecretKey, wrongSecret)
+			noSecret(t, what, r.stderr, append(a.secrets(), wrongSecret)...)
 			if wrote {
 				t.Errorf("%s: wrote pg_wal/RECOVERYXLOG", what)
 			}
@@ -248,8 +253,8 @@ func TestS3BadCredentialsAndMissingBucket(t *testing.T) {
 		}
 	}
 	// The control: the same calls with the right settings work.
-	wantOK(t, "archive with good credentials", walshipBounded(t, runOpts{env: a.creds}, "walship-archive", "--config", a.conf, src2, n2.String()))
-	if r, _, wrote := restoreInto(t, a.creds, false, n1.String(), "--config", a.conf); r.code != 0 || !wrote {
-		t.Errorf("restore with good credentials: %s", r)
+	wantOK(t, "archive with good credentials", archive(src2, n2))
+	if got := restoreFrom(t, a, n1.String()); !bytes.Equal(got, seg1) {
+		t.Errorf("restore with good credentials: %d bytes, not the archived segment", len(got))
 	}
 }
