@@ -2,10 +2,8 @@ package test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/walship/walship/internal/testenv/pgtest"
 	"github.com/walship/walship/repo"
-	"github.com/walship/walship/storage/local"
 	"github.com/walship/walship/wal"
 )
 
@@ -177,20 +174,7 @@ func objectPath(t *testing.T, repoDir, name string, c repo.Codec) string {
 // checksummed by the repo package).
 func decodeObject(t *testing.T, repoDir, name string) ([]byte, error) {
 	t.Helper()
-	n, err := wal.ParseName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := local.New(repoDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := repo.New(b, repo.LayoutAuto).Open(context.Background(), n)
-	if err != nil {
-		return nil, err
-	}
-	defer o.Close()
-	return io.ReadAll(o)
+	return readWAL(t, localBackend{repoDir}, mustName(t, name))
 }
 
 // restored runs walship-restore for name from repoDir into a fresh pg_wal

@@ -12,8 +12,6 @@ import (
 
 	"github.com/walship/walship/internal/testenv/archsim"
 	"github.com/walship/walship/internal/testenv/pgtest"
-	"github.com/walship/walship/repo"
-	"github.com/walship/walship/storage/local"
 	"github.com/walship/walship/wal"
 	"github.com/walship/walship/wal/waltest"
 )
@@ -46,8 +44,7 @@ func fakeDataDir(t *testing.T, count int, segSize uint32) string {
 // no visible object is partial.
 func checkDoneAreArchived(t *testing.T, dataDir, repoDir string) int {
 	t.Helper()
-	b, _ := local.New(repoDir)
-	r := repo.New(b, repo.LayoutAuto)
+	r := localBackend{repoDir}.repo(t)
 	statusDir := filepath.Join(dataDir, "pg_wal", "archive_status")
 	entries, _ := os.ReadDir(statusDir)
 	done := 0
