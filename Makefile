@@ -1,6 +1,6 @@
 # walship: `make demo` runs a real primary and a restored copy on a local
-# archive; `make test` runs every test (real PostgreSQL, and a real S3
-# server for the S3 backend).
+# archive; `make test` builds, lints and runs every test (real PostgreSQL,
+# and a real S3 server for the S3 backend).
 GO      ?= go
 # urfave_cli_no_docs drops the man-page generator: faster process start.
 export GOFLAGS += -tags=urfave_cli_no_docs
@@ -16,7 +16,10 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ ./cmd/...
 
-# Unit tests first (fast), then the end-to-end tests against real servers.
+# Builds bin/ (build), checks gofmt and go vet (lint), then runs the unit
+# tests of every package and the end-to-end tests of test/ (real PostgreSQL
+# and a real S3 server; under CI=true a missing one fails, elsewhere its
+# tests skip) in one go test, which runs the packages side by side.
 test: build lint
 	$(GO) test -count=1 -timeout 20m ./...
 
@@ -31,9 +34,20 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# Runs every fuzzer of the module, each for FUZZTIME (make fuzz
+# FUZZTIME=5m): whatever go test -list finds, package by package, so a new
+# fuzzer needs no line here.
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParseName -fuzztime 30s ./wal/
-	$(GO) test -run '^$$' -fuzz FuzzParseLongHeader -fuzztime 30s ./wal/
+	@set -e; \
+	list=$$($(GO) test -list '^Fuzz' ./...); \
+	targets=$$(printf '%s\n' "$$list" | awk '/^Fuzz/ { f[n++] = $$1; next } /^ok/ { for (i = 0; i < n; i++) print $$2 "," f[i]; n = 0 }'); \
+	[ -n "$$targets" ] || { echo "fuzz: no fuzzers found" >&2; exit 1; }; \
+	for t in $$targets; do \
+	  pkg=$${t%,*}; f=$${t#*,}; \
+	  echo "fuzz: $$f in $$pkg for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 # Each script writes its own section of docs/BENCHMARKS.md; the scripts
 # whose part is not built yet are skipped.

@@ -5,7 +5,7 @@
 # on loopback, and to the same server behind a proxy that adds a 20 ms round
 # trip to every request. Writes the "archiver" section of docs/BENCHMARKS.md.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . scripts/bench-lib.sh
 raw=$(mktemp)
 go test -tags urfave_cli_no_docs -run '^$' -bench 'BenchmarkArchiver' -benchtime 1x -timeout 60m ./test/ | tee "$raw"

@@ -1,8 +1,11 @@
 # Shared by the benchmark scripts: timing whole processes and writing a
-# section of docs/BENCHMARKS.md (finding and running PostgreSQL is lib.sh).
+# section of docs/BENCHMARKS.md. Sourced after lib.sh (the repository root,
+# finding and running PostgreSQL), as every benchmark script begins:
+#
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#   . scripts/bench-lib.sh
 
-here_lib=$(dirname "${BASH_SOURCE[0]}")
-. "$here_lib/lib.sh"
+[ -n "${root:-}" ] || { echo "bench-lib.sh: source scripts/lib.sh first" >&2; exit 1; }
 
 now_ns() { date +%s%N; }
 

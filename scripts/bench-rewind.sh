@@ -8,7 +8,7 @@
 #                  after the failover: the small changed part (default 500)
 #   BENCH_ROUNDS   failovers measured (default 3; the roles swap each time)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . scripts/bench-lib.sh
 [ -x "$pgbin/pg_ctl" ] || { echo "bench-rewind: PostgreSQL not found" >&2; exit 1; }
 [ -x bin/walship-rewind ] || { echo "bench-rewind: build first (make build)" >&2; exit 1; }

@@ -9,7 +9,7 @@
 # docs/BENCHMARKS.md.
 # Usage: scripts/bench-s3.sh   (BENCH_DIR, BENCH_ROUNDS, WALSHIP_S3_SERVER, BENCH_AWSCLI=0)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . scripts/bench-lib.sh
 
 work=${BENCH_DIR:-/var/tmp/walship-bench}

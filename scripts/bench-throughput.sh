@@ -8,7 +8,7 @@
 # Usage: scripts/bench-throughput.sh   (BENCH_LOAD_SECONDS, BENCH_RECOVERY_MB;
 #        BENCH_RAW=FILE writes up the saved go test output of an earlier run)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . scripts/bench-lib.sh
 load=${BENCH_LOAD_SECONDS:-30}
 walmb=${BENCH_RECOVERY_MB:-1024}

@@ -4,7 +4,7 @@
 # and for the cp-based commands DBAs use, side by side in one run, on a real
 # WAL corpus generated with pgbench. Writes docs/BENCHMARKS.md.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . scripts/bench-lib.sh
 [ -x "$pgbin/pg_ctl" ] || { echo "bench: PostgreSQL not found" >&2; exit 1; }
 

@@ -6,11 +6,9 @@
 # longer has fetched from the archive. Every step is printed, with row
 # counts. Runs on its own directory and ports, after or without demo.sh.
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-
-. "$here/scripts/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ -x "$pgbin/pg_ctl" ] || { echo "demo: PostgreSQL not found (apt-get install postgresql, or set WALSHIP_PG_BIN)" >&2; exit 1; }
-[ -x "$here/bin/walship-rewind" ] || { echo "demo: build first (make build)" >&2; exit 1; }
+[ -x bin/walship-rewind ] || { echo "demo: build first (make build)" >&2; exit 1; }
 
 demo_dir "${WALSHIP_FAILBACK_DIR:-/tmp/walship-demo-failback}" a b
 port_a=55442; port_b=55443

@@ -4,9 +4,7 @@
 # point with walship-restore. Every step is printed; the row counts at the end
 # show the restored copy has exactly the data of the restore point.
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-
-. "$here/scripts/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ -x "$pgbin/pg_ctl" ] || { echo "demo: PostgreSQL not found (apt-get install postgresql, or set WALSHIP_PG_BIN)" >&2; exit 1; }
 
 demo_dir "${WALSHIP_DEMO_DIR:-/tmp/walship-demo}" primary restored warm

@@ -1,7 +1,19 @@
-# Shared by the demo and benchmark scripts: finding PostgreSQL, running its
-# programs as an unprivileged user (PostgreSQL refuses to run as root), and
-# the demos' scratch directory. Set extra_path to put more directories on
-# as_pg's PATH.
+# Shared by the demo and benchmark scripts: the repository root, finding
+# PostgreSQL, running its programs as an unprivileged user (PostgreSQL
+# refuses to run as root), and the demos' scratch directory. Set extra_path
+# to put more directories on as_pg's PATH.
+#
+# Every script starts with the same line, which finds this file beside it:
+#
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# and this file makes the repository root the working directory (and
+# $root), so that scripts name its files relative to it: bin/, docs/,
+# ./test/, scripts/bench-lib.sh. Relative paths given to a script (in
+# BENCH_DIR, WALSHIP_DEMO_DIR, ...) are relative to the root too.
+
+root=$(CDPATH= cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
 
 find_pgbin() {
   if [ -n "${WALSHIP_PG_BIN:-}" ]; then echo "$WALSHIP_PG_BIN"; return; fi
@@ -30,7 +42,7 @@ demo_dir() {
   trap stop_demo_servers EXIT
   stop_demo_servers
   rm -rf "$demo"; mkdir -p "$demo/bin"
-  cp "$(dirname "${BASH_SOURCE[0]}")"/../bin/walship-* "$demo/bin/"
+  cp "$root"/bin/walship-* "$demo/bin/"
   chmod 755 "$demo" "$demo/bin"
   if [ "$(id -u)" = 0 ]; then chown -R "$pguser" "$demo"; fi
 }

@@ -2,11 +2,8 @@ package test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -21,264 +18,8 @@ import (
 
 	"github.com/walship/walship/internal/testenv/pgtest"
 	"github.com/walship/walship/repo"
-	"github.com/walship/walship/storage/local"
 	"github.com/walship/walship/wal"
 )
-
-// segSize is the segment size of the clusters these tests create.
-const segSize = 16 << 20
-
-// result is how one run of a walship binary ended.
-type result struct {
-	stdout, stderr string
-	code           int // exit status; -1 when a signal ended the process
-}
-
-// runOpts say where and with which environment a binary runs.
-type runOpts struct {
-	dir string   // working directory; "/" when empty
-	env []string // extra KEY=value settings
-}
-
-// walship runs one walship binary as the server's user. The WALSHIP_*
-// variables of the test process are dropped, so only o.env sets them.
-func walship(t *testing.T, o runOpts, prog string, args ...string) result {
-	t.Helper()
-	cmd := walshipCmd(t, o, prog, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	var exitErr *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exitErr):
-		r.code = exitErr.ExitCode()
-	default:
-		t.Fatalf("running %s: %v", prog, err)
-	}
-	return r
-}
-
-func walshipCmd(t *testing.T, o runOpts, prog string, args ...string) *exec.Cmd {
-	t.Helper()
-	cmd := pgtest.Command(t, pgtest.Bin(t, prog), args...)
-	env := cmd.Env[:0:0]
-	for _, kv := range cmd.Env {
-		if !strings.HasPrefix(kv, "WALSHIP_") {
-			env = append(env, kv)
-		}
-	}
-	cmd.Env = append(env, o.env...)
-	if o.dir != "" {
-		cmd.Dir = o.dir
-	}
-	return cmd
-}
-
-func (r result) String() string {
-	return fmt.Sprintf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
-}
-
-// wantOK checks that a run succeeded quietly.
-func wantOK(t *testing.T, what string, r result) {
-	t.Helper()
-	if r.code != 0 || r.stdout != "" || r.stderr != "" {
-		t.Errorf("%s: %s, want exit 0 and no output", what, r)
-	}
-}
-
-// wantOneLine checks that a run failed with exit status code (one of codes)
-// and exactly one line on stderr that names the program and contains every
-// one of wants.
-func wantOneLine(t *testing.T, what string, r result, codes []int, prog string, wants ...string) {
-	t.Helper()
-	okCode := false
-	for _, c := range codes {
-		okCode = okCode || r.code == c
-	}
-	if !okCode {
-		t.Errorf("%s: %s, want exit status in %v", what, r, codes)
-	}
-	if r.stdout != "" {
-		t.Errorf("%s: stdout %q, want none", what, r.stdout)
-	}
-	line, rest, _ := strings.Cut(r.stderr, "\n")
-	if rest != "" || !strings.HasSuffix(r.stderr, "\n") || !strings.HasPrefix(line, prog+": ") {
-		t.Errorf("%s: stderr %q, want one line starting %q", what, r.stderr, prog+": ")
-	}
-	for _, w := range wants {
-		if !strings.Contains(line, w) {
-			t.Errorf("%s: stderr %q does not contain %q", what, line, w)
-		}
-	}
-}
-
-// archiving is a running cluster whose archive_command is walship-archive.
-type archiving struct {
-	base string // directory for the test, owned by the server's user
-	repo string // the repository directory (not created in advance)
-	pg   *pgtest.Cluster
-}
-
-// startArchiving starts a fresh cluster archiving into base/repo (or, when
-// archiveCmd is given, with that archive_command line).
-func startArchiving(t *testing.T, archiveCmd ...string) *archiving {
-	t.Helper()
-	pgtest.Require(t)
-	a := &archiving{base: pgtest.Dir(t)}
-	a.repo = filepath.Join(a.base, "repo")
-	a.pg = pgtest.NewCluster(t, a.base, "primary", pgtest.InitOptions{})
-	line := pgtest.ArchiveCommand(t, a.repo)
-	if len(archiveCmd) > 0 {
-		line = archiveCmd[0]
-	}
-	a.pg.Conf("archive_mode = on", line)
-	a.pg.Start()
-	return a
-}
-
-// switchSegment writes a little WAL, ends the segment with pg_switch_wal and
-// waits until the server reports it archived. It returns the segment's name
-// and its bytes as the server wrote them in pg_wal.
-func (a *archiving) switchSegment(t *testing.T) (string, []byte) {
-	t.Helper()
-	a.pg.Query("CREATE TABLE IF NOT EXISTS filler (i int, s text); INSERT INTO filler SELECT i, md5(i::text) FROM generate_series(1, 2000) i")
-	name := a.pg.Query("SELECT pg_walfile_name(pg_current_wal_lsn())")
-	a.pg.Query("SELECT pg_switch_wal()")
-	data, err := os.ReadFile(filepath.Join(a.pg.Data, "pg_wal", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(data) != segSize {
-		t.Fatalf("%s is %d bytes, want %d", name, len(data), segSize)
-	}
-	a.pg.WaitQuery("SELECT last_archived_wal >= '"+name+"' FROM pg_stat_archiver", "t", 60*time.Second)
-	return name, data
-}
-
-// sysID is the cluster's database system identifier.
-func sysID(t *testing.T, c *pgtest.Cluster) uint64 {
-	t.Helper()
-	v, err := strconv.ParseUint(c.Query("SELECT system_identifier FROM pg_control_system()"), 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
-// objectPath is where a local repository in the walship layout stores name.
-func objectPath(t *testing.T, repoDir, name string, c repo.Codec) string {
-	t.Helper()
-	n, err := wal.ParseName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Join(repoDir, filepath.FromSlash(repo.Key(repo.LayoutWalship, n, c)))
-}
-
-// decodeObject reads name from a local repository in-process (decoded and
-// checksummed by the repo package).
-func decodeObject(t *testing.T, repoDir, name string) ([]byte, error) {
-	t.Helper()
-	n, err := wal.ParseName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := local.New(repoDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := repo.New(b, repo.LayoutAuto).Open(context.Background(), n)
-	if err != nil {
-		return nil, err
-	}
-	defer o.Close()
-	return io.ReadAll(o)
-}
-
-// restored runs walship-restore for name from repoDir into a fresh pg_wal
-// directory and returns the restored bytes.
-func restored(t *testing.T, repoDir, name string, flags ...string) []byte {
-	t.Helper()
-	dir := pgtest.Mkdir(t, filepath.Join(pgtest.Dir(t), "pg_wal"))
-	args := append(append([]string{"--repo", repoDir}, flags...), name, filepath.Join(dir, name))
-	r := walship(t, runOpts{}, "walship-restore", args...)
-	wantOK(t, "walship-restore "+name, r)
-	data, err := os.ReadFile(filepath.Join(dir, name))
-	if err != nil {
-		t.Fatalf("walship-restore %s: %v", name, err)
-	}
-	return data
-}
-
-// writeSegment writes data as dir/name, owned by the server's user.
-func writeSegment(t *testing.T, dir, name string, data []byte) string {
-	t.Helper()
-	pgtest.Mkdir(t, dir)
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pgtest.Chown(t, path)
-	return path
-}
-
-// fileState is what a test remembers of a file to tell it was not touched.
-type fileState struct {
-	size  int64
-	mtime time.Time
-	mode  fs.FileMode
-}
-
-// snapshot lists every file and directory under root (dot-files included).
-func snapshot(t *testing.T, root string) map[string]fileState {
-	t.Helper()
-	got := map[string]fileState{}
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && path == root {
-				return nil
-			}
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, path)
-		got[rel] = fileState{size: fi.Size(), mtime: fi.ModTime(), mode: fi.Mode()}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
-}
-
-func sameSnapshot(t *testing.T, what string, before, after map[string]fileState) {
-	t.Helper()
-	for p, b := range before {
-		if a, ok := after[p]; !ok {
-			t.Errorf("%s: %s disappeared", what, p)
-		} else if a != b {
-			t.Errorf("%s: %s changed: %+v, was %+v", what, p, a, b)
-		}
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok {
-			t.Errorf("%s: %s appeared", what, p)
-		}
-	}
-}
-
-// serverUser is the uid and gid the server (and so archive_command) runs as.
-func serverUser(t *testing.T) (uint32, uint32) {
-	if c := pgtest.Credential(t); c != nil {
-		return c.Uid, c.Gid
-	}
-	return uint32(os.Getuid()), uint32(os.Getgid())
-}
 
 // TestArchiveRepush checks archive_command's promise for a file archived
 // before: the same content again is success without touching the object,
@@ -327,97 +68,92 @@ func TestArchiveRepush(t *testing.T) {
 }
 
 // TestArchiveRefusesOtherCluster points a second cluster (its own initdb,
-// so another system identifier) at the repository of a first one: every
-// attempt is refused, the server keeps the WAL and retries, and the
-// repository is left exactly as the first cluster made it.
+// so another system identifier) at the archive of a first one, on every
+// backend. The first cluster's identity file is in the archive; every
+// attempt of the second is refused with one line naming both system
+// identifiers, its segment and the archive; the server keeps the WAL and
+// retries; and the archive is left exactly as the first cluster made it,
+// its WAL still served.
 func TestArchiveRefusesOtherCluster(t *testing.T) {
-	a := startArchiving(t)
-	name, orig := a.switchSegment(t)
-	sysA := sysID(t, a.pg)
-	identity, err := os.ReadFile(filepath.Join(a.repo, repo.IdentityKey))
-	if err != nil {
-		t.Fatal(err)
-	}
+	forEachBackend(t, func(t *testing.T, base string, store archiveBackend) {
+		a := &archiving{base: base, pg: newCluster(t, store, base, "primary")}
+		a.pg.Conf("archive_mode = on", commandLine(t, store, "walship-archive"))
+		a.pg.Start()
+		name, orig := a.switchSegment(t)
+		sysA := sysID(t, a.pg)
+		id, identity := readIdentity(t, store)
+		if id.SystemID != sysA || id.SegSize != segSize || id.Layout != repo.LayoutWalship {
+			t.Errorf("identity file in %s: %s, want system %d, 16MB segments, walship layout", store, identity, sysA)
+		}
+		before := store.objects(t)
 
-	b := pgtest.NewCluster(t, a.base, "other", pgtest.InitOptions{})
-	b.Conf("archive_mode = on", pgtest.ArchiveCommand(t, a.repo))
-	b.Start()
-	sysB := sysID(t, b)
-	if sysA == sysB {
-		t.Fatalf("both clusters have system identifier %d", sysA)
-	}
-	b.Query("CREATE TABLE t AS SELECT generate_series(1, 1000) i")
-	segB := b.Query("SELECT pg_walfile_name(pg_current_wal_lsn())")
-	b.Query("SELECT pg_switch_wal()")
+		b := newCluster(t, store, base, "other")
+		b.Conf("archive_mode = on", commandLine(t, store, "walship-archive"))
+		b.Start()
+		sysB := sysID(t, b)
+		if sysA == sysB {
+			t.Fatalf("both clusters have system identifier %d", sysA)
+		}
+		b.Query("CREATE TABLE t AS SELECT generate_series(1, 1000) i")
+		segB := b.Query("SELECT pg_walfile_name(pg_current_wal_lsn())")
+		b.Query("SELECT pg_switch_wal()")
 
-	var first int64
-	pgtest.Eventually(t, 60*time.Second, "the second cluster's first failed archive attempt", func() bool {
-		first = b.Int("SELECT failed_count FROM pg_stat_archiver")
-		return first > 0
+		var first int64
+		pgtest.Eventually(t, 60*time.Second, "the second cluster's first failed archive attempt", func() bool {
+			first = pgStat(b, "failed_count")
+			return first > 0
+		})
+		pgtest.Eventually(t, 60*time.Second, "the second cluster to retry", func() bool {
+			return pgStat(b, "failed_count") > first
+		})
+		if got := b.Query("SELECT coalesce(last_failed_wal, '') FROM pg_stat_archiver"); got != segB {
+			t.Errorf("last_failed_wal = %q, want %q", got, segB)
+		}
+		if got := pgStat(b, "archived_count"); got != 0 {
+			t.Errorf("second cluster archived_count = %d, want 0", got)
+		}
+		if _, err := os.Stat(filepath.Join(b.Data, "pg_wal", "archive_status", segB+".ready")); err != nil {
+			t.Errorf("the server should keep %s waiting for archiving: %v", segB, err)
+		}
+		line := logLine(b.Log(), "walship-archive: ")
+		for _, w := range []string{strconv.FormatUint(sysA, 10), strconv.FormatUint(sysB, 10), segB, store.String()} {
+			if !strings.Contains(line, w) {
+				t.Errorf("server log line of walship-archive = %q, want one naming %s", line, w)
+			}
+		}
+
+		// The archive holds the first cluster's WAL and nothing else,
+		// exactly as it was.
+		sameObjects(t, store.String()+" after the refused cluster", before, store.objects(t))
+		if _, now := readIdentity(t, store); !bytes.Equal(now, identity) {
+			t.Errorf("identity file changed:\n%s\nwas:\n%s", now, identity)
+		}
+		segs := storedSegments(t, store)
+		if archivedA := pgStat(a.pg, "archived_count"); int64(len(segs)) != archivedA {
+			t.Errorf("%s holds %d segments, the first cluster archived %d", store, len(segs), archivedA)
+		}
+		for _, n := range segs {
+			data, err := readWAL(t, store, n)
+			if err != nil {
+				t.Errorf("reading %s: %v", n, err)
+				continue
+			}
+			if h, err := wal.ParseLongHeader(data); err != nil || h.SysID != sysA {
+				t.Errorf("%s in %s: header %+v, %v; want system %d", n, store, h, err, sysA)
+			}
+		}
+		if l := leftovers(t, store); len(l) > 0 {
+			t.Errorf("%s holds files that are no WAL of the first cluster: %v", store, l)
+		}
+		// The first cluster's WAL is still served, to walship-restore as
+		// the server runs it and in the test's process.
+		if got := restoreFrom(t, store, name); !bytes.Equal(got, orig) {
+			t.Errorf("restored %s of the first cluster differs from what it wrote", name)
+		}
+		if data, err := readWAL(t, store, mustName(t, name)); err != nil || !bytes.Equal(data, orig) {
+			t.Errorf("%s in %s differs from what the first cluster wrote (%v)", name, store, err)
+		}
 	})
-	pgtest.Eventually(t, 60*time.Second, "the second cluster to retry", func() bool {
-		return b.Int("SELECT failed_count FROM pg_stat_archiver") > first
-	})
-	if got := b.Query("SELECT coalesce(last_failed_wal, '') FROM pg_stat_archiver"); got != segB {
-		t.Errorf("last_failed_wal = %q, want %q", got, segB)
-	}
-	if got := b.Int("SELECT archived_count FROM pg_stat_archiver"); got != 0 {
-		t.Errorf("second cluster archived_count = %d, want 0", got)
-	}
-	if _, err := os.Stat(filepath.Join(b.Data, "pg_wal", "archive_status", segB+".ready")); err != nil {
-		t.Errorf("the server should keep %s waiting for archiving: %v", segB, err)
-	}
-	var line string
-	for _, l := range strings.Split(b.Log(), "\n") {
-		if strings.HasPrefix(l, "walship-archive: ") {
-			line = l
-			break
-		}
-	}
-	if !strings.Contains(line, strconv.FormatUint(sysA, 10)) || !strings.Contains(line, strconv.FormatUint(sysB, 10)) || !strings.Contains(line, segB) {
-		t.Errorf("server log line of walship-archive = %q, want one naming %s and both system identifiers %d and %d", line, segB, sysA, sysB)
-	}
-
-	// The repository holds the first cluster's WAL and nothing else.
-	if now, _ := os.ReadFile(filepath.Join(a.repo, repo.IdentityKey)); !bytes.Equal(now, identity) {
-		t.Errorf("identity file changed:\n%s\nwas:\n%s", now, identity)
-	}
-	segs := archivedSegments(t, a.repo)
-	if archivedA := a.pg.Int("SELECT archived_count FROM pg_stat_archiver"); int64(len(segs)) != archivedA {
-		t.Errorf("repository holds %d segments, the first cluster archived %d", len(segs), archivedA)
-	}
-	for s := range segs {
-		data, err := decodeObject(t, a.repo, s)
-		if err != nil {
-			t.Errorf("reading %s: %v", s, err)
-			continue
-		}
-		if h, err := wal.ParseLongHeader(data); err != nil || h.SysID != sysA {
-			t.Errorf("%s in the repository: header %+v, %v; want system %d", s, h, err, sysA)
-		}
-	}
-	if leftovers := nonWALFiles(t, a.repo); len(leftovers) > 0 {
-		t.Errorf("repository holds files that are no WAL of the first cluster: %v", leftovers)
-	}
-	if got := restored(t, a.repo, name); !bytes.Equal(got, orig) {
-		t.Errorf("restored %s of the first cluster differs from what it wrote", name)
-	}
-}
-
-// nonWALFiles lists the files in a local repository that are neither the
-// identity file nor a WAL object, temporary dot-files included.
-func nonWALFiles(t *testing.T, repoDir string) []string {
-	t.Helper()
-	var out []string
-	for rel, st := range snapshot(t, repoDir) {
-		if st.mode.IsDir() || rel == repo.IdentityKey {
-			continue
-		}
-		if _, _, _, ok := repo.ParseKey(filepath.ToSlash(rel)); !ok {
-			out = append(out, rel)
-		}
-	}
-	return out
 }
 
 // TestArchiveObjectModes checks that the repository is private to the

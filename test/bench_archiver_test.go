@@ -11,14 +11,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/walship/walship/internal/testenv/archsim"
 	"github.com/walship/walship/internal/testenv/pgtest"
-	"github.com/walship/walship/internal/testenv/s3test"
 	"github.com/walship/walship/wal"
 	"github.com/walship/walship/wal/waltest"
 )
@@ -72,17 +70,17 @@ func benchDataDir(b *testing.B) string {
 
 // latencyProxy forwards to target after delaying each request by d, the
 // round trip to a real object store that a loopback server lacks.
-func latencyProxy(b *testing.B, target string, d time.Duration) string {
+func latencyProxy(t testing.TB, target string, d time.Duration) string {
 	u, err := url.Parse(target)
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(d)
 		rp.ServeHTTP(w, r)
 	}))
-	b.Cleanup(srv.Close)
+	t.Cleanup(srv.Close)
 	return srv.URL
 }
 
@@ -94,44 +92,21 @@ func latencyProxy(b *testing.B, target string, d time.Duration) string {
 // per second.
 func BenchmarkArchiver(b *testing.B) {
 	bin := pgtest.Bin(b, "walship-archive")
-	type target struct {
-		name string
-		repo func(b *testing.B) (string, []string)
-	}
-	local := func(b *testing.B) (string, []string) { return filepath.Join(b.TempDir(), "repo"), nil }
-	var srv *s3test.Server
-	parent := b // the server lives as long as the whole benchmark
-	s3 := func(latency time.Duration) func(b *testing.B) (string, []string) {
-		return func(b *testing.B) (string, []string) {
-			if srv == nil {
-				srv = s3test.StartServer(parent)
-			}
-			env := srv.Env()
-			if latency > 0 {
-				proxy := latencyProxy(b, srv.Endpoint, latency)
-				for i, kv := range env {
-					if strings.HasPrefix(kv, "WALSHIP_S3_ENDPOINT=") {
-						env[i] = "WALSHIP_S3_ENDPOINT=" + proxy
-					}
-				}
-			}
-			return "s3://" + srv.NewBucket(b) + "/bench", env
-		}
-	}
-	targets := []target{{"local", local}, {"s3", s3(0)}, {"s3+20ms", s3(20 * time.Millisecond)}}
-	for _, tg := range targets {
+	server := s3Server(b) // one for every sub-benchmark
+	for _, kind := range []string{"local", "s3", "s3+20ms"} {
 		for _, par := range []int{1, 8} {
-			b.Run(fmt.Sprintf("%s/parallel=%d", tg.name, par), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/parallel=%d", kind, par), func(b *testing.B) {
 				var segs, secs float64
 				for i := 0; i < b.N; i++ {
 					b.StopTimer()
 					data := benchDataDir(b)
-					repo, env := tg.repo(b)
-					spool := filepath.Join(b.TempDir(), "spool")
-					argv := archsim.Argv(bin, "--repo", repo, "--parallel", fmt.Sprint(par), "--spool", spool, "%p", "%f")
+					dir := b.TempDir()
+					store := newBackend(b, kind, dir, server)
+					spool := filepath.Join(dir, "spool")
+					argv := archsim.Argv(append(append([]string{bin}, store.flags()...), "--parallel", fmt.Sprint(par), "--spool", spool, "%p", "%f")...)
 					cmd := func(ctx context.Context, dataDir, p, f string) *exec.Cmd {
 						c := argv(ctx, dataDir, p, f)
-						c.Env = append(os.Environ(), env...)
+						c.Env = append(os.Environ(), store.env()...)
 						return c
 					}
 					b.StartTimer()

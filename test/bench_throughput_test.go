@@ -16,43 +16,6 @@ import (
 	"github.com/walship/walship/internal/testenv/s3test"
 )
 
-// archiveTarget is where a benchmark's server archives to or restores
-// from: the postgresql.conf lines and the environment the server needs.
-type archiveTarget struct {
-	archive func(flags ...string) string // archive_command line
-	restore func(flags ...string) string // restore_command line
-	env     []string
-}
-
-// newArchiveTarget is a fresh, empty archive of the named kind: "local"
-// (a directory under base), "s3" (a new bucket on srv) or "s3+20ms" (the
-// same through a proxy that delays each request by 20 ms, the round trip a
-// loopback server lacks).
-func newArchiveTarget(b *testing.B, kind, base string, srv func() *s3test.Server) archiveTarget {
-	b.Helper()
-	if kind == "local" {
-		repo := filepath.Join(base, "repo")
-		return archiveTarget{
-			archive: func(f ...string) string { return pgtest.ArchiveCommand(b, repo, f...) },
-			restore: func(f ...string) string { return pgtest.RestoreCommand(b, repo, f...) },
-		}
-	}
-	s := srv()
-	a := newS3Archive(b, s, base, "pg/bench")
-	if kind == "s3+20ms" {
-		a = a.through(b, base, latencyProxy(b, s.Endpoint, 20*time.Millisecond))
-	}
-	return s3Target(b, a)
-}
-
-func s3Target(b *testing.B, a *s3Archive) archiveTarget {
-	return archiveTarget{
-		archive: func(f ...string) string { return a.line(b, "walship-archive", f...) },
-		restore: func(f ...string) string { return a.line(b, "walship-restore", f...) },
-		env:     a.creds,
-	}
-}
-
 // readyCount is the number of WAL files waiting for archive_command.
 func readyCount(c *pgtest.Cluster) int {
 	entries, _ := os.ReadDir(filepath.Join(c.Data, "pg_wal", "archive_status"))
@@ -96,14 +59,7 @@ func benchLoad() time.Duration {
 // The server must never see an archive_command failure.
 func BenchmarkPrimaryBacklog(b *testing.B) {
 	pgtest.Require(b)
-	var srv *s3test.Server
-	parent := b
-	server := func() *s3test.Server {
-		if srv == nil {
-			srv = s3test.StartServer(parent)
-		}
-		return srv
-	}
+	server := s3Server(b) // one for every sub-benchmark
 	dur := benchLoad()
 	for _, kind := range []string{"local", "s3", "s3+20ms"} {
 		for _, par := range []int{1, 8} {
@@ -139,10 +95,9 @@ func primaryBacklog(b *testing.B, kind string, par int, dur time.Duration, srv f
 	b.StopTimer()
 	base := pgtest.Dir(b)
 	spool := pgtest.Mkdir(b, filepath.Join(base, "spool"))
-	tg := newArchiveTarget(b, kind, base, srv)
-	p := pgtest.NewCluster(b, base, "primary", pgtest.InitOptions{})
-	p.Env = tg.env
-	p.Conf("archive_mode = on", tg.archive("--parallel", strconv.Itoa(par), "--spool", spool),
+	store := newBackend(b, kind, base, srv)
+	p := newCluster(b, store, base, "primary")
+	p.Conf("archive_mode = on", commandLine(b, store, "walship-archive", "--parallel", strconv.Itoa(par), "--spool", spool),
 		"synchronous_commit = off", "max_wal_size = 2GB")
 	p.Start()
 	p.Pgbench("-i", "-s", "10", "-q")
@@ -214,10 +169,10 @@ func BenchmarkRecovery(b *testing.B) {
 	pgtest.Require(b)
 	srv := s3test.StartServer(b)
 	base := pgtest.Dir(b)
-	a := newS3Archive(b, srv, base, "pg/main")
-	p := a.cluster(b, base, "primary")
+	a := newS3Backend(b, srv, base, "pg/main")
+	p := newCluster(b, a, base, "primary")
 	spool := pgtest.Mkdir(b, filepath.Join(base, "archive-spool"))
-	p.Conf("archive_mode = on", a.line(b, "walship-archive", "--parallel", "4", "--spool", spool),
+	p.Conf("archive_mode = on", commandLine(b, a, "walship-archive", "--parallel", "4", "--spool", spool),
 		"synchronous_commit = off", "max_wal_size = 2GB")
 	p.Start()
 	p.Pgbench("-i", "-s", "10", "-q")
@@ -236,9 +191,9 @@ func BenchmarkRecovery(b *testing.B) {
 	p.Stop("fast")
 	os.RemoveAll(p.Data)
 
-	targets := map[string]archiveTarget{
-		"s3":      s3Target(b, a),
-		"s3+20ms": s3Target(b, a.through(b, base, latencyProxy(b, srv.Endpoint, 20*time.Millisecond))),
+	stores := map[string]archiveBackend{
+		"s3":      a,
+		"s3+20ms": a.through(b, base, latencyProxy(b, srv.Endpoint, 20*time.Millisecond)),
 	}
 	run := 0
 	for _, kind := range []string{"s3", "s3+20ms"} {
@@ -247,7 +202,7 @@ func BenchmarkRecovery(b *testing.B) {
 				var secs float64
 				for i := 0; i < b.N; i++ {
 					run++
-					secs += recoverAll(b, golden, base, fmt.Sprintf("run%d", run), targets[kind], prefetch, want)
+					secs += recoverAll(b, golden, base, fmt.Sprintf("run%d", run), stores[kind], prefetch, want)
 				}
 				b.ReportMetric(secs/float64(b.N), "recovery-s")
 				b.ReportMetric(walBytes/(1<<20)/(secs/float64(b.N)), "MB/s")
@@ -263,18 +218,18 @@ var redoUsage = regexp.MustCompile(`redo done at .* CPU: user: ([0-9.]+) s, syst
 
 // recoverAll recovers a copy of golden over the whole archive and returns
 // the seconds it took.
-func recoverAll(b *testing.B, golden *pgtest.Cluster, base, name string, tg archiveTarget, prefetch int, want string) float64 {
+func recoverAll(b *testing.B, golden *pgtest.Cluster, base, name string, store archiveBackend, prefetch int, want string) float64 {
 	b.StopTimer()
 	c := pgtest.Attach(b, base, name)
 	pgtest.Run(b, "cp", "-a", golden.Data, c.Data)
 	c.Conf()
-	c.Env = tg.env
+	c.Env = store.env()
 	flags := []string{"-v"}
 	if prefetch > 0 {
 		spool := pgtest.Mkdir(b, filepath.Join(base, name+"-spool"))
 		flags = append(flags, "--prefetch", strconv.Itoa(prefetch), "--spool", spool)
 	}
-	c.Conf(tg.restore(flags...), "recovery_target_action = 'promote'", "archive_mode = off")
+	c.Conf(commandLine(b, store, "walship-restore", flags...), "recovery_target_action = 'promote'", "archive_mode = off")
 	c.Touch("recovery.signal")
 	b.StartTimer()
 	t0 := time.Now()

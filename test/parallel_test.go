@@ -12,8 +12,6 @@ import (
 
 	"github.com/walship/walship/internal/testenv/archsim"
 	"github.com/walship/walship/internal/testenv/pgtest"
-	"github.com/walship/walship/repo"
-	"github.com/walship/walship/storage/local"
 	"github.com/walship/walship/wal"
 	"github.com/walship/walship/wal/waltest"
 )
@@ -46,8 +44,7 @@ func fakeDataDir(t *testing.T, count int, segSize uint32) string {
 // no visible object is partial.
 func checkDoneAreArchived(t *testing.T, dataDir, repoDir string) int {
 	t.Helper()
-	b, _ := local.New(repoDir)
-	r := repo.New(b, repo.LayoutAuto)
+	r := localBackend{repoDir}.repo(t)
 	statusDir := filepath.Join(dataDir, "pg_wal", "archive_status")
 	entries, _ := os.ReadDir(statusDir)
 	done := 0
@@ -132,7 +129,7 @@ func TestParallelArchiveRealPrimary(t *testing.T) {
 	if failed := p.Int("SELECT failed_count FROM pg_stat_archiver"); failed != 0 {
 		t.Fatalf("failed_count = %d, want 0", failed)
 	}
-	segs := archivedSegments(t, repoDir)
+	segs := segmentSet(t, localBackend{repoDir})
 	for n := first; n.String() <= last; n = n.Next(1 << 20) {
 		if !segs[n.String()] {
 			t.Errorf("segment %s is not in the repository", n)
