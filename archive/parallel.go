@@ -51,10 +51,22 @@ func PushAhead(ctx context.Context, r *repo.Repo, path string, n wal.Name, p Par
 		return Push(ctx, r, path, n)
 	}
 	key, ok, err := r.SpoolKey(ctx)
-	if err != nil || !ok {
-		// A repository without an identity yet: the first push claims it;
-		// markers are keyed to the identity, so none can be kept before.
-		return Push(ctx, r, path, n)
+	if err != nil {
+		return Push(ctx, r, path, n) // which reports the store's failure
+	}
+	if !ok {
+		// A new repository: markers are keyed to its identity, which
+		// the push of n claims; look ahead once it has.
+		res, err := Push(ctx, r, path, n)
+		if err != nil {
+			return res, err
+		}
+		if key, ok, err = r.SpoolKey(ctx); err == nil && ok {
+			if sp, err := spool.Open(p.Spool, key); err == nil {
+				lookAhead(ctx, r, sp, path, n, p.N-1)()
+			}
+		}
+		return res, nil
 	}
 	sp, err := spool.Open(p.Spool, key)
 	if err != nil {
@@ -63,10 +75,19 @@ func PushAhead(ctx context.Context, r *repo.Repo, path string, n wal.Name, p Par
 	if res, ok := answerFromMarker(ctx, r, sp, path, n); ok {
 		return res, nil
 	}
-	ahead := readyAfter(filepath.Dir(path), n, p.N-1)
+	wait := lookAhead(ctx, r, sp, path, n, p.N-1)
+	res, err := Push(ctx, r, path, n)
+	wait()
+	return res, err
+}
+
+// lookAhead starts pushing up to max ready files after n, each recorded in
+// the spool; wait waits for them.
+func lookAhead(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n wal.Name, max int) (wait func()) {
+	ahead := readyAfter(filepath.Dir(path), n, max)
 	if len(ahead) > 0 {
 		if err := sp.Make(); err != nil {
-			slog.Warn("no look-ahead: cannot create the spool directory", "dir", p.Spool, "err", err)
+			slog.Warn("no look-ahead: cannot create the spool directory", "err", err)
 			ahead = nil
 		}
 	}
@@ -78,9 +99,7 @@ func PushAhead(ctx context.Context, r *repo.Repo, path string, n wal.Name, p Par
 			pushAhead(ctx, r, sp, filepath.Join(filepath.Dir(path), next.String()), next)
 		}()
 	}
-	res, err := Push(ctx, r, path, n)
-	wg.Wait()
-	return res, err
+	return wg.Wait
 }
 
 // pushAhead pushes one look-ahead file and records it in the spool.

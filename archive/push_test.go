@@ -53,11 +53,7 @@ func name(t *testing.T, s string) wal.Name {
 // fakeSegment is a segment for n of the cluster sys, its body made from seed.
 func fakeSegment(t *testing.T, n string, sys uint64, seed byte) []byte {
 	t.Helper()
-	return waltest.FakeSegment(name(t, n), sys, segSize, func(b []byte) {
-		for i := range b {
-			b[i] = byte(i/1000) ^ seed
-		}
-	})
+	return waltest.Seeded(name(t, n), sys, segSize, seed)
 }
 
 // pgWAL writes files into a fresh pg_wal directory and returns their paths.

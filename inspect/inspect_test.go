@@ -331,3 +331,19 @@ func TestVerifyDuplicatesAndLeftovers(t *testing.T) {
 		t.Errorf("verify removed a leftover: %v", err)
 	}
 }
+
+// A flipped byte in an uncompressed object is caught by its checksum.
+func TestVerifyFullUncompressedChecksum(t *testing.T) {
+	f := fakerepo.New(t)
+	f.Codec = repo.CodecNone
+	f.Segments(1, 1, 3)
+	p := f.Path(seg(1, 2))
+	data, _ := os.ReadFile(p)
+	data[len(data)/2] ^= 1
+	os.WriteFile(p, data, 0o600)
+	if rep := verify(t, f, false); !rep.OK() {
+		t.Errorf("without --full: %s", problems(rep))
+	}
+	rep := verify(t, f, true)
+	wantProblem(t, rep, "wal/0000000100000000/000000010000000000000002", "checksum mismatch")
+}

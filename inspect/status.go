@@ -25,7 +25,6 @@ type Item struct {
 	Problem string `json:"problem,omitempty"`
 }
 
-
 // Items lists the files of timeline tli (0: all), in catalog order.
 func Items(c *repo.Catalog, tli uint32) []Item {
 	out := []Item{}

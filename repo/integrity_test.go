@@ -12,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/walship/walship/storage"
+	"github.com/walship/walship/storage/local"
 )
 
 // readErr reads n back and returns the error of the read, or of the open.
@@ -180,5 +183,44 @@ func TestConcurrentPushesDifferentSettings(t *testing.T) {
 		if got, _ := readAll(t, reopen(t, root, LayoutAuto), n); !bytes.Equal(got, contents[winner]) {
 			t.Fatalf("round %d: the stored content is not the successful push's", round)
 		}
+	}
+}
+
+// syncing counts the syncs asked of a local backend.
+type syncing struct {
+	storage.Backend
+	synced []string
+}
+
+func (s *syncing) Sync(ctx context.Context, key string) error {
+	s.synced = append(s.synced, key)
+	return s.Backend.(storage.Syncer).Sync(ctx, key)
+}
+
+// A push of identical content answers "archived" only after the stored
+// copy was made durable: an earlier attempt may have died between its
+// rename and the sync of the directory.
+func TestIdenticalPushSyncs(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "repo")
+	lb, _ := local.New(root)
+	sb := &syncing{Backend: lb}
+	r := New(sb, LayoutAuto)
+	r.Create = true
+	n, data := segment(t, "000000010000000000000003", testSysID, 1)
+	if err := r.Claim(ctx, header(t, data)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Put(ctx, n, data); err != nil {
+		t.Fatal(err)
+	}
+	if len(sb.synced) != 0 {
+		t.Errorf("a fresh put synced again: %v", sb.synced)
+	}
+	if existed, err := r.Put(ctx, n, data); err != nil || !existed {
+		t.Fatalf("Put again = %v, %v", existed, err)
+	}
+	if want := Key(LayoutWalship, n, CodecLZ4); len(sb.synced) != 1 || sb.synced[0] != want {
+		t.Errorf("synced %v, want [%s]", sb.synced, want)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"hash/crc32"
 	"io"
 	"io/fs"
@@ -55,13 +54,7 @@ func reopen(t *testing.T, root string, layout Layout) *Repo {
 func segment(t testing.TB, name string, sysID uint64, seed int) (wal.Name, []byte) {
 	t.Helper()
 	n := parseName(t, name)
-	return n, waltest.FakeSegment(n, sysID, testSegSize, func(b []byte) {
-		var line []byte
-		for off, i := 0, 0; off < len(b); i++ {
-			line = fmt.Appendf(line[:0], "record %d of seed %d; ", i, seed)
-			off += copy(b[off:], line)
-		}
-	})
+	return n, waltest.Seeded(n, sysID, testSegSize, byte(seed))
 }
 
 func header(t testing.TB, data []byte) wal.LongHeader {

@@ -44,11 +44,7 @@ func parseName(t *testing.T, s string) wal.Name {
 
 func fakeSegment(t *testing.T, n string, sys uint64, seed byte) []byte {
 	t.Helper()
-	return waltest.FakeSegment(parseName(t, n), sys, segSize, func(b []byte) {
-		for i := range b {
-			b[i] = byte(i/1000) ^ seed
-		}
-	})
+	return waltest.Seeded(parseName(t, n), sys, segSize, seed)
 }
 
 // archived fills a new repository through archive.Push, as walship-archive

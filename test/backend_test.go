@@ -18,6 +18,7 @@ import (
 	"github.com/walship/walship/internal/testenv/pgtest"
 	"github.com/walship/walship/internal/testenv/s3test"
 	"github.com/walship/walship/repo"
+	"github.com/walship/walship/storage"
 	"github.com/walship/walship/storage/local"
 	s3store "github.com/walship/walship/storage/s3"
 	"github.com/walship/walship/wal"
@@ -41,6 +42,8 @@ type archiveBackend interface {
 	secrets() []string
 	// repo opens the archive in the test's process, apart from the binaries.
 	repo(t testing.TB) *repo.Repo
+	// store is the storage backend under repo, for what is not WAL.
+	store(t testing.TB) storage.Backend
 	// objects lists everything stored, below the storage layer (temporary
 	// and partial files included), as key -> a state that changes whenever
 	// the object does. Keys are relative to the archive's root, directories
@@ -169,7 +172,7 @@ func readIdentity(t testing.TB, store archiveBackend) (repo.Identity, []byte) {
 	t.Helper()
 	ctx, cancel := ioContext()
 	defer cancel()
-	rc, err := store.repo(t).Backend.Open(ctx, repo.IdentityKey)
+	rc, err := store.store(t).Open(ctx, repo.IdentityKey)
 	if err != nil {
 		t.Fatalf("reading the identity file of %s: %v", store, err)
 	}
@@ -243,11 +246,16 @@ func (b localBackend) secrets() []string { return nil }
 
 func (b localBackend) repo(t testing.TB) *repo.Repo {
 	t.Helper()
+	return repo.New(b.store(t), repo.LayoutAuto)
+}
+
+func (b localBackend) store(t testing.TB) storage.Backend {
+	t.Helper()
 	lb, err := local.New(b.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return repo.New(lb, repo.LayoutAuto)
+	return lb
 }
 
 // objects lists every file and directory, dot-files included; the state is
@@ -311,6 +319,11 @@ func (a *s3Backend) secrets() []string { return []string{a.srv.SecretKey} }
 
 func (a *s3Backend) repo(t testing.TB) *repo.Repo {
 	t.Helper()
+	return repo.New(a.store(t), repo.LayoutAuto)
+}
+
+func (a *s3Backend) store(t testing.TB) storage.Backend {
+	t.Helper()
 	pathStyle := true
 	b, err := s3store.New(context.Background(), s3store.Config{Bucket: a.bucket, Prefix: a.prefix,
 		Endpoint: a.srv.Endpoint, Region: a.srv.Region, PathStyle: &pathStyle,
@@ -318,7 +331,7 @@ func (a *s3Backend) repo(t testing.TB) *repo.Repo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return repo.New(b, repo.LayoutAuto)
+	return b
 }
 
 // objects lists every object of the whole bucket; the state is size and

@@ -44,35 +44,41 @@ func wantStoppedInRecovery(t *testing.T, b *pgtest.Cluster, wants ...string) {
 	}
 }
 
-// TestPITRFromEmptyDirectoryStops points a point-in-time recovery at a
-// directory that exists but holds nothing (an archive mount point with
-// nothing mounted): every answer would be "not found" and the recovery
-// would end at the base backup's own WAL, silently losing the rest. It
-// must stop with FATAL; a standby must instead keep asking, with a warning.
-func TestPITRFromEmptyDirectoryStops(t *testing.T) {
-	a := startArchiving(t)
-	b := a.pg.BaseBackup(a.base, "pitr")
-	s := a.pg.BaseBackup(a.base, "standby")
-	a.switchSegment(t)
-	empty := pgtest.Mkdir(t, filepath.Join(a.base, "unmounted"))
+// TestPITRFromEmptyRepositoryStops points a point-in-time recovery at an
+// archive location that exists but holds nothing (an archive mount point
+// with nothing mounted; an S3 prefix with a typo): every answer would be
+// "not found" and the recovery would end at the base backup's own WAL,
+// silently losing the rest. It must stop with FATAL; a standby must instead
+// keep asking, with a warning.
+func TestPITRFromEmptyRepositoryStops(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, base string, empty archiveBackend) {
+		if lb, ok := empty.(localBackend); ok {
+			pgtest.Mkdir(t, lb.dir) // the mount point is there
+		}
+		a := startArchiving(t) // the real archive, elsewhere
+		b := a.pg.BaseBackup(a.base, "pitr")
+		s := a.pg.BaseBackup(a.base, "standby")
+		a.switchSegment(t)
 
-	b.Conf(pgtest.RestoreCommand(t, empty), "archive_mode = off")
-	b.Touch("recovery.signal")
-	b.StartNoWait()
-	wantStoppedInRecovery(t, b, "no walship repository", empty)
+		b.Env, s.Env = empty.env(), empty.env()
+		b.Conf(commandLine(t, empty, "walship-restore"), "archive_mode = off")
+		b.Touch("recovery.signal")
+		b.StartNoWait()
+		wantStoppedInRecovery(t, b, "no walship repository", empty.String())
 
-	s.Conf(pgtest.RestoreCommand(t, empty), "archive_mode = off", "wal_retrieve_retry_interval = '100ms'")
-	s.Touch("standby.signal")
-	s.StartNoWait()
-	pgtest.Eventually(t, 60*time.Second, "the standby to ask again", func() bool {
-		return strings.Count(s.Log(), "walship-restore: ") >= 3
+		s.Conf(commandLine(t, empty, "walship-restore"), "archive_mode = off", "wal_retrieve_retry_interval = '100ms'")
+		s.Touch("standby.signal")
+		s.StartNoWait()
+		pgtest.Eventually(t, 60*time.Second, "the standby to ask again", func() bool {
+			return strings.Count(s.Log(), "walship-restore: ") >= 3
+		})
+		if line := logLine(s.Log(), "walship-restore: "); !strings.Contains(line, "no walship repository") || !strings.Contains(line, "retries") {
+			t.Errorf("walship-restore's line in the standby's log = %q, want the missing repository and that the server retries", line)
+		}
+		if !s.Running() || strings.Contains(s.Log(), "FATAL") {
+			t.Errorf("the standby stopped; log:\n%s", s.Log())
+		}
 	})
-	if line := logLine(s.Log(), "walship-restore: "); !strings.Contains(line, "no walship repository") || !strings.Contains(line, "retries") {
-		t.Errorf("walship-restore's line in the standby's log = %q, want the missing repository and that the server retries", line)
-	}
-	if !s.Running() || strings.Contains(s.Log(), "FATAL") {
-		t.Errorf("the standby stopped; log:\n%s", s.Log())
-	}
 }
 
 // TestRestoreDestinationErrors: a %p that cannot be written is not "not in

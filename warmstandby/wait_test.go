@@ -43,11 +43,7 @@ func segName(t *testing.T, s string) wal.Name {
 
 func segment(t *testing.T, name string) []byte {
 	t.Helper()
-	return waltest.FakeSegment(segName(t, name), sysID, segSize, func(b []byte) {
-		for i := range b {
-			b[i] = byte(i / 4096)
-		}
-	})
+	return waltest.Seeded(segName(t, name), sysID, segSize, 0)
 }
 
 // fixture is a repository, a data directory and a destination for %p.
@@ -333,6 +329,29 @@ func TestMaxWait(t *testing.T) {
 	f.opts.MaxWait = 200 * time.Millisecond
 	_, err := f.fetch("000000010000000000000003")
 	f.wantStop(err, MaxWaitReached)
+}
+
+// A wait that ends at --max-wait while the archive cannot be read (here:
+// no permission) is a read error, not "not archived within".
+func TestMaxWaitOverUnreadableArchive(t *testing.T) {
+	f := newFixture(t, repo.LayoutWalship)
+	denied := &storage.Error{Op: "stat", Key: "x", Err: os.ErrPermission}
+	f.repo = repo.New(&storagetest.Faulty{Backend: f.backend, Fail: func(op, key string) error {
+		if key == repo.IdentityKey {
+			return nil
+		}
+		return denied
+	}}, repo.LayoutWalship)
+	f.opts.MaxWait, f.opts.Poll = 300*time.Millisecond, 50*time.Millisecond
+	_, err := f.fetch("000000010000000000000003")
+	var se *StopError
+	if errors.As(err, &se) || storage.IsNotExist(err) || !errors.Is(err, os.ErrPermission) {
+		t.Fatalf("max-wait over an unreadable archive = %v, want the permission error, not a stop", err)
+	}
+	var re *restore.ReadError
+	if !errors.As(err, &re) || !re.Abort {
+		t.Errorf("= %#v, want a ReadError that aborts recovery (no standby.signal)", err)
+	}
 }
 
 func TestContextCancelEndsWait(t *testing.T) {

@@ -21,3 +21,14 @@ func FakeSegment(n wal.Name, sysID uint64, segSize uint32, fill func([]byte)) []
 		SegSize: segSize, BlockSize: 8192}.Encode(b)
 	return b
 }
+
+// Seeded is a FakeSegment whose body is compressible but not trivial, and
+// differs with seed: two segments of one name and different seeds have
+// different content.
+func Seeded(n wal.Name, sysID uint64, segSize uint32, seed byte) []byte {
+	return FakeSegment(n, sysID, segSize, func(b []byte) {
+		for i := range b {
+			b[i] = byte(i/1000) ^ seed
+		}
+	})
+}
