@@ -9,7 +9,7 @@ import (
 // is stored twice (under both codecs or both layouts) can be read copy by
 // copy, as a verification must.
 func (r *Repo) OpenEntry(ctx context.Context, e Entry) (*Object, error) {
-	return r.openAt(ctx, e.Name, Location{Key: e.Key, Codec: e.Codec, Sealed: e.Sealed})
+	return r.openAt(ctx, e.Name, e.Location)
 }
 
 // RawSize is the size of the WAL file the entry holds: the segment size

@@ -33,51 +33,106 @@ func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 // errPutStopped ends a compressor whose output is no longer read.
 var errPutStopped = errors.New("the store stopped reading")
 
-// putLZ4Stream compresses size bytes of src straight into a backend that
+// putStream writes what encode produces straight into a backend that
 // streams puts: no copy of the object is held in memory. It returns once
-// the compressor has stopped reading src.
-func (r *Repo) putLZ4Stream(ctx context.Context, key string, src io.Reader, size int64) error {
+// encode has returned.
+func (r *Repo) putStream(ctx context.Context, key string, encode func(io.Writer) error) error {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := encodeLZ4To(pw, src, size)
-		pw.CloseWithError(err) // nil: the reader sees the end of the frame
+		err := encode(pw)
+		pw.CloseWithError(err) // nil: the reader sees the end of the object
 		done <- err
 	}()
 	err := r.b.Put(ctx, key, pr, -1)
 	pr.CloseWithError(errPutStopped)
 	encErr := <-done
 	if err != nil && encErr != nil && !errors.Is(encErr, errPutStopped) && !errors.Is(encErr, io.ErrClosedPipe) {
-		return fmt.Errorf("compressing: %w", encErr)
+		return fmt.Errorf("encoding: %w", encErr)
 	}
 	return err
+}
+
+// putEncoded stores what encode produces under key: streamed where the
+// backend streams, else built in memory first (room for size bytes and
+// some) and put with its exact length.
+func (r *Repo) putEncoded(ctx context.Context, key string, size int64, encode func(io.Writer) error) error {
+	if storage.StreamsPuts(r.b) {
+		return r.putStream(ctx, key, encode)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, lz4Bound(size)+int(size/(64<<10)+1)*16+1024))
+	if err := encode(buf); err != nil {
+		return fmt.Errorf("encoding: %w", err)
+	}
+	return r.b.Put(ctx, key, bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+}
+
+// encryptTo writes the encrypted object of size bytes of src at loc to w:
+// compressed or sealed as loc says, then encrypted to the recipients.
+func (r *Repo) encryptTo(w io.Writer, loc Location, src io.ReadSeeker, size int64) error {
+	digest, err := Digest(src, size)
+	if err != nil {
+		return err
+	}
+	ew, err := r.Keys.encrypter(w, digest)
+	if err != nil {
+		return err
+	}
+	switch {
+	case loc.Codec == CodecLZ4:
+		err = encodeLZ4To(ew, src, size)
+	case loc.Sealed:
+		var sum uint32
+		if sum, err = Sum(src, size); err == nil {
+			_, err = io.Copy(ew, newSealed(src, size, sum))
+		}
+	default:
+		_, err = io.CopyN(ew, src, size)
+	}
+	if err != nil {
+		return err
+	}
+	return ew.Close()
 }
 
 // Object is an open WAL file in the repository, decoded and checked as it
 // is read (see codec.go). A read error caused by a bad checksum, frame or
 // footer matches ErrCorrupt.
 type Object struct {
-	Name   wal.Name
-	Key    string
-	Codec  Codec
-	Sealed bool // an uncompressed object with a checksum footer
-	body   io.ReadCloser
-	r      io.Reader // the decoder, made at the first read
+	Name wal.Name
+	Location
+	keys       Keys
+	recipients []string // of an encrypted object, once read
+	body       io.ReadCloser
+	r          io.Reader // the decoder, made at the first read
 }
+
+// Recipients are the fingerprints of the keys an encrypted object was
+// encrypted to, known once reading began (also when it failed to decrypt).
+func (o *Object) Recipients() []string { return o.recipients }
 
 func (o *Object) Read(p []byte) (int, error) {
 	if o.r == nil {
+		var body io.Reader = o.body
+		if o.Encrypted {
+			r, recipients, err := o.keys.decrypter(body, o.Key)
+			o.recipients = recipients
+			if err != nil {
+				return 0, err
+			}
+			body = r
+		}
 		switch {
 		case o.Codec == CodecLZ4:
-			r, err := newLZ4Reader(o.body, o.Key)
+			r, err := newLZ4Reader(body, o.Key)
 			if err != nil {
 				return 0, err
 			}
 			o.r = r
 		case o.Sealed:
-			o.r = newUnsealer(o.body, o.Key)
+			o.r = newUnsealer(body, o.Key)
 		default:
-			o.r = o.body
+			o.r = body
 		}
 	}
 	n, err := o.r.Read(p)
@@ -93,7 +148,7 @@ func (o *Object) Close() error { return o.body.Close() }
 // CopyN copies exactly n decoded bytes to w the cheapest way the codec
 // allows (an in-kernel copy for a bare local file into a file).
 func (o *Object) CopyN(w io.Writer, n int64) (int64, error) {
-	if o.Codec == CodecNone && !o.Sealed {
+	if o.Codec == CodecNone && !o.Sealed && !o.Encrypted {
 		// Unwrapped down to the backend's reader: file to file, io.Copy
 		// lets the kernel copy (copy_file_range).
 		var src io.Reader = o.body
@@ -137,7 +192,7 @@ func (r *Repo) locations(ctx context.Context, n wal.Name) ([]Location, error) {
 	}
 	locs := Candidates(r.layout, n)
 	for i := range locs {
-		locs[i].Sealed = r.sealed(locs[i].Key, locs[i].Codec)
+		locs[i] = r.describe(locs[i].Key, locs[i].Codec)
 	}
 	return locs, nil
 }
@@ -157,8 +212,23 @@ func (r *Repo) location(ctx context.Context, n wal.Name) (Location, error) {
 			codec = CodecLZ4
 		}
 	}
-	key := Key(layout, n, codec)
-	return Location{Key: key, Codec: codec, Sealed: r.sealed(key, codec)}, nil
+	return r.describe(Key(layout, n, codec), codec), nil
+}
+
+// describe is the location of an object at key of codec c: whether it is
+// sealed, whether encrypted.
+func (r *Repo) describe(key string, c Codec) Location {
+	return Location{Key: key, Codec: c, Sealed: r.sealed(key, c), Encrypted: r.encrypted()}
+}
+
+// encrypted reports whether the repository's objects are encrypted: as
+// its identity file says, or, before it has one, as the keys it was
+// opened with say (the first history file of a new repository).
+func (r *Repo) encrypted() bool {
+	if r.ident != nil {
+		return r.ident.Encryption != nil
+	}
+	return len(r.Keys.Recipients) > 0
 }
 
 // sealed reports whether the object at key carries a checksum footer: an
@@ -204,7 +274,7 @@ func (r *Repo) Find(ctx context.Context, n wal.Name) (Entry, error) {
 	for _, loc := range locs {
 		info, err := r.b.Stat(ctx, loc.Key)
 		if err == nil {
-			return Entry{Name: n, Key: loc.Key, Codec: loc.Codec, Sealed: loc.Sealed, Size: info.Size, Info: info}, nil
+			return Entry{Name: n, Location: loc, Size: info.Size, Info: info}, nil
 		}
 		if !storage.IsNotExist(err) && firstErr == nil {
 			firstErr = err
@@ -247,7 +317,7 @@ func (r *Repo) openAt(ctx context.Context, n wal.Name, loc Location) (*Object, e
 	if err != nil {
 		return nil, err
 	}
-	return &Object{Name: n, Key: loc.Key, Codec: loc.Codec, Sealed: loc.Sealed, body: body}, nil
+	return &Object{Name: n, Location: loc, keys: r.Keys, body: body}, nil
 }
 
 // Put stores data as name, create-only, in the one place the repository
@@ -276,6 +346,9 @@ func (r *Repo) PutFrom(ctx context.Context, n wal.Name, src io.ReadSeeker, size 
 		if err := r.checkAsked(id); err != nil {
 			return "", false, err
 		}
+		if err := r.checkWrite(id); err != nil {
+			return "", false, err
+		}
 	}
 	loc, err := r.location(ctx, n)
 	if err != nil {
@@ -298,8 +371,10 @@ func (r *Repo) PutFrom(ctx context.Context, n wal.Name, src io.ReadSeeker, size 
 		}
 	}
 	switch {
+	case loc.Encrypted:
+		err = r.putEncoded(ctx, loc.Key, size, func(w io.Writer) error { return r.encryptTo(w, loc, src, size) })
 	case loc.Codec == CodecLZ4 && storage.StreamsPuts(r.b):
-		err = r.putLZ4Stream(ctx, loc.Key, src, size)
+		err = r.putStream(ctx, loc.Key, func(w io.Writer) error { return encodeLZ4To(w, src, size) })
 	case loc.Codec == CodecLZ4:
 		obj, encErr := encodeLZ4(src, size)
 		if encErr != nil {
@@ -339,6 +414,9 @@ var ErrDifferent = fmt.Errorf("archived with different content: %w", errExist)
 // compare checks that the stored copy of n at loc holds exactly the size
 // bytes of src.
 func (r *Repo) compare(ctx context.Context, n wal.Name, loc Location, src io.ReadSeeker, size int64) error {
+	if loc.Encrypted {
+		return r.compareDigest(ctx, loc, src, size)
+	}
 	if _, err := src.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
@@ -376,14 +454,34 @@ func (r *Repo) compare(ctx context.Context, n wal.Name, loc Location, src io.Rea
 	return nil
 }
 
+// compareDigest compares src with an encrypted object by the content
+// digest in its clear-text line: a writer holds no identity to decrypt.
+func (r *Repo) compareDigest(ctx context.Context, loc Location, src io.ReadSeeker, size int64) error {
+	body, err := r.b.Open(ctx, loc.Key)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	stored, err := storedDigest(body, loc.Key)
+	if err != nil {
+		return err
+	}
+	mine, err := Digest(src, size)
+	if err != nil {
+		return err
+	}
+	if stored != mine {
+		return fmt.Errorf("%s: %w", loc.Key, ErrDifferent)
+	}
+	return nil
+}
+
 // Entry is one WAL file found by List.
 type Entry struct {
-	Name   wal.Name
-	Key    string
-	Codec  Codec
-	Sealed bool  // an uncompressed object with a checksum footer
-	Size   int64 // stored bytes
-	Info   storage.Info
+	Name wal.Name
+	Location
+	Size int64 // stored bytes
+	Info storage.Info
 }
 
 // List calls fn for every WAL file in the repository, in key order, in
@@ -398,7 +496,7 @@ func (r *Repo) List(ctx context.Context, fn func(Entry) error) error {
 		if !ok {
 			return nil
 		}
-		return fn(Entry{Name: n, Key: i.Key, Codec: c, Sealed: r.sealed(i.Key, c), Size: i.Size, Info: i})
+		return fn(Entry{Name: n, Location: r.describe(i.Key, c), Size: i.Size, Info: i})
 	})
 }
 

@@ -56,13 +56,15 @@ const Format = 2
 
 // Identity is the content of the identity file.
 type Identity struct {
-	Format    int       `json:"format"`
-	SystemID  uint64    `json:"system_identifier,string"`
-	SegSize   uint32    `json:"wal_segment_size"`
-	Layout    Layout    `json:"layout"`
-	Codec     Codec     `json:"compression,omitempty"` // of segments; format 2
-	PGVersion string    `json:"pg_version,omitempty"`
-	Created   time.Time `json:"created"`
+	Format   int    `json:"format"`
+	SystemID uint64 `json:"system_identifier,string"`
+	SegSize  uint32 `json:"wal_segment_size"`
+	Layout   Layout `json:"layout"`
+	Codec    Codec  `json:"compression,omitempty"` // of segments; format 2
+	// Encryption, when set, says every object is encrypted (crypt.go).
+	Encryption *Encryption `json:"encryption,omitempty"`
+	PGVersion  string      `json:"pg_version,omitempty"`
+	Created    time.Time   `json:"created"`
 }
 
 // ErrWrongCluster is matched by errors about WAL that belongs to another
@@ -96,6 +98,10 @@ type Repo struct {
 	// (lz4 for a new one); another one than the repository records is
 	// refused with ErrMismatch.
 	Compress Codec
+	// Keys are the recipients new objects are encrypted to and the
+	// identities that decrypt (see crypt.go). An encrypted repository
+	// refuses writes without recipients, an unencrypted one writes with.
+	Keys Keys
 
 	plainRoot *bool // a repository without identity holds WAL files at its top (cp's)
 }
@@ -179,6 +185,18 @@ func (r *Repo) checkAsked(id Identity) error {
 	return nil
 }
 
+// checkWrite refuses to write an object that would not be encrypted as
+// the repository's others are.
+func (r *Repo) checkWrite(id Identity) error {
+	switch {
+	case id.Encryption != nil && len(r.Keys.Recipients) == 0:
+		return fmt.Errorf("%w: %s is encrypted (%s), and no recipient to encrypt to was given", ErrEncryption, r, IdentityKey)
+	case id.Encryption == nil && len(r.Keys.Recipients) > 0:
+		return fmt.Errorf("%w: %s is not encrypted (%s); refusing to store encrypted objects beside clear ones", ErrEncryption, r, IdentityKey)
+	}
+	return nil
+}
+
 // Claim makes sure the repository belongs to the cluster whose segment
 // header is h: it writes the identity file if there is none (create-only,
 // so two clusters racing for a new repository cannot both win) and
@@ -203,6 +221,12 @@ func (r *Repo) Claim(ctx context.Context, h wal.LongHeader) error {
 		}
 		id = Identity{Format: Format, SystemID: h.SysID, SegSize: h.SegSize, Layout: layout, Codec: codec,
 			PGVersion: h.Version(), Created: time.Now().UTC().Truncate(time.Second)}
+		if len(r.Keys.Recipients) > 0 {
+			if layout == LayoutPlain {
+				return fmt.Errorf("%w: the plain layout holds files as cp writes them, never encrypted", ErrMismatch)
+			}
+			id.Encryption = &Encryption{Scheme: cryptScheme, Recipients: r.Keys.Fingerprints()}
+		}
 		data, _ := json.MarshalIndent(id, "", "  ")
 		data = append(data, '\n')
 		err = r.b.Put(ctx, IdentityKey, bytesReader(data), int64(len(data)))

@@ -85,7 +85,7 @@ func run(c *cli.Context) error {
 const (
 	exitOK     = 0
 	exitFailed = 1 // not archived: storage, a refused file (other cluster, different content)
-	exitUsage  = 2 // called wrongly: arguments, flags, settings the repository disagrees with
+	exitUsage  = 2 // called wrongly: arguments, flags, settings (layout, compression, keys) the repository disagrees with
 )
 
 // exitCode is the one place walship-archive chooses its exit status.
@@ -94,7 +94,7 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &usage), errors.Is(err, repo.ErrMismatch):
+	case errors.As(err, &usage), errors.Is(err, repo.ErrMismatch), errors.Is(err, repo.ErrEncryption):
 		return exitUsage
 	}
 	return exitFailed

@@ -54,6 +54,8 @@ func newApp() *cli.App {
 			command("verify", "check for missing segments and history files and for unrestorable base backups; exit 1 if anything is wrong", verify,
 				&cli.BoolFlag{Name: "full", Usage: "also read every segment: decompress it, check its checksum, size and page header"},
 				&cli.BoolFlag{Name: "json", Usage: "one JSON object"}),
+			{Name: "keygen", Usage: "make an age key for an encrypted repository: write the secret key to FILE (mode 0600; never replaced) and print the public key (--recipient) on stdout",
+				ArgsUsage: "FILE", Action: keygen},
 		},
 	}
 }
@@ -258,4 +260,16 @@ func exitCode(err error) int {
 		return exitUsage
 	}
 	return exitFailed
+}
+
+func keygen(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return cliutil.UsageError{Err: errors.New("keygen takes the file to write the secret key to")}
+	}
+	recipient, err := repo.GenerateKey(c.Args().First())
+	if err != nil {
+		return err
+	}
+	fmt.Println(recipient)
+	return nil
 }
