@@ -135,6 +135,8 @@ func (s *benchServers) tls() *s3test.Server {
 // PostgreSQL (or archsim) runs and the environment they need.
 type peerRepo struct {
 	tool  peerTool
+	kind  string
+	where string // the bucket, or the local directory
 	label string // how the tables name it
 	// archive and restore are archive_command (%p) and restore_command
 	// (%f, %p) for the cluster in dataDir, as argv.
@@ -163,11 +165,29 @@ func (r *peerRepo) restoreCommand(dataDir string) string {
 // its files in base (owned by the server's user).
 func newPeerRepo(t testing.TB, tool peerTool, kind, base string, srv *benchServers) *peerRepo {
 	t.Helper()
+	return peerRepoIn(t, tool, kind, base, srv, "")
+}
+
+// through is the same archive as r (on S3: the same bucket; locally: the
+// same directory) reached as kind (s3+20ms: through a proxy), with its own
+// configuration, spool and logs in base.
+func (r *peerRepo) through(t testing.TB, kind, base string, srv *benchServers) *peerRepo {
+	t.Helper()
+	if (r.kind == "local") != (kind == "local") {
+		t.Fatalf("%s on %s cannot be reached as %s", r.tool.name, r.kind, kind)
+	}
+	return peerRepoIn(t, r.tool, kind, base, srv, r.where)
+}
+
+// peerRepoIn is newPeerRepo in the archive where (a bucket, a local
+// directory) when it is not empty.
+func peerRepoIn(t testing.TB, tool peerTool, kind, base string, srv *benchServers, where string) *peerRepo {
+	t.Helper()
 	switch tool.name {
 	case "pgbackrest":
-		return newPgBackRestRepo(t, tool, kind, base, srv)
+		return newPgBackRestRepo(t, tool, kind, base, srv, where)
 	case "walg":
-		return newWALGRepo(t, tool, kind, base, srv)
+		return newWALGRepo(t, tool, kind, base, srv, where)
 	}
 	t.Fatalf("no peer %q", tool.name)
 	return nil
@@ -189,7 +209,7 @@ func peerEndpoint(t testing.TB, kind string, srv *s3test.Server) string {
 	return srv.Endpoint
 }
 
-func newPgBackRestRepo(t testing.TB, tool peerTool, kind, base string, srv *benchServers) *peerRepo {
+func newPgBackRestRepo(t testing.TB, tool peerTool, kind, base string, srv *benchServers, where string) *peerRepo {
 	t.Helper()
 	dir := pgtest.Mkdir(t, filepath.Join(base, "pgbackrest"))
 	conf := []string{
@@ -203,20 +223,26 @@ func newPgBackRestRepo(t testing.TB, tool peerTool, kind, base string, srv *benc
 		"log-level-console=warn",
 		"log-level-file=off",
 	}
-	where := "posix repository (fsync)"
+	storage := "posix repository (fsync)"
 	if kind == "local" {
-		conf = append(conf, "repo1-path="+pgtest.Mkdir(t, filepath.Join(dir, "repo")))
+		if where == "" {
+			where = pgtest.Mkdir(t, filepath.Join(dir, "repo"))
+		}
+		conf = append(conf, "repo1-path="+where)
 	} else {
 		s := srv.tls()
 		u, err := url.Parse(peerEndpoint(t, kind, s))
 		if err != nil {
 			t.Fatal(err)
 		}
+		if where == "" {
+			where = s.NewBucket(t)
+		}
 		conf = append(conf, "repo1-type=s3", "repo1-path=/pgbackrest",
-			"repo1-s3-bucket="+s.NewBucket(t), "repo1-s3-endpoint="+u.Hostname(), "repo1-storage-port="+u.Port(),
+			"repo1-s3-bucket="+where, "repo1-s3-endpoint="+u.Hostname(), "repo1-storage-port="+u.Port(),
 			"repo1-s3-region="+s.Region, "repo1-s3-uri-style=path", "repo1-storage-verify-tls=n",
 			"repo1-s3-key="+s.AccessKey, "repo1-s3-key-secret="+s.SecretKey)
-		where = "S3 over HTTPS"
+		storage = "S3 over HTTPS"
 	}
 	conf = append(conf, "", "[main]", "")
 	file := filepath.Join(dir, "pgbackrest.conf")
@@ -228,7 +254,9 @@ func newPgBackRestRepo(t testing.TB, tool peerTool, kind, base string, srv *benc
 	}
 	return &peerRepo{
 		tool:    tool,
-		label:   "pgBackRest " + pgBackRestVersion(tool.bin) + " (archive-async, process-max 4, lz4; " + where + ")",
+		kind:    kind,
+		where:   where,
+		label:   "pgBackRest " + pgBackRestVersion(tool.bin) + " (archive-async, process-max 4, lz4; " + storage + ")",
 		archive: func(d string) []string { return argv(d, "archive-push", "%p") },
 		restore: func(d string) []string { return argv(d, "archive-get", "%f", "%p") },
 		env:     func(string) []string { return nil },
@@ -253,10 +281,15 @@ func pgBackRestVersion(bin string) string {
 	return v
 }
 
-func newWALGRepo(t testing.TB, tool peerTool, kind, base string, srv *benchServers) *peerRepo {
+func newWALGRepo(t testing.TB, tool peerTool, kind, base string, srv *benchServers, bucket string) *peerRepo {
 	t.Helper()
+	if kind == "local" {
+		t.Fatal("WAL-G runs on S3 only here")
+	}
 	s := srv.plain()
-	bucket := s.NewBucket(t)
+	if bucket == "" {
+		bucket = s.NewBucket(t)
+	}
 	env := []string{
 		"WALG_S3_PREFIX=s3://" + bucket + "/walg",
 		"AWS_ENDPOINT=" + peerEndpoint(t, kind, s),
@@ -275,6 +308,8 @@ func newWALGRepo(t testing.TB, tool peerTool, kind, base string, srv *benchServe
 	withData := func(d string) []string { return append(slices.Clone(env), "PGDATA="+d) }
 	return &peerRepo{
 		tool:    tool,
+		kind:    kind,
+		where:   bucket,
 		label:   "WAL-G " + walgVersion(tool.bin) + " (upload and download concurrency 8, lz4; S3 over HTTP)",
 		archive: func(string) []string { return []string{tool.bin, "wal-push", "%p"} },
 		restore: func(string) []string { return []string{tool.bin, "wal-fetch", "%f", "%p"} },
