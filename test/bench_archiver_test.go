@@ -154,13 +154,14 @@ func BenchmarkArchiver(b *testing.B) {
 	data := newBenchData(b, n)
 	tools := peerTools(b)
 	// run archives everything ready with the command that newCmd makes
-	// for a fresh directory.
-	run := func(b *testing.B, newCmd func(b *testing.B, dir string) archsim.Command) {
+	// for a fresh directory, then checks with stored (when not nil) that
+	// the archive holds every segment.
+	run := func(b *testing.B, newCmd func(b *testing.B, dir string) (archsim.Command, func(testing.TB) int)) {
 		var segs, secs float64
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
 			resetReady(b, data)
-			cmd := newCmd(b, b.TempDir())
+			cmd, stored := newCmd(b, b.TempDir())
 			b.StartTimer()
 			st, err := archsim.Run(context.Background(), data, cmd)
 			b.StopTimer()
@@ -169,6 +170,11 @@ func BenchmarkArchiver(b *testing.B) {
 			}
 			if ready, _ := archsim.Ready(filepath.Join(data, "pg_wal")); st.Archived+st.Skipped != n || len(ready) != 0 {
 				b.Fatalf("archived %d and skipped %d, %d still ready; want %d done", st.Archived, st.Skipped, len(ready), n)
+			}
+			if stored != nil {
+				if got := stored(b); got != n {
+					b.Fatalf("the archive holds %d lz4 segments, want %d", got, n)
+				}
 			}
 			segs += float64(n)
 			secs += st.Elapsed.Seconds()
@@ -185,11 +191,11 @@ func BenchmarkArchiver(b *testing.B) {
 	for _, kind := range []string{"local", "s3", "s3+20ms", "s3+50ms"} {
 		for _, par := range []int{1, 8} {
 			b.Run(fmt.Sprintf("%s/parallel=%d", kind, par), func(b *testing.B) {
-				run(b, func(b *testing.B, dir string) archsim.Command {
+				run(b, func(b *testing.B, dir string) (archsim.Command, func(testing.TB) int) {
 					store := newBackend(b, kind, dir, servers.plain)
 					spool := filepath.Join(dir, "spool")
 					argv := append(append([]string{bin}, store.flags()...), "--parallel", fmt.Sprint(par), "--spool", spool, "%p", "%f")
-					return withEnv(archsim.Argv(argv...), store.env())
+					return withEnv(archsim.Argv(argv...), store.env()), func(t testing.TB) int { return len(storedSegments(t, store)) }
 				})
 			})
 		}
@@ -198,19 +204,19 @@ func BenchmarkArchiver(b *testing.B) {
 				continue
 			}
 			b.Run(kind+"/"+tool.name, func(b *testing.B) {
-				run(b, func(b *testing.B, dir string) archsim.Command {
+				run(b, func(b *testing.B, dir string) (archsim.Command, func(testing.TB) int) {
 					r := newPeerRepo(b, tool, kind, dir, servers)
 					r.create(b, data, false)
-					return withEnv(archsim.Argv(r.archive(data)...), r.env(data))
+					return withEnv(archsim.Argv(r.archive(data)...), r.env(data)), r.stored
 				})
 			})
 		}
 		if kind == "local" {
 			b.Run("local/cpsyncmv", func(b *testing.B) {
-				run(b, func(b *testing.B, dir string) archsim.Command {
+				run(b, func(b *testing.B, dir string) (archsim.Command, func(testing.TB) int) {
 					repo := filepath.Join(dir, "repo")
 					os.MkdirAll(repo, 0o755)
-					return archsim.Argv("sh", "-c", cpSyncMv(repo), "sh", "%p", "%f")
+					return archsim.Argv("sh", "-c", cpSyncMv(repo), "sh", "%p", "%f"), nil
 				})
 			})
 		}

@@ -3,12 +3,14 @@ package test
 import (
 	"crypto/tls"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,8 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/walship/walship/internal/testenv/pgtest"
 	"github.com/walship/walship/internal/testenv/s3test"
+	"github.com/walship/walship/wal"
 )
 
 // The peers are the other archivers the benchmarks run beside walship, on
@@ -59,6 +65,7 @@ func peerTools(t testing.TB) []peerTool {
 		if bin, err := pgBackRestBin(); err != nil {
 			peerNote(t, "pgBackRest left out: %v", err)
 		} else {
+			peerNote(t, "pgBackRest %s (%s)", pgBackRestVersion(bin), bin)
 			out = append(out, peerTool{"pgbackrest", bin})
 		}
 	}
@@ -66,6 +73,7 @@ func peerTools(t testing.TB) []peerTool {
 		if bin, err := walgBin(); err != nil {
 			peerNote(t, "WAL-G left out: %v", err)
 		} else {
+			peerNote(t, "WAL-G %s (WALG_BIN=%s)", walgVersion(bin), bin)
 			out = append(out, peerTool{"walg", bin})
 		}
 	}
@@ -75,7 +83,8 @@ func peerTools(t testing.TB) []peerTool {
 var peerNotes sync.Map
 
 // peerNote prints a line (once per test process) for the bench scripts,
-// which copy it under the tables.
+// which copy it under the tables. Call it before any sub-benchmark runs
+// (go test prints a benchmark's name before its figures, on one line).
 func peerNote(t testing.TB, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if _, seen := peerNotes.LoadOrStore(msg, true); !seen {
@@ -146,6 +155,8 @@ type peerRepo struct {
 	// create prepares the archive for the cluster in dataDir (pgBackRest's
 	// stanza-create); asServer runs it as the server's user.
 	create func(t testing.TB, dataDir string, asServer bool)
+	// stored counts the WAL segments in the archive, compressed with lz4.
+	stored func(t testing.TB) int
 	// push stores one WAL file (an absolute path) of the cluster in
 	// dataDir, serially and synchronously, as the server's user: how the
 	// recovery benchmark fills the archive.
@@ -224,13 +235,16 @@ func newPgBackRestRepo(t testing.TB, tool peerTool, kind, base string, srv *benc
 		"log-level-file=off",
 	}
 	storage := "posix repository (fsync)"
+	var stored func(t testing.TB) int
 	if kind == "local" {
 		if where == "" {
 			where = pgtest.Mkdir(t, filepath.Join(dir, "repo"))
 		}
 		conf = append(conf, "repo1-path="+where)
+		stored = func(t testing.TB) int { return localLZ4Segments(t, where) }
 	} else {
 		s := srv.tls()
+		stored = func(t testing.TB) int { return bucketLZ4Segments(t, s, where) }
 		u, err := url.Parse(peerEndpoint(t, kind, s))
 		if err != nil {
 			t.Fatal(err)
@@ -260,6 +274,7 @@ func newPgBackRestRepo(t testing.TB, tool peerTool, kind, base string, srv *benc
 		archive: func(d string) []string { return argv(d, "archive-push", "%p") },
 		restore: func(d string) []string { return argv(d, "archive-get", "%f", "%p") },
 		env:     func(string) []string { return nil },
+		stored:  stored,
 		create: func(t testing.TB, d string, asServer bool) {
 			runPeer(t, asServer, nil, argv(d, "--no-online", "stanza-create")...)
 		},
@@ -314,6 +329,7 @@ func newWALGRepo(t testing.TB, tool peerTool, kind, base string, srv *benchServe
 		archive: func(string) []string { return []string{tool.bin, "wal-push", "%p"} },
 		restore: func(string) []string { return []string{tool.bin, "wal-fetch", "%f", "%p"} },
 		env:     withData,
+		stored:  func(t testing.TB) int { return bucketLZ4Segments(t, s, bucket) },
 		create:  func(testing.TB, string, bool) {},
 		push: func(t testing.TB, d, path string) {
 			runPeer(t, true, append(withData(d), "WALG_UPLOAD_CONCURRENCY=1"), tool.bin, "wal-push", path)
@@ -337,6 +353,54 @@ func walgVersion(bin string) string {
 	}
 	walgVersions.Store(bin, v)
 	return v
+}
+
+// isLZ4Segment says whether an object's name is a WAL segment's, with the
+// .lz4 suffix (and perhaps a checksum: pgBackRest's NAME-SHA1.lz4).
+func isLZ4Segment(key string) bool {
+	base, ok := strings.CutSuffix(path.Base(key), ".lz4")
+	if len(base) < 24 || !ok {
+		return false
+	}
+	_, err := wal.ParseName(base[:24])
+	return err == nil && (len(base) == 24 || base[24] == '-')
+}
+
+// localLZ4Segments counts the lz4 segments under dir.
+func localLZ4Segments(t testing.TB, dir string) int {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && isLZ4Segment(p) {
+			n++
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// bucketLZ4Segments counts the lz4 segments in a bucket of srv.
+func bucketLZ4Segments(t testing.TB, srv *s3test.Server, bucket string) int {
+	t.Helper()
+	ctx, cancel := ioContext()
+	defer cancel()
+	n := 0
+	pages := awss3.NewListObjectsV2Paginator(srv.Client(), &awss3.ListObjectsV2Input{Bucket: aws.String(bucket)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			t.Fatalf("listing bucket %s: %v", bucket, err)
+		}
+		for _, o := range page.Contents {
+			if isLZ4Segment(aws.ToString(o.Key)) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // runPeer runs a peer's command with env, as the server's user when
