@@ -155,6 +155,10 @@ type peerRepo struct {
 	// create prepares the archive for the cluster in dataDir (pgBackRest's
 	// stanza-create); asServer runs it as the server's user.
 	create func(t testing.TB, dataDir string, asServer bool)
+	// prefetched is where the look-ahead of restore leaves files (for the
+	// cluster in dataDir): a recovery that did not create it did not
+	// prefetch.
+	prefetched func(dataDir string) string
 	// stored counts the WAL segments in the archive, compressed with lz4.
 	stored func(t testing.TB) int
 	// push stores one WAL file (an absolute path) of the cluster in
@@ -223,12 +227,13 @@ func peerEndpoint(t testing.TB, kind string, srv *s3test.Server) string {
 func newPgBackRestRepo(t testing.TB, tool peerTool, kind, base string, srv *benchServers, where string) *peerRepo {
 	t.Helper()
 	dir := pgtest.Mkdir(t, filepath.Join(base, "pgbackrest"))
+	spool := pgtest.Mkdir(t, filepath.Join(dir, "spool"))
 	conf := []string{
 		"[global]",
 		"compress-type=lz4",
 		"archive-async=y",
 		"process-max=4",
-		"spool-path=" + pgtest.Mkdir(t, filepath.Join(dir, "spool")),
+		"spool-path=" + spool,
 		"lock-path=" + pgtest.Mkdir(t, filepath.Join(dir, "lock")),
 		"log-path=" + pgtest.Mkdir(t, filepath.Join(dir, "log")),
 		"log-level-console=warn",
@@ -275,6 +280,8 @@ func newPgBackRestRepo(t testing.TB, tool peerTool, kind, base string, srv *benc
 		restore: func(d string) []string { return argv(d, "archive-get", "%f", "%p") },
 		env:     func(string) []string { return nil },
 		stored:  stored,
+		// archive-get's queue
+		prefetched: func(string) string { return filepath.Join(spool, "archive", "main", "in") },
 		create: func(t testing.TB, d string, asServer bool) {
 			runPeer(t, asServer, nil, argv(d, "--no-online", "stanza-create")...)
 		},
@@ -330,7 +337,9 @@ func newWALGRepo(t testing.TB, tool peerTool, kind, base string, srv *benchServe
 		restore: func(string) []string { return []string{tool.bin, "wal-fetch", "%f", "%p"} },
 		env:     withData,
 		stored:  func(t testing.TB) int { return bucketLZ4Segments(t, s, bucket) },
-		create:  func(testing.TB, string, bool) {},
+		// WAL-G's default prefetch directory, beside %p
+		prefetched: func(d string) string { return filepath.Join(d, "pg_wal", ".wal-g", "prefetch") },
+		create:     func(testing.TB, string, bool) {},
 		push: func(t testing.TB, d, path string) {
 			runPeer(t, true, append(withData(d), "WALG_UPLOAD_CONCURRENCY=1"), tool.bin, "wal-push", path)
 		},

@@ -331,7 +331,11 @@ func BenchmarkRecovery(b *testing.B) {
 				r := shared.through(b, kind, pgtest.Mkdir(b, dir), servers)
 				c.Env = r.env(c.Data)
 				c.Conf(r.restoreCommand(c.Data))
-				return nil
+				return func(string) {
+					if _, err := os.Stat(r.prefetched(c.Data)); err != nil {
+						b.Errorf("%s did not prefetch: %v", tool.name, err)
+					}
+				}
 			})
 		}
 	}
