@@ -37,12 +37,25 @@ cell() { if [ -n "$1" ]; then echo "$(fmt2 "$1") ($(xratio "$1" "$2"))"; else ec
   echo "but not trivially so). Segments per second (higher is better), and in brackets the ratio to serial walship-archive"
   echo "on the same target in this run. Every archive is checked to hold every segment, compressed with lz4."
   echo
-  echo "| target | walship-archive, serial | \`--parallel 8\` | pgBackRest, archive-async, process-max 4 | WAL-G, upload concurrency 8 |"
-  echo "| --- | ---: | ---: | ---: | ---: |"
+  # A peer's column only when it ran somewhere (the notes say why not).
+  cols=
+  for p in pgbackrest walg; do grep -q "^BenchmarkArchiver/[^ ]*/$p-" "$raw" && cols="$cols $p"; done
+  head="| target | walship-archive, serial | \`--parallel 8\` |"; rule="| --- | ---: | ---: |"
+  for p in $cols; do
+    case $p in
+    pgbackrest) head="$head pgBackRest, archive-async, process-max 4 |" ;;
+    walg) head="$head WAL-G, upload concurrency 8 |" ;;
+    esac
+    rule="$rule ---: |"
+  done
+  echo "$head"
+  echo "$rule"
   for t in local s3 s3+20ms s3+50ms; do
     s=$(rate "$t/parallel=1")
     [ -n "$s" ] || continue
-    echo "| $t | $(fmt2 "$s") (1.00x) | **$(cell "$(rate "$t/parallel=8")" "$s")** | $(cell "$(rate "$t/pgbackrest")" "$s") | $(cell "$(rate "$t/walg")" "$s") |"
+    line="| $t | $(fmt2 "$s") (1.00x) | **$(cell "$(rate "$t/parallel=8")" "$s")** |"
+    for p in $cols; do line="$line $(cell "$(rate "$t/$p")" "$s") |"; done
+    echo "$line"
   done
   cp=$(rate local/cpsyncmv)
   if [ -n "$cp" ]; then
