@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/spool"
@@ -145,14 +144,14 @@ func (p Prefetch) Clean(ctx context.Context, r *repo.Repo, cur wal.Name) {
 
 // NeedsFill reports whether a worker should start now that cur was
 // served: fewer than half of the N segments after cur wait in the spool,
-// and no worker is fetching (a claim younger than busyClaim). Workers thus
+// and no worker is fetching (holds a claim). Workers thus
 // fetch several segments each, rather than one process per server call.
 func (p Prefetch) NeedsFill(ctx context.Context, r *repo.Repo, cur wal.Name, segSize uint32) bool {
 	d, err := p.dir(ctx, r)
 	if err != nil {
 		return false
 	}
-	if d.Busy(busyClaim) {
+	if d.Busy() {
 		return false
 	}
 	ahead := 0
@@ -161,9 +160,6 @@ func (p Prefetch) NeedsFill(ctx context.Context, r *repo.Repo, cur wal.Name, seg
 	}
 	return ahead < max(1, (p.N+1)/2)
 }
-
-// busyClaim is how long a claim is taken for a worker still fetching.
-const busyClaim = 2 * time.Minute
 
 // Fill fetches the N segments after cur on cur's timeline into the spool,
 // skipping those already there, and stops at the first one the archive

@@ -363,6 +363,29 @@ func (b *Backend) Sync(ctx context.Context, key string) error {
 	return wrap("sync", key, atomicfile.SyncDir(filepath.Dir(path)))
 }
 
+// Nearby implements storage.Nearby: true unless the directory (or, while
+// it does not exist, its nearest existing parent) is on a network or user
+// space file system (NFS, SMB, FUSE, 9p), where every call is a round trip.
+func (b *Backend) Nearby() bool {
+	dir := b.root
+	for {
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); err == nil {
+			switch uint32(st.Type) {
+			case unix.NFS_SUPER_MAGIC, unix.SMB_SUPER_MAGIC, unix.SMB2_SUPER_MAGIC, unix.CIFS_SUPER_MAGIC,
+				unix.FUSE_SUPER_MAGIC, unix.V9FS_MAGIC, unix.AFS_SUPER_MAGIC, unix.CEPH_SUPER_MAGIC:
+				return false
+			}
+			return true
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return true
+		}
+		dir = parent
+	}
+}
+
 // Exists implements storage.Exister: the root must be a directory.
 func (b *Backend) Exists(ctx context.Context) error {
 	fi, err := os.Stat(b.root)
@@ -382,4 +405,5 @@ var (
 	_ storage.Watcher  = (*Backend)(nil)
 	_ storage.Syncer   = (*Backend)(nil)
 	_ storage.Sweeper  = (*Backend)(nil)
+	_ storage.Nearby   = (*Backend)(nil)
 )
