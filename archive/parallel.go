@@ -113,14 +113,15 @@ func PushAhead(ctx context.Context, r *repo.Repo, path string, n wal.Name, p Par
 	return res, err
 }
 
-// dir is the spool directory of the repository, keyed to its identity;
-// nil while it has none.
+// dir is the spool directory of the repository's look-ahead records,
+// keyed to its identity (and apart from prefetched segments, should one
+// spool serve both); nil while the repository has no identity.
 func (p Parallel) dir(ctx context.Context, r *repo.Repo) (*spool.Dir, error) {
 	key, ok, err := r.SpoolKey(ctx)
 	if err != nil || !ok {
 		return nil, err
 	}
-	return spool.Open(p.Spool, key)
+	return spool.Open(p.Spool, "push "+key)
 }
 
 // waitForClaim waits, while a worker holds the claim of name, for it to

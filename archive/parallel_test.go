@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/walship/walship/repo"
+	"github.com/walship/walship/spool"
 	"github.com/walship/walship/storage/local"
 	"github.com/walship/walship/storage/storagetest"
 	"github.com/walship/walship/wal"
@@ -309,5 +310,27 @@ func TestParallelCheck(t *testing.T) {
 		if err := tc.p.Check(); (err == nil) != tc.ok {
 			t.Errorf("%+v.Check() = %v, want ok=%v", tc.p, err, tc.ok)
 		}
+	}
+}
+
+// One spool may serve look-ahead and prefetch (a standby that archives
+// too): neither takes the other's files for its own.
+func TestLookAheadAndPrefetchKeepApart(t *testing.T) {
+	ctx := context.Background()
+	walDir, names := fakeWAL(t, 2)
+	root := filepath.Join(t.TempDir(), "repo")
+	r, _ := remote(t, root)
+	p := lookAhead(t, root, walDir, 2)
+	if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := r.SpoolKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	push, _ := spool.Open(p.Spool, "push "+key)
+	fetch, _ := spool.Open(p.Spool, "fetch "+key)
+	if !push.Has(names[1]) || fetch.Has(names[1]) || push.Path("") == fetch.Path("") {
+		t.Errorf("records in %s (has %s: %v), prefetch in %s: want them apart", push.Path(""), names[1], push.Has(names[1]), fetch.Path(""))
 	}
 }

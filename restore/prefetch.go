@@ -45,14 +45,15 @@ func (p Prefetch) Active(n wal.Name, dest string) bool {
 	return p.N > 0 && p.Spool != "" && n.Kind == wal.KindSegment && filepath.Base(dest) == "RECOVERYXLOG"
 }
 
-// dir is the spool directory of r: keyed to its identity, so that a
-// repository replaced at the same location never sees the old one's files.
+// dir is the spool directory of r's prefetched segments: keyed to its
+// identity, so that a repository replaced at the same location never sees
+// the old one's files (and apart from look-ahead records).
 func (p Prefetch) dir(ctx context.Context, r *repo.Repo) (*spool.Dir, error) {
 	key, _, err := r.SpoolKey(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return spool.Open(p.Spool, key)
+	return spool.Open(p.Spool, "fetch "+key)
 }
 
 // Take serves n from the spool into dest when it was prefetched; ok is
