@@ -7,6 +7,7 @@ package repo
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,7 +57,10 @@ const Format = 2
 
 // Identity is the content of the identity file.
 type Identity struct {
-	Format   int    `json:"format"`
+	Format int `json:"format"`
+	// ID is random, made with the repository: two repositories of one
+	// cluster at one location, one after the other, are told apart by it.
+	ID       string `json:"id,omitempty"`
 	SystemID uint64 `json:"system_identifier,string"`
 	SegSize  uint32 `json:"wal_segment_size"`
 	Layout   Layout `json:"layout"`
@@ -103,7 +107,19 @@ type Repo struct {
 	// refuses writes without recipients, an unencrypted one writes with.
 	Keys Keys
 
+	// Cache, when set, keeps the identity file beside the server for a
+	// bounded time (spool.IdentityCache), so that not every call reads it
+	// from the store.
+	Cache IdentityCache
+
 	plainRoot *bool // a repository without identity holds WAL files at its top (cp's)
+}
+
+// IdentityCache keeps a copy of the identity file, trusted for a bounded
+// time.
+type IdentityCache interface {
+	Load() (data []byte, ok bool)
+	Store(data []byte)
 }
 
 // New wraps a backend. The identity file is read lazily.
@@ -120,6 +136,13 @@ func (r *Repo) String() string { return r.b.String() }
 func (r *Repo) Identity(ctx context.Context) (id Identity, ok bool, err error) {
 	if r.ident != nil {
 		return *r.ident, true, nil
+	}
+	if r.Cache != nil {
+		if data, ok := r.Cache.Load(); ok {
+			if id, err := r.parseIdentity(data); err == nil {
+				return id, true, r.useIdentity(id)
+			}
+		}
 	}
 	rc, err := r.b.Open(ctx, IdentityKey)
 	if storage.IsNotExist(err) {
@@ -142,28 +165,48 @@ func (r *Repo) Identity(ctx context.Context) (id Identity, ok bool, err error) {
 	if err != nil {
 		return Identity{}, false, fmt.Errorf("reading %s: %w", IdentityKey, err)
 	}
+	if id, err = r.parseIdentity(data); err != nil {
+		return Identity{}, false, err
+	}
+	if err := r.useIdentity(id); err != nil {
+		return Identity{}, false, err
+	}
+	if r.Cache != nil {
+		r.Cache.Store(data)
+	}
+	return id, true, nil
+}
+
+// parseIdentity reads and checks the content of an identity file.
+func (r *Repo) parseIdentity(data []byte) (Identity, error) {
+	var id Identity
 	if err := json.Unmarshal(data, &id); err != nil {
-		return Identity{}, false, fmt.Errorf("%s in %s is damaged: %w", IdentityKey, r, err)
+		return Identity{}, fmt.Errorf("%s in %s is damaged: %w", IdentityKey, r, err)
 	}
 	if id.SystemID == 0 || wal.ValidSegSize(id.SegSize) != nil {
-		return Identity{}, false, fmt.Errorf("%s in %s is damaged: no system identifier or segment size", IdentityKey, r)
+		return Identity{}, fmt.Errorf("%s in %s is damaged: no system identifier or segment size", IdentityKey, r)
 	}
 	if id.Format >= 2 && id.Codec != CodecLZ4 && id.Codec != CodecNone {
-		return Identity{}, false, fmt.Errorf("%s in %s is damaged: unknown compression %q", IdentityKey, r, id.Codec)
+		return Identity{}, fmt.Errorf("%s in %s is damaged: unknown compression %q", IdentityKey, r, id.Codec)
 	}
+	return id, nil
+}
+
+// useIdentity checks the settings asked for against id and takes it.
+func (r *Repo) useIdentity(id Identity) error {
 	if err := r.checkAsked(id); err != nil {
-		return Identity{}, false, err
+		return err
 	}
 	r.ident = &id
 	if r.layout == LayoutAuto && id.Layout != "" {
 		r.layout = id.Layout
 	}
-	return id, true, nil
+	return nil
 }
 
 // SpoolKey names the repository for a local cache beside the server: its
-// location and, once it has one, its identity (system identifier and
-// creation time), so that what was cached for a repository is never taken
+// location and, once it has one, its identity (system identifier, random
+// id and creation time), so that what was cached for a repository is never taken
 // for one that replaced it at the same location. ok is false while the
 // repository has no identity yet.
 func (r *Repo) SpoolKey(ctx context.Context) (key string, ok bool, err error) {
@@ -171,7 +214,7 @@ func (r *Repo) SpoolKey(ctx context.Context) (key string, ok bool, err error) {
 	if err != nil || !ok {
 		return r.String(), false, err
 	}
-	return fmt.Sprintf("%s|%d|%s", r, id.SystemID, id.Created.UTC().Format(time.RFC3339Nano)), true, nil
+	return fmt.Sprintf("%s|%d|%s|%s", r, id.SystemID, id.ID, id.Created.UTC().Format(time.RFC3339Nano)), true, nil
 }
 
 // checkAsked refuses settings asked for that disagree with the identity.
@@ -219,7 +262,7 @@ func (r *Repo) Claim(ctx context.Context, h wal.LongHeader) error {
 		default:
 			codec = CodecLZ4
 		}
-		id = Identity{Format: Format, SystemID: h.SysID, SegSize: h.SegSize, Layout: layout, Codec: codec,
+		id = Identity{Format: Format, ID: rand.Text(), SystemID: h.SysID, SegSize: h.SegSize, Layout: layout, Codec: codec,
 			PGVersion: h.Version(), Created: time.Now().UTC().Truncate(time.Second)}
 		if len(r.Keys.Recipients) > 0 {
 			if layout == LayoutPlain {
@@ -241,6 +284,9 @@ func (r *Repo) Claim(ctx context.Context, h wal.LongHeader) error {
 		} else {
 			r.ident = &id
 			r.layout = layout
+			if r.Cache != nil {
+				r.Cache.Store(data)
+			}
 		}
 	}
 	return checkCluster(h, id, "repository "+r.String())

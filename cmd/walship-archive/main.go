@@ -56,7 +56,7 @@ func run(c *cli.Context) error {
 	if !c.IsSet("compress") {
 		codec = "" // the repository's own, lz4 for a new one
 	}
-	par := archive.Parallel{N: c.Int("parallel"), Spool: c.String("spool")}
+	par := archive.Parallel{N: c.Int("parallel"), Spool: c.String("spool"), Worker: archive.WorkerFromEnv()}
 	if err := par.Check(); err != nil {
 		return cliutil.UsageError{Err: fmt.Errorf("--parallel %d --spool %q: %w", par.N, par.Spool, err)}
 	}
