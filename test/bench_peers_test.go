@@ -146,7 +146,6 @@ type peerRepo struct {
 	tool  peerTool
 	kind  string
 	where string // the bucket, or the local directory
-	label string // how the tables name it
 	// archive and restore are archive_command (%p) and restore_command
 	// (%f, %p) for the cluster in dataDir, as argv.
 	archive, restore func(dataDir string) []string
@@ -239,7 +238,6 @@ func newPgBackRestRepo(t testing.TB, tool peerTool, kind, base string, srv *benc
 		"log-level-console=warn",
 		"log-level-file=off",
 	}
-	storage := "posix repository (fsync)"
 	var stored func(t testing.TB) int
 	if kind == "local" {
 		if where == "" {
@@ -249,7 +247,6 @@ func newPgBackRestRepo(t testing.TB, tool peerTool, kind, base string, srv *benc
 		stored = func(t testing.TB) int { return localLZ4Segments(t, where) }
 	} else {
 		s := srv.tls()
-		stored = func(t testing.TB) int { return bucketLZ4Segments(t, s, where) }
 		u, err := url.Parse(peerEndpoint(t, kind, s))
 		if err != nil {
 			t.Fatal(err)
@@ -257,11 +254,12 @@ func newPgBackRestRepo(t testing.TB, tool peerTool, kind, base string, srv *benc
 		if where == "" {
 			where = s.NewBucket(t)
 		}
+		bucket := where
+		stored = func(t testing.TB) int { return bucketLZ4Segments(t, s, bucket) }
 		conf = append(conf, "repo1-type=s3", "repo1-path=/pgbackrest",
 			"repo1-s3-bucket="+where, "repo1-s3-endpoint="+u.Hostname(), "repo1-storage-port="+u.Port(),
 			"repo1-s3-region="+s.Region, "repo1-s3-uri-style=path", "repo1-storage-verify-tls=n",
 			"repo1-s3-key="+s.AccessKey, "repo1-s3-key-secret="+s.SecretKey)
-		storage = "S3 over HTTPS"
 	}
 	conf = append(conf, "", "[main]", "")
 	file := filepath.Join(dir, "pgbackrest.conf")
@@ -275,7 +273,6 @@ func newPgBackRestRepo(t testing.TB, tool peerTool, kind, base string, srv *benc
 		tool:    tool,
 		kind:    kind,
 		where:   where,
-		label:   "pgBackRest " + pgBackRestVersion(tool.bin) + " (archive-async, process-max 4, lz4; " + storage + ")",
 		archive: func(d string) []string { return argv(d, "archive-push", "%p") },
 		restore: func(d string) []string { return argv(d, "archive-get", "%f", "%p") },
 		env:     func(string) []string { return nil },
@@ -332,7 +329,6 @@ func newWALGRepo(t testing.TB, tool peerTool, kind, base string, srv *benchServe
 		tool:    tool,
 		kind:    kind,
 		where:   bucket,
-		label:   "WAL-G " + walgVersion(tool.bin) + " (upload and download concurrency 8, lz4; S3 over HTTP)",
 		archive: func(string) []string { return []string{tool.bin, "wal-push", "%p"} },
 		restore: func(string) []string { return []string{tool.bin, "wal-fetch", "%f", "%p"} },
 		env:     withData,
