@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/walship/walship/inspect"
 	"github.com/walship/walship/internal/cliutil"
@@ -53,9 +54,18 @@ func newApp() *cli.App {
 				&cli.BoolFlag{Name: "json", Usage: "one JSON object"}),
 			command("verify", "check for missing segments and history files and for unrestorable base backups; exit 1 if anything is wrong", verify,
 				&cli.BoolFlag{Name: "full", Usage: "also read every segment: decompress it, check its checksum, size and page header"},
+				tailGraceFlag(),
 				&cli.BoolFlag{Name: "json", Usage: "one JSON object"}),
 		},
 	}
+}
+
+// tailGraceFlag is how verify, check and metrics tell an old primary's last
+// segments after a failover from a second writer.
+func tailGraceFlag() cli.Flag {
+	return altsrc.NewDurationFlag(&cli.DurationFlag{Name: "tail-grace", Value: inspect.DefaultTailGrace, EnvVars: []string{"WALSHIP_TAIL_GRACE"},
+		Usage: "an older timeline archived longer than this after a newer one branched off is a second writer (a PROBLEM); " +
+			"the last segments an old primary leaves at a failover arrive sooner"})
 }
 
 func command(name, usage string, action cli.ActionFunc, own ...cli.Flag) *cli.Command {
@@ -160,7 +170,7 @@ func verify(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	rep, err := inspect.Verify(c.Context, r, cat, inspect.VerifyOptions{Full: c.Bool("full"),
+	rep, err := inspect.Verify(c.Context, r, cat, inspect.VerifyOptions{Full: c.Bool("full"), TailGrace: c.Duration("tail-grace"),
 		Bar: func(total int64) *progress.Bar { return progress.New("walship verify", "bytes", total) }})
 	if err != nil {
 		return err
