@@ -115,6 +115,10 @@ func pushAhead(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n 
 		slog.Debug("look-ahead push failed", "file", n, "err", err)
 		return
 	}
+	if res.Newer != nil {
+		// The server's own call is answered from the marker, without a look.
+		slog.Warn(res.Newer.Warning(n), "file", n.String(), "repo", r.String())
+	}
 	m, err := describe(r, path)
 	if err != nil {
 		slog.Debug("look-ahead push not recorded", "file", n, "err", err)
