@@ -63,7 +63,7 @@ type VerifyOptions struct {
 // the repository itself is in the Report.
 func Verify(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions) (*Report, error) {
 	rep := &Report{Timelines: TimelineInfos(c)}
-	rep.Problems = append(rep.Problems, checkHistories(c)...)
+	rep.Problems = append(rep.Problems, HistoryProblems(c)...)
 	gaps, notes := checkGaps(c, rep.Timelines)
 	rep.Problems = append(rep.Problems, gaps...)
 	rep.Notes = append(rep.Notes, notes...)
