@@ -140,6 +140,9 @@ type Report struct {
 	// directory; nil when neither could be read.
 	Ready *Backlog  `json:"-"`
 	Time  time.Time `json:"time"`
+
+	connect   bool          // a server was to be checked
+	tailGrace time.Duration // as checked
 }
 
 func (r *Report) add(check string, s Status, format string, args ...any) {
@@ -192,7 +195,7 @@ func lsnOrEmpty(l interface{ String() string }) string {
 // one (its checks could not be made).
 func Run(ctx context.Context, r *repo.Repo, o Options) *Report {
 	o = o.withDefaults()
-	rep := &Report{Time: o.Now()}
+	rep := &Report{Time: o.Now(), connect: o.Connect, tailGrace: o.TailGrace}
 	if o.Connect {
 		if err := runServer(ctx, rep, r, o); err != nil {
 			rep.add("server", Unknown, "cannot check the server: %v", err)
