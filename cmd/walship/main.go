@@ -1,8 +1,10 @@
 // Command walship is the operator's view of a walship repository:
 //
-//	walship ls     --repo /var/lib/walship [--timeline N] [--json]
-//	walship status --repo /var/lib/walship [--json]
-//	walship verify --repo /var/lib/walship [--full] [--json]
+//	walship ls      --repo /var/lib/walship [--timeline N] [--json]
+//	walship status  --repo /var/lib/walship [--json]
+//	walship verify  --repo /var/lib/walship [--full] [--json]
+//	walship check   --repo /var/lib/walship -d 'host=/var/run/postgresql' [--json]
+//	walship metrics --repo /var/lib/walship [-d CONNINFO] [-D DATADIR] [-o FILE.prom]
 package main
 
 import (
@@ -18,13 +20,15 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
+	"github.com/walship/walship/check"
 	"github.com/walship/walship/inspect"
 	"github.com/walship/walship/internal/cliutil"
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/repo"
 )
 
-// Exit statuses.
+// Exit statuses. walship check has the monitoring-plugin ones instead:
+// its report's status (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
 const (
 	exitOK       = 0
 	exitProblems = 1 // verify found something wrong
@@ -42,9 +46,9 @@ func newApp() *cli.App {
 		// Reached only without a known command.
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return cliutil.UsageError{Err: errors.New("no command given: use ls, status or verify (walship --help)")}
+				return cliutil.UsageError{Err: errors.New("no command given: use ls, status, verify, check or metrics (walship --help)")}
 			}
-			return cliutil.UsageError{Err: fmt.Errorf("unknown command %q: use ls, status or verify (walship --help)", c.Args().First())}
+			return cliutil.UsageError{Err: fmt.Errorf("unknown command %q: use ls, status, verify, check or metrics (walship --help)", c.Args().First())}
 		},
 		Commands: []*cli.Command{
 			command("ls", "list the repository's segments, history files, backup history files and partial segments", ls,
@@ -56,6 +60,13 @@ func newApp() *cli.App {
 				&cli.BoolFlag{Name: "full", Usage: "also read every segment: decompress it, check its checksum, size and page header"},
 				tailGraceFlag(),
 				&cli.BoolFlag{Name: "json", Usage: "one JSON object"}),
+			checkCommand(),
+			command("metrics", "write the repository's state, and the server's with -d or -D, in the Prometheus text format (for node_exporter's textfile collector)", metrics,
+				append(serverFlags(),
+					maxAgeFlag(),
+					tailGraceFlag(),
+					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, TakesFile: true,
+						Usage: "write to `FILE` atomically (a temporary file renamed over it; name it *.prom in the textfile collector's directory); default: standard output"})...),
 		},
 	}
 }
@@ -71,6 +82,8 @@ func tailGraceFlag() cli.Flag {
 func command(name, usage string, action cli.ActionFunc, own ...cli.Flag) *cli.Command {
 	flags := append(cliutil.RepoFlags(), own...)
 	return &cli.Command{Name: name, Usage: usage, Flags: flags, Before: cliutil.Before(flags),
+		// A bad flag is one line and exit 2, not the help text.
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return cliutil.UsageError{Err: err} },
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return cliutil.UsageError{Err: fmt.Errorf("%s takes no arguments, got %q", name, c.Args().First())}
@@ -259,9 +272,15 @@ func (e problemsError) Error() string { return fmt.Sprintf("verify found %d prob
 func exitCode(err error) int {
 	var usage cliutil.UsageError
 	var probs problemsError
+	var v verdict
+	var unknown unknownError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &v):
+		return int(v)
+	case errors.As(err, &unknown):
+		return int(check.Unknown)
 	case errors.As(err, &probs):
 		return exitProblems
 	case errors.As(err, &usage):
