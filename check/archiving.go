@@ -196,8 +196,9 @@ func checkSwitch(ctx context.Context, conn *pgx.Conn, rep *Report, r *repo.Repo,
 	rep.add("switch", Critical, "%s", msg)
 }
 
-// refresh reads the archiver and the backlog again.
+// refresh reads the position, the archiver and the backlog again.
 func refresh(ctx context.Context, conn *pgx.Conn, s *Server) {
+	s.readPosition(ctx, conn)
 	s.readArchiver(ctx, conn)
 	s.Ready, s.ReadyErr = readBacklog(ctx, conn)
 }
