@@ -128,11 +128,11 @@ func checkCommand(rep *Report, s *Server, r *repo.Repo, o Options, bad Status) b
 	loc, err := cmd.Repository(getenv, dataDir)
 	switch {
 	case err != nil:
-		rep.add("repository", Warning, "cannot tell which repository archive_command archives into: %v", err)
+		rep.add("destination", Warning, "cannot tell which repository archive_command archives into: %v", err)
 	case !storage.SameLocation(loc, r.String(), dataDir):
-		rep.add("repository", bad, "archive_command archives into %s, not into %s", loc, r)
+		rep.add("destination", bad, "archive_command archives into %s, not into %s", loc, r)
 	default:
-		rep.add("repository", OK, "archive_command archives into %s", r)
+		rep.add("destination", OK, "archive_command archives into %s", r)
 	}
 	return true
 }
@@ -141,6 +141,7 @@ func checkCommand(rep *Report, s *Server, r *repo.Repo, o Options, bad Status) b
 func checkSwitch(ctx context.Context, conn *pgx.Conn, rep *Report, r *repo.Repo, o Options) {
 	s := rep.Server
 	before, readyBefore := s.Archiver, s.Ready
+	busyBefore := archiverBusy(ctx, conn)
 	seg, err := switchSegment(ctx, conn)
 	if err != nil {
 		rep.add("switch", Warning, "could not force a segment switch: %v (the role needs EXECUTE on pg_create_restore_point and pg_switch_wal)", err)
@@ -180,6 +181,8 @@ func checkSwitch(ctx context.Context, conn *pgx.Conn, rep *Report, r *repo.Repo,
 	refresh(ctx, conn, s)
 	msg := fmt.Sprintf("forced a segment switch: %s was not in %s after %s", seg, r, o.Timeout)
 	switch {
+	case busyBefore && archiverBusy(ctx, conn) && s.Archiver.Archived == before.Archived && s.Archiver.Failed == before.Failed:
+		msg += fmt.Sprintf("; archive_command ran all that time without finishing (for %s, .ready backlog %d): it hangs", s.Ready.Oldest, s.Ready.Count)
 	case s.Archiver.Failed > before.Failed:
 		msg += fmt.Sprintf("; archive_command failed %d time(s) meanwhile, the last for %s at %s (see the server log)",
 			s.Archiver.Failed-before.Failed, s.Archiver.LastFailedWAL, s.Archiver.LastFailed.UTC().Format(time.RFC3339))

@@ -241,9 +241,9 @@ func TestCommand(t *testing.T) {
 	}
 	rep := run(bin + " --repo " + f.Dir + " %p %f")
 	want(t, rep, "archive_command", OK, bin)
-	want(t, rep, "repository", OK, f.Dir)
-	want(t, run(bin+" --config "+conf+" %p %f"), "repository", OK)
-	want(t, run(bin+" --repo "+f.Dir+"-other %p %f"), "repository", Critical, "archives into "+f.Dir+"-other")
+	want(t, rep, "destination", OK, f.Dir)
+	want(t, run(bin+" --config "+conf+" %p %f"), "destination", OK)
+	want(t, run(bin+" --repo "+f.Dir+"-other %p %f"), "destination", Critical, "archives into "+f.Dir+"-other")
 	want(t, run(filepath.Join(dir, "nowhere", "walship-archive")+" --repo "+f.Dir+" %p %f"), "archive_command", Critical, "no such file")
 	want(t, run("cp %p /archive/%f"), "archive_command", Warning, "does not run walship-archive")
 	want(t, run(""), "archive_command", Critical, "empty")

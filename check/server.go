@@ -181,6 +181,15 @@ func readBacklog(ctx context.Context, conn *pgx.Conn) (Backlog, error) {
 	return b, nil
 }
 
+// archiverBusy reports whether the archiver is running archive_command
+// right now (its wait event, PostgreSQL 14 and later; false when it
+// cannot be seen).
+func archiverBusy(ctx context.Context, conn *pgx.Conn) bool {
+	var ev string
+	err := conn.QueryRow(ctx, `SELECT coalesce(wait_event, '') FROM pg_stat_activity WHERE backend_type = 'archiver'`).Scan(&ev)
+	return err == nil && ev == "ArchiveCommand"
+}
+
 // switchSegment ends the current segment (after a restore point, so that
 // there is WAL to end) and returns its name.
 func switchSegment(ctx context.Context, conn *pgx.Conn) (wal.Name, error) {
