@@ -308,16 +308,23 @@ func TestCheckStaleArchive(t *testing.T) {
 	other := filepath.Join(a.base, "other")
 	a.pg.Conf(pgtest.ArchiveCommand(t, other))
 	a.pg.Query("SELECT pg_reload_conf()")
-	time.Sleep(time.Second) // the archiver rereads its configuration
-	for range 2 {
+	// Once the archiver has reread its configuration, segments go to the
+	// other repository.
+	pgtest.Eventually(t, 30*time.Second, "a segment archived into "+other, func() bool {
 		a.switchSegment(t)
+		_, err := os.Stat(filepath.Join(other, "walship.json"))
+		return err == nil
+	})
+	last, _ := a.switchSegment(t)
+	if segmentSet(t, localBackend{a.repo})[last] {
+		t.Fatalf("%s is in %s after the reload", last, a.repo)
 	}
 	time.Sleep(2 * time.Second)
 	r := checkOf(t, a.pg, a.repo, "--no-switch", "--max-age", "2s")
 	if r.code != 2 {
 		t.Errorf("walship check --no-switch: %s, want exit 2 (CRITICAL)", r)
 	}
-	wantFinding(t, "stale archive", r, "CRITICAL", "age", "more than 2s", "has finished 2 segment(s) since")
+	wantFinding(t, "stale archive", r, "CRITICAL", "age", "more than 2s", "has finished", "segment(s) since", "that are not in the repository")
 	wantFinding(t, "stale archive", r, "CRITICAL", "destination", "archives into "+other+", not into "+a.repo)
 	if finding(r, "OK", "switch") != "" || finding(r, "CRITICAL", "switch") != "" {
 		t.Errorf("--no-switch switched:\n%s", r.stdout)
