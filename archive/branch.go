@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,12 +20,22 @@ import (
 // still running): the segment is archived all the same, since pg_rewind may
 // need it, and the warning says which.
 type Branch struct {
-	Timeline    uint32  // the newer timeline
-	SwitchPoint wal.LSN // where it left the segment's timeline
+	Timeline    uint32  `json:"timeline"`     // the newer timeline
+	SwitchPoint wal.LSN `json:"switch_point"` // where it left the segment's timeline
+	// Unread: the history file is encrypted and this archiver holds no key
+	// to read it (writers hold public keys only), so the switch point is
+	// not known: the newer timeline's mere existence is reported.
+	Unread bool `json:"unread,omitempty"`
 }
 
 // Warning is the line walship-archive logs.
 func (b Branch) Warning(n wal.Name) string {
+	if b.Unread {
+		return fmt.Sprintf("archiving %s of timeline %d while the repository holds %s, encrypted (its switch point cannot be read without a key): "+
+			"if timeline %d branched off before this segment, another server has been promoted from this cluster's WAL and both archive here; "+
+			"if this server is an old primary after a failover, stop it; if the other is a restored copy, it needs archive_mode = off or its own repository",
+			n, n.Timeline, wal.Name{Kind: wal.KindHistory, Timeline: b.Timeline}, b.Timeline)
+	}
 	return fmt.Sprintf("archiving %s of timeline %d, past %s where timeline %d branched off it (%s is in the repository): "+
 		"another server has been promoted from this cluster's WAL and both archive here; "+
 		"if this server is an old primary after a failover, stop it; if the other is a restored copy, it needs archive_mode = off or its own repository",
@@ -47,6 +58,9 @@ func branchedBefore(ctx context.Context, r *repo.Repo, n wal.Name, segSize uint3
 		h, err := readHistory(ctx, r, hn)
 		if storage.IsNotExist(err) {
 			return nil
+		}
+		if errors.Is(err, repo.ErrEncryption) {
+			return &Branch{Timeline: tli, Unread: true}
 		}
 		if err != nil {
 			slog.Debug("looking for newer timelines", "file", hn, "err", err)

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 
+	"filippo.io/age"
+
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage/local"
 	"github.com/walship/walship/storage/storagetest"
@@ -423,5 +425,26 @@ func TestPushNewerTimeline(t *testing.T) {
 	pushCounted("00000003.history", []byte("1\t0/204000\tno recovery target specified\n"))
 	if res, _ := pushCounted("000000020000000000000005", fakeSegment(t, "000000020000000000000005", sysID, 1)); res.Newer != nil {
 		t.Errorf("timeline 2 beside timeline 3: Newer %+v", res.Newer)
+	}
+}
+
+// In an encrypted repository an archiver holds public keys only and cannot
+// read the newer timeline's history file: the segment is archived and the
+// newer timeline reported, its switch point unknown.
+func TestPushNewerTimelineEncrypted(t *testing.T) {
+	key, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := newRepo(t, repo.LayoutAuto)
+	r.Keys.Recipients = []age.Recipient{key.Recipient()}
+	mustPush(t, r, "000000010000000000000001", fakeSegment(t, "000000010000000000000001", sysID, 1), "")
+	mustPush(t, r, "00000002.history", []byte("1\t0/104000\tno recovery target specified\n"), "")
+	res := mustPush(t, r, "000000010000000000000002", fakeSegment(t, "000000010000000000000002", sysID, 1), "")
+	if res.Newer == nil || res.Newer.Timeline != 2 || !res.Newer.Unread {
+		t.Fatalf("Newer = %+v, want timeline 2, unread", res.Newer)
+	}
+	if w := res.Newer.Warning(name(t, "000000010000000000000002")); !strings.Contains(w, "00000002.history, encrypted") {
+		t.Errorf("warning %q", w)
 	}
 }

@@ -67,6 +67,8 @@ func newApp() *cli.App {
 					tailGraceFlag(),
 					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, TakesFile: true,
 						Usage: "write to `FILE` atomically (a temporary file renamed over it; name it *.prom in the textfile collector's directory); default: standard output"})...),
+			{Name: "keygen", Usage: "make an age key for an encrypted repository: write the secret key to FILE (mode 0600; never replaced) and print the public key (--recipient) on stdout",
+				ArgsUsage: "FILE", Action: keygen},
 		},
 	}
 }
@@ -287,4 +289,16 @@ func exitCode(err error) int {
 		return exitUsage
 	}
 	return exitFailed
+}
+
+func keygen(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return cliutil.UsageError{Err: errors.New("keygen takes the file to write the secret key to")}
+	}
+	recipient, err := repo.GenerateKey(c.Args().First())
+	if err != nil {
+		return err
+	}
+	fmt.Println(recipient)
+	return nil
 }
