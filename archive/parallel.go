@@ -62,6 +62,10 @@ type marker struct {
 	Key  string `json:"key"`
 	Size int64  `json:"size"`   // bytes of the WAL file
 	CRC  uint32 `json:"crc32c"` // of the WAL file's content
+	// Newer is what the push found (Result.Newer): the server's call,
+	// answered from the record, logs the warning the worker cannot (its
+	// output is discarded).
+	Newer *Branch `json:"newer,omitempty"`
 }
 
 // PushAhead archives the file at path as n like Push, answering from a
@@ -228,7 +232,7 @@ func pushAhead(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n 
 		slog.Debug("look-ahead push not recorded", "file", n, "err", err)
 		return
 	}
-	m.Key = res.Key
+	m.Key, m.Newer = res.Key, res.Newer
 	data, _ := json.Marshal(m)
 	if err := sp.WriteFile(n.String(), data); err != nil {
 		slog.Debug("look-ahead push not recorded", "file", n, "err", err)
@@ -280,7 +284,7 @@ func answerFromMarker(ctx context.Context, r *repo.Repo, sp *spool.Dir, path str
 			return Result{}, false
 		}
 	}
-	return Result{Name: n, Key: m.Key, Existed: true, Bytes: int(m.Size), Ahead: true}, true
+	return Result{Name: n, Key: m.Key, Existed: true, Bytes: int(m.Size), Ahead: true, Newer: m.Newer}, true
 }
 
 // readyAfter lists up to max WAL files that the server has marked ready for

@@ -334,3 +334,33 @@ func TestLookAheadAndPrefetchKeepApart(t *testing.T) {
 		t.Errorf("records in %s (has %s: %v), prefetch in %s: want them apart", push.Path(""), names[1], push.Has(names[1]), fetch.Path(""))
 	}
 }
+
+// A segment the worker pushed past the switch point of a newer timeline:
+// the server's call, answered from the record without a look at the
+// store, still reports it (the worker's own log goes nowhere).
+func TestRecordCarriesNewerTimeline(t *testing.T) {
+	ctx := context.Background()
+	walDir, names := fakeWAL(t, 3)
+	root := filepath.Join(t.TempDir(), "repo")
+	r, _ := remote(t, root)
+	hist := filepath.Join(t.TempDir(), "00000002.history")
+	os.WriteFile(hist, []byte("1\t0/104000\tno recovery target specified\n"), 0o600) // inside segment 1
+	if _, err := PushAhead(ctx, r, hist, name(t, "00000002.history"), Parallel{N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	p := lookAhead(t, root, walDir, 4)
+	if res, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil || res.Newer != nil {
+		t.Fatalf("PushAhead(%s) = Newer %+v, %v; want none: segment 1 holds the switch point", names[0], res.Newer, err)
+	}
+	fr, calls := remote(t, root)
+	res, err := PushAhead(ctx, fr, filepath.Join(walDir, names[1]), name(t, names[1]), p)
+	if err != nil || !res.Ahead {
+		t.Fatalf("PushAhead(%s) = %+v, %v; want answered from the record", names[1], res, err)
+	}
+	if res.Newer == nil || res.Newer.Timeline != 2 || res.Newer.SwitchPoint.String() != "0/104000" {
+		t.Errorf("answered from the record: Newer %+v, want timeline 2 at 0/104000", res.Newer)
+	}
+	if n := calls.Calls("open") + calls.Calls("stat"); n != 0 {
+		t.Errorf("%d looks at the store for an answer from the record", n)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/repo"
@@ -63,19 +64,27 @@ type VerifyOptions struct {
 	Workers int
 	// Bar shows progress of a full check (may be nil).
 	Bar func(total int64) *progress.Bar
+	// TailGrace is how long an older timeline may still be archived after
+	// a newer one branched off before it is a second writer (see
+	// SecondWriters); 0 is DefaultTailGrace.
+	TailGrace time.Duration
 }
 
 // Verify checks a scanned repository: history files present and readable,
-// no segment missing where a timeline needs one, backup history files
-// consistent, the newest base backup restorable; with Full, the content of
-// every segment. Storage failures return an error; everything wrong with
+// no segment missing where a timeline needs one, no older timeline still
+// archived long after a newer one branched off (a second writer), backup
+// history files consistent, the newest base backup restorable; with Full,
+// the content of every segment. Storage failures return an error; everything wrong with
 // the repository itself is in the Report.
 func Verify(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions) (*Report, error) {
 	rep := &Report{Timelines: TimelineInfos(c)}
-	rep.Problems = append(rep.Problems, checkHistories(c)...)
+	rep.Problems = append(rep.Problems, HistoryProblems(c)...)
 	gaps, notes := checkGaps(c, rep.Timelines)
 	rep.Problems = append(rep.Problems, gaps...)
 	rep.Notes = append(rep.Notes, notes...)
+	for _, w := range SecondWriters(c, o.TailGrace) {
+		rep.Problems = append(rep.Problems, w.Problem())
+	}
 	rep.Problems = append(rep.Problems, checkSizes(c)...)
 	for _, dup := range c.Duplicates() {
 		keys := make([]string, len(dup))

@@ -89,6 +89,11 @@ func Run(ctx context.Context, r *repo.Repo, req Request) (Result, error) {
 		}
 		return Result{}, nil
 	}
+	if startingRecovery(req) {
+		if msg := PromotionWarning(req.DataDir, r); msg != "" {
+			slog.Warn(msg)
+		}
+	}
 	res, err := req.serve(ctx, r)
 	if err == nil || storage.IsNotExist(err) || errors.Is(err, ErrInvalid) {
 		return res, err

@@ -69,6 +69,9 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if res.Newer != nil {
+		slog.Warn(res.Newer.Warning(n), "file", args[1], "repo", r.String())
+	}
 	switch {
 	case res.Ahead:
 		slog.Info("already archived by a look-ahead push", "file", args[1], "repo", r.String())

@@ -26,6 +26,7 @@ func init() {
 		compress parallel spool
 		on-error prefetch data-dir standby trigger max-wait poll
 		keep-backups keep-age system-identifier
+		tail-grace dbname timeout max-age no-switch
 		source-server primary-conninfo slot restore-bin pg-bin config-file dry-run progress
 		start start-log start-timeout`) {
 		configKeys[k] = true
