@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -156,6 +157,7 @@ func primaryBacklog(b *testing.B, dur time.Duration, setup backlogSetup) {
 	load := newFullSpeed(b, p, base)
 	pgtest.Eventually(b, 10*time.Minute, "the backlog of pgbench -i to drain", func() bool { return readyCount(p) == 0 })
 
+	syscall.Sync() // no writeback of earlier runs in this one
 	// The sampler records the backlog from the start of the load to its end.
 	var mu sync.Mutex
 	var at, ready []float64
@@ -380,6 +382,7 @@ func recoverAll(b *testing.B, golden *pgtest.Cluster, base, name, want string, r
 	check := restore(b, c, filepath.Join(base, name+"-restore"))
 	c.Conf("recovery_target_action = 'promote'", "archive_mode = off")
 	c.Touch("recovery.signal")
+	syscall.Sync() // no writeback of earlier runs (or of filling the archives) in this one
 	b.StartTimer()
 	t0 := time.Now()
 	c.Start()
