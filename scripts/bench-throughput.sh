@@ -51,7 +51,7 @@ tools_label() {
   echo
   machine_line
   echo "pgbench for $load s at full speed (4 clients, synchronous_commit off, TPC-B-like transactions mixed with bulk"
-  echo "inserts of 500 rows, one in four) on a primary archiving with each archive_command in turn, one run each;"
+  echo "inserts of 500 rows, one in four) on a primary archiving with each archive_command in turn, one run each after a sync;"
   echo "pg_wal/archive_status sampled every 250 ms. Written: the 16MB segments completed during the load; archived:"
   echo "those of them no longer .ready at its end. \"Keeps up\": archived at 95% or more of the rate written."
   echo "Growth: the slope of a least-squares line through the backlog samples; \"bounded\": growth at most 5% of the"
@@ -98,7 +98,7 @@ update_section backlog "$out"
   echo
   machine_line
   echo "A base backup recovered over $(fmt1 "$(metric "$cpk" wal-MB)") MB of pgbench WAL (the full-speed mix above) to the end of the archive, then"
-  echo "promoted; seconds from pg_ctl start until the server leaves recovery, one run each, and the ratio to the same"
+  echo "promoted; seconds from pg_ctl start until the server leaves recovery, one run each after a sync, and the ratio to the same"
   echo "recovery with \`restore_command = 'cp /dir/%f %p'\` from a local directory of bare files in this run (lower is"
   echo "better). The primary archived with cp; every archive then got the same files, pushed one by one. The recovered"
   echo "accounts are checked against the primary's. Redo CPU is the startup process's own CPU time (its \"redo done\""
