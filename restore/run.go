@@ -83,7 +83,9 @@ func (e *ReadError) Unwrap() error { return e.Err }
 // without it); an error matching ErrInvalid for a request that cannot be
 // served; and a *ReadError for everything else.
 func Run(ctx context.Context, r *repo.Repo, req Request) (Result, error) {
-	if req.Prefetch.N > 0 && req.Prefetch.Spool != "" {
+	if req.WorkerSegSize != 0 || req.Prefetch.Active(req.Name, req.Dest) {
+		// The server's own recovery (never pg_rewind's calls, which want
+		// no side effects): the identity comes from the spool's cache.
 		r.Cache = spool.NewIdentityCache(req.Prefetch.Spool, r.String())
 	}
 	if req.WorkerSegSize != 0 {
