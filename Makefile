@@ -7,7 +7,15 @@ export GOFLAGS += -tags=urfave_cli_no_docs
 BIN     := bin
 CMDS    := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test test-versions s3-server pg-versions unit e2e bench demo lint fuzz clean
+# What -V prints: git describe (a tag such as v1.2.0, or the commit when
+# there is none, -dirty with local changes) and the commit. Outside a git
+# clone the binaries fall back to what the Go toolchain recorded (devel).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+LDFLAGS := -s -w $(if $(VERSION),-X github.com/walship/walship/internal/buildinfo.version=$(VERSION)) \
+	$(if $(COMMIT),-X github.com/walship/walship/internal/buildinfo.commit=$(COMMIT))
+
+.PHONY: all build test test-versions s3-server pg-versions unit e2e bench demo lint fuzz man install uninstall clean
 
 all: build
 

@@ -41,9 +41,9 @@ func newApp() *cli.App {
 		// Reached only without a known command.
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return cliutil.UsageError{Err: errors.New("no command given: use ls, status or verify (walship --help)")}
+				return cliutil.UsageError{Err: errors.New("no command given: use ls, status or verify")}
 			}
-			return cliutil.UsageError{Err: fmt.Errorf("unknown command %q: use ls, status or verify (walship --help)", c.Args().First())}
+			return cliutil.UsageError{Err: fmt.Errorf("unknown command %q: use ls, status or verify", c.Args().First())}
 		},
 		Commands: []*cli.Command{
 			command("ls", "list the repository's segments, history files, backup history files and partial segments", ls,
