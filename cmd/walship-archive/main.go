@@ -80,12 +80,12 @@ func run(c *cli.Context) error {
 	return nil
 }
 
-// Exit statuses. Any non-zero status below 126 makes PostgreSQL keep the
-// file and try again.
+// Exit statuses (cliutil's table). Any non-zero status below 126 makes
+// PostgreSQL keep the file and try again.
 const (
-	exitOK     = 0
-	exitFailed = 1 // not archived: storage, a refused file (other cluster, different content)
-	exitUsage  = 2 // called wrongly: arguments, flags, settings the repository disagrees with
+	exitOK     = cliutil.ExitOK
+	exitFailed = cliutil.ExitFailed // not archived: storage, a refused file (other cluster, different content)
+	exitUsage  = cliutil.ExitUsage  // called wrongly: arguments, flags, settings the repository disagrees with
 )
 
 // exitCode is the one place walship-archive chooses its exit status.

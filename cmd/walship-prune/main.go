@@ -27,12 +27,11 @@ import (
 	"github.com/walship/walship/wal"
 )
 
-// Exit statuses.
+// Exit statuses (cliutil's table).
 const (
-	exitOK      = 0
-	exitFailed  = 1 // a removal or a storage call failed
-	exitUsage   = 2 // bad arguments, no policy
-	exitRefused = 3 // the repository is not the cluster's, or does not say whose it is
+	exitOK     = cliutil.ExitOK
+	exitFailed = cliutil.ExitFailed // nothing (more) removed: a removal or a storage call failed, or the repository was refused
+	exitUsage  = cliutil.ExitUsage  // bad arguments, no policy
 )
 
 func main() { cliutil.Main(newApp(), exitCode) }
@@ -216,8 +215,8 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &usage), errors.Is(err, prune.ErrNoPolicy):
 		return exitUsage
-	case errors.Is(err, prune.ErrRefused):
-		return exitRefused
 	}
+	// Refused too (prune.ErrRefused: the repository is not the cluster's,
+	// or does not say whose it is): nothing was removed.
 	return exitFailed
 }

@@ -23,11 +23,11 @@ import (
 	"github.com/walship/walship/wal"
 )
 
-// Exit statuses PostgreSQL understands.
+// Exit statuses PostgreSQL understands (cliutil's table).
 const (
-	exitOK       = 0
-	exitNotFound = 1   // "not in the archive": the server tries streaming, waits, or ends recovery
-	exitAbort    = 255 // above 125: the server stops recovery with FATAL
+	exitOK       = cliutil.ExitOK
+	exitNotFound = cliutil.ExitFailed // "not in the archive": the server tries streaming, waits, or ends recovery
+	exitAbort    = cliutil.ExitAbort  // above 125: the server stops recovery with FATAL
 )
 
 func main() { cliutil.Main(newApp(), exitCode) }

@@ -25,13 +25,13 @@ import (
 	"github.com/walship/walship/rewind"
 )
 
-// Exit statuses.
+// Exit statuses (cliutil's table).
 const (
-	exitOK         = 0
-	exitFailed     = 1 // a check or step failed; the target's data files are unchanged
-	exitUsage      = 2
-	exitDamaged    = 3 // pg_rewind failed after it started changing the target: new base backup
-	exitNotStandby = 4 // rewound, but the standby configuration or the start failed
+	exitOK         = cliutil.ExitOK
+	exitFailed     = cliutil.ExitFailed // a check or step failed; the target's data files are unchanged
+	exitUsage      = cliutil.ExitUsage
+	exitDamaged    = cliutil.ExitRebuild    // pg_rewind failed after it started changing the target: new base backup
+	exitNotStandby = cliutil.ExitNotStandby // rewound, but the standby configuration or the start failed
 )
 
 func main() { cliutil.Main(newApp(), exitCode) }

@@ -23,12 +23,11 @@ import (
 	"github.com/walship/walship/repo"
 )
 
-// Exit statuses.
+// Exit statuses (cliutil's table).
 const (
-	exitOK       = 0
-	exitProblems = 1 // verify found something wrong
-	exitUsage    = 2
-	exitFailed   = 3 // the repository could not be read
+	exitOK     = cliutil.ExitOK
+	exitFailed = cliutil.ExitFailed // verify found something wrong, or the repository could not be read
+	exitUsage  = cliutil.ExitUsage
 )
 
 func main() { cliutil.Main(newApp(), exitCode) }
@@ -245,15 +244,13 @@ type problemsError int
 
 func (e problemsError) Error() string { return fmt.Sprintf("verify found %d problem(s)", int(e)) }
 
-// exitCode is the one place walship chooses its exit status.
+// exitCode is the one place walship chooses its exit status: verify's
+// problems and an unreadable repository both mean "not verified" (1).
 func exitCode(err error) int {
 	var usage cliutil.UsageError
-	var probs problemsError
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &probs):
-		return exitProblems
 	case errors.As(err, &usage):
 		return exitUsage
 	}
