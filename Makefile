@@ -22,7 +22,7 @@ all: build
 # Static and stripped: no dynamic loader at start, fewer pages to map, and
 # a binary that runs on any Linux of the same architecture.
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 # Builds bin/ (build), checks gofmt and go vet (lint), installs the S3
 # test server if it is missing (s3-server), then runs the unit tests of
@@ -79,6 +79,38 @@ bench: build
 	bash scripts/bench.sh
 	bash scripts/bench-archiver.sh
 	for s in standby s3 rewind throughput; do [ ! -f scripts/bench-$$s.sh ] || bash scripts/bench-$$s.sh || exit 1; done
+
+# Man pages, one per program, from the command definitions: each program
+# built with the tag mangen (and without urfave_cli_no_docs, which the
+# runtime binaries keep) writes its own page instead of running.
+man:
+	rm -rf $(BIN)/.mangen $(BIN)/man && mkdir -p $(BIN)/.mangen $(BIN)/man
+	$(GO) build -tags mangen -ldflags='$(LDFLAGS)' -o $(BIN)/.mangen/ ./cmd/...
+	for c in $(CMDS); do $(BIN)/.mangen/$$c > $(BIN)/man/$$c.1 || exit 1; done
+	rm -rf $(BIN)/.mangen
+
+# make install [PREFIX=/usr/local] [DESTDIR=...]: the binaries, their man
+# pages, and README, CHANGELOG, LICENSE and the contrib examples (cron,
+# systemd, walship.toml) under share/doc/walship, the examples naming the
+# binaries where they are installed.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/walship
+install: build man
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR)
+	install -m 755 $(addprefix $(BIN)/,$(CMDS)) $(DESTDIR)$(BINDIR)/
+	install -m 644 $(BIN)/man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 README.md CHANGELOG.md LICENSE $(DESTDIR)$(DOCDIR)/
+	cd contrib && for f in $$(find . -type f | sort); do \
+	  install -d "$(DESTDIR)$(DOCDIR)/contrib/$$(dirname $$f)" && \
+	  sed 's|/usr/local/bin|$(BINDIR)|g' "$$f" > "$(DESTDIR)$(DOCDIR)/contrib/$$f" && \
+	  chmod 644 "$(DESTDIR)$(DOCDIR)/contrib/$$f" || exit 1; \
+	done
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(CMDS)) $(patsubst %,$(DESTDIR)$(MANDIR)/man1/%.1,$(CMDS))
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 demo: build
 	bash scripts/demo.sh

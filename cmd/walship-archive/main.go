@@ -34,9 +34,15 @@ func newApp() *cli.App {
 		Name:      "walship-archive",
 		Usage:     "archive one WAL file (PostgreSQL archive_command)",
 		ArgsUsage: "%p %f",
-		Flags:     flags,
-		Before:    cliutil.Before(flags),
-		Action:    run,
+		Description: "PostgreSQL runs it for every WAL file to archive, from postgresql.conf:\n\n" +
+			"    archive_mode = on\n" +
+			"    archive_command = '/usr/local/bin/walship-archive --config /etc/walship/walship.toml %p %f'\n\n" +
+			"It exits 0 only when the file is durably in the repository (or was already, with identical content); " +
+			"different content under the same name, or WAL of another cluster, is refused and never overwrites what is stored. " +
+			"Any other status makes PostgreSQL keep the file and call it again.",
+		Flags:  flags,
+		Before: cliutil.Before(flags),
+		Action: run,
 	}
 }
 

@@ -54,9 +54,14 @@ func newApp() *cli.App {
 		Name:      "walship-prune",
 		Usage:     "remove WAL a walship repository no longer needs (archive_cleanup_command, or a retention job)",
 		ArgsUsage: "[%r]",
-		Flags:     flags,
-		Before:    cliutil.Before(flags),
-		Action:    run,
+		Description: "As a standby's archive_cleanup_command it removes the WAL before %r, the oldest file the standby still needs:\n\n" +
+			"    archive_cleanup_command = '/usr/local/bin/walship-prune --config /etc/walship/walship.toml %r'\n\n" +
+			"As a scheduled job it keeps what a retention policy says (--keep-backups, --keep-age, --before). " +
+			"It never removes history files, walship.json, or the WAL of the newest base backup, and refuses a repository " +
+			"that belongs to another cluster than the data directory's.",
+		Flags:  flags,
+		Before: cliutil.Before(flags),
+		Action: run,
 	}
 }
 

@@ -63,8 +63,14 @@ func newApp() *cli.App {
 			Usage: "with --start: how long to wait for the server to start and stream"}),
 	)
 	return &cli.App{
-		Name:   "walship-rewind",
-		Usage:  "failback: rewind the old primary with WAL from the archive and make it a standby of the new one",
+		Name:  "walship-rewind",
+		Usage: "failback: rewind the old primary with WAL from the archive and make it a standby of the new one",
+		Description: "Run it on the old primary's host, as the owner of its data directory, with the old primary stopped:\n\n" +
+			"    walship-rewind --config /etc/walship/walship.toml -D /var/lib/postgresql/15/main \\\n" +
+			"      --source-server 'host=new-primary port=5432 user=postgres' --progress --start\n\n" +
+			"It checks both servers and the repository before changing anything, runs pg_rewind --restore-target-wal " +
+			"(PostgreSQL 13 and later) with walship-restore as its restore_command, puts back the old primary's own " +
+			"configuration and writes its standby configuration. --dry-run changes nothing.",
 		Flags:  flags,
 		Before: cliutil.Before(flags),
 		Action: run,

@@ -37,6 +37,9 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:  "walship",
 		Usage: "look into a walship repository: what it holds, and whether it is whole",
+		Description: "For the operator, by hand or from cron or a systemd timer:\n\n" +
+			"    walship status --config /etc/walship/walship.toml\n" +
+			"    walship verify --config /etc/walship/walship.toml --full",
 		// Reached only without a known command.
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {

@@ -198,6 +198,10 @@ func Run(ctx context.Context, app *cli.App, args ...string) error {
 // if the run does not end within a grace period of the signal (a call
 // blocked in the kernel, such as an open of a FIFO), it dies at once.
 func Main(app *cli.App, exitCode func(error) int) {
+	if manPage != nil { // a man-page generator (make man), not the program
+		manPage(prepare(app))
+		return
+	}
 	// These processes live for milliseconds and allocate little: collecting
 	// garbage costs more than it frees. Collect only near a memory bound.
 	debug.SetGCPercent(-1)
@@ -233,6 +237,10 @@ func Main(app *cli.App, exitCode func(error) int) {
 	}
 	os.Exit(exitCode(err))
 }
+
+// manPage is set in a build with the tag mangen (man.go): the program
+// then writes its man page instead of running.
+var manPage func(*cli.App)
 
 // signalGrace is how long a run may take to clean up after SIGTERM.
 const signalGrace = time.Second

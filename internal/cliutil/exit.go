@@ -33,3 +33,21 @@ const (
 	ExitAbort = 255
 )
 
+// ExitStatus is one row of the table, for the man pages.
+type ExitStatus struct {
+	Code    int
+	Meaning string
+}
+
+// ExitStatuses is the table of the constants above, in words.
+var ExitStatuses = []ExitStatus{
+	{ExitOK, "Done: archived (or archived before, with identical content), restored, pruned, rewound, verified without a problem."},
+	{ExitFailed, "Not done, and nothing left half-done: the storage failed, a file or repository was refused (another cluster's, different content, a bad header), a check failed, or walship verify found problems. For walship-restore: the file is not in the archive (or, in a standby, it could not be read). PostgreSQL keeps the WAL and calls archive_command again; it asks restore_command again or ends recovery as for any missing file."},
+	{ExitUsage, "Called wrongly: arguments, options, the config file, or a setting the repository disagrees with (walship-restore exits 255 instead)."},
+	{ExitRebuild, "walship-rewind: pg_rewind failed after it began changing the target's data directory: rebuild that server from a new base backup."},
+	{ExitNotStandby, "walship-rewind: the target was rewound, but writing its standby configuration or starting it failed."},
+	{ExitAbort, "walship-restore: PostgreSQL must stop recovery (FATAL): the archive could not be read during archive recovery or PITR, where \"not found\" would end the recovery early and lose its tail, or restore_command is misconfigured."},
+}
+
+// Programs are walship's programs, for the man pages' SEE ALSO.
+var Programs = []string{"walship", "walship-archive", "walship-restore", "walship-prune", "walship-rewind"}
