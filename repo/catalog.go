@@ -94,8 +94,8 @@ func readText(ctx context.Context, r *Repo, f *File) error {
 	defer o.Close()
 	data, err := io.ReadAll(io.LimitReader(o, MaxTextFile+1))
 	if err != nil {
-		if errors.Is(err, ErrCorrupt) {
-			f.Err = err
+		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrEncryption) {
+			f.Err = err // damaged, or encrypted and no identity given
 			return nil
 		}
 		return fmt.Errorf("reading %s: %w", f.Key, err)

@@ -62,7 +62,7 @@ func run(c *cli.Context) error {
 	if !c.IsSet("compress") {
 		codec = "" // the repository's own, lz4 for a new one
 	}
-	par := archive.Parallel{N: c.Int("parallel"), Spool: c.String("spool")}
+	par := archive.Parallel{N: c.Int("parallel"), Spool: c.String("spool"), Worker: archive.WorkerFromEnv()}
 	if err := par.Check(); err != nil {
 		return cliutil.UsageError{Err: fmt.Errorf("--parallel %d --spool %q: %w", par.N, par.Spool, err)}
 	}
@@ -74,6 +74,9 @@ func run(c *cli.Context) error {
 	res, err := archive.PushAhead(c.Context, r, args[0], n, par)
 	if err != nil {
 		return err
+	}
+	if res.Newer != nil {
+		slog.Warn(res.Newer.Warning(n), "file", args[1], "repo", r.String())
 	}
 	switch {
 	case res.Ahead:
@@ -91,7 +94,7 @@ func run(c *cli.Context) error {
 const (
 	exitOK     = cliutil.ExitOK
 	exitFailed = cliutil.ExitFailed // not archived: storage, a refused file (other cluster, different content)
-	exitUsage  = cliutil.ExitUsage  // called wrongly: arguments, flags, settings the repository disagrees with
+	exitUsage  = cliutil.ExitUsage  // called wrongly: arguments, flags, settings (layout, compression, keys) the repository disagrees with
 )
 
 // exitCode is the one place walship-archive chooses its exit status.
@@ -100,7 +103,7 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &usage), errors.Is(err, repo.ErrMismatch):
+	case errors.As(err, &usage), errors.Is(err, repo.ErrMismatch), errors.Is(err, repo.ErrEncryption):
 		return exitUsage
 	}
 	return exitFailed

@@ -130,11 +130,12 @@ func restoreArgs(c *cli.Context) []string {
 	var args []string
 	for _, f := range cliutil.RepoFlags() {
 		name := f.Names()[0]
-		if name == "verbose" || !c.IsSet(name) {
+		// Recipients only write; walship-restore reads.
+		if name == "verbose" || name == "recipient" || name == "recipients-file" || !c.IsSet(name) {
 			continue
 		}
 		v := fmt.Sprint(c.Value(name))
-		if (name == "repo" || name == "config") && v != "" && !strings.Contains(v, "://") {
+		if (name == "repo" || name == "config" || name == "identity") && v != "" && !strings.Contains(v, "://") {
 			if abs, err := filepath.Abs(v); err == nil {
 				v = abs
 			}

@@ -46,6 +46,13 @@ func RepoFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-sse", Category: "S3", Usage: "server-side encryption: AES256 or aws:kms", EnvVars: []string{"WALSHIP_S3_SSE"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-sse-kms-key-id", Category: "S3", Usage: "KMS key for --s3-sse aws:kms (default: the account's S3 key)", EnvVars: []string{"WALSHIP_S3_SSE_KMS_KEY_ID"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-profile", Category: "S3", Usage: "profile in the shared AWS config files (default: AWS_PROFILE)", EnvVars: []string{"WALSHIP_S3_PROFILE"}}),
+		// Encryption (age): writers need only the public recipients.
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "recipient", Category: "Encryption", EnvVars: []string{"WALSHIP_RECIPIENT"},
+			Usage: "encrypt new objects to this age public key (age1...; repeatable); a repository is encrypted or not from its first segment on"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "recipients-file", Category: "Encryption", EnvVars: []string{"WALSHIP_RECIPIENTS_FILE"}, TakesFile: true,
+			Usage: "encrypt new objects to the age public keys in this file (one per line)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "identity", Category: "Encryption", EnvVars: []string{"WALSHIP_IDENTITY"}, TakesFile: true,
+			Usage: "decrypt with the age secret keys in this file (mode 0600, owned by the user running); needed to read an encrypted repository, never to write one"}),
 	}
 }
 
@@ -80,9 +87,35 @@ func OpenRepo(c *cli.Context, opts storage.Options) (*repo.Repo, error) {
 	if err != nil {
 		return nil, UsageError{Err: err}
 	}
+	keys, err := Keys(c)
+	if err != nil {
+		return nil, err
+	}
 	p := storage.DefaultRetry
 	p.OpTimeout, p.Budget = c.Duration("op-timeout"), c.Duration("retry-budget")
-	return repo.New(storage.WithRetry(b, p), layout), nil
+	r := repo.New(storage.WithRetry(b, p), layout)
+	r.Keys = keys
+	return r, nil
+}
+
+// Keys loads the encryption settings: recipients (--recipient,
+// --recipients-file) and identities (--identity).
+func Keys(c *cli.Context) (repo.Keys, error) {
+	var files []string
+	if f := c.String("recipients-file"); f != "" {
+		files = append(files, f)
+	}
+	var k repo.Keys
+	var err error
+	if k.Recipients, err = repo.ParseRecipients(c.StringSlice("recipient"), files); err != nil {
+		return repo.Keys{}, UsageError{fmt.Errorf("--recipient/--recipients-file: %w", err)}
+	}
+	if f := c.String("identity"); f != "" {
+		if k.Identities, err = repo.LoadIdentities(f); err != nil {
+			return repo.Keys{}, fmt.Errorf("--identity: %w", err)
+		}
+	}
+	return k, nil
 }
 
 // hint names the setting that mends an error the libraries report in
@@ -93,6 +126,8 @@ func hint(err error) string {
 		return " (set --s3-region)"
 	case errors.Is(err, s3.ErrNoCredentials):
 		return " (or --s3-profile)"
+	case errors.Is(err, repo.ErrEncryption):
+		return " (--recipient or --recipients-file to write, --identity to read)"
 	}
 	return ""
 }
@@ -171,7 +206,9 @@ func prepare(app *cli.App) *cli.App {
 			}
 			return nil
 		}
-		if cmd.OnUsageError == nil {
+		if own := cmd.OnUsageError; own != nil {
+			cmd.OnUsageError = func(c *cli.Context, err error, sub bool) error { return tag(own(c, err, sub)) }
+		} else {
 			cmd.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return tag(UsageError{Err: err}) }
 		}
 		if before := cmd.Before; before != nil {

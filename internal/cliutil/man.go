@@ -49,7 +49,7 @@ Every option that has an environment variable can also be set in the TOML file t
 # EXIT STATUS
 
 The same status means the same thing from every walship program.
-{{ index .App.Metadata "exit" }}
+{{ index .App.Metadata "exit" }}{{ index .App.Metadata "exitnote" }}
 # SEE ALSO
 
 {{ index .App.Metadata "seealso" }}
@@ -82,7 +82,14 @@ func writeManPage(app *cli.App) {
 		}
 	}
 	sort.Strings(others)
-	app.Metadata = map[string]any{"exit": exit.String(),
+	note := ""
+	for _, c := range app.Commands {
+		if c.Name == "check" {
+			note = "\n**walship check** is the one exception: it exits with the monitoring-plugin statuses " +
+				"that Nagios, Icinga and their kin read: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also when it was called wrongly).\n"
+		}
+	}
+	app.Metadata = map[string]any{"exit": exit.String(), "exitnote": note,
 		"seealso": strings.Join(append(others, "**postgres**(1)", "**pg_rewind**(1)"), ", ")}
 	cli.MarkdownDocTemplate = manTemplate
 	man, err := app.ToManWithSection(1)
