@@ -47,6 +47,8 @@ restore_command = '$demo/bin/walship-restore --repo $demo/repo %f %p'
 CONF
 as_pg pg_ctl -D "$demo/b" -l "$demo/b.log" -w start >/dev/null
 wait_for psql_b "SELECT status = 'streaming' FROM pg_stat_wal_receiver"
+# B's first feedback sets replay_lsn; until then the row's replay lag is NULL.
+wait_for psql_a "SELECT count(*) > 0 FROM pg_stat_replication WHERE state = 'streaming' AND replay_lsn IS NOT NULL"
 echo "    A's pg_stat_replication: $(psql_a -c "SELECT application_name || ' ' || state || ', replay lag ' || pg_wal_lsn_diff(sent_lsn, replay_lsn) || ' bytes' FROM pg_stat_replication")"
 psql_a -c "CHECKPOINT" -c "SELECT pg_switch_wal()" >/dev/null
 as_pg pgbench -h "$demo" -p $port_a -U postgres -c 2 -t 200 -n postgres >/dev/null

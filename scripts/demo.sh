@@ -119,5 +119,21 @@ echo "    promoted: $got_w rows of shipped (the primary had $final when it faile
 [ "$got_w" = "$final" ] || { echo "    MISMATCH" >&2; exit 1; }
 echo "    OK: every archived segment was applied before the promotion"
 
+step "8. the repository it built: walship status, ls, verify, and walship-prune"
+show() { echo "    \$ $*"; as_pg "$@" | sed 's/^/    /'; }
+show walship status --repo "$demo/repo"
+listing=$(as_pg walship ls --repo "$demo/repo")
+echo "    \$ walship ls --repo $demo/repo   ($(($(echo "$listing" | wc -l) - 1)) files; the first and the last)"
+echo "$listing" | head -n 4 | sed 's/^/    /'
+echo "    ..."
+echo "$listing" | tail -n 3 | sed 's/^/    /'
+show walship verify --repo "$demo/repo" --full
+echo "    \$ walship-prune --repo $demo/repo --data-dir $demo/primary --keep-backups 1 --dry-run"
+dry=$(as_pg walship-prune --repo "$demo/repo" --data-dir "$demo/primary" --keep-backups 1 --dry-run)
+echo "    ($(echo "$dry" | grep -c '^would remove wal/') lines 'would remove wal/...', one per file)"
+echo "$dry" | grep -v '^would remove wal/' | sed 's/^/    /'
+show walship-prune --repo "$demo/repo" --data-dir "$demo/primary" --keep-backups 1
+show walship verify --repo "$demo/repo"
+
 echo
 echo "demo files are in $demo (servers are stopped on exit)"

@@ -29,8 +29,10 @@ as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u "$pguser" -- env PATH="$path" "$@"; else env PATH="$path" "$@"; fi
 }
 
-# step TEXT: a heading in a demo's output.
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# step TEXT: a heading in a demo's output, in bold on a terminal only.
+step() {
+  if [ -t 1 ]; then printf '\n\033[1m== %s\033[0m\n' "$*"; else printf '\n== %s\n' "$*"; fi
+}
 
 # demo_dir DIR CLUSTER...: makes DIR afresh with the built walship binaries
 # in DIR/bin (on as_pg's PATH), owned by the server's user. The servers of
@@ -42,7 +44,7 @@ demo_dir() {
   trap stop_demo_servers EXIT
   stop_demo_servers
   rm -rf "$demo"; mkdir -p "$demo/bin"
-  cp "$root"/bin/walship-* "$demo/bin/"
+  cp "$root"/bin/walship "$root"/bin/walship-* "$demo/bin/"
   chmod 755 "$demo" "$demo/bin"
   if [ "$(id -u)" = 0 ]; then chown -R "$pguser" "$demo"; fi
 }

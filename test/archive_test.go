@@ -459,10 +459,11 @@ func wantRecoveryAborted(t *testing.T, d *damagedArchive, b *pgtest.Cluster) {
 	}
 }
 
-// logLine is the first line of log starting with prefix.
+// logLine is the first line of log starting with prefix after the time
+// and pid that begin a walship line (and the server's, in the tests).
 func logLine(log, prefix string) string {
 	for _, l := range strings.Split(log, "\n") {
-		if strings.HasPrefix(l, prefix) {
+		if strings.HasPrefix(linePrefixRE.ReplaceAllString(l, ""), prefix) {
 			return l
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -81,9 +82,13 @@ func wantOK(t *testing.T, what string, r result) {
 	}
 }
 
+// linePrefixRE is how a walship line on stderr begins when stderr is not a
+// terminal, as under the server: the time with its zone, and the pid.
+var linePrefixRE = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [A-Z][A-Za-z0-9+-]* \[(\d+)\] `)
+
 // wantOneLine checks that a run failed with exit status code (one of codes)
-// and exactly one line on stderr that names the program and contains every
-// one of wants.
+// and exactly one line on stderr that begins with the time and pid, names
+// the program and contains every one of wants.
 func wantOneLine(t *testing.T, what string, r result, codes []int, prog string, wants ...string) {
 	t.Helper()
 	okCode := false
@@ -97,8 +102,9 @@ func wantOneLine(t *testing.T, what string, r result, codes []int, prog string, 
 		t.Errorf("%s: stdout %q, want none", what, r.stdout)
 	}
 	line, rest, _ := strings.Cut(r.stderr, "\n")
-	if rest != "" || !strings.HasSuffix(r.stderr, "\n") || !strings.HasPrefix(line, prog+": ") {
-		t.Errorf("%s: stderr %q, want one line starting %q", what, r.stderr, prog+": ")
+	if rest != "" || !strings.HasSuffix(r.stderr, "\n") || !linePrefixRE.MatchString(line) ||
+		!strings.HasPrefix(linePrefixRE.ReplaceAllString(line, ""), prog+": ") {
+		t.Errorf("%s: stderr %q, want one line starting with the time, the pid in brackets and %q", what, r.stderr, prog+": ")
 	}
 	for _, w := range wants {
 		if !strings.Contains(line, w) {

@@ -163,7 +163,7 @@ func TestPruneKeepBackups(t *testing.T) {
 
 	// Another cluster's identifier: refused, nothing touched.
 	r := prune("--keep-backups", "2", "--system-identifier", "42")
-	wantOneLine(t, "prune with a wrong --system-identifier", r, []int{3}, "walship-prune", "refusing to prune", "42")
+	wantOneLine(t, "prune with a wrong --system-identifier", r, []int{1}, "walship-prune", "refusing to prune", "42")
 
 	// A dry run lists what would go and removes nothing.
 	r = prune("--keep-backups", "2", "--dry-run")
@@ -465,9 +465,9 @@ func TestPruneBadInput(t *testing.T) {
 		{"bad age", []string{"--repo", a.repo, "--keep-age", "a week"}, 2, []string{"--keep-age"}},
 		{"zero backups", []string{"--repo", a.repo, "--keep-backups", "0"}, 2, []string{"at least 1"}},
 		{"bad identifier", []string{"--repo", a.repo, "--before", some, "--system-identifier", "x"}, 2, []string{"--system-identifier"}},
-		{"other data directory", []string{"--repo", a.repo, "--before", some, "-D", a.base}, 3, []string{"pg_control"}},
-		{"plain archive without --layout plain", []string{"--repo", plainDir, "--before", some}, 3, []string{"--layout plain"}},
-		{"plain archive of another cluster", []string{"--repo", plainDir, "--layout", "plain", "--before", some, "--system-identifier", "42"}, 3, []string{"42"}},
+		{"other data directory", []string{"--repo", a.repo, "--before", some, "-D", a.base}, 1, []string{"refusing to prune", "pg_control"}},
+		{"plain archive without --layout plain", []string{"--repo", plainDir, "--before", some}, 1, []string{"refusing to prune", "--layout plain"}},
+		{"plain archive of another cluster", []string{"--repo", plainDir, "--layout", "plain", "--before", some, "--system-identifier", "42"}, 1, []string{"refusing to prune", "42"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := walship(t, runOpts{}, "walship-prune", tt.args...)
@@ -482,7 +482,7 @@ func TestPruneBadInput(t *testing.T) {
 	binary.NativeEndian.PutUint32(ctl[8:], 1300)
 	writeSegment(t, filepath.Join(other, "global"), "pg_control", ctl)
 	r := walship(t, runOpts{dir: other}, "walship-prune", "--repo", a.repo, some)
-	wantOneLine(t, "%r in another cluster's data directory", r, []int{3}, "walship-prune", "global/pg_control", "42")
+	wantOneLine(t, "%r in another cluster's data directory", r, []int{1}, "walship-prune", "global/pg_control", "42")
 	if after := prFiles(t, a.repo); len(after) != len(before) {
 		t.Errorf("%d files removed by runs that failed", len(before)-len(after))
 	}
@@ -507,6 +507,6 @@ func TestPruneBadInput(t *testing.T) {
 	}
 	for _, args := range [][]string{{}, {"nope"}, {"ls", "extra"}, {"verify", "--repo", a.base + "/nowhere"}} {
 		r := walship(t, runOpts{}, "walship", args...)
-		wantOneLine(t, fmt.Sprintf("walship %q", args), r, []int{2, 3}, "walship")
+		wantOneLine(t, fmt.Sprintf("walship %q", args), r, []int{1, 2}, "walship")
 	}
 }

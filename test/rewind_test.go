@@ -380,7 +380,7 @@ func TestRewindRefusesBadInput(t *testing.T) {
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		last := lines[len(lines)-1]
 		t.Logf("%s: exit %d: %s", name, code, last)
-		if !strings.HasPrefix(last, "walship-rewind: ") {
+		if !strings.HasPrefix(linePrefixRE.ReplaceAllString(last, ""), "walship-rewind: ") {
 			t.Errorf("%s: the last line is not walship-rewind's error: %q", name, last)
 		}
 		for _, w := range append(want, "; ") { // "; " separates what to do next

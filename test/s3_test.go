@@ -116,7 +116,8 @@ func TestS3Outage(t *testing.T) {
 	p.Query("SELECT pg_switch_wal()")
 	p.WaitQuery("SELECT last_archived_wal >= '"+lastSeg+"' FROM pg_stat_archiver", "t", 180*time.Second)
 
-	// The server saw walship-archive fail with exit 1 and one line each time.
+	// The server saw walship-archive fail with exit 1 and one line each
+	// time, with the time and pid as the server's own lines have them.
 	log := p.Log()
 	if !strings.Contains(log, "archive command failed with exit code 1") {
 		t.Errorf("the server log shows no archive_command failing with exit code 1")
@@ -125,8 +126,11 @@ func TestS3Outage(t *testing.T) {
 	walshipLines := 0
 	for _, l := range strings.Split(strings.TrimSpace(log), "\n") {
 		switch {
-		case strings.HasPrefix(l, "walship-archive: "):
+		case strings.HasPrefix(linePrefixRE.ReplaceAllString(l, ""), "walship-archive: "):
 			walshipLines++
+			if !linePrefixRE.MatchString(l) {
+				t.Errorf("walship-archive's line has no time and pid: %q", l)
+			}
 			if !regexp.MustCompile(`[0-9A-F]{24}`).MatchString(l) {
 				t.Errorf("walship-archive's line names no WAL file: %q", l)
 			}

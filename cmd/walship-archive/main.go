@@ -34,9 +34,15 @@ func newApp() *cli.App {
 		Name:      "walship-archive",
 		Usage:     "archive one WAL file (PostgreSQL archive_command)",
 		ArgsUsage: "%p %f",
-		Flags:     flags,
-		Before:    cliutil.Before(flags),
-		Action:    run,
+		Description: "PostgreSQL runs it for every WAL file to archive, from postgresql.conf:\n\n" +
+			"    archive_mode = on\n" +
+			"    archive_command = '/usr/local/bin/walship-archive --config /etc/walship/walship.toml %p %f'\n\n" +
+			"It exits 0 only when the file is durably in the repository (or was already, with identical content); " +
+			"different content under the same name, or WAL of another cluster, is refused and never overwrites what is stored. " +
+			"Any other status makes PostgreSQL keep the file and call it again.",
+		Flags:  flags,
+		Before: cliutil.Before(flags),
+		Action: run,
 	}
 }
 
@@ -83,12 +89,12 @@ func run(c *cli.Context) error {
 	return nil
 }
 
-// Exit statuses. Any non-zero status below 126 makes PostgreSQL keep the
-// file and try again.
+// Exit statuses (cliutil's table). Any non-zero status below 126 makes
+// PostgreSQL keep the file and try again.
 const (
-	exitOK     = 0
-	exitFailed = 1 // not archived: storage, a refused file (other cluster, different content)
-	exitUsage  = 2 // called wrongly: arguments, flags, settings (layout, compression, keys) the repository disagrees with
+	exitOK     = cliutil.ExitOK
+	exitFailed = cliutil.ExitFailed // not archived: storage, a refused file (other cluster, different content)
+	exitUsage  = cliutil.ExitUsage  // called wrongly: arguments, flags, settings (layout, compression, keys) the repository disagrees with
 )
 
 // exitCode is the one place walship-archive chooses its exit status.

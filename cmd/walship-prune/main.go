@@ -27,12 +27,11 @@ import (
 	"github.com/walship/walship/wal"
 )
 
-// Exit statuses.
+// Exit statuses (cliutil's table).
 const (
-	exitOK      = 0
-	exitFailed  = 1 // a removal or a storage call failed
-	exitUsage   = 2 // bad arguments, no policy
-	exitRefused = 3 // the repository is not the cluster's, or does not say whose it is
+	exitOK     = cliutil.ExitOK
+	exitFailed = cliutil.ExitFailed // nothing (more) removed: a removal or a storage call failed, or the repository was refused
+	exitUsage  = cliutil.ExitUsage  // bad arguments, no policy
 )
 
 func main() { cliutil.Main(newApp(), exitCode) }
@@ -55,9 +54,14 @@ func newApp() *cli.App {
 		Name:      "walship-prune",
 		Usage:     "remove WAL a walship repository no longer needs (archive_cleanup_command, or a retention job)",
 		ArgsUsage: "[%r]",
-		Flags:     flags,
-		Before:    cliutil.Before(flags),
-		Action:    run,
+		Description: "As a standby's archive_cleanup_command it removes the WAL before %r, the oldest file the standby still needs:\n\n" +
+			"    archive_cleanup_command = '/usr/local/bin/walship-prune --config /etc/walship/walship.toml %r'\n\n" +
+			"As a scheduled job it keeps what a retention policy says (--keep-backups, --keep-age, --before). " +
+			"It never removes history files, walship.json, or the WAL of the newest base backup, and refuses a repository " +
+			"that belongs to another cluster than the data directory's.",
+		Flags:  flags,
+		Before: cliutil.Before(flags),
+		Action: run,
 	}
 }
 
@@ -216,8 +220,8 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &usage), errors.Is(err, prune.ErrNoPolicy):
 		return exitUsage
-	case errors.Is(err, prune.ErrRefused):
-		return exitRefused
 	}
+	// Refused too (prune.ErrRefused: the repository is not the cluster's,
+	// or does not say whose it is): nothing was removed.
 	return exitFailed
 }

@@ -35,7 +35,7 @@ func TestExitCode(t *testing.T) {
 		{nil, exitOK},
 		{cliutil.UsageError{Err: errors.New("bad flag")}, exitUsage},
 		{prune.ErrNoPolicy, exitUsage},
-		{fmt.Errorf("%w: other cluster", prune.ErrRefused), exitRefused},
+		{fmt.Errorf("%w: other cluster", prune.ErrRefused), exitFailed},
 		{&prune.DeleteError{Failed: []string{"k"}, Err: errors.New("denied")}, exitFailed},
 		{errors.New("storage down"), exitFailed},
 	} {

@@ -23,11 +23,11 @@ import (
 	"github.com/walship/walship/wal"
 )
 
-// Exit statuses PostgreSQL understands.
+// Exit statuses PostgreSQL understands (cliutil's table).
 const (
-	exitOK       = 0
-	exitNotFound = 1   // "not in the archive": the server tries streaming, waits, or ends recovery
-	exitAbort    = 255 // above 125: the server stops recovery with FATAL
+	exitOK       = cliutil.ExitOK
+	exitNotFound = cliutil.ExitFailed // "not in the archive": the server tries streaming, waits, or ends recovery
+	exitAbort    = cliutil.ExitAbort  // above 125: the server stops recovery with FATAL
 )
 
 func main() { cliutil.Main(newApp(), exitCode) }
@@ -52,9 +52,16 @@ func newApp() *cli.App {
 		Name:      "walship-restore",
 		Usage:     "restore one WAL file (PostgreSQL restore_command)",
 		ArgsUsage: "%f %p",
-		Flags:     flags,
-		Before:    cliutil.Before(flags),
-		Action:    run,
+		Description: "PostgreSQL runs it for every WAL file recovery needs, from postgresql.conf, with recovery.signal " +
+			"(archive recovery, PITR) or standby.signal in the data directory:\n\n" +
+			"    restore_command = '/usr/local/bin/walship-restore --config /etc/walship/walship.toml %f %p'\n\n" +
+			"It writes %p atomically, after checking the object's checksum, size and page header. A file that is not archived " +
+			"exits 1 at once. With --standby it waits for a segment that is not archived yet (a warm standby fed by the archive " +
+			"alone; set recovery_prefetch = off on PostgreSQL 15 and later), until it arrives, the --trigger file appears, " +
+			"the server is promoted or its postmaster dies.",
+		Flags:  flags,
+		Before: cliutil.Before(flags),
+		Action: run,
 	}
 }
 

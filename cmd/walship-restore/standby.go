@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
+	"github.com/walship/walship/internal/cliutil"
 	"github.com/walship/walship/warmstandby"
 )
 
@@ -52,13 +53,7 @@ func standbyOptions(c *cli.Context) (*warmstandby.Options, error) {
 	if c.Bool("verbose") {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level,
-		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		}})).With("prog", c.App.Name)
+	log := cliutil.NewLogger(c.App.Name, os.Stderr, level)
 	return &warmstandby.Options{
 		Trigger: c.String("trigger"),
 		DataDir: c.String("data-dir"),

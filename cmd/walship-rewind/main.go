@@ -25,13 +25,13 @@ import (
 	"github.com/walship/walship/rewind"
 )
 
-// Exit statuses.
+// Exit statuses (cliutil's table).
 const (
-	exitOK         = 0
-	exitFailed     = 1 // a check or step failed; the target's data files are unchanged
-	exitUsage      = 2
-	exitDamaged    = 3 // pg_rewind failed after it started changing the target: new base backup
-	exitNotStandby = 4 // rewound, but the standby configuration or the start failed
+	exitOK         = cliutil.ExitOK
+	exitFailed     = cliutil.ExitFailed // a check or step failed; the target's data files are unchanged
+	exitUsage      = cliutil.ExitUsage
+	exitDamaged    = cliutil.ExitRebuild    // pg_rewind failed after it started changing the target: new base backup
+	exitNotStandby = cliutil.ExitNotStandby // rewound, but the standby configuration or the start failed
 )
 
 func main() { cliutil.Main(newApp(), exitCode) }
@@ -63,8 +63,14 @@ func newApp() *cli.App {
 			Usage: "with --start: how long to wait for the server to start and stream"}),
 	)
 	return &cli.App{
-		Name:   "walship-rewind",
-		Usage:  "failback: rewind the old primary with WAL from the archive and make it a standby of the new one",
+		Name:  "walship-rewind",
+		Usage: "failback: rewind the old primary with WAL from the archive and make it a standby of the new one",
+		Description: "Run it on the old primary's host, as the owner of its data directory, with the old primary stopped:\n\n" +
+			"    walship-rewind --config /etc/walship/walship.toml -D /var/lib/postgresql/15/main \\\n" +
+			"      --source-server 'host=new-primary port=5432 user=postgres' --progress --start\n\n" +
+			"It checks both servers and the repository before changing anything, runs pg_rewind --restore-target-wal " +
+			"(PostgreSQL 13 and later) with walship-restore as its restore_command, puts back the old primary's own " +
+			"configuration and writes its standby configuration. --dry-run changes nothing.",
 		Flags:  flags,
 		Before: cliutil.Before(flags),
 		Action: run,

@@ -27,13 +27,12 @@ import (
 	"github.com/walship/walship/repo"
 )
 
-// Exit statuses. walship check has the monitoring-plugin ones instead:
-// its report's status (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+// Exit statuses (cliutil's table). walship check has the monitoring-plugin
+// ones instead: its report's status (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
 const (
-	exitOK       = 0
-	exitProblems = 1 // verify found something wrong
-	exitUsage    = 2
-	exitFailed   = 3 // the repository could not be read
+	exitOK     = cliutil.ExitOK
+	exitFailed = cliutil.ExitFailed // verify found something wrong, or the repository could not be read
+	exitUsage  = cliutil.ExitUsage
 )
 
 func main() { cliutil.Main(newApp(), exitCode) }
@@ -43,12 +42,16 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:  "walship",
 		Usage: "look into a walship repository: what it holds, and whether it is whole",
+		Description: "For the operator, by hand or from cron or a systemd timer:\n\n" +
+			"    walship status --config /etc/walship/walship.toml\n" +
+			"    walship verify --config /etc/walship/walship.toml --full\n" +
+			"    walship check --config /etc/walship/walship.toml -d 'host=/var/run/postgresql'",
 		// Reached only without a known command.
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return cliutil.UsageError{Err: errors.New("no command given: use ls, status, verify, check or metrics (walship --help)")}
+				return cliutil.UsageError{Err: errors.New("no command given: use ls, status, verify, check or metrics")}
 			}
-			return cliutil.UsageError{Err: fmt.Errorf("unknown command %q: use ls, status, verify, check or metrics (walship --help)", c.Args().First())}
+			return cliutil.UsageError{Err: fmt.Errorf("unknown command %q: use ls, status, verify, check or metrics", c.Args().First())}
 		},
 		Commands: []*cli.Command{
 			command("ls", "list the repository's segments, history files, backup history files and partial segments", ls,
@@ -270,10 +273,12 @@ type problemsError int
 
 func (e problemsError) Error() string { return fmt.Sprintf("verify found %d problem(s)", int(e)) }
 
-// exitCode is the one place walship chooses its exit status.
+// exitCode is the one place walship chooses its exit status: verify's
+// problems and an unreadable repository both mean "not done" (1), as for
+// every program; walship check exits with its report's status, and
+// UNKNOWN (3) when it was called wrongly.
 func exitCode(err error) int {
 	var usage cliutil.UsageError
-	var probs problemsError
 	var v verdict
 	var unknown unknownError
 	switch {
@@ -283,8 +288,6 @@ func exitCode(err error) int {
 		return int(v)
 	case errors.As(err, &unknown):
 		return int(check.Unknown)
-	case errors.As(err, &probs):
-		return exitProblems
 	case errors.As(err, &usage):
 		return exitUsage
 	}

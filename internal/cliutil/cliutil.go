@@ -7,8 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -19,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
+	"github.com/walship/walship/internal/buildinfo"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage"
 	_ "github.com/walship/walship/storage/local" // the default backend
@@ -71,18 +70,6 @@ func S3Options(c *cli.Context) storage.Options {
 	return opts
 }
 
-// SetLogger sends slog output to w as text lines without timestamps (the
-// server log has its own), prefixed by the program name.
-func SetLogger(prog string, w io.Writer, level slog.Level) {
-	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-		if len(groups) == 0 && a.Key == slog.TimeKey {
-			return slog.Attr{}
-		}
-		return a
-	}})
-	slog.SetDefault(slog.New(h).With("prog", prog))
-}
-
 // OpenRepo opens the repository the flags name, wrapped in the retry policy.
 // Nil opts means the backend settings of the flags (S3Options).
 func OpenRepo(c *cli.Context, opts storage.Options) (*repo.Repo, error) {
@@ -91,14 +78,14 @@ func OpenRepo(c *cli.Context, opts storage.Options) (*repo.Repo, error) {
 	}
 	layout, err := repo.ParseLayout(c.String("layout"))
 	if err != nil {
-		return nil, UsageError{err}
+		return nil, UsageError{Err: err}
 	}
 	if c.String("repo") == "" {
-		return nil, UsageError{fmt.Errorf("no repository given: use --repo, WALSHIP_REPO or repo in the config file")}
+		return nil, UsageError{Err: fmt.Errorf("no repository given: use --repo, WALSHIP_REPO or repo in the config file")}
 	}
 	b, err := storage.Open(c.Context, c.String("repo"), opts)
 	if err != nil {
-		return nil, UsageError{err}
+		return nil, UsageError{Err: err}
 	}
 	keys, err := Keys(c)
 	if err != nil {
@@ -145,11 +132,35 @@ func hint(err error) string {
 	return ""
 }
 
-// UsageError marks a mistake in how the program was called.
+// UsageError marks a mistake in how the program was called. Main follows
+// its line with a hint to the program's (or the command's) --help.
 type UsageError struct{ Err error }
 
 func (e UsageError) Error() string { return e.Err.Error() }
 func (e UsageError) Unwrap() error { return e.Err }
+
+// inCommand is an error of one command of a program with commands
+// (walship ls): its usage hint names the command's --help.
+type inCommand struct {
+	err  error
+	path string // "walship ls"
+}
+
+func (e inCommand) Error() string { return e.err.Error() }
+func (e inCommand) Unwrap() error { return e.err }
+
+// usageHint is what follows the line of a usage error.
+func usageHint(prog string, err error) string {
+	var usage UsageError
+	if !errors.As(err, &usage) {
+		return ""
+	}
+	var in inCommand
+	if errors.As(err, &in) {
+		prog = in.path
+	}
+	return fmt.Sprintf(`. Try "%s --help"`, prog)
+}
 
 // Quiet marks an error that is an ordinary answer rather than a failure
 // (restore's "not in the archive"): it sets the exit status but prints
@@ -162,19 +173,50 @@ func (e Quiet) Unwrap() error { return e.Err }
 // Args returns exactly n positional arguments or a usage error naming them.
 func Args(c *cli.Context, names ...string) ([]string, error) {
 	if c.NArg() != len(names) {
-		return nil, UsageError{fmt.Errorf("expected %d arguments (%v), got %d: usage: %s %s", len(names), names, c.NArg(), c.App.Name, c.App.ArgsUsage)}
+		return nil, UsageError{Err: fmt.Errorf("expected %d arguments (%v), got %d: usage: %s %s", len(names), names, c.NArg(), c.App.Name, c.App.ArgsUsage)}
 	}
 	return c.Args().Slice(), nil
 }
 
-// prepare sets what Main and Run share: errors are returned, not printed
-// with the help text.
+func init() {
+	// -v is --verbose in every walship program; the version is -V.
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Usage: "print the version and exit"}
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, buildinfo.String(c.App.Name)) }
+}
+
+// prepare sets what Main and Run share: the version from the build, errors
+// returned rather than printed with the help text, and for a program with
+// commands a help command (walship help ls) and usage errors that name
+// the command.
 func prepare(app *cli.App) *cli.App {
-	app.HideHelpCommand = true
+	if app.Version == "" {
+		app.Version = buildinfo.Version()
+	}
+	app.HideHelpCommand = len(app.Commands) == 0
 	app.ExitErrHandler = func(*cli.Context, error) {} // Main prints and exits
 	if app.OnUsageError == nil {
 		// A bad flag is one line like any other error, not the help text.
-		app.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return UsageError{err} }
+		app.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return UsageError{Err: err} }
+	}
+	for _, cmd := range app.Commands {
+		path := app.Name + " " + cmd.Name
+		tag := func(err error) error {
+			if err != nil {
+				return inCommand{err, path}
+			}
+			return nil
+		}
+		if own := cmd.OnUsageError; own != nil {
+			cmd.OnUsageError = func(c *cli.Context, err error, sub bool) error { return tag(own(c, err, sub)) }
+		} else {
+			cmd.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return tag(UsageError{Err: err}) }
+		}
+		if before := cmd.Before; before != nil {
+			cmd.Before = func(c *cli.Context) error { return tag(before(c)) }
+		}
+		if action := cmd.Action; action != nil {
+			cmd.Action = func(c *cli.Context) error { return tag(action(c)) }
+		}
 	}
 	return app
 }
@@ -193,6 +235,10 @@ func Run(ctx context.Context, app *cli.App, args ...string) error {
 // if the run does not end within a grace period of the signal (a call
 // blocked in the kernel, such as an open of a FIFO), it dies at once.
 func Main(app *cli.App, exitCode func(error) int) {
+	if manPage != nil { // a man-page generator (make man), not the program
+		manPage(prepare(app))
+		return
+	}
 	// These processes live for milliseconds and allocate little: collecting
 	// garbage costs more than it frees. Collect only near a memory bound.
 	debug.SetGCPercent(-1)
@@ -224,10 +270,14 @@ func Main(app *cli.App, exitCode func(error) int) {
 	cancel()
 	var quiet Quiet
 	if err != nil && !errors.As(err, &quiet) {
-		fmt.Fprintf(os.Stderr, "%s: %v%s\n", app.Name, err, hint(err))
+		printError(os.Stderr, app.Name, err, hint(err)+usageHint(app.Name, err))
 	}
 	os.Exit(exitCode(err))
 }
+
+// manPage is set in a build with the tag mangen (man.go): the program
+// then writes its man page instead of running.
+var manPage func(*cli.App)
 
 // signalGrace is how long a run may take to clean up after SIGTERM.
 const signalGrace = time.Second

@@ -54,15 +54,15 @@ func Before(flags []cli.Flag) cli.BeforeFunc {
 			if err := checkConfig(path); err != nil {
 				// %v, not %w: a missing config file must not look like a
 				// file missing from the archive (restore's exit 1).
-				return UsageError{fmt.Errorf("config file %s: %v", path, err)}
+				return UsageError{Err: fmt.Errorf("config file %s: %v", path, err)}
 			}
 		}
 		if err := load(c); err != nil {
 			// altsrc nests its errors over several lines; the report is one.
-			return UsageError{fmt.Errorf("config file %s: %s", c.String("config"), strings.Join(strings.Fields(err.Error()), " "))}
+			return UsageError{Err: fmt.Errorf("config file %s: %s", c.String("config"), strings.Join(strings.Fields(err.Error()), " "))}
 		}
 		if err := checkDurations(c, flags); err != nil {
-			return UsageError{err}
+			return UsageError{Err: err}
 		}
 		level := slog.LevelWarn
 		if c.Bool("verbose") {

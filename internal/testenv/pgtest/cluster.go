@@ -21,7 +21,10 @@ type Cluster struct {
 	// Env holds extra KEY=value settings for the server's environment,
 	// which archive_command and restore_command inherit (S3 credentials,
 	// say). Start and StartNoWait pass them.
-	Env     []string
+	Env []string
+	// Server is the installation whose pg_ctl and postgres run the
+	// cluster (the default one unless InitOptions.Server said otherwise).
+	Server  Server
 	running bool
 }
 
@@ -29,6 +32,8 @@ type Cluster struct {
 type InitOptions struct {
 	SegSizeMB int  // --wal-segsize; 0 is the default (16)
 	Checksums bool // --data-checksums
+	// Server runs initdb and then the cluster; nil is Default.
+	Server *Server
 }
 
 // NewCluster runs initdb in a fresh directory under base (from Dir) and
@@ -37,6 +42,9 @@ type InitOptions struct {
 func NewCluster(t testing.TB, base, name string, o InitOptions) *Cluster {
 	t.Helper()
 	c := Attach(t, base, name)
+	if o.Server != nil {
+		c.Server = *o.Server
+	}
 	args := []string{"-D", c.Data, "-U", "postgres", "-A", "trust", "-N"}
 	if o.SegSizeMB != 0 {
 		args = append(args, "--wal-segsize="+strconv.Itoa(o.SegSizeMB))
@@ -44,7 +52,7 @@ func NewCluster(t testing.TB, base, name string, o InitOptions) *Cluster {
 	if o.Checksums {
 		args = append(args, "--data-checksums")
 	}
-	Run(t, Tool(t, "initdb"), args...)
+	Run(t, c.Server.Tool("initdb"), args...)
 	c.Conf(
 		"listen_addresses = ''",
 		"wal_level = replica",
@@ -60,14 +68,15 @@ func NewCluster(t testing.TB, base, name string, o InitOptions) *Cluster {
 }
 
 // Attach describes a cluster in base/name without creating it (for a data
-// directory made by pg_basebackup). The port is new.
+// directory made by pg_basebackup), run by the default installation (set
+// Server for another). The port is new.
 func Attach(t testing.TB, base, name string) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, Name: name, Data: filepath.Join(base, name), Socket: base,
-		Port: FreePort(t), LogFile: filepath.Join(base, name+".log")}
+		Port: FreePort(t), LogFile: filepath.Join(base, name+".log"), Server: Default(t)}
 	t.Cleanup(func() {
 		if c.running {
-			RunErr(t, Tool(t, "pg_ctl"), "-D", c.Data, "-m", "immediate", "-w", "stop")
+			RunErr(t, c.Server.Tool("pg_ctl"), "-D", c.Data, "-m", "immediate", "-w", "stop")
 		}
 		if t.Failed() {
 			if log, err := os.ReadFile(c.LogFile); err == nil {
@@ -128,7 +137,7 @@ func (c *Cluster) StartNoWait() {
 func (c *Cluster) startServer(wait ...string) {
 	c.t.Helper()
 	args := append([]string{"-D", c.Data, "-l", c.LogFile}, append(wait, "start")...)
-	cmd := Command(c.t, Tool(c.t, "pg_ctl"), args...)
+	cmd := Command(c.t, c.Server.Tool("pg_ctl"), args...)
 	cmd.Env = append(cmd.Env, c.Env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		c.t.Fatalf("pg_ctl %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -139,13 +148,13 @@ func (c *Cluster) startServer(wait ...string) {
 // Stop stops the server in mode (smart, fast, immediate).
 func (c *Cluster) Stop(mode string) {
 	c.t.Helper()
-	Run(c.t, Tool(c.t, "pg_ctl"), "-D", c.Data, "-m", mode, "-w", "-t", "120", "stop")
+	Run(c.t, c.Server.Tool("pg_ctl"), "-D", c.Data, "-m", mode, "-w", "-t", "120", "stop")
 	c.running = false
 }
 
 // Running asks pg_ctl whether the server runs.
 func (c *Cluster) Running() bool {
-	_, err := RunErr(c.t, Tool(c.t, "pg_ctl"), "-D", c.Data, "status")
+	_, err := RunErr(c.t, c.Server.Tool("pg_ctl"), "-D", c.Data, "status")
 	c.running = err == nil
 	return c.running
 }
@@ -153,7 +162,7 @@ func (c *Cluster) Running() bool {
 // Promote runs pg_ctl promote and waits until the server leaves recovery.
 func (c *Cluster) Promote() {
 	c.t.Helper()
-	Run(c.t, Tool(c.t, "pg_ctl"), "-D", c.Data, "-w", "-t", "120", "promote")
+	Run(c.t, c.Server.Tool("pg_ctl"), "-D", c.Data, "-w", "-t", "120", "promote")
 }
 
 // ConnString is a libpq connection string for the server.
@@ -199,11 +208,23 @@ func (c *Cluster) Pgbench(args ...string) string {
 }
 
 // BaseBackup takes a pg_basebackup of c into base/name (WAL not included:
-// it comes from the archive) and returns a Cluster for it.
+// it comes from the archive), labelled "walship test NAME", and returns a
+// Cluster for it. A server newer
+// than the default installation's pg_basebackup, which refuses it, is
+// copied with LowLevelBackup instead (extra is then not allowed).
 func (c *Cluster) BaseBackup(base, name string, extra ...string) *Cluster {
 	c.t.Helper()
+	if c.Server.Major > Default(c.t).Major {
+		if len(extra) > 0 {
+			c.t.Fatalf("BaseBackup of %s: pg_basebackup %d cannot back up PostgreSQL %s, and a low-level backup takes no %v",
+				c.Name, Default(c.t).Major, c.Server.Version, extra)
+		}
+		return c.LowLevelBackup(base, name, "walship test "+name)
+	}
 	b := Attach(c.t, base, name)
-	args := append([]string{"-h", c.Socket, "-p", strconv.Itoa(c.Port), "-U", "postgres", "-D", b.Data, "-c", "fast", "-X", "none", "--no-sync"}, extra...)
+	b.Server = c.Server
+	args := append([]string{"-h", c.Socket, "-p", strconv.Itoa(c.Port), "-U", "postgres", "-D", b.Data, "-c", "fast", "-X", "none", "--no-sync",
+		"-l", "walship test " + name}, extra...)
 	Run(c.t, Tool(c.t, "pg_basebackup"), args...)
 	// The copy carries c's port and socket settings; give it its own.
 	b.Conf()

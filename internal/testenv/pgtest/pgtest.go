@@ -4,7 +4,10 @@
 // user when the tests run as root (PostgreSQL refuses to run as root).
 //
 // A test that needs PostgreSQL calls Require; without PostgreSQL it skips,
-// except under CI=true, where it fails.
+// except under CI=true, where it fails. Clusters run on the installation
+// Require finds unless InitOptions.Server names another (Servers: the
+// majors of WALSHIP_PG_VERSIONS, for the version matrix); the client
+// programs (psql, pgbench, pg_basebackup) are always Require's.
 package pgtest
 
 import (
