@@ -347,3 +347,71 @@ func TestVerifyFullUncompressedChecksum(t *testing.T) {
 	rep := verify(t, f, true)
 	wantProblem(t, rep, "wal/0000000100000000/000000010000000000000002", "checksum mismatch")
 }
+
+// Backups walship stored are part of the catalog: one from a primary is
+// one backup with its backup history file, one from a standby (which has
+// none) is there too, and a missing object or WAL makes either
+// unrestorable.
+func TestStoredBackupStatuses(t *testing.T) {
+	f := fakerepo.New(t)
+	f.Segments(1, 1, 12)
+	primary := f.StoredBackup(1, 2, 3, day, "primary")
+	standby := f.StoredBackup(1, 6, 7, day.AddDate(0, 0, 1), "standby")
+	rep := verify(t, f, false)
+	if len(rep.Backups) != 2 {
+		t.Fatalf("backups %+v, want 2 (the primary's backup history file is the same backup)", rep.Backups)
+	}
+	b, p := rep.Backups[0], rep.Backups[1]
+	if b.ID != string(standby) || b.From != "standby" || !b.Stored || !b.Restorable || !b.Newest || b.File != "" {
+		t.Errorf("standby backup: %+v", b)
+	}
+	if p.ID != string(primary) || p.File != "000000010000000000000002.00000028.backup" || !p.Restorable {
+		t.Errorf("primary backup: %+v", p)
+	}
+	if !rep.OK() {
+		t.Errorf("problems:\n%s", problems(rep))
+	}
+
+	if err := os.Remove(f.BackupPath(primary, repo.BasePart)); err != nil {
+		t.Fatal(err)
+	}
+	f.Delete(seg(1, 7))
+	rep = verify(t, f, false)
+	wantProblem(t, rep, string(primary), "base.tar.lz4 is missing")
+	wantProblem(t, rep, string(standby), "newest base backup is not restorable: segment 000000010000000000000007 is missing")
+}
+
+// A backup directory without a record is an interrupted backup: noted,
+// not taken for a backup.
+func TestIncompleteBackupNoted(t *testing.T) {
+	f := fakerepo.New(t)
+	f.Segments(1, 1, 4)
+	f.IncompleteBackup("20240501T020000Z", day)
+	rep := verify(t, f, false)
+	if len(rep.Backups) != 0 || !rep.OK() {
+		t.Errorf("backups %+v, problems %s; want none", rep.Backups, problems(rep))
+	}
+	if !slices.ContainsFunc(rep.Notes, func(n string) bool {
+		return strings.Contains(n, "20240501T020000Z") && strings.Contains(n, "interrupted")
+	}) {
+		t.Errorf("notes %q do not name the interrupted backup", rep.Notes)
+	}
+}
+
+// A record that cannot be read is a problem.
+func TestDamagedBackupRecord(t *testing.T) {
+	f := fakerepo.New(t)
+	f.Segments(1, 1, 4)
+	id := f.StoredBackup(1, 2, 2, day, "standby")
+	p := f.BackupPath(id, repo.MetaPart)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x40
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep := verify(t, f, false)
+	wantProblem(t, rep, string(id), "record")
+}

@@ -86,14 +86,17 @@ func Verify(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions)
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d temporary file(s) of killed writers (%d bytes), older than any write takes: the next walship-prune removes them", rep.Leftovers, rep.LeftoverBytes))
 	}
 
+	bps, bnotes := checkStoredBackups(c)
+	rep.Problems = append(rep.Problems, bps...)
+	rep.Notes = append(rep.Notes, bnotes...)
 	rep.Backups = BackupStatuses(c)
 	for _, b := range rep.Backups {
 		switch {
 		case b.Restorable:
 		case b.Newest:
-			rep.Problems = append(rep.Problems, Problem{b.File, "the newest base backup is not restorable: " + b.Reason})
+			rep.Problems = append(rep.Problems, Problem{b.Name(), "the newest base backup is not restorable: " + b.Reason})
 		case !b.Expired:
-			rep.Problems = append(rep.Problems, Problem{b.File, "base backup not restorable: " + b.Reason})
+			rep.Problems = append(rep.Problems, Problem{b.Name(), "base backup not restorable: " + b.Reason})
 		}
 	}
 	if o.Full {

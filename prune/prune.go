@@ -125,11 +125,11 @@ func MakePlan(c *repo.Catalog, p Policy, now time.Time) (Plan, error) {
 			kept := live[:p.KeepBackups]
 			oldest := kept[0]
 			for _, b := range kept[1:] {
-				if wal.ComparePosition(b.Name, oldest.Name) < 0 {
+				if wal.ComparePosition(b.Start, oldest.Start) < 0 {
 					oldest = b
 				}
 			}
-			limits = append(limits, limit{oldest.Name.SegmentName(), fmt.Sprintf("the %d newest base backups: base backup %s", p.KeepBackups, oldest.Name)})
+			limits = append(limits, limit{oldest.Start, fmt.Sprintf("the %d newest base backups: base backup %s", p.KeepBackups, oldest.Name())})
 		}
 	}
 	if p.KeepAge != nil {
@@ -143,8 +143,8 @@ func MakePlan(c *repo.Catalog, p Policy, now time.Time) (Plan, error) {
 	}
 	// The newest base backup is never given up, whatever the policy.
 	if len(backups) > 0 {
-		if newest := backups[0]; wal.ComparePosition(newest.Name, cut.pos) < 0 {
-			cut = limit{newest.Name.SegmentName(), fmt.Sprintf("the newest base backup %s", newest.Name)}
+		if newest := backups[0]; wal.ComparePosition(newest.Start, cut.pos) < 0 {
+			cut = limit{newest.Start, fmt.Sprintf("the newest base backup %s", newest.Name())}
 		}
 	}
 	plan.Cutoff, plan.Reason = cut.pos, cut.reason

@@ -137,7 +137,7 @@ func status(c *cli.Context) error {
 		fmt.Fprintf(w, "timeline %-5d %s .. %s (%d segments)%s\n", t.Timeline, t.First, t.Last, t.Segments, switches(t))
 	}
 	if b := s.NewestBackup; b != nil {
-		fmt.Fprintf(w, "newest backup  %s", b.File)
+		fmt.Fprintf(w, "newest backup  %s", b.Name())
 		if b.StartTime != "" {
 			fmt.Fprintf(w, " started %s", b.StartTime)
 		}
@@ -187,7 +187,7 @@ func printReport(w io.Writer, rep *inspect.Report, full bool) {
 		fmt.Fprintf(w, "timeline %d: %s .. %s, %d segments%s\n", t.Timeline, t.First, t.Last, t.Segments, switches(t))
 	}
 	for _, b := range rep.Backups {
-		fmt.Fprintf(w, "backup %s: %s\n", b.File, restorable(b))
+		fmt.Fprintf(w, "backup %s: %s\n", b.Name(), restorable(b))
 	}
 	for _, n := range rep.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)

@@ -4,6 +4,7 @@
 package fakerepo
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -242,4 +243,53 @@ func (f *Repo) Names() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// StoredBackup stores a base backup as walship backup create does (a
+// small base.tar and its record, written last) on timeline tli from
+// segment start to segment stop, taken at time at from "primary" or
+// "standby". A backup from a primary also gets its backup history file,
+// as PostgreSQL archives one. It returns the backup's ID.
+func (f *Repo) StoredBackup(tli uint32, start, stop uint64, at time.Time, from string) repo.BackupID {
+	f.t.Helper()
+	ctx := context.Background()
+	id := repo.NewBackupID(at)
+	data := []byte(fmt.Sprintf("fake tar of a backup from %s at %s", from, at))
+	info, err := f.R.PutStream(ctx, repo.BackupObject{ID: id, Part: repo.BasePart}, bytes.NewReader(data))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	m := repo.BackupMeta{ID: id, Label: "fake", From: from, SystemID: SysID, PGVersion: "15.4", PGVersionNum: 150004,
+		SegSize: SegSize, Start: wal.LSN(start*uint64(SegSize) + 0x28), StartTimeline: tli,
+		Stop: wal.LSN(stop*uint64(SegSize) + 0x100), StopTimeline: tli, Checkpoint: wal.LSN(start*uint64(SegSize) + 0x60),
+		StartTime: at.UTC().Truncate(time.Second), StopTime: at.UTC().Truncate(time.Second).Add(time.Minute),
+		Objects: []repo.BackupMetaObject{{Name: "base.tar", Size: info.Raw, Stored: info.Stored}},
+		Size:    info.Raw, Stored: info.Stored}
+	if err := f.R.PutBackupMeta(ctx, m); err != nil {
+		f.t.Fatal(err)
+	}
+	if from == "primary" {
+		f.Backup(tli, start, stop, at)
+	}
+	return id
+}
+
+// IncompleteBackup stores the base.tar of a backup without its record, as
+// an interrupted backup leaves it, last written at time at.
+func (f *Repo) IncompleteBackup(id repo.BackupID, at time.Time) string {
+	f.t.Helper()
+	o := repo.BackupObject{ID: id, Part: repo.BasePart}
+	if _, err := f.R.PutStream(context.Background(), o, bytes.NewReader([]byte("half a tar"))); err != nil {
+		f.t.Fatal(err)
+	}
+	p := filepath.Join(f.Dir, filepath.FromSlash(o.Key()))
+	if err := os.Chtimes(p, at, at); err != nil {
+		f.t.Fatal(err)
+	}
+	return p
+}
+
+// BackupPath is the file of one object of a stored backup.
+func (f *Repo) BackupPath(id repo.BackupID, part repo.BackupPart) string {
+	return filepath.Join(f.Dir, filepath.FromSlash(repo.BackupObject{ID: id, Part: part}.Key()))
 }
