@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -104,7 +103,7 @@ func run(c *cli.Context) error {
 		PGBin:           c.String("pg-bin"),
 		ConfigFile:      c.String("config-file"),
 		RestoreBin:      bin,
-		RestoreArgs:     restoreArgs(c),
+		RestoreArgs:     cliutil.RepoArgs(c),
 		Repo:            r,
 		DryRun:          c.Bool("dry-run"),
 		Progress:        c.Bool("progress"),
@@ -114,28 +113,6 @@ func run(c *cli.Context) error {
 		Out:             os.Stdout,
 	})
 	return err
-}
-
-// restoreArgs passes the repository settings walship-rewind was given
-// (flags, environment or config file) on to walship-restore, explicitly:
-// the server that runs restore_command has neither this environment nor
-// this working directory.
-func restoreArgs(c *cli.Context) []string {
-	var args []string
-	for _, f := range cliutil.RepoFlags() {
-		name := f.Names()[0]
-		if name == "verbose" || !c.IsSet(name) {
-			continue
-		}
-		v := fmt.Sprint(c.Value(name))
-		if (name == "repo" || name == "config") && v != "" && !strings.Contains(v, "://") {
-			if abs, err := filepath.Abs(v); err == nil {
-				v = abs
-			}
-		}
-		args = append(args, "--"+name+"="+v)
-	}
-	return args
 }
 
 // exitCode is the one place walship-rewind chooses its exit status.

@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -96,6 +98,28 @@ func OpenRepo(c *cli.Context, opts storage.Options) (*repo.Repo, error) {
 	p := storage.DefaultRetry
 	p.OpTimeout, p.Budget = c.Duration("op-timeout"), c.Duration("retry-budget")
 	return repo.New(storage.WithRetry(b, p), layout), nil
+}
+
+// RepoArgs passes the repository settings the program was given (flags,
+// environment or config file) on to walship-restore, explicitly, for a
+// restore_command: the server that runs it has neither this environment
+// nor this working directory, so paths are made absolute.
+func RepoArgs(c *cli.Context) []string {
+	var args []string
+	for _, f := range RepoFlags() {
+		name := f.Names()[0]
+		if name == "verbose" || !c.IsSet(name) {
+			continue
+		}
+		v := fmt.Sprint(c.Value(name))
+		if (name == "repo" || name == "config") && v != "" && !strings.Contains(v, "://") {
+			if abs, err := filepath.Abs(v); err == nil {
+				v = abs
+			}
+		}
+		args = append(args, "--"+name+"="+v)
+	}
+	return args
 }
 
 // hint names the setting that mends an error the libraries report in
