@@ -3,6 +3,9 @@
 //	walship ls     --repo /var/lib/walship [--timeline N] [--json]
 //	walship status --repo /var/lib/walship [--json]
 //	walship verify --repo /var/lib/walship [--full] [--json]
+//	walship backup create  --repo /var/lib/walship -d 'host=... user=...' [--checkpoint fast]
+//	walship backup list    --repo /var/lib/walship [--json]
+//	walship backup restore --repo /var/lib/walship -D NEWDIR [--target-time T | --target-name N | --target-lsn L] [--standby] [--start]
 package main
 
 import (
@@ -28,7 +31,8 @@ const (
 	exitOK       = 0
 	exitProblems = 1 // verify found something wrong
 	exitUsage    = 2
-	exitFailed   = 3 // the repository could not be read
+	exitFailed   = 3 // the repository could not be read, or a backup command failed
+	exitStart    = 4 // backup restore: restored, but the server did not start or reach the target
 )
 
 func main() { cliutil.Main(newApp(), exitCode) }
@@ -41,9 +45,9 @@ func newApp() *cli.App {
 		// Reached only without a known command.
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return cliutil.UsageError{Err: errors.New("no command given: use ls, status or verify (walship --help)")}
+				return cliutil.UsageError{Err: errors.New("no command given: use ls, status, verify or backup (walship --help)")}
 			}
-			return cliutil.UsageError{Err: fmt.Errorf("unknown command %q: use ls, status or verify (walship --help)", c.Args().First())}
+			return cliutil.UsageError{Err: fmt.Errorf("unknown command %q: use ls, status, verify or backup (walship --help)", c.Args().First())}
 		},
 		Commands: []*cli.Command{
 			command("ls", "list the repository's segments, history files, backup history files and partial segments", ls,
@@ -54,6 +58,7 @@ func newApp() *cli.App {
 			command("verify", "check for missing segments and history files and for unrestorable base backups; exit 1 if anything is wrong", verify,
 				&cli.BoolFlag{Name: "full", Usage: "also read every segment: decompress it, check its checksum, size and page header"},
 				&cli.BoolFlag{Name: "json", Usage: "one JSON object"}),
+			backupCommand(),
 		},
 	}
 }
@@ -256,6 +261,9 @@ func exitCode(err error) int {
 		return exitProblems
 	case errors.As(err, &usage):
 		return exitUsage
+	}
+	if code, ok := backupExitCode(err); ok {
+		return code
 	}
 	return exitFailed
 }

@@ -26,7 +26,8 @@ func init() {
 		on-error prefetch data-dir standby trigger max-wait poll
 		keep-backups keep-age system-identifier
 		source-server primary-conninfo slot restore-bin pg-bin config-file dry-run progress
-		start start-log start-timeout`) {
+		start start-log start-timeout
+		dbname checkpoint`) {
 		configKeys[k] = true
 	}
 }
