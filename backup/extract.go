@@ -8,9 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/walship/walship/internal/progress"
@@ -19,116 +17,90 @@ import (
 )
 
 // extractor unpacks the tars of one backup and checks every file against
-// the backup's manifest as it is written. Manifest checks are shared by the
-// tars (which may be unpacked at once).
+// the backup's manifest as it is written (pgdata.WalkBackupTar).
 type extractor struct {
-	mu    sync.Mutex
 	check *pgdata.ManifestCheck
 	bar   *progress.Bar
 }
 
 // extract unpacks the tar r into dir; prefix is where the tar's files are
 // in the manifest ("" for base.tar, "pg_tblspc/<oid>/" for a tablespace).
-// It reads r to its end, past the end of the tar, so that the object's
-// checksum (at the end of its frame) is checked.
+// It reads r to its end, so that the object's checksum is checked.
 func (x *extractor) extract(ctx context.Context, r io.Reader, dir, prefix string) error {
-	tr := tar.NewReader(r)
-	links := map[string]bool{} // symbolic links made: nothing is written through them
-	for {
+	err := pgdata.WalkBackupTar(&barReader{r: r, bar: x.bar}, prefix, x.check, func(e pgdata.TarEntry) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			if errors.Is(err, repo.ErrCorrupt) || errors.Is(err, tar.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return fmt.Errorf("%w: reading the tar: %w", ErrDamaged, err)
-			}
-			return fmt.Errorf("reading the tar: %w", err)
-		}
-		name := path.Clean(strings.TrimPrefix(h.Name, "./"))
-		if !filepath.IsLocal(name) || name == "." {
-			return fmt.Errorf("%w: the tar holds %q, outside the data directory", ErrDamaged, h.Name)
-		}
-		for d := path.Dir(name); d != "."; d = path.Dir(d) {
-			if links[d] {
-				return fmt.Errorf("%w: the tar holds %q, inside its symbolic link %s", ErrDamaged, h.Name, d)
-			}
-		}
-		target := filepath.Join(dir, filepath.FromSlash(name))
+		target := filepath.Join(dir, filepath.FromSlash(e.Name))
+		h := e.Header
 		mode := fs.FileMode(h.Mode).Perm() | 0o600
 		switch h.Typeflag {
 		case tar.TypeDir:
 			if err := os.MkdirAll(target, 0o700); err != nil {
 				return err
 			}
-			if err := os.Chmod(target, mode|0o700); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			if err := x.file(tr, h, target, prefix+name, mode); err != nil {
-				return err
-			}
+			return os.Chmod(target, mode|0o700)
 		case tar.TypeSymlink:
 			if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
 				return err
 			}
-			if err := os.Symlink(h.Linkname, target); err != nil {
-				return err
-			}
-			links[name] = true
-		default:
-			return fmt.Errorf("%w: the tar holds %q of type %q, which a base backup does not", ErrDamaged, h.Name, h.Typeflag)
+			return os.Symlink(h.Linkname, target)
 		}
-	}
-	// The rest of the stream: the end of the object, where its checksum is.
-	if _, err := io.Copy(io.Discard, r); err != nil {
-		if errors.Is(err, repo.ErrCorrupt) {
-			return fmt.Errorf("%w: %w", ErrDamaged, err)
+		if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
+			return err
 		}
-		return err
+		f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+		if err != nil {
+			return err
+		}
+		w := &fileWriter{f: f}
+		_, err = io.Copy(w, e.Content)
+		if cerr := f.Close(); w.err == nil {
+			w.err = cerr
+		}
+		if w.err != nil {
+			return &writeError{target, w.err}
+		}
+		if err != nil {
+			return err // reading the backup
+		}
+		return os.Chtimes(target, h.ModTime, h.ModTime)
+	})
+	var we *writeError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &we):
+		return fmt.Errorf("writing %s: %w", we.path, we.err)
+	case errors.Is(err, repo.ErrCorrupt), errors.Is(err, pgdata.ErrManifest), errors.Is(err, pgdata.ErrBackupTar),
+		errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("%w: %w", ErrDamaged, err)
 	}
-	return nil
+	return err
 }
 
-// file writes one file and checks it against the manifest.
-func (x *extractor) file(tr io.Reader, h *tar.Header, target, manifestPath string, mode fs.FileMode) error {
-	x.mu.Lock()
-	sum, err := x.check.File(manifestPath)
-	x.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrDamaged, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	n, err := io.Copy(io.MultiWriter(f, sum), &barReader{r: tr, bar: x.bar})
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		if errors.Is(err, repo.ErrCorrupt) {
-			return fmt.Errorf("%w: %w", ErrDamaged, err)
-		}
-		return fmt.Errorf("writing %s: %w", target, err)
-	}
-	if n != h.Size {
-		return fmt.Errorf("%w: %s: %d bytes of %d in the tar", ErrDamaged, manifestPath, n, h.Size)
-	}
-	x.mu.Lock()
-	err = sum.Close()
-	x.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrDamaged, err)
-	}
-	return os.Chtimes(target, h.ModTime, h.ModTime)
+// fileWriter remembers its own failure, told apart from the reader's.
+type fileWriter struct {
+	f   *os.File
+	err error
 }
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// writeError is a failure to write a restored file (the disk, not the backup).
+type writeError struct {
+	path string
+	err  error
+}
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
 
 type barReader struct {
 	r   io.Reader

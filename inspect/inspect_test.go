@@ -415,3 +415,37 @@ func TestDamagedBackupRecord(t *testing.T) {
 	rep := verify(t, f, false)
 	wantProblem(t, rep, string(id), "record")
 }
+
+// verify --full reads every stored backup: a file that differs from its
+// manifest, and a damaged object, are problems; a sound backup is not.
+func TestVerifyFullReadsStoredBackups(t *testing.T) {
+	f := fakerepo.New(t)
+	f.Segments(1, 1, 12)
+	good := f.StoredBackup(1, 2, 3, day, "primary")
+	mismatch := f.StoredBackupMismatch(1, 5, 6, day.AddDate(0, 0, 1))
+	corrupt := f.StoredBackup(1, 8, 9, day.AddDate(0, 0, 2), "standby")
+	p := f.BackupPath(corrupt, repo.BasePart)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x20
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Without --full only the listing is checked: sizes agree.
+	if rep := verify(t, f, false); !rep.OK() {
+		t.Errorf("without --full: problems:\n%s", problems(rep))
+	}
+	rep := verify(t, f, true)
+	if rep.BackupsChecked != 3 {
+		t.Errorf("read %d backups in full, want 3", rep.BackupsChecked)
+	}
+	wantProblem(t, rep, string(mismatch), "PG_VERSION has CRC32C checksum")
+	wantProblem(t, rep, string(corrupt), "backup damaged: base.tar")
+	for _, pr := range rep.Problems {
+		if pr.File == string(good) {
+			t.Errorf("the sound backup has a problem: %s", pr)
+		}
+	}
+}

@@ -24,8 +24,10 @@ type Report struct {
 	Problems []Problem `json:"problems"`
 	// Notes are worth knowing but not wrong.
 	Notes []string `json:"notes,omitempty"`
-	// Checked counts the objects read and checked in full (--full).
-	Checked int `json:"checked"`
+	// Checked counts the objects read and checked in full (--full), and
+	// BackupsChecked the stored base backups read in full.
+	Checked        int `json:"checked"`
+	BackupsChecked int `json:"backups_checked"`
 	// Unchecked counts the objects that carry no checksum (the plain
 	// layout, as cp writes it; repositories of format 1).
 	Unchecked int `json:"unchecksummed"`
@@ -42,7 +44,8 @@ func (r *Report) OK() bool { return len(r.Problems) == 0 }
 type VerifyOptions struct {
 	// Full reads every segment and partial segment: decodes it (checking
 	// the lz4 checksum), and checks its size and page header against its
-	// name and the repository's identity.
+	// name and the repository's identity; and every object of every
+	// stored base backup, each file of its tars against its manifest.
 	Full bool
 	// Workers bounds how many objects are read at once (default 2).
 	Workers int
@@ -106,6 +109,11 @@ func Verify(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions)
 		}
 		rep.Problems = append(rep.Problems, ps...)
 		rep.Checked = n
+		if ps, n, err = checkBackupObjects(ctx, r, c, o); err != nil {
+			return nil, err
+		}
+		rep.Problems = append(rep.Problems, ps...)
+		rep.BackupsChecked = n
 	}
 	// JSON readers get lists, never null.
 	if rep.Problems == nil {

@@ -13,6 +13,7 @@ import (
 	"hash/crc32"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/walship/walship/wal"
 )
@@ -176,7 +177,10 @@ func (c *crc32cLE) Sum(b []byte) []byte { return binary.LittleEndian.AppendUint3
 // ManifestCheck checks the files of a backup against its manifest as they
 // stream by (out of a tar, say): each file's size and checksum, and at the
 // end that none is missing.
+// It may be used by several goroutines at once (the tars of one backup
+// read side by side).
 type ManifestCheck struct {
+	mu     sync.Mutex
 	byPath map[string]*ManifestEntry
 	seen   map[string]bool
 }
@@ -206,6 +210,8 @@ var notInManifest = []string{ManifestFile, "pg_wal", "postgresql.auto.conf", "re
 // File starts the check of the file at path (relative to the data
 // directory). A file the manifest does not list is an error.
 func (c *ManifestCheck) File(path string) (*FileSum, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	e := c.byPath[path]
 	if e == nil {
 		top, _, _ := strings.Cut(path, "/")
@@ -238,7 +244,9 @@ func (f *FileSum) Close() error {
 	if f.e == nil {
 		return nil
 	}
+	f.c.mu.Lock()
 	f.c.seen[f.path] = true
+	f.c.mu.Unlock()
 	if f.n != f.e.Size {
 		return fmt.Errorf("%w: %s has %d bytes, its manifest says %d", ErrManifest, f.path, f.n, f.e.Size)
 	}
@@ -252,6 +260,8 @@ func (f *FileSum) Close() error {
 
 // Missing lists the files of the manifest that were not checked, sorted.
 func (c *ManifestCheck) Missing() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var out []string
 	for p := range c.byPath {
 		if !c.seen[p] {

@@ -56,7 +56,7 @@ func newApp() *cli.App {
 			command("status", "summarise the repository: identity, size, timelines, newest backup, last archived segment", status,
 				&cli.BoolFlag{Name: "json", Usage: "one JSON object"}),
 			command("verify", "check for missing segments and history files and for unrestorable base backups; exit 1 if anything is wrong", verify,
-				&cli.BoolFlag{Name: "full", Usage: "also read every segment: decompress it, check its checksum, size and page header"},
+				&cli.BoolFlag{Name: "full", Usage: "also read every segment (decompress it, check its checksum, size and page header) and every stored base backup (each file against its manifest)"},
 				&cli.BoolFlag{Name: "json", Usage: "one JSON object"}),
 			backupCommand(),
 		},
@@ -198,7 +198,7 @@ func printReport(w io.Writer, rep *inspect.Report, full bool) {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	if full {
-		fmt.Fprintf(w, "read %d segments in full\n", rep.Checked)
+		fmt.Fprintf(w, "read %d segments and %d stored base backup(s) in full\n", rep.Checked, rep.BackupsChecked)
 	}
 	for _, p := range rep.Problems {
 		fmt.Fprintf(w, "PROBLEM %s\n", p)
