@@ -45,6 +45,7 @@ func backupCommand() *cli.Command {
 			command("list", "list the base backups: time, WAL range, sizes, and whether each can be restored", backupList,
 				&cli.BoolFlag{Name: "json", Usage: "one JSON array"}),
 			command("restore", "restore a base backup into a new data directory, to a point in time or as a standby", backupRestore, restoreFlags()...),
+			withArgs(command("register", "record a base backup taken by hand (pg_basebackup output in DIR, with its manifest), so that retention and verify count it", nil), "DIR", backupRegister),
 		},
 	}
 }
@@ -213,6 +214,38 @@ func restoreOptions(c *cli.Context) (backup.RestoreOptions, error) {
 	return o, nil
 }
 
+// withArgs is a command that takes positional arguments.
+func withArgs(cmd *cli.Command, usage string, action cli.ActionFunc) *cli.Command {
+	cmd.ArgsUsage, cmd.Action = usage, action
+	return cmd
+}
+
+func backupRegister(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return cliutil.UsageError{Err: errors.New("give the directory pg_basebackup wrote the backup into: walship backup register DIR")}
+	}
+	r, err := cliutil.OpenRepo(c, nil)
+	if err != nil {
+		return err
+	}
+	m, err := backup.Register(c.Context, r, c.Args().First())
+	if err != nil {
+		return err
+	}
+	status := "restorable"
+	if cat, err := repo.Scan(c.Context, r); err == nil {
+		for _, b := range cat.Backups() {
+			if b.Stored != nil && b.Stored.ID == m.ID {
+				if s := inspect.BackupStatusOf(cat, b); !s.Restorable {
+					status = "not restorable yet: " + s.Reason
+				}
+			}
+		}
+	}
+	fmt.Println(backup.RegisterSummary(m, status))
+	return nil
+}
+
 func backupList(c *cli.Context) error {
 	cat, err := scan(c)
 	if err != nil {
@@ -233,7 +266,7 @@ func backupList(c *cli.Context) error {
 		case b.Stored:
 			size, stored = progress.Bytes(b.Size), progress.Bytes(b.StoredBytes)
 		case b.Registered:
-			stored = "registered: files kept elsewhere"
+			size, stored = progress.Bytes(b.Size), "registered: files kept elsewhere"
 		default:
 			stored = "backup history file only"
 		}
