@@ -1,0 +1,190 @@
+package test
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/walship/walship/internal/testenv/pgtest"
+	"github.com/walship/walship/repo"
+)
+
+// The seed stories with the repository holding the base backups too:
+// walship backup create, list and restore, on every backend.
+
+// backupID is the ID in walship backup create's summary line.
+var backupID = regexp.MustCompile(`^backup (\d{8}T\d{6}Z) of PostgreSQL`)
+
+// backupCreate runs walship backup create against c and returns the
+// backup's ID and summary line.
+func backupCreate(t *testing.T, store archiveBackend, c *pgtest.Cluster, flags ...string) (string, string) {
+	t.Helper()
+	args := append(append([]string{"backup", "create"}, store.flags()...), append([]string{"-d", c.ConnString(), "--checkpoint", "fast"}, flags...)...)
+	r := walship(t, runOpts{env: store.env()}, "walship", args...)
+	m := backupID.FindStringSubmatch(r.stdout)
+	if r.code != 0 || m == nil || strings.Count(r.stdout, "\n") != 1 {
+		t.Fatalf("walship backup create: %s", r)
+	}
+	return m[1], strings.TrimSpace(r.stdout)
+}
+
+// backupRestore runs walship backup restore into a new cluster base/name
+// (its own port, its log as the cluster's) with flags and returns the
+// cluster and the run.
+func backupRestore(t *testing.T, store archiveBackend, base, name string, flags ...string) (*pgtest.Cluster, result) {
+	t.Helper()
+	c := attach(t, store, base, name)
+	args := append(append([]string{"backup", "restore"}, store.flags()...),
+		append([]string{"-D", c.Data, "--set", fmt.Sprintf("port=%d", c.Port), "--start-log", c.LogFile, "--no-sync"}, flags...)...)
+	r := walship(t, runOpts{env: store.env()}, "walship", args...)
+	c.Running() // stopped when the test ends, if it runs
+	return c, r
+}
+
+// attach describes a cluster to be restored into base/name.
+func attach(t *testing.T, store archiveBackend, base, name string) *pgtest.Cluster {
+	c := pgtest.Attach(t, base, name)
+	c.Env = store.env()
+	return c
+}
+
+// backupList is walship backup list --json.
+type listedBackup struct {
+	ID         string `json:"id"`
+	File       string `json:"file"`
+	From       string `json:"from"`
+	Stored     bool   `json:"stored"`
+	Registered bool   `json:"registered"`
+	Restorable bool   `json:"restorable"`
+	Reason     string `json:"reason"`
+	Size       int64  `json:"size"`
+	Stored2    int64  `json:"stored_bytes"`
+}
+
+func backupList(t *testing.T, store archiveBackend) []listedBackup {
+	t.Helper()
+	r := walship(t, runOpts{env: store.env()}, "walship", append(append([]string{"backup", "list"}, store.flags()...), "--json")...)
+	if r.code != 0 {
+		t.Fatalf("walship backup list: %s", r)
+	}
+	var out []listedBackup
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("walship backup list --json: %v\n%s", err, r.stdout)
+	}
+	return out
+}
+
+// backupKeys lists the keys of base backup objects in the archive.
+func backupKeys(t *testing.T, store archiveBackend) []string {
+	t.Helper()
+	var out []string
+	for k := range store.objects(t) {
+		if strings.HasPrefix(k, repo.BackupsPrefix) && !strings.HasSuffix(k, "/") {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// tablespaceDir makes a directory for a tablespace, owned by the server's
+// user.
+func tablespaceDir(t *testing.T, base, name string) string {
+	return pgtest.Mkdir(t, filepath.Join(base, name))
+}
+
+// TestBackupPITR: walship backup create takes the base backup into the
+// repository (tablespace included), and walship backup restore --start
+// recovers a new cluster to a restore point and to a time, each with
+// exactly the primary's rows at that point, archive_mode off so that the
+// promoted copies archive nothing into the repository; verify --full
+// reads the backup against its manifest. On every backend.
+func TestBackupPITR(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, base string, store archiveBackend) {
+		p := newCluster(t, store, base, "primary")
+		p.Conf("archive_mode = on", commandLine(t, store, "walship-archive"), "archive_timeout = 0")
+		p.Start()
+		ts := tablespaceDir(t, base, "ts")
+		p.Query("CREATE TABLESPACE extra LOCATION '" + ts + "'")
+		p.Pgbench("-i", "-s", "2", "-q")
+		p.Query("CREATE TABLE moves (id serial, at timestamptz DEFAULT clock_timestamp()) TABLESPACE extra")
+		p.Query("INSERT INTO moves SELECT FROM generate_series(1, 1000)")
+
+		id, summary := backupCreate(t, store, p)
+		t.Logf("%s", summary)
+		if !strings.Contains(summary, "from the primary") || !strings.Contains(summary, "2 tar(s)") || !strings.HasSuffix(summary, "; restorable") {
+			t.Errorf("summary %q: want a restorable backup of the primary with 2 tars (base and the tablespace)", summary)
+		}
+
+		// After the backup: a restore point, then a moment, with work
+		// between and after that the copies must not see.
+		p.Pgbench("-c", "2", "-j", "1", "-t", "300", "-n")
+		p.Query("INSERT INTO moves SELECT FROM generate_series(1, 500)")
+		atPoint := p.Query("SELECT count(*) || ':' || sum(abalance) FROM pgbench_accounts") + "/" + p.Query("SELECT count(*) FROM moves")
+		p.Query("SELECT pg_create_restore_point('before_damage')")
+		p.Query("INSERT INTO moves SELECT FROM generate_series(1, 250)")
+		p.Pgbench("-c", "2", "-j", "1", "-t", "300", "-n")
+		time.Sleep(1100 * time.Millisecond)
+		target := p.Query("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+		atTime := p.Query("SELECT count(*) || ':' || sum(abalance) FROM pgbench_accounts") + "/" + p.Query("SELECT count(*) FROM moves")
+		time.Sleep(1100 * time.Millisecond)
+		p.Query("UPDATE pgbench_accounts SET abalance = abalance + 1000000")
+		p.Query("INSERT INTO moves SELECT FROM generate_series(1, 100)")
+		switchAndArchive(t, p)
+		histories := func() int {
+			n := 0
+			for k := range store.objects(t) {
+				if strings.HasSuffix(k, ".history") {
+					n++
+				}
+			}
+			return n
+		}
+		before := histories()
+
+		count := func(c *pgtest.Cluster) string {
+			return c.Query("SELECT count(*) || ':' || sum(abalance) FROM pgbench_accounts") + "/" + c.Query("SELECT count(*) FROM moves")
+		}
+		for _, tc := range []struct {
+			name, want string
+			flags      []string
+		}{
+			{"point", atPoint, []string{"--target-name", "before_damage"}},
+			{"time", atTime, []string{"--target-time", target}},
+		} {
+			c, r := backupRestore(t, store, base, "at-"+tc.name,
+				append([]string{"-T", ts + "=" + filepath.Join(base, "ts-"+tc.name), "--start"}, tc.flags...)...)
+			if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, "restored backup "+id) || !strings.Contains(r.stdout, "was promoted") {
+				t.Fatalf("restore to the %s: %s", tc.name, r)
+			}
+			t.Logf("restore to the %s: %s", tc.name, r.stdout)
+			if got := count(c); got != tc.want {
+				t.Errorf("restored to the %s: %s, want the primary's %s", tc.name, got, tc.want)
+			}
+			if got := c.Query("SHOW archive_mode"); got != "off" {
+				t.Errorf("the copy restored to the %s has archive_mode %s, want off", tc.name, got)
+			}
+			if got := c.Query("SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'extra'"); got != filepath.Join(base, "ts-"+tc.name) {
+				t.Errorf("tablespace of the copy in %s, want it moved", got)
+			}
+			c.Stop("fast")
+		}
+		if after := histories(); after != before {
+			t.Errorf("the promoted copies archived into %s: %d history files, %d before", store, after, before)
+		}
+
+		// The backup is in the list, and verify --full reads it in full.
+		list := backupList(t, store)
+		if len(list) != 1 || list[0].ID != id || !list[0].Stored || !list[0].Restorable || list[0].File == "" || list[0].Size <= 0 {
+			t.Errorf("walship backup list: %+v, want backup %s, stored, restorable, with its .backup file", list, id)
+		}
+		r := walship(t, runOpts{env: store.env()}, "walship", append(append([]string{"verify"}, store.flags()...), "--full")...)
+		if r.code != 0 || !strings.Contains(r.stdout, "and 1 stored base backup(s) in full") {
+			t.Errorf("walship verify --full: %s", r)
+		}
+		noSecret(t, "the primary's log", p.Log(), store.secrets()...)
+	})
+}
