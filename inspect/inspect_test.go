@@ -449,3 +449,23 @@ func TestVerifyFullReadsStoredBackups(t *testing.T) {
 		}
 	}
 }
+
+// A backup from a standby starts at the standby's restart point, which may
+// be where an earlier backup of the primary started: they are two
+// backups, and the standby's has no backup history file.
+func TestStandbyBackupSameStartAsPrimaryBackup(t *testing.T) {
+	f := fakerepo.New(t)
+	f.Segments(1, 1, 8)
+	hist := f.Backup(1, 2, 2, day)
+	standby := f.StoredBackup(1, 2, 5, day.AddDate(0, 0, 1), "standby")
+	rep := verify(t, f, false)
+	if len(rep.Backups) != 2 {
+		t.Fatalf("backups %+v, want 2", rep.Backups)
+	}
+	if b := rep.Backups[0]; b.ID != string(standby) || b.File != "" || b.Stop != "0/500100" {
+		t.Errorf("the standby's backup: %+v", b)
+	}
+	if b := rep.Backups[1]; b.ID != "" || b.File != hist.String() {
+		t.Errorf("the primary's backup: %+v", b)
+	}
+}

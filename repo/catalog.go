@@ -311,11 +311,14 @@ const backupTimeLayout = "2006-01-02 15:04:05 MST"
 // backup history file too: the two are one backup (same start).
 func (c *Catalog) Backups() []Backup {
 	var out []Backup
-	type start struct {
-		tli uint32
-		lsn wal.LSN
+	// The same backup: the same start and stop. (A backup from a standby
+	// starts at the standby's restart point, which may be where an
+	// earlier backup of the primary started; it has no .backup file.)
+	type span struct {
+		tli         uint32
+		start, stop wal.LSN
 	}
-	stored := map[start]int{}
+	stored := map[span]int{}
 	for _, sb := range c.Stored {
 		m := sb.Meta
 		if m == nil {
@@ -329,7 +332,9 @@ func (c *Catalog) Backups() []Backup {
 			Info: wal.BackupInfo{Start: m.Start, Stop: m.Stop, Checkpoint: m.Checkpoint,
 				StartTimeline: m.StartTimeline, StopTimeline: m.StopTimeline, Label: m.Label, From: m.From,
 				StartTime: m.StartTime.UTC().Format(backupTimeLayout), StopTime: m.StopTime.UTC().Format(backupTimeLayout)}}
-		stored[start{m.StartTimeline, m.Start}] = len(out)
+		if m.From != "standby" {
+			stored[span{m.StartTimeline, m.Start, m.Stop}] = len(out)
+		}
 		out = append(out, b)
 	}
 	for i := range c.Files {
@@ -338,7 +343,7 @@ func (c *Catalog) Backups() []Backup {
 			continue
 		}
 		if f.Backup != nil {
-			if j, ok := stored[start{f.Backup.StartTimeline, f.Backup.Start}]; ok && out[j].File == nil {
+			if j, ok := stored[span{f.Backup.StartTimeline, f.Backup.Start, f.Backup.Stop}]; ok && out[j].File == nil {
 				out[j].File = f
 				continue
 			}

@@ -3,6 +3,7 @@ package test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -187,4 +188,149 @@ func TestBackupPITR(t *testing.T) {
 		}
 		noSecret(t, "the primary's log", p.Log(), store.secrets()...)
 	})
+}
+
+// TestBackupWarmStandby is the 8.2 seed's warm standby built from the
+// repository: walship backup create on the primary, walship backup restore
+// --standby --trigger (archive recovery whose restore_command is
+// walship-restore --standby, waiting for each segment), which follows the
+// primary through the archive alone; the primary dies, the trigger file
+// promotes the standby, and every row is there.
+func TestBackupWarmStandby(t *testing.T) {
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	store := localBackend{dir: filepath.Join(base, "repo")}
+	p := newCluster(t, store, base, "primary")
+	p.Conf("archive_mode = on", commandLine(t, store, "walship-archive"), "archive_timeout = 0")
+	p.Start()
+	p.Query("CREATE TABLE shipped (n int)")
+	p.Query("INSERT INTO shipped SELECT generate_series(1, 1000)")
+	backupCreate(t, store, p)
+
+	trigger := filepath.Join(base, "promote.trigger")
+	s, r := backupRestore(t, store, base, "warm", "--standby", "--trigger", trigger, "--start")
+	if r.code != 0 || !strings.Contains(r.stdout, "the standby is consistent") {
+		t.Fatalf("walship backup restore --standby --trigger: %s", r)
+	}
+	t.Logf("%s", r.stdout)
+	if cmd := s.Query("SHOW restore_command"); !strings.Contains(cmd, "walship-restore") || !strings.Contains(cmd, "--standby") || !strings.Contains(cmd, "--trigger="+trigger) {
+		t.Errorf("restore_command %q: want walship-restore --standby --trigger", cmd)
+	}
+	if v := s.Query("SHOW recovery_prefetch"); v != "off" {
+		t.Errorf("recovery_prefetch = %s, want off for a waiting restore_command", v)
+	}
+	if _, err := os.Stat(filepath.Join(s.Data, "recovery.signal")); err != nil {
+		t.Errorf("no recovery.signal: a trigger file ends only archive recovery (%v)", err)
+	}
+	for range 3 {
+		p.Query("INSERT INTO shipped SELECT generate_series(1, 1000)")
+		switchAndArchive(t, p)
+		s.WaitQuery("SELECT count(*) FROM shipped", p.Query("SELECT count(*) FROM shipped"), 60*time.Second)
+	}
+	if n := s.Int("SELECT count(*) FROM pg_stat_wal_receiver"); n != 0 {
+		t.Errorf("the warm standby has %d WAL receivers: it streams instead of reading the archive", n)
+	}
+	// The primary writes its last rows, archives them and dies.
+	p.Query("INSERT INTO shipped SELECT generate_series(1, 500)")
+	switchAndArchive(t, p)
+	final := p.Query("SELECT count(*) FROM shipped")
+	p.Stop("immediate")
+	writeTrigger(t, trigger, "")
+	s.WaitQuery("SELECT pg_is_in_recovery()", "f", 120*time.Second)
+	if got := s.Query("SELECT count(*) FROM shipped"); got != final {
+		t.Errorf("promoted standby has %s rows, the primary had %s", got, final)
+	}
+}
+
+// TestBackupFromStandbyAndReintegration: a backup taken from a standby
+// (which PostgreSQL writes no backup history file for) counts for
+// retention and verify; after a failover, the old primary is re-integrated
+// as a streaming standby of the new one from a backup of the new primary
+// (the 9.0 hands-on's re-incorporation, without pg_start_backup and cp).
+func TestBackupFromStandbyAndReintegration(t *testing.T) {
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	store := localBackend{dir: filepath.Join(base, "repo")}
+	a := newCluster(t, store, base, "a")
+	a.Conf("archive_mode = on", commandLine(t, store, "walship-archive"), "archive_timeout = 0")
+	a.Start()
+	a.Pgbench("-i", "-s", "1", "-q")
+	oldID, _ := backupCreate(t, store, a)
+
+	b := a.BaseBackup(base, "b", "-R")
+	b.Conf("archive_mode = on", commandLine(t, store, "walship-archive"))
+	b.Start()
+	b.WaitQuery("SELECT status FROM pg_stat_wal_receiver", "streaming", 60*time.Second)
+	a.Pgbench("-c", "2", "-j", "1", "-t", "200", "-n")
+	lsn := a.Query("SELECT pg_current_wal_lsn()")
+	b.WaitQuery("SELECT pg_last_wal_replay_lsn() >= '"+lsn+"'", "t", 60*time.Second)
+
+	standbyID, summary := backupCreate(t, store, b)
+	if !strings.Contains(summary, "from the standby") {
+		t.Errorf("backup of the standby: %q", summary)
+	}
+	switchAndArchive(t, a) // the standby's backup ends in a segment the primary archives
+	var sb *listedBackup
+	for _, l := range backupList(t, store) {
+		if l.ID == standbyID {
+			sb = &l
+		}
+	}
+	if sb == nil || sb.From != "standby" || sb.File != "" || !sb.Restorable {
+		t.Fatalf("the standby's backup in the list: %+v, want from the standby, without a .backup file, restorable", sb)
+	}
+	r := walship(t, runOpts{}, "walship-prune", "--repo", store.dir, "--keep-backups", "1")
+	if r.code != 0 || !strings.Contains(r.stdout, "1 expired base backup(s) ("+oldID+")") {
+		t.Fatalf("walship-prune --keep-backups 1: %s", r)
+	}
+	t.Logf("walship-prune: %s", r.stdout)
+	// Left: the standby's backup; B's own pg_basebackup (a .backup file
+	// only, at the same start) and the expired backup's .backup file, named
+	// as expired for one run.
+	var stored []listedBackup
+	for _, l := range backupList(t, store) {
+		if l.Stored {
+			stored = append(stored, l)
+		}
+	}
+	if len(stored) != 1 || stored[0].ID != standbyID || !stored[0].Restorable {
+		t.Errorf("after pruning to one backup: %+v, want the standby's, restorable", stored)
+	}
+	if r := walship(t, runOpts{}, "walship", "verify", "--repo", store.dir); r.code != 0 {
+		t.Errorf("walship verify after pruning: %s", r)
+	}
+
+	// Failover: the primary stops, the standby is promoted and writes on.
+	a.Stop("fast")
+	b.Promote()
+	b.Pgbench("-c", "2", "-j", "1", "-t", "200", "-n")
+	newID, summary := backupCreate(t, store, b)
+	if !strings.Contains(summary, "from the primary") || !strings.Contains(summary, "on timeline 2") {
+		t.Errorf("backup of the new primary: %q", summary)
+	}
+
+	// The old primary's data directory goes aside; it comes back as a
+	// standby of the new primary from that backup.
+	if err := os.Rename(a.Data, a.Data+".old"); err != nil {
+		t.Fatal(err)
+	}
+	a2, r := backupRestore(t, store, base, "a", "--standby", "--primary-conninfo", b.ConnString(), "--start")
+	if r.code != 0 || !strings.Contains(r.stdout, "restored backup "+newID) || !strings.Contains(r.stdout, "streams from the primary") {
+		t.Fatalf("walship backup restore --standby --primary-conninfo: %s", r)
+	}
+	t.Logf("%s", r.stdout)
+	b.Pgbench("-c", "2", "-j", "1", "-t", "100", "-n")
+	lsn = b.Query("SELECT pg_current_wal_lsn()")
+	a2.WaitQuery("SELECT pg_last_wal_replay_lsn() >= '"+lsn+"'", "t", 60*time.Second)
+	for _, q := range []string{"SELECT count(*) FROM pgbench_history", "SELECT sum(abalance) FROM pgbench_accounts"} {
+		if got, want := a2.Query(q), b.Query(q); got != want {
+			t.Errorf("%s: %s on the re-integrated old primary, %s on the new primary", q, got, want)
+		}
+	}
+	if got := a2.Query("SELECT pg_is_in_recovery()"); got != "t" {
+		t.Errorf("the re-integrated old primary is not a standby")
+	}
+	if cmd := a2.Query("SHOW restore_command"); !strings.Contains(cmd, "walship-restore") || strings.Contains(cmd, "--standby") {
+		t.Errorf("restore_command %q: want walship-restore (not waiting: the standby streams)", cmd)
+	}
 }
