@@ -1,12 +1,16 @@
 package test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -333,4 +337,165 @@ func TestBackupFromStandbyAndReintegration(t *testing.T) {
 	if cmd := a2.Query("SHOW restore_command"); !strings.Contains(cmd, "walship-restore") || strings.Contains(cmd, "--standby") {
 		t.Errorf("restore_command %q: want walship-restore (not waiting: the standby streams)", cmd)
 	}
+}
+
+// TestBackupBadInput: what a restore cannot do is refused with one line
+// before anything is written (a target before the oldest backup or after
+// the end of the archive, a data directory that is not empty, a damaged
+// backup object, found before the data directory is touched), and a
+// backup of another cluster is refused before anything is stored. On
+// every backend.
+func TestBackupBadInput(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, base string, store archiveBackend) {
+		p := newCluster(t, store, base, "primary")
+		p.Conf("archive_mode = on", commandLine(t, store, "walship-archive"), "archive_timeout = 0")
+		p.Start()
+		p.Pgbench("-i", "-s", "1", "-q")
+		before := time.Now().UTC().Add(-time.Minute).Format(time.RFC3339)
+		id, _ := backupCreate(t, store, p)
+		p.Pgbench("-c", "1", "-t", "100", "-n")
+		switchAndArchive(t, p)
+
+		absent := func(what, dir string) {
+			t.Helper()
+			if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+				t.Errorf("%s: %s was created (%v)", what, dir, err)
+			}
+		}
+		_, r := backupRestore(t, store, base, "early", "--target-time", before)
+		wantOneLine(t, "a target before the oldest backup", r, []int{3}, "walship", "before backup "+id+" became consistent")
+		absent("a target before the oldest backup", filepath.Join(base, "early"))
+
+		_, r = backupRestore(t, store, base, "late", "--target-time", time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+		wantOneLine(t, "a target after the end of the archive", r, []int{3}, "walship", "after the end of the archive")
+		absent("a target after the end of the archive", filepath.Join(base, "late"))
+
+		_, r = backupRestore(t, store, base, "far", "--target-lsn", "FF/0")
+		wantOneLine(t, "an LSN after the end of the archive", r, []int{3}, "walship", "after the end of the archive")
+
+		full := pgtest.Mkdir(t, filepath.Join(base, "full"))
+		writeSegment(t, full, "keep", []byte("mine"))
+		snap := snapshot(t, full)
+		_, r = backupRestore(t, store, base, "full")
+		wantOneLine(t, "a data directory that is not empty", r, []int{3}, "walship", full+" holds keep")
+		sameSnapshot(t, "the directory that was not empty", snap, snapshot(t, full))
+
+		// A byte of the stored base.tar flipped: refused before the data
+		// directory holds anything; verify --full names the backup.
+		ctx, cancel := ioContext()
+		defer cancel()
+		key := repo.BackupObject{ID: repo.BackupID(id), Part: repo.BasePart}.Key()
+		b := store.store(t)
+		rc, err := b.Open(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[len(data)*2/3] ^= 0x10
+		if err := b.Remove(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		if lb, ok := store.(localBackend); ok {
+			pgtest.Chown(t, filepath.Join(lb.dir, filepath.FromSlash(key))) // the test runs as root
+		}
+		empty := pgtest.Mkdir(t, filepath.Join(base, "empty"))
+		_, r = backupRestore(t, store, base, "empty")
+		wantOneLine(t, "a damaged backup object", r, []int{3}, "walship", "damaged backup", "base.tar")
+		if ents, _ := os.ReadDir(empty); len(ents) != 0 {
+			t.Errorf("after refusing a damaged backup, %s holds %v", empty, ents)
+		}
+		r = walship(t, runOpts{env: store.env()}, "walship", append(append([]string{"verify"}, store.flags()...), "--full")...)
+		if r.code != 1 || !strings.Contains(r.stdout, "PROBLEM "+id+": backup damaged") {
+			t.Errorf("walship verify --full of the damaged backup: %s", r)
+		}
+
+		// Another cluster's server: refused, nothing stored.
+		other := newCluster(t, store, base, "other")
+		other.Start()
+		keys := backupKeys(t, store)
+		args := append(append([]string{"backup", "create"}, store.flags()...), "-d", other.ConnString(), "--checkpoint", "fast")
+		r = walship(t, runOpts{env: store.env()}, "walship", args...)
+		wantOneLine(t, "a backup of another cluster", r, []int{3}, "walship", "another cluster", "database system")
+		if got := backupKeys(t, store); len(got) != len(keys) {
+			t.Errorf("the refused backup stored objects: %v, before %v", got, keys)
+		}
+	})
+}
+
+// TestBackupInterrupted: a backup stopped half-way (SIGTERM while base.tar
+// streams, the tablespace's tar stored already) stops pg_basebackup, removes
+// what it stored, and leaves nothing that list, verify or restore would
+// take for a backup, nor local files.
+func TestBackupInterrupted(t *testing.T) {
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	store := localBackend{dir: filepath.Join(base, "repo")}
+	p := newCluster(t, store, base, "primary")
+	p.Conf("archive_mode = on", commandLine(t, store, "walship-archive"), "archive_timeout = 0")
+	p.Start()
+	ts := tablespaceDir(t, base, "ts")
+	p.Query("CREATE TABLESPACE extra LOCATION '" + ts + "'")
+	p.Query("CREATE TABLE small TABLESPACE extra AS SELECT generate_series(1, 1000) n")
+	p.Pgbench("-i", "-s", "3", "-q")
+	switchAndArchive(t, p)
+
+	// pg_basebackup limited to 2 MB/s, so that the backup takes a while.
+	slow := pgtest.Mkdir(t, filepath.Join(base, "slowbin"))
+	script := fmt.Sprintf("#!/bin/sh\n[ \"$1\" = --version ] && exec %s --version\nexec %s -r 2M \"$@\"\n",
+		pgtest.Tool(t, "pg_basebackup"), pgtest.Tool(t, "pg_basebackup"))
+	if err := os.WriteFile(filepath.Join(slow, "pg_basebackup"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmpBefore, _ := filepath.Glob(filepath.Join(os.TempDir(), "walship-backup-*"))
+	cmd := walshipCmd(t, runOpts{}, "walship", "backup", "create", "--repo", store.dir, "-d", p.ConnString(), "--checkpoint", "fast", "--pg-bin", slow)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The tablespace's tar is stored, base.tar is on its way.
+	pgtest.Eventually(t, 60*time.Second, "the backup streaming into "+store.dir, func() bool {
+		var tsTar, baseTmp bool
+		filepath.WalkDir(filepath.Join(store.dir, "backups"), func(_ string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				tsTar = tsTar || (strings.HasSuffix(d.Name(), ".tar.lz4") && d.Name() != "base.tar.lz4")
+				baseTmp = baseTmp || strings.HasPrefix(d.Name(), ".base.tar.lz4.tmp-")
+			}
+			return nil
+		})
+		return tsTar && baseTmp
+	})
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	if err == nil {
+		t.Fatalf("walship backup create finished despite SIGTERM: %s", stderr.String())
+	}
+	if keys := backupKeys(t, store); len(keys) != 0 {
+		t.Errorf("the interrupted backup left %v", keys)
+	}
+	for _, l := range backupList(t, store) {
+		if l.Stored {
+			t.Errorf("the interrupted backup is listed: %+v", l)
+		}
+	}
+	if r := walship(t, runOpts{}, "walship", "verify", "--repo", store.dir); r.code != 0 {
+		t.Errorf("walship verify after an interrupted backup: %s", r)
+	}
+	_, r := backupRestore(t, store, base, "none")
+	wantOneLine(t, "a restore with no backup", r, []int{3}, "walship", "holds no base backup taken with walship backup create")
+	tmpAfter, _ := filepath.Glob(filepath.Join(os.TempDir(), "walship-backup-*"))
+	if len(tmpAfter) > len(tmpBefore) {
+		t.Errorf("the interrupted backup left %v", tmpAfter)
+	}
+	pgtest.Eventually(t, 10*time.Second, "pg_basebackup to end", func() bool {
+		out, _ := exec.Command("pgrep", "-f", "pg_basebackup -r 2M").Output()
+		return len(strings.TrimSpace(string(out))) == 0
+	})
 }
