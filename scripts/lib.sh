@@ -42,7 +42,7 @@ demo_dir() {
   trap stop_demo_servers EXIT
   stop_demo_servers
   rm -rf "$demo"; mkdir -p "$demo/bin"
-  cp "$root"/bin/walship-* "$demo/bin/"
+  cp "$root"/bin/walship "$root"/bin/walship-* "$demo/bin/"
   chmod 755 "$demo" "$demo/bin"
   if [ "$(id -u)" = 0 ]; then chown -R "$pguser" "$demo"; fi
 }
