@@ -148,7 +148,7 @@ func status(c *cli.Context) error {
 		}
 		fmt.Fprintf(w, ", %s\n", restorable(*b))
 	} else {
-		fmt.Fprintln(w, "newest backup  none (no .backup file)")
+		fmt.Fprintln(w, "newest backup  none (no stored backup, no .backup file)")
 	}
 	if s.LastArchived != nil {
 		fmt.Fprintf(w, "last archived  %s at %s\n", s.LastArchivedFile, s.LastArchived.Format(time.RFC3339))
