@@ -54,7 +54,7 @@ fuzz:
 bench: build
 	bash scripts/bench.sh
 	bash scripts/bench-archiver.sh
-	for s in standby s3 rewind throughput; do [ ! -f scripts/bench-$$s.sh ] || bash scripts/bench-$$s.sh || exit 1; done
+	for s in standby s3 rewind throughput backup; do [ ! -f scripts/bench-$$s.sh ] || bash scripts/bench-$$s.sh || exit 1; done
 
 demo: build
 	bash scripts/demo.sh

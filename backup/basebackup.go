@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -106,6 +107,7 @@ func (b *bbRun) run(ctx context.Context) error {
 		}
 	}
 
+	slog.Debug("pg_basebackup made its directory", "ended", done)
 	var wg sync.WaitGroup
 	waiting := map[repo.BackupPart]chan struct{}{} // closed when the pipe's reader is done
 	if !done {
@@ -178,6 +180,12 @@ func (b *bbRun) readPipe(ctx context.Context, p repo.BackupPart, path string) er
 		return fmt.Errorf("opening the pipe %s: %w", path, err)
 	}
 	defer f.Close() // pg_basebackup gets EPIPE if the store gave up early
+	// A larger pipe lets pg_basebackup run ahead instead of waking walship
+	// for every 64 KiB (the most an unprivileged process may ask is 1 MiB
+	// by default; a smaller one is fine).
+	if sc, err := f.SyscallConn(); err == nil {
+		sc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 1<<20) })
+	}
 	br := bufio.NewReaderSize(f, 1<<20)
 	if _, err := br.Peek(1); err == io.EOF {
 		return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,6 +68,7 @@ func Create(ctx context.Context, r *repo.Repo, o CreateOptions) (*CreateResult, 
 	if err != nil {
 		return nil, err
 	}
+	slog.Debug("server inspected", "version", srv.VersionStr, "standby", srv.InRecovery, "tablespaces", len(srv.Tablespaces), "after", time.Since(t0))
 	if srv.Version.Major < minVersion {
 		return nil, fmt.Errorf("%w: the server runs PostgreSQL %s; walship backup create needs %d or later (backup manifests)", ErrVersion, srv.VersionStr, minVersion)
 	}
@@ -93,6 +95,7 @@ func Create(ctx context.Context, r *repo.Repo, o CreateOptions) (*CreateResult, 
 	if err != nil {
 		return nil, err
 	}
+	slog.Debug("replication connection and pg_basebackup checked", "pg_basebackup", bin, "after", time.Since(t0))
 
 	start := time.Now().UTC()
 	bid := repo.NewBackupID(start)
@@ -192,11 +195,13 @@ func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOpti
 		}
 		run.args = append(run.args, "-P")
 	}
+	t0 := time.Now()
 	err := run.run(ctx)
 	bar.Done()
 	if err != nil {
 		return nil, err
 	}
+	slog.Debug("pg_basebackup done, tars stored", "took", time.Since(t0))
 	stop := time.Now().UTC()
 	if _, ok := c.objects[repo.BasePart]; !ok {
 		return nil, fmt.Errorf("%w: it sent no base.tar", ErrBaseBackup)
@@ -281,6 +286,7 @@ func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOpti
 	c.objects = nil // stored: nothing to clean up any more
 	c.mu.Unlock()
 
+	slog.Debug("record stored", "after", time.Since(t0))
 	res := &CreateResult{Meta: m, Notices: run.notices()}
 	if cat, err := repo.Scan(ctx, c.r); err == nil {
 		for _, b := range cat.Backups() {
@@ -291,6 +297,7 @@ func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOpti
 	} else {
 		res.Status.Reason = "could not check: " + err.Error()
 	}
+	slog.Debug("repository checked", "after", time.Since(t0))
 	return res, nil
 }
 
