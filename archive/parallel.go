@@ -4,109 +4,221 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/crc32"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/walship/walship/internal/detach"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/spool"
 	"github.com/walship/walship/wal"
 )
 
-// Parallel describes look-ahead pushing: while PostgreSQL waits for one
-// file, the next ones it has marked ready are pushed too, and a marker in
-// the spool directory remembers each that is durably stored, so that
-// PostgreSQL's own call for it later returns after a cheap check.
+// Parallel describes look-ahead pushing: while PostgreSQL's archiver
+// calls archive_command for one file after another, a detached worker
+// pushes the next ones it has marked ready, up to N-1 at once, and records
+// each that is durably stored in the spool directory, so that the server's
+// own call for it is answered from the record.
 type Parallel struct {
 	// N is how many files are pushed at once, %f included; 1 turns
 	// look-ahead off.
 	N int
-	// Spool is the directory for markers; it must not be inside pg_wal
-	// (pg_rewind and pg_basebackup would copy it). Markers are a cache:
-	// losing them costs a second, identical, push.
+	// Spool is the directory for records; it must not be inside the data
+	// directory (pg_rewind and pg_basebackup would copy it). Records are a
+	// cache: losing them costs a second, identical, push.
 	Spool string
+	// Worker is set in the detached worker process (WorkerFromEnv).
+	Worker bool
+	// Spawn starts the worker for the files after n; nil runs this program
+	// again, detached (internal/detach). Tests run the worker in-process.
+	Spawn func(n wal.Name)
+	// Idle is how long a worker goes on looking for files to push after
+	// it found none; 0 is two seconds.
+	Idle time.Duration
 }
 
-// marker is what the spool records about a file pushed ahead of its call.
+// RecordTTL is how long a worker's record of a durable push answers for
+// its file without a look at the store; an older record is checked
+// against the store first. It bounds the time a file removed from the
+// store behind walship's back (by hand) could still be reported archived.
+const RecordTTL = 10 * time.Minute
+
+// claimWait bounds how long the server's call waits for a worker that is
+// pushing the same file: longer than one push with its retries takes.
+const claimWait = 3 * time.Minute
+
+// workerEnv marks the detached look-ahead worker.
+const workerEnv = "WALSHIP_ARCHIVE_WORKER"
+
+// WorkerFromEnv reports whether this process is a look-ahead worker.
+func WorkerFromEnv() bool { return detach.Value(workerEnv) != "" }
+
+// marker is the spool's record of a file a worker pushed durably.
 type marker struct {
 	Repo string `json:"repo"`
 	Key  string `json:"key"`
 	Size int64  `json:"size"`   // bytes of the WAL file
 	CRC  uint32 `json:"crc32c"` // of the WAL file's content
+	// Newer is what the push found (Result.Newer): the server's call,
+	// answered from the record, logs the warning the worker cannot (its
+	// output is discarded).
+	Newer *Branch `json:"newer,omitempty"`
 }
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// PushAhead archives the file at path as n like Push, first answering from
-// a marker left by an earlier look-ahead push, and pushing up to p.N-1
-// further ready segments from pg_wal/archive_status alongside. Only the
-// result for n is returned; a look-ahead push that fails is simply left for
-// PostgreSQL to ask for again.
+// PushAhead archives the file at path as n like Push, answering from a
+// worker's record when it has stored n already, and keeps a worker pushing
+// the files after n. Look-ahead is off for a store that costs no round
+// trip (a local file system): there it could only spend CPU. In the worker
+// process (p.Worker) it pushes ahead and returns an empty Result.
 func PushAhead(ctx context.Context, r *repo.Repo, path string, n wal.Name, p Parallel) (Result, error) {
-	if p.N <= 1 || p.Spool == "" {
+	if p.N <= 1 || p.Spool == "" || r.Nearby() {
 		return Push(ctx, r, path, n)
 	}
-	key, ok, err := r.SpoolKey(ctx)
-	if err != nil {
-		return Push(ctx, r, path, n) // which reports the store's failure
+	r.Cache = spool.NewIdentityCache(p.Spool, r.String())
+	if p.Worker {
+		return Result{}, work(ctx, r, path, n, p)
 	}
-	if !ok {
-		// A new repository: markers are keyed to its identity, which
-		// the push of n claims; look ahead once it has.
+	sp, err := p.dir(ctx, r)
+	if err != nil || sp == nil {
+		// A new repository (its identity, which records are keyed to,
+		// comes with this push), or one that cannot be read: push, then
+		// start looking ahead.
 		res, err := Push(ctx, r, path, n)
-		if err != nil {
-			return res, err
-		}
-		if key, ok, err = r.SpoolKey(ctx); err == nil && ok {
-			if sp, err := spool.Open(p.Spool, key); err == nil {
-				lookAhead(ctx, r, sp, path, n, p.N-1)()
+		if err == nil {
+			if sp, _ := p.dir(ctx, r); sp != nil {
+				p.startWorker(sp, n)
 			}
 		}
-		return res, nil
-	}
-	sp, err := spool.Open(p.Spool, key)
-	if err != nil {
-		return Result{}, err
+		return res, err
 	}
 	if res, ok := answerFromMarker(ctx, r, sp, path, n); ok {
 		return res, nil
 	}
-	wait := lookAhead(ctx, r, sp, path, n, p.N-1)
+	if waitForClaim(ctx, sp, n.String()) {
+		if res, ok := answerFromMarker(ctx, r, sp, path, n); ok {
+			return res, nil
+		}
+	}
+	p.startWorker(sp, n)
+	release, ok := sp.Claim(n.String()) // so that the worker leaves it alone
+	if !ok && waitForClaim(ctx, sp, n.String()) {
+		// The worker took it meanwhile.
+		if res, ok := answerFromMarker(ctx, r, sp, path, n); ok {
+			return res, nil
+		}
+	}
 	res, err := Push(ctx, r, path, n)
-	wait()
+	if release != nil {
+		release()
+	}
 	return res, err
 }
 
-// lookAhead starts pushing up to max ready files after n, each recorded in
-// the spool; wait waits for them.
-func lookAhead(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n wal.Name, max int) (wait func()) {
-	ahead := readyAfter(filepath.Dir(path), n, max)
-	if len(ahead) > 0 {
-		if err := sp.Make(); err != nil {
-			slog.Warn("no look-ahead: cannot create the spool directory", "err", err)
-			ahead = nil
-		}
+// dir is the spool directory of the repository's look-ahead records,
+// keyed to its identity (and apart from prefetched segments, should one
+// spool serve both); nil while the repository has no identity.
+func (p Parallel) dir(ctx context.Context, r *repo.Repo) (*spool.Dir, error) {
+	key, ok, err := r.SpoolKey(ctx)
+	if err != nil || !ok {
+		return nil, err
 	}
-	var wg sync.WaitGroup
-	for _, next := range ahead {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pushAhead(ctx, r, sp, filepath.Join(filepath.Dir(path), next.String()), next)
-		}()
-	}
-	return wg.Wait
+	return spool.Open(p.Spool, "push "+key)
 }
 
-// pushAhead pushes one look-ahead file and records it in the spool.
-func pushAhead(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n wal.Name) {
-	if sp.Has(n.String()) {
-		return // pushed ahead already, not yet asked for
+// waitForClaim waits, while a worker holds the claim of name, for it to
+// finish; it reports whether there was one.
+func waitForClaim(ctx context.Context, sp *spool.Dir, name string) bool {
+	if !sp.Claimed(name) {
+		return false
 	}
+	deadline := time.Now().Add(claimWait)
+	for sp.Claimed(name) && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
+// startWorker starts a detached worker for the files after n unless one
+// is at work.
+func (p Parallel) startWorker(sp *spool.Dir, n wal.Name) {
+	release, ok := sp.Lock("archive")
+	if !ok {
+		return // a worker is at work
+	}
+	release()
+	if p.Spawn != nil {
+		p.Spawn(n)
+		return
+	}
+	if err := detach.Start(workerEnv, n.String()); err != nil {
+		slog.Debug("look-ahead worker not started", "err", err)
+	}
+}
+
+// work is the detached worker: it pushes the files marked ready after n,
+// up to p.N-1 at once, each claimed (so that no one pushes it beside the
+// worker) and recorded once durably stored, until none has come for
+// workerIdle. One worker runs at a time.
+func work(ctx context.Context, r *repo.Repo, path string, n wal.Name, p Parallel) error {
+	sp, err := p.dir(ctx, r)
+	if err != nil || sp == nil {
+		return err
+	}
+	release, ok := sp.Lock("archive")
+	if !ok {
+		return nil // another worker is at it
+	}
+	defer release()
+	walDir := filepath.Dir(path)
+	// Records of files the server has archived since (or will never ask
+	// for) go.
+	sp.Clean(func(name string) bool {
+		_, err := os.Stat(filepath.Join(walDir, "archive_status", name+".ready"))
+		return err == nil
+	})
+	idle := p.Idle
+	if idle <= 0 {
+		idle = 2 * time.Second
+	}
+	slots := make(chan struct{}, max(1, p.N-1))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for idleSince := time.Now(); time.Since(idleSince) < idle && ctx.Err() == nil; {
+		started := false
+		for _, next := range readyAfter(walDir, n, 64) {
+			if sp.Has(next.String()) || sp.Claimed(next.String()) {
+				continue
+			}
+			slots <- struct{}{}
+			claim, ok := sp.Claim(next.String())
+			if !ok {
+				<-slots
+				continue
+			}
+			started = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				defer claim()
+				pushAhead(ctx, r, sp, filepath.Join(walDir, next.String()), next)
+			}()
+		}
+		if started {
+			idleSince = time.Now()
+		} else {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// pushAhead pushes one look-ahead file and records it in the spool, only
+// once the store has it durably.
+func pushAhead(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n wal.Name) {
 	res, err := Push(ctx, r, path, n)
 	if err != nil {
 		// The file may have been archived and removed by the server
@@ -120,36 +232,41 @@ func pushAhead(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n 
 		slog.Debug("look-ahead push not recorded", "file", n, "err", err)
 		return
 	}
-	m.Key = res.Key
+	m.Key, m.Newer = res.Key, res.Newer
 	data, _ := json.Marshal(m)
 	if err := sp.WriteFile(n.String(), data); err != nil {
 		slog.Debug("look-ahead push not recorded", "file", n, "err", err)
 	}
 }
 
-// describe computes the marker for the file at path.
+// describe computes the record for the file at path.
 func describe(r *repo.Repo, path string) (marker, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return marker{}, err
 	}
 	defer f.Close()
-	h := crc32.New(castagnoli)
-	n, err := io.Copy(h, f)
+	fi, err := f.Stat()
 	if err != nil {
 		return marker{}, err
 	}
-	return marker{Repo: r.String(), Size: n, CRC: h.Sum32()}, nil
+	sum, err := repo.Sum(f, fi.Size())
+	if err != nil {
+		return marker{}, err
+	}
+	return marker{Repo: r.String(), Size: fi.Size(), CRC: sum}, nil
 }
 
-// answerFromMarker returns true when n was pushed ahead and is still in
-// the repository with the content now at path. The marker is consumed
-// either way.
+// answerFromMarker returns true when a worker recorded n as durably stored
+// with the content now at path: a record younger than RecordTTL answers
+// alone; an older one after a look that the object is still in the store.
+// The record is consumed either way.
 func answerFromMarker(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n wal.Name) (Result, bool) {
 	data, err := sp.Read(n.String())
 	if err != nil {
 		return Result{}, false
 	}
+	age, _ := sp.Age(n.String())
 	defer sp.Remove(n.String())
 	var m marker
 	if json.Unmarshal(data, &m) != nil || m.Repo != r.String() {
@@ -159,13 +276,15 @@ func answerFromMarker(ctx context.Context, r *repo.Repo, sp *spool.Dir, path str
 	if err != nil || now.Size != m.Size || now.CRC != m.CRC {
 		return Result{}, false // the file changed since: push it properly
 	}
-	if ok, err := r.Stored(ctx, n, m.Key); !ok {
-		if err != nil {
-			slog.Debug("checking a look-ahead push", "file", n, "err", err)
+	if age >= RecordTTL {
+		if ok, err := r.Stored(ctx, n, m.Key); !ok {
+			if err != nil {
+				slog.Debug("checking a look-ahead push", "file", n, "err", err)
+			}
+			return Result{}, false
 		}
-		return Result{}, false
 	}
-	return Result{Name: n, Key: m.Key, Existed: true, Bytes: int(m.Size), Ahead: true}, true
+	return Result{Name: n, Key: m.Key, Existed: true, Bytes: int(m.Size), Ahead: true, Newer: m.Newer}, true
 }
 
 // readyAfter lists up to max WAL files that the server has marked ready for

@@ -6,9 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/spool"
+	"github.com/walship/walship/storage/local"
+	"github.com/walship/walship/storage/storagetest"
 	"github.com/walship/walship/wal"
 	"github.com/walship/walship/wal/waltest"
 )
@@ -48,11 +51,45 @@ func isStored(t *testing.T, r *repo.Repo, name string) bool {
 	return err == nil
 }
 
-func TestPushAheadPushesReadyFilesAndAnswersFromMarkers(t *testing.T) {
+// remote is a repository in root seen as a remote store would be (the
+// local backend's Nearby hidden), with its store calls counted.
+func remote(t *testing.T, root string) (*repo.Repo, *storagetest.Faulty) {
+	t.Helper()
+	b, err := local.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &storagetest.Faulty{Backend: b}
+	r := repo.New(f, repo.LayoutAuto)
+	r.Create = true
+	return r, f
+}
+
+// lookAhead is Parallel whose worker runs in this process, to the end,
+// when it is started, on a repository of its own at root.
+func lookAhead(t *testing.T, root, walDir string, n int) Parallel {
+	t.Helper()
+	p := Parallel{N: n, Spool: filepath.Join(t.TempDir(), "spool"), Idle: 50 * time.Millisecond}
+	p.Spawn = func(after wal.Name) {
+		w := p
+		w.Worker = true
+		wr, _ := remote(t, root)
+		if _, err := PushAhead(context.Background(), wr, filepath.Join(walDir, after.String()), after, w); err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	}
+	return p
+}
+
+// The first call starts a worker that pushes every ready file after %f;
+// the server's calls for those are then answered from the worker's
+// records, without a single call to the store.
+func TestPushAheadAnswersFromRecordsAlone(t *testing.T) {
 	ctx := context.Background()
 	walDir, names := fakeWAL(t, 6)
-	r := openRepo(t, filepath.Join(t.TempDir(), "repo"), repo.LayoutAuto)
-	p := Parallel{N: 4, Spool: filepath.Join(t.TempDir(), "spool")}
+	root := filepath.Join(t.TempDir(), "repo")
+	r, _ := remote(t, root)
+	p := lookAhead(t, root, walDir, 4)
 
 	res, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p)
 	if err != nil {
@@ -61,45 +98,39 @@ func TestPushAheadPushesReadyFilesAndAnswersFromMarkers(t *testing.T) {
 	if res.Ahead || res.Existed {
 		t.Errorf("first call: Ahead=%v Existed=%v, want a fresh push", res.Ahead, res.Existed)
 	}
-	for i, name := range names {
-		if got, want := isStored(t, r, name), i < 4; got != want {
-			t.Errorf("after the first call, %s stored = %v, want %v", name, got, want)
+	for _, f := range names {
+		if !isStored(t, r, f) {
+			t.Errorf("after the first call, %s is not stored", f)
 		}
 	}
-	// The server's own calls for the pushed-ahead files are answered from
-	// the markers; the one after them starts a new batch.
-	sp, err := spool.Open(p.Spool, r.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range names[1:4] {
-		res, err := PushAhead(ctx, r, filepath.Join(walDir, f), name(t, f), p)
+	for _, f := range names[1:] {
+		// As the server calls: a new process, a new Repo.
+		fr, calls := remote(t, root)
+		res, err := PushAhead(ctx, fr, filepath.Join(walDir, f), name(t, f), p)
 		if err != nil || !res.Ahead {
-			t.Fatalf("PushAhead(%s) = Ahead %v, err %v; want answered from the marker", f, res.Ahead, err)
+			t.Fatalf("PushAhead(%s) = Ahead %v, err %v; want answered from the record", f, res.Ahead, err)
 		}
-		if sp.Has(f) {
-			t.Errorf("marker of %s not consumed", f)
+		for _, op := range []string{"open", "stat", "put", "list"} {
+			if n := calls.Calls(op); n != 0 {
+				t.Errorf("%s: answered from the record with %d %s call(s) to the store, want none", f, n, op)
+			}
 		}
-	}
-	res, err = PushAhead(ctx, r, filepath.Join(walDir, names[4]), name(t, names[4]), p)
-	if err != nil || res.Ahead {
-		t.Fatalf("PushAhead(%s) = Ahead %v, err %v; want a real push", names[4], res.Ahead, err)
-	}
-	if !isStored(t, r, names[5]) {
-		t.Errorf("%s was not pushed ahead with %s", names[5], names[4])
 	}
 }
 
-func TestMarkerNeverAnswersForChangedContentOrMissingObject(t *testing.T) {
+// A record is never trusted for a file that changed since, nor, once it
+// is older than RecordTTL, for an object that vanished from the store.
+func TestRecordNeverAnswersForChangedContentOrMissingObject(t *testing.T) {
 	ctx := context.Background()
 	walDir, names := fakeWAL(t, 3)
-	r := openRepo(t, filepath.Join(t.TempDir(), "repo"), repo.LayoutAuto)
-	p := Parallel{N: 3, Spool: filepath.Join(t.TempDir(), "spool")}
+	root := filepath.Join(t.TempDir(), "repo")
+	r, _ := remote(t, root)
+	p := lookAhead(t, root, walDir, 3)
 	if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil {
 		t.Fatal(err)
 	}
 
-	// names[1] changed on disk after it was pushed ahead: the marker must
+	// names[1] changed on disk after it was pushed ahead: the record must
 	// not answer, and the real push refuses the different content.
 	path1 := filepath.Join(walDir, names[1])
 	data, _ := os.ReadFile(path1)
@@ -109,8 +140,8 @@ func TestMarkerNeverAnswersForChangedContentOrMissingObject(t *testing.T) {
 		t.Errorf("changed file after a look-ahead push: err = %v, want ErrDifferent", err)
 	}
 
-	// names[2]'s object vanished from the repository (someone pruned it):
-	// the marker must not answer; the file is pushed again.
+	// names[2]'s object vanished from the repository, and its record is
+	// old: it must not answer; the file is pushed again.
 	n2, _ := wal.ParseName(names[2])
 	loc, err := r.Find(ctx, n2)
 	if err != nil {
@@ -119,6 +150,12 @@ func TestMarkerNeverAnswersForChangedContentOrMissingObject(t *testing.T) {
 	if err := r.Remove(ctx, loc); err != nil {
 		t.Fatal(err)
 	}
+	sp, err := p.dir(ctx, r)
+	if err != nil || sp == nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-RecordTTL - time.Minute)
+	os.Chtimes(sp.Path(names[2]), old, old)
 	res, err := PushAhead(ctx, r, filepath.Join(walDir, names[2]), name(t, names[2]), p)
 	if err != nil || res.Ahead {
 		t.Fatalf("vanished object: Ahead %v, err %v; want a real push", res.Ahead, err)
@@ -128,22 +165,112 @@ func TestMarkerNeverAnswersForChangedContentOrMissingObject(t *testing.T) {
 	}
 }
 
-func TestMarkersAreKeptPerRepository(t *testing.T) {
+// Records are kept per repository identity: another repository, or the
+// same location holding a new repository, never takes them.
+func TestRecordsAreKeptPerRepositoryIdentity(t *testing.T) {
 	ctx := context.Background()
-	walDir, names := fakeWAL(t, 2)
-	spool := filepath.Join(t.TempDir(), "spool")
-	r1 := openRepo(t, filepath.Join(t.TempDir(), "one"), repo.LayoutAuto)
-	r2 := openRepo(t, filepath.Join(t.TempDir(), "two"), repo.LayoutAuto)
-	p := Parallel{N: 2, Spool: spool}
-	if _, err := PushAhead(ctx, r1, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil {
+	walDir, names := fakeWAL(t, 3)
+	root := filepath.Join(t.TempDir(), "repo")
+	r, _ := remote(t, root)
+	p := lookAhead(t, root, walDir, 3)
+	if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil {
 		t.Fatal(err)
 	}
-	res, err := PushAhead(ctx, r2, filepath.Join(walDir, names[1]), name(t, names[1]), p)
-	if err != nil || res.Ahead {
-		t.Fatalf("other repository: Ahead %v, err %v; want a real push", res.Ahead, err)
+	// The repository is replaced by a new one at the same place.
+	if err := os.RemoveAll(root); err != nil {
+		t.Fatal(err)
 	}
-	if !isStored(t, r2, names[1]) {
-		t.Errorf("%s not in the second repository", names[1])
+	p.Spawn = func(wal.Name) {} // no worker: only the records of the old one exist
+	r2, _ := remote(t, root)
+	for _, f := range names[:2] { // claims the new repository
+		if _, err := Push(ctx, r2, filepath.Join(walDir, f), name(t, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Remove(filepath.Join(p.Spool, "identity-*")) // the cache may hold the old identity for a while
+	entries, _ := filepath.Glob(filepath.Join(p.Spool, "identity-*"))
+	for _, e := range entries {
+		os.Remove(e)
+	}
+	r3, _ := remote(t, root)
+	res, err := PushAhead(ctx, r3, filepath.Join(walDir, names[2]), name(t, names[2]), p)
+	if err != nil || res.Ahead {
+		t.Fatalf("a new repository at the same place: Ahead %v, err %v; want a real push", res.Ahead, err)
+	}
+	if !isStored(t, r3, names[2]) {
+		t.Errorf("%s not in the new repository", names[2])
+	}
+}
+
+// The server's call for a file a worker is pushing waits for the worker
+// instead of pushing it beside it, and is answered from its record.
+func TestCallWaitsForTheWorkersPush(t *testing.T) {
+	ctx := context.Background()
+	walDir, names := fakeWAL(t, 2)
+	root := filepath.Join(t.TempDir(), "repo")
+	r, _ := remote(t, root)
+	p := lookAhead(t, root, walDir, 2)
+	p.Spawn = func(wal.Name) {}
+	if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := p.dir(ctx, r)
+	if err != nil || sp == nil {
+		t.Fatal(err)
+	}
+	release, ok := sp.Claim(names[1]) // a worker at work on names[1]
+	if !ok {
+		t.Fatal("claim refused")
+	}
+	done := make(chan Result, 1)
+	fr, calls := remote(t, root)
+	go func() {
+		res, err := PushAhead(ctx, fr, filepath.Join(walDir, names[1]), name(t, names[1]), p)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case <-done:
+		t.Fatal("the call did not wait for the worker's claim")
+	default:
+	}
+	// The worker finishes: stores the file, records it, releases.
+	wr, _ := remote(t, root)
+	pushAhead(ctx, wr, sp, filepath.Join(walDir, names[1]), name(t, names[1]))
+	puts := calls.Calls("put")
+	release()
+	select {
+	case res := <-done:
+		if !res.Ahead {
+			t.Errorf("answer %+v, want from the worker's record", res)
+		}
+		if calls.Calls("put") != puts {
+			t.Errorf("the call pushed the file the worker had pushed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not return after the worker released its claim")
+	}
+}
+
+// On a store that costs no round trip (a local directory), look-ahead
+// would only spend CPU: none happens.
+func TestNoLookAheadOnANearbyStore(t *testing.T) {
+	ctx := context.Background()
+	walDir, names := fakeWAL(t, 3)
+	r := openRepo(t, filepath.Join(t.TempDir(), "repo"), repo.LayoutAuto)
+	p := Parallel{N: 4, Spool: filepath.Join(t.TempDir(), "spool")}
+	p.Spawn = func(wal.Name) { t.Error("a worker was started for a local repository") }
+	if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil {
+		t.Fatal(err)
+	}
+	if isStored(t, r, names[1]) {
+		t.Error("a later file was pushed ahead into a local repository")
+	}
+	if _, err := os.Stat(p.Spool); !os.IsNotExist(err) {
+		t.Errorf("the spool was used: %v", err)
 	}
 }
 
@@ -183,5 +310,57 @@ func TestParallelCheck(t *testing.T) {
 		if err := tc.p.Check(); (err == nil) != tc.ok {
 			t.Errorf("%+v.Check() = %v, want ok=%v", tc.p, err, tc.ok)
 		}
+	}
+}
+
+// One spool may serve look-ahead and prefetch (a standby that archives
+// too): neither takes the other's files for its own.
+func TestLookAheadAndPrefetchKeepApart(t *testing.T) {
+	ctx := context.Background()
+	walDir, names := fakeWAL(t, 2)
+	root := filepath.Join(t.TempDir(), "repo")
+	r, _ := remote(t, root)
+	p := lookAhead(t, root, walDir, 2)
+	if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := r.SpoolKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	push, _ := spool.Open(p.Spool, "push "+key)
+	fetch, _ := spool.Open(p.Spool, "fetch "+key)
+	if !push.Has(names[1]) || fetch.Has(names[1]) || push.Path("") == fetch.Path("") {
+		t.Errorf("records in %s (has %s: %v), prefetch in %s: want them apart", push.Path(""), names[1], push.Has(names[1]), fetch.Path(""))
+	}
+}
+
+// A segment the worker pushed past the switch point of a newer timeline:
+// the server's call, answered from the record without a look at the
+// store, still reports it (the worker's own log goes nowhere).
+func TestRecordCarriesNewerTimeline(t *testing.T) {
+	ctx := context.Background()
+	walDir, names := fakeWAL(t, 3)
+	root := filepath.Join(t.TempDir(), "repo")
+	r, _ := remote(t, root)
+	hist := filepath.Join(t.TempDir(), "00000002.history")
+	os.WriteFile(hist, []byte("1\t0/104000\tno recovery target specified\n"), 0o600) // inside segment 1
+	if _, err := PushAhead(ctx, r, hist, name(t, "00000002.history"), Parallel{N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	p := lookAhead(t, root, walDir, 4)
+	if res, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil || res.Newer != nil {
+		t.Fatalf("PushAhead(%s) = Newer %+v, %v; want none: segment 1 holds the switch point", names[0], res.Newer, err)
+	}
+	fr, calls := remote(t, root)
+	res, err := PushAhead(ctx, fr, filepath.Join(walDir, names[1]), name(t, names[1]), p)
+	if err != nil || !res.Ahead {
+		t.Fatalf("PushAhead(%s) = %+v, %v; want answered from the record", names[1], res, err)
+	}
+	if res.Newer == nil || res.Newer.Timeline != 2 || res.Newer.SwitchPoint.String() != "0/104000" {
+		t.Errorf("answered from the record: Newer %+v, want timeline 2 at 0/104000", res.Newer)
+	}
+	if n := calls.Calls("open") + calls.Calls("stat"); n != 0 {
+		t.Errorf("%d looks at the store for an answer from the record", n)
 	}
 }

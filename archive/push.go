@@ -26,6 +26,10 @@ type Result struct {
 	Existed bool   // already archived with identical content; nothing written
 	Ahead   bool   // answered from a look-ahead push's marker
 	Bytes   int    // size of the WAL file
+	// Newer is set when a newer timeline in the repository branched off
+	// this segment's timeline before the segment: another server has been
+	// promoted from this cluster's WAL (see Branch).
+	Newer *Branch
 }
 
 // Push archives the file at path as the WAL file n (%p and %f). It returns
@@ -37,20 +41,29 @@ func Push(ctx context.Context, r *repo.Repo, path string, n wal.Name) (Result, e
 		return Result{}, err
 	}
 	defer f.Close()
-	if err := check(ctx, r, n, f, size); err != nil {
+	segSize, err := check(ctx, r, n, f, size)
+	if err != nil {
 		return Result{}, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return Result{}, err
 	}
+	// Asked alongside the put, so that it costs no time.
+	newer := make(chan *Branch, 1)
+	if n.Kind == wal.KindSegment {
+		go func() { newer <- branchedBefore(ctx, r, n, segSize) }()
+	} else {
+		newer <- nil
+	}
 	key, existed, err := r.PutFrom(ctx, n, f, size)
+	branch := <-newer
 	if err != nil {
 		if errors.Is(err, repo.ErrDifferent) {
 			return Result{}, fmt.Errorf("%s is already archived with different content; refusing to overwrite it (%w)", n, err)
 		}
 		return Result{}, fmt.Errorf("storing %s in %s: %w", n, r, err)
 	}
-	return Result{Name: n, Key: key, Existed: existed, Bytes: int(size)}, nil
+	return Result{Name: n, Key: key, Existed: existed, Bytes: int(size), Newer: branch}, nil
 }
 
 // openFile opens the file to archive and returns its size.
@@ -79,9 +92,9 @@ func openFile(path string, n wal.Name) (*os.File, int64, error) {
 }
 
 // check validates content against the name and the repository's identity
-// (repo.CheckHeader, repo.ParseText). Segments are checked by their header;
-// text files are read whole.
-func check(ctx context.Context, r *repo.Repo, n wal.Name, f *os.File, size int64) error {
+// (repo.CheckHeader, repo.ParseText). Segments are checked by their header,
+// which gives their size; text files are read whole.
+func check(ctx context.Context, r *repo.Repo, n wal.Name, f *os.File, size int64) (segSize uint32, err error) {
 	switch n.Kind {
 	case wal.KindSegment, wal.KindPartial:
 		head := make([]byte, wal.LongHeaderSize)
@@ -90,36 +103,37 @@ func check(ctx context.Context, r *repo.Repo, n wal.Name, f *os.File, size int64
 		}
 		h, err := repo.CheckHeader(head, n, nil)
 		if err != nil {
-			return fmt.Errorf("%w %s: %w", ErrInvalid, n, err)
+			return 0, fmt.Errorf("%w %s: %w", ErrInvalid, n, err)
 		}
 		if size != int64(h.SegSize) {
-			return fmt.Errorf("%w %s: file is %d bytes, its header says segments are %d", ErrInvalid, n, size, h.SegSize)
+			return 0, fmt.Errorf("%w %s: file is %d bytes, its header says segments are %d", ErrInvalid, n, size, h.SegSize)
 		}
 		if err := r.Claim(ctx, h); err != nil {
 			if errors.Is(err, repo.ErrWrongCluster) {
-				return fmt.Errorf("%w %s: %w", ErrInvalid, n, err)
+				return 0, fmt.Errorf("%w %s: %w", ErrInvalid, n, err)
 			}
 			// The store could not be read: not a refusal, PostgreSQL retries.
-			return fmt.Errorf("checking the identity of %s for %s: %w", r, n, err)
+			return 0, fmt.Errorf("checking the identity of %s for %s: %w", r, n, err)
 		}
+		return h.SegSize, nil
 	case wal.KindHistory, wal.KindBackup:
 		data := make([]byte, size)
 		if _, err := io.ReadFull(f, data); err != nil {
-			return fmt.Errorf("reading %s: %w", n, err)
+			return 0, fmt.Errorf("reading %s: %w", n, err)
 		}
 		var idp *repo.Identity
 		if n.Kind == wal.KindBackup {
 			id, ok, err := r.Identity(ctx)
 			if err != nil {
-				return err
+				return 0, err
 			}
 			if ok {
 				idp = &id
 			}
 		}
 		if _, err := repo.ParseText(n, data, idp); err != nil {
-			return fmt.Errorf("%w %s: %w", ErrInvalid, n, err)
+			return 0, fmt.Errorf("%w %s: %w", ErrInvalid, n, err)
 		}
 	}
-	return nil
+	return 0, nil
 }

@@ -9,10 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+
+	"filippo.io/age"
 
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage/local"
+	"github.com/walship/walship/storage/storagetest"
 	"github.com/walship/walship/wal"
 	"github.com/walship/walship/wal/waltest"
 )
@@ -351,5 +355,96 @@ func TestPushBackupHistory(t *testing.T) {
 	notStored(t, root, wrong)
 	if _, err := push(t, r, "000000010000000000000003.00000028.backup", []byte("garbage\n"), repo.CodecLZ4); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Push of a garbage backup history = %v, want ErrInvalid", err)
+	}
+}
+
+// TestPushNewerTimeline: a segment of timeline 1 past the switch point of
+// timeline 2, whose history file is in the repository, is archived and
+// reported (Result.Newer); one before it, and segments of the newest
+// timeline, are not. The look costs one storage call per segment, and none
+// for other files.
+func TestPushNewerTimeline(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "repo")
+	lb, err := local.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb := &storagetest.Faulty{Backend: lb}
+	var mu sync.Mutex
+	historyCalls := 0
+	fb.Before = func(op, key string) {
+		if strings.HasSuffix(key, ".history") && op != "put" {
+			mu.Lock()
+			historyCalls++
+			mu.Unlock()
+		}
+	}
+	r := repo.New(fb, repo.LayoutAuto)
+	r.Create = true
+	pushCounted := func(n string, data []byte) (Result, int) {
+		t.Helper()
+		mu.Lock()
+		historyCalls = 0
+		mu.Unlock()
+		res := mustPush(t, r, n, data, "")
+		mu.Lock()
+		defer mu.Unlock()
+		return res, historyCalls
+	}
+
+	for _, n := range []string{"000000010000000000000001", "000000010000000000000002"} {
+		if res, calls := pushCounted(n, fakeSegment(t, n, sysID, 1)); res.Newer != nil || calls != 1 {
+			t.Errorf("%s with no newer timeline: Newer %+v after %d looks at history files, want nil after 1", n, res.Newer, calls)
+		}
+	}
+	// Timeline 2 left timeline 1 inside segment 3.
+	if res, calls := pushCounted("00000002.history", []byte("1\t0/304000\tno recovery target specified\n")); res.Newer != nil || calls != 0 {
+		t.Errorf("history file: Newer %+v, %d looks, want none", res.Newer, calls)
+	}
+	if res, _ := pushCounted("000000010000000000000003", fakeSegment(t, "000000010000000000000003", sysID, 1)); res.Newer != nil {
+		t.Errorf("segment 3 holds the switch point, it is on both timelines: Newer %+v", res.Newer)
+	}
+	res, _ := pushCounted("000000010000000000000004", fakeSegment(t, "000000010000000000000004", sysID, 1))
+	if res.Newer == nil || res.Newer.Timeline != 2 || res.Newer.SwitchPoint.String() != "0/304000" {
+		t.Fatalf("segment 4 of timeline 1, past the switch point: Newer %+v, want timeline 2 at 0/304000", res.Newer)
+	}
+	w := res.Newer.Warning(name(t, "000000010000000000000004"))
+	for _, want := range []string{"000000010000000000000004", "timeline 1", "timeline 2", "0/304000", "00000002.history", "archive_mode = off"} {
+		if !strings.Contains(w, want) {
+			t.Errorf("warning %q does not say %q", w, want)
+		}
+	}
+	if got := stored(t, root, "000000010000000000000004"); len(got) != segSize {
+		t.Errorf("segment 4 was not archived: %d bytes", len(got))
+	}
+	if res, calls := pushCounted("000000020000000000000004", fakeSegment(t, "000000020000000000000004", sysID, 1)); res.Newer != nil || calls != 1 {
+		t.Errorf("segment of the newest timeline: Newer %+v after %d looks, want nil after 1", res.Newer, calls)
+	}
+	// Timeline 3 branched off timeline 1 too, not off timeline 2: timeline
+	// 2 goes on, as far as history files tell.
+	pushCounted("00000003.history", []byte("1\t0/204000\tno recovery target specified\n"))
+	if res, _ := pushCounted("000000020000000000000005", fakeSegment(t, "000000020000000000000005", sysID, 1)); res.Newer != nil {
+		t.Errorf("timeline 2 beside timeline 3: Newer %+v", res.Newer)
+	}
+}
+
+// In an encrypted repository an archiver holds public keys only and cannot
+// read the newer timeline's history file: the segment is archived and the
+// newer timeline reported, its switch point unknown.
+func TestPushNewerTimelineEncrypted(t *testing.T) {
+	key, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := newRepo(t, repo.LayoutAuto)
+	r.Keys.Recipients = []age.Recipient{key.Recipient()}
+	mustPush(t, r, "000000010000000000000001", fakeSegment(t, "000000010000000000000001", sysID, 1), "")
+	mustPush(t, r, "00000002.history", []byte("1\t0/104000\tno recovery target specified\n"), "")
+	res := mustPush(t, r, "000000010000000000000002", fakeSegment(t, "000000010000000000000002", sysID, 1), "")
+	if res.Newer == nil || res.Newer.Timeline != 2 || !res.Newer.Unread {
+		t.Fatalf("Newer = %+v, want timeline 2, unread", res.Newer)
+	}
+	if w := res.Newer.Warning(name(t, "000000010000000000000002")); !strings.Contains(w, "00000002.history, encrypted") {
+		t.Errorf("warning %q", w)
 	}
 }

@@ -72,6 +72,10 @@ func Create(ctx context.Context, r *repo.Repo, o CreateOptions) (*CreateResult, 
 	if srv.Version.Major < minVersion {
 		return nil, fmt.Errorf("%w: the server runs PostgreSQL %s; walship backup create needs %d or later (backup manifests)", ErrVersion, srv.VersionStr, minVersion)
 	}
+	// A new repository: the server's archiving writes its identity while
+	// the backup runs (a primary waits for its last segment to be
+	// archived); it is checked before the record is written.
+	r.Create = true
 	id, haveID, err := r.Identity(ctx)
 	if err != nil {
 		return nil, err
@@ -252,6 +256,9 @@ func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOpti
 	}
 	if err := sameCluster(c.srv, ident, c.r); err != nil {
 		return nil, err
+	}
+	if err := c.r.CheckWrite(ident); err != nil {
+		return nil, err // encrypted, or not, unlike the objects just stored
 	}
 
 	m := repo.BackupMeta{ID: c.id, Label: bl.Label, From: from, SystemID: c.srv.SysID,

@@ -35,7 +35,7 @@ func checkStoredBackups(c *repo.Catalog) (ps []Problem, notes []string) {
 // names, and every file of the tars against the manifest (size and
 // checksum, none missing, none added). A problem with a backup is a
 // Problem; a failure to read storage, an error.
-func checkBackupObjects(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions) ([]Problem, int, error) {
+func checkBackupObjects(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions) ([]Problem, []string, int, error) {
 	var todo []*repo.StoredBackup
 	var total int64
 	for _, sb := range c.Stored {
@@ -51,16 +51,22 @@ func checkBackupObjects(ctx context.Context, r *repo.Repo, c *repo.Catalog, o Ve
 	}
 	defer bar.Done()
 	var ps []Problem
+	var notes []string
+	checked := 0
 	for _, sb := range todo {
 		p, err := checkBackup(ctx, r, sb, bar)
-		if err != nil {
-			return nil, 0, err
-		}
-		if p != "" {
+		switch {
+		case errors.Is(err, repo.ErrEncryption):
+			notes = append(notes, fmt.Sprintf("backup %s is encrypted and no identity given decrypts it: not read (%v)", sb.ID, err))
+			continue
+		case err != nil:
+			return nil, nil, 0, err
+		case p != "":
 			ps = append(ps, Problem{string(sb.ID), "backup damaged: " + p})
 		}
+		checked++
 	}
-	return ps, len(todo), nil
+	return ps, notes, checked, nil
 }
 
 // checkBackup reads one backup in full; it returns what is wrong with it.

@@ -9,8 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/walship/walship/internal/testenv/fakerepo"
 	"github.com/walship/walship/repo"
+	"github.com/walship/walship/storage/local"
 	"github.com/walship/walship/wal"
 	"github.com/walship/walship/wal/waltest"
 )
@@ -467,5 +470,61 @@ func TestStandbyBackupSameStartAsPrimaryBackup(t *testing.T) {
 	}
 	if b := rep.Backups[1]; b.ID != "" || b.File != hist.String() {
 		t.Errorf("the primary's backup: %+v", b)
+	}
+}
+
+// verify --full of an encrypted repository says which objects need which
+// key, and which the identities given cannot read (not checked, and not
+// taken for damage).
+func TestVerifyFullEncryptedKeys(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "repo")
+	lb, _ := local.New(root)
+	oldID, _ := age.GenerateX25519Identity()
+	newID, _ := age.GenerateX25519Identity()
+	w := repo.New(lb, repo.LayoutAuto)
+	w.Create = true
+	w.Keys.Recipients = []age.Recipient{oldID.Recipient()}
+	for s := uint64(1); s <= 3; s++ {
+		if s == 3 { // rotation
+			w.Keys.Recipients = []age.Recipient{newID.Recipient()}
+		}
+		n := seg(1, s)
+		data := waltest.Seeded(n, fakerepo.SysID, fakerepo.SegSize, byte(s))
+		h, _ := wal.ParseLongHeader(data)
+		if err := w.Claim(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Put(ctx, n, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := repo.New(lb, repo.LayoutAuto)
+	r.Keys.Identities = []age.Identity{oldID}
+	c, err := repo.Scan(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(ctx, r, c, VerifyOptions{Full: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Checked != 2 || rep.Undecrypted != 1 || len(rep.Keys) != 2 {
+		t.Fatalf("report: ok %v, checked %d, undecrypted %d, keys %+v; problems:\n%s", rep.OK(), rep.Checked, rep.Undecrypted, rep.Keys, problems(rep))
+	}
+	oldFP, newFP := repo.Fingerprint(oldID.Recipient().String()), repo.Fingerprint(newID.Recipient().String())
+	for _, k := range rep.Keys {
+		switch {
+		case len(k.Recipients) == 1 && k.Recipients[0] == oldFP:
+			if k.Objects != 2 || !k.Readable {
+				t.Errorf("old key: %+v, want 2 readable objects", k)
+			}
+		case len(k.Recipients) == 1 && k.Recipients[0] == newFP:
+			if k.Objects != 1 || k.Readable {
+				t.Errorf("new key: %+v, want 1 object not readable", k)
+			}
+		default:
+			t.Errorf("unexpected key set %+v", k)
+		}
 	}
 }

@@ -85,12 +85,12 @@ func TimelineInfos(c *repo.Catalog) []TimelineInfo {
 	return out
 }
 
-// checkHistories reports history files that are damaged or missing. A
+// HistoryProblems reports history files that are damaged or missing. A
 // server recovering to the latest timeline finds timelines by probing
 // 00000002.history, 00000003.history, ... in turn and stops at the first
 // that is missing, so every timeline from 2 to the newest one mentioned
 // anywhere needs its file.
-func checkHistories(c *repo.Catalog) []Problem {
+func HistoryProblems(c *repo.Catalog) []Problem {
 	var ps []Problem
 	hist := c.Histories()
 	for _, f := range c.Files {
@@ -121,20 +121,38 @@ func checkHistories(c *repo.Catalog) []Problem {
 	return ps
 }
 
-// checkGaps reports segments missing from each timeline. A timeline must
-// be complete from where it began (or the oldest segment kept, after
-// pruning) to where it was left for a newer timeline, or to its last
-// segment if it was never left. Past its switch point a timeline may go on
-// (an old primary that kept writing) and gaps there are expected.
-func checkGaps(c *repo.Catalog, tls []TimelineInfo) (ps []Problem, notes []string) {
-	if c.SegSize == 0 {
-		if len(c.Segments(0)) > 0 {
-			ps = append(ps, Problem{c.Location, "segment size unknown (no walship.json and no readable segment header): gaps not checked"})
-		}
-		return ps, nil
+// Gap is a run of segments missing from a timeline where it needs them.
+type Gap struct {
+	Timeline    uint32
+	First, Last wal.Name
+	Count       uint64 // segments missing
+	// End is the timeline's switch point when it was left for a newer
+	// one (the gap lies before it), "" otherwise.
+	End string
+}
+
+// Problem is the line verify reports for the gap.
+func (g Gap) Problem() Problem {
+	p := Problem{File: g.First.String(), Msg: fmt.Sprintf("missing from timeline %d", g.Timeline)}
+	if g.Last != g.First {
+		p.File += ".." + g.Last.String()
+		p.Msg = fmt.Sprintf("%d segments missing from timeline %d", g.Count, g.Timeline)
 	}
+	if g.End != "" {
+		p.Msg += fmt.Sprintf(", before its switch point %s", g.End)
+	}
+	return p
+}
+
+// Gaps finds the segments missing from each timeline. A timeline must be
+// complete from where it began (or the oldest segment kept, after pruning)
+// to where it was left for a newer timeline, or to its last segment if it
+// was never left. Past its switch point a timeline may go on (an old
+// primary that kept writing) and gaps there are expected; notes say how
+// far each goes on. The segment size must be known.
+func Gaps(c *repo.Catalog, tls []TimelineInfo) (out []Gap, notes []string) {
 	oldest, ok := c.OldestSegment()
-	if !ok {
+	if !ok || c.SegSize == 0 {
 		return nil, nil
 	}
 	floor := oldest.SegNo(c.SegSize)
@@ -172,18 +190,28 @@ func checkGaps(c *repo.Catalog, tls []TimelineInfo) (ps []Problem, notes []strin
 			continue
 		}
 		for _, g := range gaps(have, lo, hi) {
-			first := wal.SegmentFromNo(ti.Timeline, g[0], c.SegSize)
-			p := Problem{File: first.String(), Msg: fmt.Sprintf("missing from timeline %d", ti.Timeline)}
-			if n := g[1] - g[0] + 1; n > 1 {
-				last := wal.SegmentFromNo(ti.Timeline, g[1], c.SegSize)
-				p.File += ".." + last.String()
-				p.Msg = fmt.Sprintf("%d segments missing from timeline %d", n, ti.Timeline)
-			}
+			gap := Gap{Timeline: ti.Timeline, First: wal.SegmentFromNo(ti.Timeline, g[0], c.SegSize),
+				Last: wal.SegmentFromNo(ti.Timeline, g[1], c.SegSize), Count: g[1] - g[0] + 1}
 			if ti.hasEnd {
-				p.Msg += fmt.Sprintf(", before its switch point %s", ti.End)
+				gap.End = ti.End
 			}
-			ps = append(ps, p)
+			out = append(out, gap)
 		}
+	}
+	return out, notes
+}
+
+// checkGaps reports the Gaps as problems.
+func checkGaps(c *repo.Catalog, tls []TimelineInfo) (ps []Problem, notes []string) {
+	if c.SegSize == 0 {
+		if len(c.Segments(0)) > 0 {
+			ps = append(ps, Problem{c.Location, "segment size unknown (no walship.json and no readable segment header): gaps not checked"})
+		}
+		return ps, nil
+	}
+	gs, notes := Gaps(c, tls)
+	for _, g := range gs {
+		ps = append(ps, g.Problem())
 	}
 	return ps, notes
 }

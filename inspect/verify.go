@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/repo"
@@ -31,10 +33,24 @@ type Report struct {
 	// Unchecked counts the objects that carry no checksum (the plain
 	// layout, as cp writes it; repositories of format 1).
 	Unchecked int `json:"unchecksummed"`
+	// Keys, for an encrypted repository read in full, say which objects
+	// need which key: one entry per set of recipients.
+	Keys []KeyUse `json:"keys,omitempty"`
+	// Undecrypted counts the encrypted objects not checked because no
+	// identity given decrypts them.
+	Undecrypted int `json:"undecrypted,omitempty"`
 	// Leftovers are temporary files of writers killed half-way, which
 	// walship-archive and walship-prune remove once they are stale.
 	Leftovers     int   `json:"leftover_temp_files"`
 	LeftoverBytes int64 `json:"leftover_temp_bytes"`
+}
+
+// KeyUse is how many objects were encrypted to one set of recipients.
+type KeyUse struct {
+	Recipients []string `json:"recipients"` // fingerprints
+	Objects    int      `json:"objects"`
+	// Readable: an identity given decrypts them.
+	Readable bool `json:"readable"`
 }
 
 // OK reports whether nothing is wrong.
@@ -51,19 +67,27 @@ type VerifyOptions struct {
 	Workers int
 	// Bar shows progress of a full check (may be nil).
 	Bar func(total int64) *progress.Bar
+	// TailGrace is how long an older timeline may still be archived after
+	// a newer one branched off before it is a second writer (see
+	// SecondWriters); 0 is DefaultTailGrace.
+	TailGrace time.Duration
 }
 
 // Verify checks a scanned repository: history files present and readable,
-// no segment missing where a timeline needs one, backup history files
-// consistent, the newest base backup restorable; with Full, the content of
-// every segment. Storage failures return an error; everything wrong with
+// no segment missing where a timeline needs one, no older timeline still
+// archived long after a newer one branched off (a second writer), backup
+// history files consistent, the newest base backup restorable; with Full,
+// the content of every segment. Storage failures return an error; everything wrong with
 // the repository itself is in the Report.
 func Verify(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions) (*Report, error) {
 	rep := &Report{Timelines: TimelineInfos(c)}
-	rep.Problems = append(rep.Problems, checkHistories(c)...)
+	rep.Problems = append(rep.Problems, HistoryProblems(c)...)
 	gaps, notes := checkGaps(c, rep.Timelines)
 	rep.Problems = append(rep.Problems, gaps...)
 	rep.Notes = append(rep.Notes, notes...)
+	for _, w := range SecondWriters(c, o.TailGrace) {
+		rep.Problems = append(rep.Problems, w.Problem())
+	}
 	rep.Problems = append(rep.Problems, checkSizes(c)...)
 	for _, dup := range c.Duplicates() {
 		keys := make([]string, len(dup))
@@ -103,16 +127,15 @@ func Verify(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions)
 		}
 	}
 	if o.Full {
-		ps, n, err := checkContents(ctx, r, c, o)
+		if err := checkContents(ctx, r, c, o, rep); err != nil {
+			return nil, err
+		}
+		ps, notes, n, err := checkBackupObjects(ctx, r, c, o)
 		if err != nil {
 			return nil, err
 		}
 		rep.Problems = append(rep.Problems, ps...)
-		rep.Checked = n
-		if ps, n, err = checkBackupObjects(ctx, r, c, o); err != nil {
-			return nil, err
-		}
-		rep.Problems = append(rep.Problems, ps...)
+		rep.Notes = append(rep.Notes, notes...)
 		rep.BackupsChecked = n
 	}
 	// JSON readers get lists, never null.
@@ -144,7 +167,7 @@ func checkSizes(c *repo.Catalog) []Problem {
 }
 
 // checkContents reads every segment and partial segment in full.
-func checkContents(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions) ([]Problem, int, error) {
+func checkContents(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions, rep *Report) error {
 	var todo []repo.File
 	var total int64
 	for _, f := range c.Files {
@@ -162,7 +185,7 @@ func checkContents(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyO
 	if workers <= 0 {
 		workers = 2
 	}
-	probs := make([]*Problem, len(todo))
+	results := make([]checked, len(todo))
 	var (
 		mu      sync.Mutex
 		firstEr error
@@ -176,7 +199,7 @@ func checkContents(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyO
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				p, err := checkObject(ctx, r, c, todo[i])
+				res, err := checkObject(ctx, r, c, todo[i])
 				if err != nil {
 					mu.Lock()
 					if firstEr == nil {
@@ -186,7 +209,7 @@ func checkContents(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyO
 					mu.Unlock()
 					continue
 				}
-				probs[i] = p
+				results[i] = res
 				bar.Add(todo[i].Size)
 			}
 		}()
@@ -200,27 +223,59 @@ func checkContents(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyO
 	close(next)
 	wg.Wait()
 	if firstEr != nil {
-		return nil, 0, firstEr
+		return firstEr
 	}
-	var ps []Problem
-	for _, p := range probs {
-		if p != nil {
-			ps = append(ps, *p)
+	uses := map[string]*KeyUse{}
+	for _, res := range results {
+		if res.problem != nil {
+			rep.Problems = append(rep.Problems, *res.problem)
+		}
+		if res.recipients != nil {
+			k := strings.Join(res.recipients, ",")
+			if uses[k] == nil {
+				uses[k] = &KeyUse{Recipients: res.recipients, Readable: true}
+			}
+			uses[k].Objects++
+			if res.undecrypted {
+				uses[k].Readable = false
+				rep.Undecrypted++
+			}
 		}
 	}
-	return ps, len(todo), nil
+	for _, u := range uses {
+		rep.Keys = append(rep.Keys, *u)
+	}
+	slices.SortFunc(rep.Keys, func(a, b KeyUse) int {
+		return strings.Compare(strings.Join(a.Recipients, ","), strings.Join(b.Recipients, ","))
+	})
+	for _, u := range rep.Keys {
+		verdict := "readable with the identities given"
+		if !u.Readable {
+			verdict = "NOT readable with the identities given: not checked"
+		}
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%d object(s) encrypted to key(s) %s: %s", u.Objects, strings.Join(u.Recipients, ", "), verdict))
+	}
+	rep.Checked = len(todo) - rep.Undecrypted
+	return nil
+}
+
+// checked is what reading one object found.
+type checked struct {
+	problem     *Problem
+	recipients  []string // of an encrypted object
+	undecrypted bool     // encrypted, and no identity given decrypts it
 }
 
 // checkObject decodes one segment and checks it (repo.Object.Copy). A
-// problem with the object is returned as a Problem; a failure to read
-// storage as an error.
-func checkObject(ctx context.Context, r *repo.Repo, c *repo.Catalog, f repo.File) (*Problem, error) {
+// problem with the object is in the result; a failure to read storage is
+// an error.
+func checkObject(ctx context.Context, r *repo.Repo, c *repo.Catalog, f repo.File) (checked, error) {
 	o, err := r.OpenEntry(ctx, f.Entry)
 	if storage.IsNotExist(err) {
-		return nil, nil // pruned since the listing
+		return checked{}, nil // pruned since the listing
 	}
 	if err != nil {
-		return nil, err
+		return checked{}, err
 	}
 	defer o.Close()
 	var id *repo.Identity
@@ -228,10 +283,15 @@ func checkObject(ctx context.Context, r *repo.Repo, c *repo.Catalog, f repo.File
 		id = &c.Identity
 	}
 	var ce *repo.CorruptError
-	if _, err := o.Copy(io.Discard, id); errors.As(err, &ce) {
-		return &Problem{f.Key, "corrupt: " + ce.Reason}, nil
-	} else if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", f.Key, err)
+	_, err = o.Copy(io.Discard, id)
+	res := checked{recipients: o.Recipients()}
+	switch {
+	case errors.As(err, &ce):
+		res.problem = &Problem{f.Key, "corrupt: " + ce.Reason}
+	case errors.Is(err, repo.ErrEncryption):
+		res.undecrypted = true
+	case err != nil:
+		return checked{}, fmt.Errorf("reading %s: %w", f.Key, err)
 	}
-	return nil, nil
+	return res, nil
 }

@@ -76,3 +76,12 @@ func ParseBool(s string) (value, ok bool) {
 	}
 	return false, false
 }
+
+// BackupLabelFile is what a base backup leaves in the data directory until
+// the recovery that starts from it has read it (it then becomes
+// backup_label.old).
+const BackupLabelFile = "backup_label"
+
+// HasBackupLabel reports whether dataDir holds backup_label: a recovery
+// from a base backup that is just starting.
+func HasBackupLabel(dataDir string) bool { return exists(dataDir, BackupLabelFile) }

@@ -1,7 +1,10 @@
 package pgdata
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 )
 
 // dataDirWith makes a data directory holding the given files.
@@ -100,5 +103,29 @@ func TestParseBool(t *testing.T) {
 		if got, ok := ParseBool(bad); ok || got {
 			t.Errorf("ParseBool(%q) = %v, %v; want not a boolean", bad, got, ok)
 		}
+	}
+}
+
+func TestReadyFiles(t *testing.T) {
+	dir := t.TempDir()
+	status := filepath.Join(dir, "pg_wal", "archive_status")
+	os.MkdirAll(status, 0o700)
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	for name, at := range map[string]time.Time{
+		"000000010000000000000003.ready": old,
+		"000000010000000000000004.ready": old.Add(time.Minute),
+		"000000010000000000000002.done":  old.Add(-time.Hour),
+		"00000002.history.ready":         old.Add(2 * time.Minute),
+	} {
+		p := filepath.Join(status, name)
+		os.WriteFile(p, nil, 0o600)
+		os.Chtimes(p, at, at)
+	}
+	r, err := ReadyFiles(dir)
+	if err != nil || r.Count != 3 || r.Oldest != "000000010000000000000003" || !r.OldestTime.Equal(old) {
+		t.Errorf("ReadyFiles = %+v, %v; want 3, the oldest 000000010000000000000003 at %v", r, err, old)
+	}
+	if _, err := ReadyFiles(t.TempDir()); err == nil {
+		t.Error("no pg_wal: no error")
 	}
 }

@@ -79,7 +79,7 @@ func (r *Repo) listAll(ctx context.Context, walFn func(Entry) error, backupFn fu
 	}
 	return r.b.List(ctx, "", func(i storage.Info) error {
 		if n, c, _, ok := ParseKey(i.Key); ok {
-			return walFn(Entry{Name: n, Key: i.Key, Codec: c, Sealed: r.sealed(i.Key, c), Size: i.Size, Info: i})
+			return walFn(Entry{Name: n, Location: r.describe(i.Key, c), Size: i.Size, Info: i})
 		}
 		if o, ok := ParseBackupKey(i.Key); ok {
 			backupFn(o, i)

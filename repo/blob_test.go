@@ -155,3 +155,50 @@ func TestBackupMetaRoundTrip(t *testing.T) {
 		t.Errorf("a record naming another backup: %v, want ErrCorrupt", err)
 	}
 }
+
+// In an encrypted repository a backup's objects are encrypted (a writer
+// with the public key only cannot read them back, nor is a clear byte of
+// them stored), but its record, which retention and verify need without
+// an identity; a reader with the identity gets everything back.
+func TestStreamEncrypted(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "repo")
+	key := newIdentity(t)
+	w := writer(t, root, key)
+	n, seg := segment(t, "000000010000000000000003", testSysID, 1)
+	if err := w.Claim(ctx, header(t, seg)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Put(ctx, n, seg); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("row of a table in the base backup\n"), 40000)
+	if _, err := w.PutStream(ctx, testObject, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	m := BackupMeta{ID: testObject.ID, Label: "nightly", From: "primary", SystemID: testSysID, Start: 0x3000028, StartTimeline: 1,
+		Stop: 0x3000100, StopTimeline: 1, Objects: []BackupMetaObject{{Name: "base.tar"}}}
+	if err := w.PutBackupMeta(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	stored := readFile(t, filepath.Join(root, filepath.FromSlash(testObject.Key())))
+	if !bytes.HasPrefix(stored, []byte(cryptMagic)) || bytes.Contains(stored, []byte("row of a table")) {
+		t.Errorf("the stored base.tar is not encrypted (%q...)", stored[:40])
+	}
+	if _, err := readStream(t, w, testObject); !errors.Is(err, ErrEncryption) {
+		t.Errorf("reading without an identity: %v, want ErrEncryption", err)
+	}
+	// The record is clear: read without any key.
+	if got, err := reopen(t, root, LayoutAuto).ReadBackupMeta(ctx, m.ID); err != nil || got.Start != m.Start {
+		t.Errorf("the record without an identity: %+v, %v", got, err)
+	}
+	got, err := readStream(t, reader(t, root, key), testObject)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Errorf("reading with the identity: %d bytes, %v", len(got), err)
+	}
+	// No recipient: an encrypted repository takes no clear object.
+	clear := reopen(t, root, LayoutAuto)
+	if _, err := clear.PutStream(ctx, BackupObject{ID: testObject.ID, Part: TablespacePart(5)}, bytes.NewReader(data)); !errors.Is(err, ErrEncryption) {
+		t.Errorf("a clear object into an encrypted repository: %v, want ErrEncryption", err)
+	}
+}

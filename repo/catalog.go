@@ -114,8 +114,8 @@ func readText(ctx context.Context, r *Repo, f *File) error {
 	defer o.Close()
 	data, err := io.ReadAll(io.LimitReader(o, MaxTextFile+1))
 	if err != nil {
-		if errors.Is(err, ErrCorrupt) {
-			f.Err = err
+		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrEncryption) {
+			f.Err = err // damaged, or encrypted and no identity given
 			return nil
 		}
 		return fmt.Errorf("reading %s: %w", f.Key, err)
@@ -319,6 +319,9 @@ func (c *Catalog) Backups() []Backup {
 		start, stop wal.LSN
 	}
 	stored := map[span]int{}
+	// A .backup file that cannot be read (encrypted, and no identity
+	// given) is matched by the start its name gives.
+	byStart := map[span]int{}
 	for _, sb := range c.Stored {
 		m := sb.Meta
 		if m == nil {
@@ -334,6 +337,7 @@ func (c *Catalog) Backups() []Backup {
 				StartTime: m.StartTime.UTC().Format(backupTimeLayout), StopTime: m.StopTime.UTC().Format(backupTimeLayout)}}
 		if m.From != "standby" {
 			stored[span{m.StartTimeline, m.Start, m.Stop}] = len(out)
+			byStart[span{tli: m.StartTimeline, start: m.Start}] = len(out)
 		}
 		out = append(out, b)
 	}
@@ -344,6 +348,11 @@ func (c *Catalog) Backups() []Backup {
 		}
 		if f.Backup != nil {
 			if j, ok := stored[span{f.Backup.StartTimeline, f.Backup.Start, f.Backup.Stop}]; ok && out[j].File == nil {
+				out[j].File = f
+				continue
+			}
+		} else if c.SegSize != 0 {
+			if j, ok := byStart[span{tli: f.Name.Timeline, start: f.Name.StartLSN(c.SegSize)}]; ok && out[j].File == nil {
 				out[j].File = f
 				continue
 			}

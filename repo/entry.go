@@ -2,6 +2,11 @@ package repo
 
 import (
 	"context"
+	"errors"
+	"fmt"
+
+	"github.com/walship/walship/storage"
+	"github.com/walship/walship/wal"
 )
 
 // OpenEntry opens exactly the object a List entry names, decoded with its
@@ -9,7 +14,7 @@ import (
 // is stored twice (under both codecs or both layouts) can be read copy by
 // copy, as a verification must.
 func (r *Repo) OpenEntry(ctx context.Context, e Entry) (*Object, error) {
-	return r.openAt(ctx, e.Name, Location{Key: e.Key, Codec: e.Codec, Sealed: e.Sealed})
+	return r.openAt(ctx, e.Name, e.Location)
 }
 
 // RawSize is the size of the WAL file the entry holds: the segment size
@@ -23,4 +28,87 @@ func (e Entry) RawSize(segSize uint32) int64 {
 		return e.Size - int64(FooterSize)
 	}
 	return e.Size
+}
+
+// Entry is one WAL file found by List.
+type Entry struct {
+	Name wal.Name
+	Location
+	Size int64 // stored bytes
+	Info storage.Info
+}
+
+// List calls fn for every WAL file in the repository, in key order, in
+// either layout whatever the repository's (so that a file stored in the
+// other layout too is seen); keys that hold no WAL file are skipped.
+func (r *Repo) List(ctx context.Context, fn func(Entry) error) error {
+	if _, _, err := r.Identity(ctx); err != nil {
+		return err
+	}
+	return r.b.List(ctx, "", func(i storage.Info) error {
+		n, c, _, ok := ParseKey(i.Key)
+		if !ok {
+			return nil
+		}
+		return fn(Entry{Name: n, Location: r.describe(i.Key, c), Size: i.Size, Info: i})
+	})
+}
+
+// Remove deletes the stored object of an entry.
+func (r *Repo) Remove(ctx context.Context, e Entry) error { return r.b.Remove(ctx, e.Key) }
+
+// RemoveMany deletes the stored objects of entries, in batches on a store
+// that deletes many keys in one call; missing objects are not an error.
+func (r *Repo) RemoveMany(ctx context.Context, es []Entry) error {
+	keys := make([]string, len(es))
+	for i, e := range es {
+		keys[i] = e.Key
+	}
+	return storage.RemoveMany(ctx, r.b, keys)
+}
+
+// Batches reports whether the store deletes many objects in one call, so
+// that grouping removals pays.
+func (r *Repo) Batches() bool { return storage.Batches(r.b) }
+
+// Stored reports whether name is still stored under key, a key that Find,
+// List or Put gave for it earlier. A key that does not hold name is an
+// error, never a look at the store.
+func (r *Repo) Stored(ctx context.Context, n wal.Name, key string) (bool, error) {
+	if kn, _, _, ok := ParseKey(key); !ok || kn != n {
+		return false, fmt.Errorf("%w: %q does not hold %s", storage.ErrBadKey, key, n)
+	}
+	_, err := r.b.Stat(ctx, key)
+	if storage.IsNotExist(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Nearby reports whether the store costs no round trip per call (see
+// storage.Nearby).
+func (r *Repo) Nearby() bool { return storage.IsNearby(r.b) }
+
+// Sweep finds the temporary files killed writers left in the repository
+// and, with remove, deletes them (see storage.Sweeper).
+func (r *Repo) Sweep(ctx context.Context, remove bool) (count int, bytes int64, err error) {
+	return storage.Sweep(ctx, r.b, remove)
+}
+
+// ErrNoWatch is returned by Watch for a store that cannot be watched.
+var ErrNoWatch = errors.New("the store cannot be watched for new objects")
+
+// Watch sends on the returned channel whenever name may have appeared in
+// the repository (see storage.Watcher), until ctx ends. A store that
+// cannot be watched gives an error matching ErrNoWatch: poll it instead.
+func (r *Repo) Watch(ctx context.Context, n wal.Name) (<-chan struct{}, error) {
+	w, ok := storage.As[storage.Watcher](r.b)
+	if !ok {
+		return nil, ErrNoWatch
+	}
+	var keys []string
+	for _, loc := range Candidates(r.layout, n) {
+		keys = append(keys, loc.Key)
+	}
+	return w.Watch(ctx, keys)
 }

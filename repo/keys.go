@@ -49,11 +49,13 @@ func Key(l Layout, n wal.Name, c Codec) string {
 	return fmt.Sprintf("wal/%08X%08X/%s", n.Timeline, n.Log, base)
 }
 
-// Location is where one WAL file may be stored.
+// Location is where one WAL file may be stored, and how its object is
+// encoded there.
 type Location struct {
-	Key    string
-	Codec  Codec
-	Sealed bool // an uncompressed object with a checksum footer
+	Key       string
+	Codec     Codec
+	Sealed    bool // an uncompressed object with a checksum footer
+	Encrypted bool // encrypted with age (crypt.go)
 }
 
 // Candidates lists where name may be stored in layout l, in the order to

@@ -30,54 +30,44 @@ func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
-// errPutStopped ends a compressor whose output is no longer read.
-var errPutStopped = errors.New("the store stopped reading")
-
-// putLZ4Stream compresses size bytes of src straight into a backend that
-// streams puts: no copy of the object is held in memory. It returns once
-// the compressor has stopped reading src.
-func (r *Repo) putLZ4Stream(ctx context.Context, key string, src io.Reader, size int64) error {
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := encodeLZ4To(pw, src, size)
-		pw.CloseWithError(err) // nil: the reader sees the end of the frame
-		done <- err
-	}()
-	err := r.b.Put(ctx, key, pr, -1)
-	pr.CloseWithError(errPutStopped)
-	encErr := <-done
-	if err != nil && encErr != nil && !errors.Is(encErr, errPutStopped) && !errors.Is(encErr, io.ErrClosedPipe) {
-		return fmt.Errorf("compressing: %w", encErr)
-	}
-	return err
-}
-
 // Object is an open WAL file in the repository, decoded and checked as it
 // is read (see codec.go). A read error caused by a bad checksum, frame or
 // footer matches ErrCorrupt.
 type Object struct {
-	Name   wal.Name
-	Key    string
-	Codec  Codec
-	Sealed bool // an uncompressed object with a checksum footer
-	body   io.ReadCloser
-	r      io.Reader // the decoder, made at the first read
+	Name wal.Name
+	Location
+	keys       Keys
+	recipients []string // of an encrypted object, once read
+	body       io.ReadCloser
+	r          io.Reader // the decoder, made at the first read
 }
+
+// Recipients are the fingerprints of the keys an encrypted object was
+// encrypted to, known once reading began (also when it failed to decrypt).
+func (o *Object) Recipients() []string { return o.recipients }
 
 func (o *Object) Read(p []byte) (int, error) {
 	if o.r == nil {
+		var body io.Reader = o.body
+		if o.Encrypted {
+			r, recipients, err := o.keys.decrypter(body, o.Key)
+			o.recipients = recipients
+			if err != nil {
+				return 0, err
+			}
+			body = r
+		}
 		switch {
 		case o.Codec == CodecLZ4:
-			r, err := newLZ4Reader(o.body, o.Key)
+			r, err := newLZ4Reader(body, o.Key)
 			if err != nil {
 				return 0, err
 			}
 			o.r = r
 		case o.Sealed:
-			o.r = newUnsealer(o.body, o.Key)
+			o.r = newUnsealer(body, o.Key)
 		default:
-			o.r = o.body
+			o.r = body
 		}
 	}
 	n, err := o.r.Read(p)
@@ -93,7 +83,7 @@ func (o *Object) Close() error { return o.body.Close() }
 // CopyN copies exactly n decoded bytes to w the cheapest way the codec
 // allows (an in-kernel copy for a bare local file into a file).
 func (o *Object) CopyN(w io.Writer, n int64) (int64, error) {
-	if o.Codec == CodecNone && !o.Sealed {
+	if o.Codec == CodecNone && !o.Sealed && !o.Encrypted {
 		// Unwrapped down to the backend's reader: file to file, io.Copy
 		// lets the kernel copy (copy_file_range).
 		var src io.Reader = o.body
@@ -137,7 +127,7 @@ func (r *Repo) locations(ctx context.Context, n wal.Name) ([]Location, error) {
 	}
 	locs := Candidates(r.layout, n)
 	for i := range locs {
-		locs[i].Sealed = r.sealed(locs[i].Key, locs[i].Codec)
+		locs[i] = r.describe(locs[i].Key, locs[i].Codec)
 	}
 	return locs, nil
 }
@@ -157,8 +147,23 @@ func (r *Repo) location(ctx context.Context, n wal.Name) (Location, error) {
 			codec = CodecLZ4
 		}
 	}
-	key := Key(layout, n, codec)
-	return Location{Key: key, Codec: codec, Sealed: r.sealed(key, codec)}, nil
+	return r.describe(Key(layout, n, codec), codec), nil
+}
+
+// describe is the location of an object at key of codec c: whether it is
+// sealed, whether encrypted.
+func (r *Repo) describe(key string, c Codec) Location {
+	return Location{Key: key, Codec: c, Sealed: r.sealed(key, c), Encrypted: r.encrypted()}
+}
+
+// encrypted reports whether the repository's objects are encrypted: as
+// its identity file says, or, before it has one, as the keys it was
+// opened with say (the first history file of a new repository).
+func (r *Repo) encrypted() bool {
+	if r.ident != nil {
+		return r.ident.Encryption != nil
+	}
+	return len(r.Keys.Recipients) > 0
 }
 
 // sealed reports whether the object at key carries a checksum footer: an
@@ -204,7 +209,7 @@ func (r *Repo) Find(ctx context.Context, n wal.Name) (Entry, error) {
 	for _, loc := range locs {
 		info, err := r.b.Stat(ctx, loc.Key)
 		if err == nil {
-			return Entry{Name: n, Key: loc.Key, Codec: loc.Codec, Sealed: loc.Sealed, Size: info.Size, Info: info}, nil
+			return Entry{Name: n, Location: loc, Size: info.Size, Info: info}, nil
 		}
 		if !storage.IsNotExist(err) && firstErr == nil {
 			firstErr = err
@@ -247,212 +252,5 @@ func (r *Repo) openAt(ctx context.Context, n wal.Name, loc Location) (*Object, e
 	if err != nil {
 		return nil, err
 	}
-	return &Object{Name: n, Key: loc.Key, Codec: loc.Codec, Sealed: loc.Sealed, body: body}, nil
-}
-
-// Put stores data as name, create-only, in the one place the repository
-// has for it (history and backup files are never compressed). When name is
-// already stored, Put compares: identical content returns nil with existed
-// true (after making the stored copy durable); different content returns
-// an error matching fs.ErrExist and leaves the stored object as it is.
-func (r *Repo) Put(ctx context.Context, n wal.Name, data []byte) (existed bool, err error) {
-	_, existed, err = r.PutFrom(ctx, n, bytes.NewReader(data), int64(len(data)))
-	return existed, err
-}
-
-// PutFrom is Put reading size bytes from src, which must be rewindable (a
-// file or an in-memory reader): it is read again to checksum or compare.
-// A bare *os.File reaches a local backend as it is, so the kernel copies
-// it. It also returns the key the file is stored under.
-func (r *Repo) PutFrom(ctx context.Context, n wal.Name, src io.ReadSeeker, size int64) (key string, existed bool, err error) {
-	id, haveID, err := r.Identity(ctx)
-	if err != nil {
-		return "", false, err
-	}
-	if haveID {
-		if id.Format < Format {
-			return "", false, fmt.Errorf("%w: %s is of format %d, which has no checksums; walship writes format %d: archive into a new repository", ErrOldFormat, r, id.Format, Format)
-		}
-		if err := r.checkAsked(id); err != nil {
-			return "", false, err
-		}
-	}
-	loc, err := r.location(ctx, n)
-	if err != nil {
-		return "", false, err
-	}
-	// Where others may write too (cp, in the plain layout), the file may
-	// be stored in another place already.
-	locs, err := r.locations(ctx, n)
-	if err != nil {
-		return "", false, err
-	}
-	for _, other := range locs {
-		if other.Key == loc.Key {
-			continue
-		}
-		if _, err := r.b.Stat(ctx, other.Key); err == nil {
-			return other.Key, true, r.existing(ctx, n, other, src, size)
-		} else if !storage.IsNotExist(err) {
-			return "", false, err
-		}
-	}
-	switch {
-	case loc.Codec == CodecLZ4 && storage.StreamsPuts(r.b):
-		err = r.putLZ4Stream(ctx, loc.Key, src, size)
-	case loc.Codec == CodecLZ4:
-		obj, encErr := encodeLZ4(src, size)
-		if encErr != nil {
-			return "", false, fmt.Errorf("compressing %s: %w", n, encErr)
-		}
-		err = r.b.Put(ctx, loc.Key, bytes.NewReader(obj), int64(len(obj)))
-	case loc.Sealed:
-		sum, sumErr := Sum(src, size)
-		if sumErr != nil {
-			return "", false, fmt.Errorf("reading %s: %w", n, sumErr)
-		}
-		obj := newSealed(src, size, sum)
-		err = r.b.Put(ctx, loc.Key, obj, obj.Len())
-	default:
-		err = r.b.Put(ctx, loc.Key, src, size)
-	}
-	if storage.IsExist(err) {
-		return loc.Key, true, r.existing(ctx, n, loc, src, size)
-	}
-	return loc.Key, false, err
-}
-
-// existing answers a put of n whose object is stored at loc already:
-// identical content is made durable (an earlier attempt may have died
-// between its rename and the sync of the directory) before it counts as
-// archived; different content is an error matching ErrDifferent.
-func (r *Repo) existing(ctx context.Context, n wal.Name, loc Location, src io.ReadSeeker, size int64) error {
-	if err := r.compare(ctx, n, loc, src, size); err != nil {
-		return err
-	}
-	return storage.Sync(ctx, r.b, loc.Key)
-}
-
-// ErrDifferent is matched when a file is already archived with other content.
-var ErrDifferent = fmt.Errorf("archived with different content: %w", errExist)
-
-// compare checks that the stored copy of n at loc holds exactly the size
-// bytes of src.
-func (r *Repo) compare(ctx context.Context, n wal.Name, loc Location, src io.ReadSeeker, size int64) error {
-	if _, err := src.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	o, err := r.openAt(ctx, n, loc)
-	if err != nil {
-		return err
-	}
-	defer o.Close()
-	stored, mine := make([]byte, copyBuf), make([]byte, copyBuf)
-	var off int64
-	for {
-		k, err := io.ReadFull(o, stored)
-		if k > 0 {
-			if off+int64(k) > size {
-				return fmt.Errorf("%s: %w", o.Key, ErrDifferent)
-			}
-			if _, rerr := io.ReadFull(src, mine[:k]); rerr != nil {
-				return fmt.Errorf("re-reading the file to compare: %w", rerr)
-			}
-			if !bytes.Equal(stored[:k], mine[:k]) {
-				return fmt.Errorf("%s: %w", o.Key, ErrDifferent)
-			}
-			off += int64(k)
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if off != size {
-		return fmt.Errorf("%s: %w", o.Key, ErrDifferent)
-	}
-	return nil
-}
-
-// Entry is one WAL file found by List.
-type Entry struct {
-	Name   wal.Name
-	Key    string
-	Codec  Codec
-	Sealed bool  // an uncompressed object with a checksum footer
-	Size   int64 // stored bytes
-	Info   storage.Info
-}
-
-// List calls fn for every WAL file in the repository, in key order, in
-// either layout whatever the repository's (so that a file stored in the
-// other layout too is seen); keys that hold no WAL file are skipped.
-func (r *Repo) List(ctx context.Context, fn func(Entry) error) error {
-	if _, _, err := r.Identity(ctx); err != nil {
-		return err
-	}
-	return r.b.List(ctx, "", func(i storage.Info) error {
-		n, c, _, ok := ParseKey(i.Key)
-		if !ok {
-			return nil
-		}
-		return fn(Entry{Name: n, Key: i.Key, Codec: c, Sealed: r.sealed(i.Key, c), Size: i.Size, Info: i})
-	})
-}
-
-// Remove deletes the stored object of an entry.
-func (r *Repo) Remove(ctx context.Context, e Entry) error { return r.b.Remove(ctx, e.Key) }
-
-// RemoveMany deletes the stored objects of entries, in batches on a store
-// that deletes many keys in one call; missing objects are not an error.
-func (r *Repo) RemoveMany(ctx context.Context, es []Entry) error {
-	keys := make([]string, len(es))
-	for i, e := range es {
-		keys[i] = e.Key
-	}
-	return storage.RemoveMany(ctx, r.b, keys)
-}
-
-// Batches reports whether the store deletes many objects in one call, so
-// that grouping removals pays.
-func (r *Repo) Batches() bool { return storage.Batches(r.b) }
-
-// Stored reports whether name is still stored under key, a key that Find,
-// List or Put gave for it earlier. A key that does not hold name is an
-// error, never a look at the store.
-func (r *Repo) Stored(ctx context.Context, n wal.Name, key string) (bool, error) {
-	if kn, _, _, ok := ParseKey(key); !ok || kn != n {
-		return false, fmt.Errorf("%w: %q does not hold %s", storage.ErrBadKey, key, n)
-	}
-	_, err := r.b.Stat(ctx, key)
-	if storage.IsNotExist(err) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-// Sweep finds the temporary files killed writers left in the repository
-// and, with remove, deletes them (see storage.Sweeper).
-func (r *Repo) Sweep(ctx context.Context, remove bool) (count int, bytes int64, err error) {
-	return storage.Sweep(ctx, r.b, remove)
-}
-
-// ErrNoWatch is returned by Watch for a store that cannot be watched.
-var ErrNoWatch = errors.New("the store cannot be watched for new objects")
-
-// Watch sends on the returned channel whenever name may have appeared in
-// the repository (see storage.Watcher), until ctx ends. A store that
-// cannot be watched gives an error matching ErrNoWatch: poll it instead.
-func (r *Repo) Watch(ctx context.Context, n wal.Name) (<-chan struct{}, error) {
-	w, ok := storage.As[storage.Watcher](r.b)
-	if !ok {
-		return nil, ErrNoWatch
-	}
-	var keys []string
-	for _, loc := range Candidates(r.layout, n) {
-		keys = append(keys, loc.Key)
-	}
-	return w.Watch(ctx, keys)
+	return &Object{Name: n, Location: loc, keys: r.Keys, body: body}, nil
 }

@@ -7,6 +7,7 @@ package repo
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,13 +57,18 @@ const Format = 2
 
 // Identity is the content of the identity file.
 type Identity struct {
-	Format    int       `json:"format"`
-	SystemID  uint64    `json:"system_identifier,string"`
-	SegSize   uint32    `json:"wal_segment_size"`
-	Layout    Layout    `json:"layout"`
-	Codec     Codec     `json:"compression,omitempty"` // of segments; format 2
-	PGVersion string    `json:"pg_version,omitempty"`
-	Created   time.Time `json:"created"`
+	Format int `json:"format"`
+	// ID is random, made with the repository: two repositories of one
+	// cluster at one location, one after the other, are told apart by it.
+	ID       string `json:"id,omitempty"`
+	SystemID uint64 `json:"system_identifier,string"`
+	SegSize  uint32 `json:"wal_segment_size"`
+	Layout   Layout `json:"layout"`
+	Codec    Codec  `json:"compression,omitempty"` // of segments; format 2
+	// Encryption, when set, says every object is encrypted (crypt.go).
+	Encryption *Encryption `json:"encryption,omitempty"`
+	PGVersion  string      `json:"pg_version,omitempty"`
+	Created    time.Time   `json:"created"`
 }
 
 // ErrWrongCluster is matched by errors about WAL that belongs to another
@@ -96,8 +102,24 @@ type Repo struct {
 	// (lz4 for a new one); another one than the repository records is
 	// refused with ErrMismatch.
 	Compress Codec
+	// Keys are the recipients new objects are encrypted to and the
+	// identities that decrypt (see crypt.go). An encrypted repository
+	// refuses writes without recipients, an unencrypted one writes with.
+	Keys Keys
+
+	// Cache, when set, keeps the identity file beside the server for a
+	// bounded time (spool.IdentityCache), so that not every call reads it
+	// from the store.
+	Cache IdentityCache
 
 	plainRoot *bool // a repository without identity holds WAL files at its top (cp's)
+}
+
+// IdentityCache keeps a copy of the identity file, trusted for a bounded
+// time.
+type IdentityCache interface {
+	Load() (data []byte, ok bool)
+	Store(data []byte)
 }
 
 // New wraps a backend. The identity file is read lazily.
@@ -114,6 +136,13 @@ func (r *Repo) String() string { return r.b.String() }
 func (r *Repo) Identity(ctx context.Context) (id Identity, ok bool, err error) {
 	if r.ident != nil {
 		return *r.ident, true, nil
+	}
+	if r.Cache != nil {
+		if data, ok := r.Cache.Load(); ok {
+			if id, err := r.parseIdentity(data); err == nil {
+				return id, true, r.useIdentity(id)
+			}
+		}
 	}
 	rc, err := r.b.Open(ctx, IdentityKey)
 	if storage.IsNotExist(err) {
@@ -136,28 +165,48 @@ func (r *Repo) Identity(ctx context.Context) (id Identity, ok bool, err error) {
 	if err != nil {
 		return Identity{}, false, fmt.Errorf("reading %s: %w", IdentityKey, err)
 	}
+	if id, err = r.parseIdentity(data); err != nil {
+		return Identity{}, false, err
+	}
+	if err := r.useIdentity(id); err != nil {
+		return Identity{}, false, err
+	}
+	if r.Cache != nil {
+		r.Cache.Store(data)
+	}
+	return id, true, nil
+}
+
+// parseIdentity reads and checks the content of an identity file.
+func (r *Repo) parseIdentity(data []byte) (Identity, error) {
+	var id Identity
 	if err := json.Unmarshal(data, &id); err != nil {
-		return Identity{}, false, fmt.Errorf("%s in %s is damaged: %w", IdentityKey, r, err)
+		return Identity{}, fmt.Errorf("%s in %s is damaged: %w", IdentityKey, r, err)
 	}
 	if id.SystemID == 0 || wal.ValidSegSize(id.SegSize) != nil {
-		return Identity{}, false, fmt.Errorf("%s in %s is damaged: no system identifier or segment size", IdentityKey, r)
+		return Identity{}, fmt.Errorf("%s in %s is damaged: no system identifier or segment size", IdentityKey, r)
 	}
 	if id.Format >= 2 && id.Codec != CodecLZ4 && id.Codec != CodecNone {
-		return Identity{}, false, fmt.Errorf("%s in %s is damaged: unknown compression %q", IdentityKey, r, id.Codec)
+		return Identity{}, fmt.Errorf("%s in %s is damaged: unknown compression %q", IdentityKey, r, id.Codec)
 	}
+	return id, nil
+}
+
+// useIdentity checks the settings asked for against id and takes it.
+func (r *Repo) useIdentity(id Identity) error {
 	if err := r.checkAsked(id); err != nil {
-		return Identity{}, false, err
+		return err
 	}
 	r.ident = &id
 	if r.layout == LayoutAuto && id.Layout != "" {
 		r.layout = id.Layout
 	}
-	return id, true, nil
+	return nil
 }
 
 // SpoolKey names the repository for a local cache beside the server: its
-// location and, once it has one, its identity (system identifier and
-// creation time), so that what was cached for a repository is never taken
+// location and, once it has one, its identity (system identifier, random
+// id and creation time), so that what was cached for a repository is never taken
 // for one that replaced it at the same location. ok is false while the
 // repository has no identity yet.
 func (r *Repo) SpoolKey(ctx context.Context) (key string, ok bool, err error) {
@@ -165,7 +214,7 @@ func (r *Repo) SpoolKey(ctx context.Context) (key string, ok bool, err error) {
 	if err != nil || !ok {
 		return r.String(), false, err
 	}
-	return fmt.Sprintf("%s|%d|%s", r, id.SystemID, id.Created.UTC().Format(time.RFC3339Nano)), true, nil
+	return fmt.Sprintf("%s|%d|%s|%s", r, id.SystemID, id.ID, id.Created.UTC().Format(time.RFC3339Nano)), true, nil
 }
 
 // checkAsked refuses settings asked for that disagree with the identity.
@@ -175,6 +224,18 @@ func (r *Repo) checkAsked(id Identity) error {
 	}
 	if r.Compress != "" && id.Format >= 2 && r.Compress != id.Codec {
 		return fmt.Errorf("%w: %s stores segments with compression %s (%s), not %s as asked", ErrMismatch, r, id.Codec, IdentityKey, r.Compress)
+	}
+	return nil
+}
+
+// checkWrite refuses to write an object that would not be encrypted as
+// the repository's others are.
+func (r *Repo) checkWrite(id Identity) error {
+	switch {
+	case id.Encryption != nil && len(r.Keys.Recipients) == 0:
+		return fmt.Errorf("%w: %s is encrypted (%s), and no recipient to encrypt to was given", ErrEncryption, r, IdentityKey)
+	case id.Encryption == nil && len(r.Keys.Recipients) > 0:
+		return fmt.Errorf("%w: %s is not encrypted (%s); refusing to store encrypted objects beside clear ones", ErrEncryption, r, IdentityKey)
 	}
 	return nil
 }
@@ -201,8 +262,14 @@ func (r *Repo) Claim(ctx context.Context, h wal.LongHeader) error {
 		default:
 			codec = CodecLZ4
 		}
-		id = Identity{Format: Format, SystemID: h.SysID, SegSize: h.SegSize, Layout: layout, Codec: codec,
+		id = Identity{Format: Format, ID: rand.Text(), SystemID: h.SysID, SegSize: h.SegSize, Layout: layout, Codec: codec,
 			PGVersion: h.Version(), Created: time.Now().UTC().Truncate(time.Second)}
+		if len(r.Keys.Recipients) > 0 {
+			if layout == LayoutPlain {
+				return fmt.Errorf("%w: the plain layout holds files as cp writes them, never encrypted", ErrMismatch)
+			}
+			id.Encryption = &Encryption{Scheme: cryptScheme, Recipients: r.Keys.Fingerprints()}
+		}
 		data, _ := json.MarshalIndent(id, "", "  ")
 		data = append(data, '\n')
 		err = r.b.Put(ctx, IdentityKey, bytesReader(data), int64(len(data)))
@@ -217,6 +284,9 @@ func (r *Repo) Claim(ctx context.Context, h wal.LongHeader) error {
 		} else {
 			r.ident = &id
 			r.layout = layout
+			if r.Cache != nil {
+				r.Cache.Store(data)
+			}
 		}
 	}
 	return checkCluster(h, id, "repository "+r.String())

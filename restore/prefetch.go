@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/spool"
@@ -46,14 +45,15 @@ func (p Prefetch) Active(n wal.Name, dest string) bool {
 	return p.N > 0 && p.Spool != "" && n.Kind == wal.KindSegment && filepath.Base(dest) == "RECOVERYXLOG"
 }
 
-// dir is the spool directory of r: keyed to its identity, so that a
-// repository replaced at the same location never sees the old one's files.
+// dir is the spool directory of r's prefetched segments: keyed to its
+// identity, so that a repository replaced at the same location never sees
+// the old one's files (and apart from look-ahead records).
 func (p Prefetch) dir(ctx context.Context, r *repo.Repo) (*spool.Dir, error) {
 	key, _, err := r.SpoolKey(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return spool.Open(p.Spool, key)
+	return spool.Open(p.Spool, "fetch "+key)
 }
 
 // Take serves n from the spool into dest when it was prefetched; ok is
@@ -145,14 +145,14 @@ func (p Prefetch) Clean(ctx context.Context, r *repo.Repo, cur wal.Name) {
 
 // NeedsFill reports whether a worker should start now that cur was
 // served: fewer than half of the N segments after cur wait in the spool,
-// and no worker is fetching (a claim younger than busyClaim). Workers thus
+// and no worker is fetching (holds a claim). Workers thus
 // fetch several segments each, rather than one process per server call.
 func (p Prefetch) NeedsFill(ctx context.Context, r *repo.Repo, cur wal.Name, segSize uint32) bool {
 	d, err := p.dir(ctx, r)
 	if err != nil {
 		return false
 	}
-	if d.Busy(busyClaim) {
+	if d.Busy() {
 		return false
 	}
 	ahead := 0
@@ -161,9 +161,6 @@ func (p Prefetch) NeedsFill(ctx context.Context, r *repo.Repo, cur wal.Name, seg
 	}
 	return ahead < max(1, (p.N+1)/2)
 }
-
-// busyClaim is how long a claim is taken for a worker still fetching.
-const busyClaim = 2 * time.Minute
 
 // Fill fetches the N segments after cur on cur's timeline into the spool,
 // skipping those already there, and stops at the first one the archive

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
@@ -182,19 +181,30 @@ func TestPrefetchNeedsFill(t *testing.T) {
 		{"all 8 ahead", names[1:9], false},
 		{"2 ahead, then a gap", append(append([]string{}, names[1:3]...), names[4:9]...), true},
 		{"only segments after a gap", names[3:9], true},
-		{"a worker is fetching", []string{"." + names[1] + ".claim"}, false},
 	} {
 		spool(tc.spooled...)
 		if got := p.NeedsFill(context.Background(), r, cur, segSize); got != tc.want {
 			t.Errorf("%s: NeedsFill = %v, want %v", tc.what, got, tc.want)
 		}
 	}
-	// A claim left by a killed worker does not stop prefetch for long.
+	// A worker at work holds a claim: no second one.
+	spool()
+	d, err := p.dir(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, ok := d.Claim(names[1])
+	if !ok {
+		t.Fatal("claim refused")
+	}
+	if p.NeedsFill(context.Background(), r, cur, segSize) {
+		t.Errorf("a worker is fetching: NeedsFill = true, want false")
+	}
+	release()
+	// The claim file a killed worker leaves is held by no one: no stop.
 	spool("." + names[1] + ".claim")
-	old := time.Now().Add(-2 * busyClaim)
-	os.Chtimes(filepath.Join(dir, "."+names[1]+".claim"), old, old)
 	if !p.NeedsFill(context.Background(), r, cur, segSize) {
-		t.Errorf("an old claim: NeedsFill = false, want true")
+		t.Errorf("a claim file no one holds: NeedsFill = false, want true")
 	}
 }
 

@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/exec"
 	"strconv"
-	"syscall"
 
+	"github.com/walship/walship/internal/detach"
 	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/repo"
+	"github.com/walship/walship/spool"
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/wal"
 	"github.com/walship/walship/warmstandby"
@@ -90,6 +89,11 @@ func Run(ctx context.Context, r *repo.Repo, req Request) (Result, error) {
 		}
 		return Result{}, nil
 	}
+	if startingRecovery(req) {
+		if msg := PromotionWarning(req.DataDir, r); msg != "" {
+			slog.Warn(msg)
+		}
+	}
 	res, err := req.serve(ctx, r)
 	if err == nil || storage.IsNotExist(err) || errors.Is(err, ErrInvalid) {
 		return res, err
@@ -107,15 +111,26 @@ func (req Request) Fail(err error) error {
 func (req Request) serve(ctx context.Context, r *repo.Repo) (Result, error) {
 	n, pf := req.Name, req.Prefetch
 	active := pf.Active(n, req.Dest)
+	if active {
+		r.Cache = spool.NewIdentityCache(pf.Spool, r.String())
+	}
 	if active && (req.Standby == nil || !warmstandby.FastTriggered(*req.Standby)) {
 		pf.Clean(ctx, r, n)
 		if ok, err := pf.Take(ctx, r, n, req.Dest); ok {
 			slog.Info("restored from the prefetch spool", "file", n)
-			req.startPrefetch(ctx, r, n)
+			if !req.startPrefetch(ctx, r, n) {
+				if segSize, err := SegSizeOf(req.Dest); err == nil {
+					req.spawn(ctx, r, n, segSize)
+				}
+			}
 			return Result{Name: n, Spooled: true}, nil
 		} else if err != nil {
 			slog.Warn("prefetched copy unusable, fetching again", "file", n, "err", err)
 		}
+		// Not spooled: the worker fetches the next ones while this call
+		// fetches n (once the segment size is known: a repository
+		// without an identity file tells it by the segment itself).
+		active = !req.startPrefetch(ctx, r, n)
 	}
 	var res Result
 	var err error
@@ -132,20 +147,29 @@ func (req Request) serve(ctx context.Context, r *repo.Repo) (Result, error) {
 	}
 	slog.Info("restored", "file", n, "from", res.Key, "bytes", res.Bytes)
 	if active {
-		req.startPrefetch(ctx, r, n)
+		if segSize, err := SegSizeOf(req.Dest); err == nil {
+			req.spawn(ctx, r, n, segSize)
+		}
 	}
 	return res, nil
 }
 
 // startPrefetch starts a worker to fetch the segments after n into the
-// spool while the server replays n, unless enough are spooled already or a
-// worker is at it.
-func (req Request) startPrefetch(ctx context.Context, r *repo.Repo, n wal.Name) {
-	if req.Spawn == nil {
-		return
+// spool (see spawn), with the segment size of the repository's identity;
+// it reports false when the repository has none to tell it.
+func (req Request) startPrefetch(ctx context.Context, r *repo.Repo, n wal.Name) bool {
+	id, ok, err := r.Identity(ctx)
+	if err != nil || !ok {
+		return false
 	}
-	segSize, err := SegSizeOf(req.Dest)
-	if err != nil || !req.Prefetch.NeedsFill(ctx, r, n, segSize) {
+	req.spawn(ctx, r, n, id.SegSize)
+	return true
+}
+
+// spawn starts a prefetch worker for the segments after n unless enough
+// are spooled already or a worker is at it.
+func (req Request) spawn(ctx context.Context, r *repo.Repo, n wal.Name, segSize uint32) {
+	if req.Spawn == nil || !req.Prefetch.NeedsFill(ctx, r, n, segSize) {
 		return
 	}
 	if err := req.Spawn(segSize); err != nil {
@@ -157,28 +181,17 @@ func (req Request) startPrefetch(ctx context.Context, r *repo.Repo, n wal.Name) 
 // value is the segment size.
 const workerEnv = "WALSHIP_PREFETCH_WORKER"
 
-// SpawnSelf starts this same program again with the same arguments,
-// detached in its own session, as a prefetch worker (see WorkerFromEnv).
-// Its output is discarded: the server does not wait for it, and a failure
-// only means the server's next call fetches directly.
+// SpawnSelf starts this same program again, detached, as a prefetch
+// worker (see WorkerFromEnv). A failure only means the server's next call
+// fetches directly.
 func SpawnSelf(segSize uint32) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(exe, os.Args[1:]...)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", workerEnv, segSize))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	return cmd.Process.Release()
+	return detach.Start(workerEnv, strconv.FormatUint(uint64(segSize), 10))
 }
 
 // WorkerFromEnv returns the segment size a process started by SpawnSelf
 // fills the spool for, or 0 in any other process.
 func WorkerFromEnv() uint32 {
-	v, err := strconv.ParseUint(os.Getenv(workerEnv), 10, 32)
+	v, err := strconv.ParseUint(detach.Value(workerEnv), 10, 32)
 	if err != nil || wal.ValidSegSize(uint32(v)) != nil {
 		return 0
 	}

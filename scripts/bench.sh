@@ -42,12 +42,16 @@ run_method a_cp ':' 'cp "$C/$s" "$T/$s"'
 run_method a_cpsync ':' 'cp "$C/$s" "$T/$s.tmp" && sync "$T/$s.tmp" && mv "$T/$s.tmp" "$T/$s"'
 run_method a_ws ':' '"$W/walship-archive" --repo "$T/repo" "$C/$s" "$s"'
 run_method a_wsnone ':' '"$W/walship-archive" --repo "$T/repo" --compress none "$C/$s" "$s"'
+# Encryption at rest: the archiver holds the public key only.
+rm -f "$work/key.txt"; rcpt=$("$W/walship" keygen "$work/key.txt")
+run_method a_wsenc ':' '"$W/walship-archive" --repo "$T/repo" --recipient "$rcpt" "$C/$s" "$s"'
 
 # Restore sources: a walship repo (lz4 and plain) and a cp archive.
 rm -rf "$work/src"; mkdir -p "$work/src"
 for s in $segs; do
   "$W/walship-archive" --repo "$work/src/lz4" "$C/$s" "$s"
   "$W/walship-archive" --repo "$work/src/none" --compress none "$C/$s" "$s"
+  "$W/walship-archive" --repo "$work/src/enc" --recipient "$rcpt" "$C/$s" "$s"
 done
 stored=$(du -sb "$work/src/lz4/wal" | cut -f1)
 raw=$(( n * $(stat -c %s "$C/$(echo "$segs" | head -n1)") ))
@@ -55,6 +59,7 @@ echo "restore_command (one process per segment, into pg_wal/RECOVERYXLOG):"
 run_method r_cp 'mkdir -p "$T/pg_wal"' 'cp "$C/$s" "$T/pg_wal/RECOVERYXLOG"'
 run_method r_ws 'mkdir -p "$T/pg_wal"' '"$W/walship-restore" --repo "$work/src/lz4" "$s" "$T/pg_wal/RECOVERYXLOG"'
 run_method r_wsnone 'mkdir -p "$T/pg_wal"' '"$W/walship-restore" --repo "$work/src/none" "$s" "$T/pg_wal/RECOVERYXLOG"'
+run_method r_wsenc 'mkdir -p "$T/pg_wal"' '"$W/walship-restore" --repo "$work/src/enc" --identity "$work/key.txt" "$s" "$T/pg_wal/RECOVERYXLOG"'
 # The floor: a process that starts, reads the identity and answers "not
 # found" (the server's .history probe) without copying anything.
 run_method r_probe 'mkdir -p "$T/pg_wal"' '! "$W/walship-restore" --repo "$work/src/lz4" 7FFFFFFF.history "$T/pg_wal/RECOVERYHISTORY"'
@@ -80,12 +85,14 @@ out=$(mktemp)
   echo "| \`cp\` + \`sync\` + \`mv\` (durable, atomic) | $(ms ${res[a_cpsync]}) | 1.00 | $(ratio ${res[a_cpsync]} ${res[a_cp]}) |"
   echo "| \`walship-archive\` (lz4, fsync, create-only) | $(ms ${res[a_ws]}) | **$(ratio ${res[a_ws]} ${res[a_cpsync]})** | $(ratio ${res[a_ws]} ${res[a_cp]}) |"
   echo "| \`walship-archive --compress none\` | $(ms ${res[a_wsnone]}) | $(ratio ${res[a_wsnone]} ${res[a_cpsync]}) | $(ratio ${res[a_wsnone]} ${res[a_cp]}) |"
+  echo "| \`walship-archive --recipient age1...\` (lz4, then encrypted with age) | $(ms ${res[a_wsenc]}) | $(ratio ${res[a_wsenc]} ${res[a_cpsync]}) | $(ratio ${res[a_wsenc]} ${res[a_cp]}) |"
   echo
   echo "| restore_command | ms per segment | vs cp |"
   echo "| --- | ---: | ---: |"
   echo "| \`cp /archive/%f %p\` | $(ms ${res[r_cp]}) | 1.00 |"
   echo "| \`walship-restore\` (lz4, verified, atomic) | $(ms ${res[r_ws]}) | **$(ratio ${res[r_ws]} ${res[r_cp]})** |"
   echo "| \`walship-restore\` from \`--compress none\` | $(ms ${res[r_wsnone]}) | $(ratio ${res[r_wsnone]} ${res[r_cp]}) |"
+  echo "| \`walship-restore --identity key.txt\` (decrypted, then as lz4) | $(ms ${res[r_wsenc]}) | $(ratio ${res[r_wsenc]} ${res[r_cp]}) |"
   echo "| \`walship-restore\` answering \"not found\" (a .history probe: start, identity, no copy) | $(ms ${res[r_probe]}) | $(ratio ${res[r_probe]} ${res[r_cp]}) |"
   echo "| a Go program that does nothing, built like walship (the floor of any Go binary) | $(ms ${res[r_hello]}) | $(ratio ${res[r_hello]} ${res[r_cp]}) |"
   echo
@@ -93,6 +100,9 @@ out=$(mktemp)
   a=$(ratio ${res[a_ws]} ${res[a_cpsync]}); r=$(ratio ${res[r_ws]} ${res[r_cp]})
   echo "Targets: archive no slower than cp + sync + mv (ratio <= 1.00): $(met "$a" 1.00 && echo met || echo "not met, $a");"
   echo "restore at most 1.5x plain cp: $(met "$r" 1.50 && echo met || echo "not met, $r")."
+  ea=$(ratio ${res[a_wsenc]} ${res[a_ws]}); er=$(ratio ${res[r_wsenc]} ${res[r_ws]})
+  echo "Encryption costs ${ea}x on archive and ${er}x on restore against the same walship without it (goal: at most 1.3x:"
+  echo "$(met "$ea" 1.30 && met "$er" 1.30 && echo met || echo "not met"))."
   echo "The \"not found\" row is the fixed cost of one walship process before any byte is copied: the Go runtime"
   echo "(the last row), the initialisation of the packages in the static binary ($(( $(stat -c %s "$W/walship-restore") / 1000000 )) MB, with the S3 SDK), and"
   echo "reading walship.json. Between the two archive rows is what lz4 costs. What the ratios leave out:"

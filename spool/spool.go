@@ -136,31 +136,73 @@ func copyInto(src, dest string) error {
 func claimName(name string) string { return "." + name + ".claim" }
 
 // Claim takes the exclusive right to produce the file name; ok is false
-// when another worker holds it. release gives it up.
+// when another process holds it. A claim is a lock the kernel drops when
+// its process ends, so a killed worker never leaves one held. release
+// gives it up.
 func (d *Dir) Claim(name string) (release func(), ok bool) {
 	if err := d.Make(); err != nil {
 		return nil, false
 	}
-	p := d.Path(claimName(name))
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, false
-	}
-	f.Close()
-	return func() { os.Remove(p) }, true
+	return lockFile(d.Path(claimName(name)))
 }
 
-// Busy reports whether a claim younger than within is held: a worker is
-// at work.
-func (d *Dir) Busy(within time.Duration) bool {
+// Claimed reports whether another process holds the claim of name now.
+func (d *Dir) Claimed(name string) bool {
+	return locked(d.Path(claimName(name)))
+}
+
+// Lock takes a lock of the whole directory by name (one worker of a kind
+// at a time); like a claim, the kernel drops it when its process ends.
+func (d *Dir) Lock(name string) (release func(), ok bool) { return d.Claim("lock-" + name) }
+
+// Busy reports whether any claim or lock in the directory is held.
+func (d *Dir) Busy() bool {
 	entries, _ := os.ReadDir(d.path)
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") && strings.HasSuffix(e.Name(), ".claim") {
-			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) < within {
-				return true
-			}
+		if strings.HasPrefix(e.Name(), ".") && strings.HasSuffix(e.Name(), ".claim") && locked(d.Path(e.Name())) {
+			return true
 		}
 	}
+	return false
+}
+
+// lockFile takes an exclusive flock on path, creating it. The file is
+// removed when the lock is released; a lock taken on a file that was
+// removed meanwhile (by the previous holder's release) is given up and
+// taken again on the new one.
+func lockFile(path string) (release func(), ok bool) {
+	for range 3 {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, false
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			return nil, false
+		}
+		var held, now syscall.Stat_t
+		if syscall.Fstat(int(f.Fd()), &held) == nil && syscall.Stat(path, &now) == nil && held.Ino == now.Ino && held.Dev == now.Dev {
+			return func() {
+				os.Remove(path)
+				f.Close() // drops the lock
+			}, true
+		}
+		f.Close() // locked a file already unlinked: try the new one
+	}
+	return nil, false
+}
+
+// locked reports whether some process holds the flock of path.
+func locked(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	return false
 }
 
@@ -176,13 +218,17 @@ func (d *Dir) Names() []string {
 	return out
 }
 
-// Clean removes the complete files keep does not want, and temporary files
-// and claims older than StaleAfter (left by a killed worker).
+// Clean removes the complete files keep does not want, temporary files
+// older than StaleAfter and claim files no one holds (left by a killed
+// worker).
 func (d *Dir) Clean(keep func(name string) bool) {
 	entries, _ := os.ReadDir(d.path)
 	for _, e := range entries {
 		stale := !keep(e.Name())
-		if strings.HasPrefix(e.Name(), ".") {
+		switch {
+		case strings.HasSuffix(e.Name(), ".claim") && strings.HasPrefix(e.Name(), "."):
+			stale = !locked(d.Path(e.Name()))
+		case strings.HasPrefix(e.Name(), "."):
 			info, err := e.Info()
 			stale = err == nil && time.Since(info.ModTime()) > StaleAfter
 		}
@@ -190,4 +236,14 @@ func (d *Dir) Clean(keep func(name string) bool) {
 			os.Remove(d.Path(e.Name()))
 		}
 	}
+}
+
+// Age is how long ago the file name was written; ok is false when it is
+// not there.
+func (d *Dir) Age(name string) (age time.Duration, ok bool) {
+	fi, err := os.Stat(d.Path(name))
+	if err != nil {
+		return 0, false
+	}
+	return time.Since(fi.ModTime()), true
 }

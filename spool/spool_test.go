@@ -65,16 +65,37 @@ func TestClaim(t *testing.T) {
 	if _, ok := d.Claim("f"); ok {
 		t.Error("a second claim of the same file was granted")
 	}
-	if !d.Busy(time.Minute) {
+	if !d.Busy() {
 		t.Error("Busy = false while a claim is held")
 	}
 	if slices.Contains(d.Names(), ".f.claim") || len(d.Names()) != 0 {
 		t.Errorf("Names lists %v, want no claims", d.Names())
 	}
-	release()
-	if d.Busy(time.Minute) {
-		t.Error("Busy = true after the claim was released")
+	if !d.Claimed("f") || d.Claimed("g") {
+		t.Errorf("Claimed(f) = %v, Claimed(g) = %v; want true, false", d.Claimed("f"), d.Claimed("g"))
 	}
+	release()
+	if d.Busy() || d.Claimed("f") {
+		t.Error("Busy or Claimed after the claim was released")
+	}
+	// A claim file left by a killed process is held by no one.
+	os.WriteFile(d.Path(".h.claim"), nil, 0o600)
+	if d.Busy() || d.Claimed("h") {
+		t.Error("a claim file no one holds counts as held")
+	}
+	if release, ok := d.Claim("h"); !ok {
+		t.Error("a claim file no one holds cannot be claimed")
+	} else {
+		release()
+	}
+	lr, ok := d.Lock("worker")
+	if !ok {
+		t.Fatal("Lock refused")
+	}
+	if _, ok := d.Lock("worker"); ok {
+		t.Error("a second Lock was granted")
+	}
+	lr()
 	if _, ok := d.Claim("f"); !ok {
 		t.Error("claim refused after release")
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -76,4 +78,51 @@ func Schemes() []string {
 	}
 	sort.Strings(s)
 	return s
+}
+
+// SameLocation reports whether two repository locations name the same
+// archive, without opening either: local directories by their absolute
+// path (a relative one taken from dir, "" for the current directory; file:///
+// and a bare path alike; symbolic links followed where they exist), other
+// schemes by scheme, host and path without surrounding slashes
+// (s3://bucket/pg/main and s3://bucket/pg/main/ are one).
+func SameLocation(a, b, dir string) bool {
+	ca, okA := canonical(a, dir)
+	cb, okB := canonical(b, dir)
+	return okA && okB && ca == cb
+}
+
+// canonical is the form of a location SameLocation compares.
+func canonical(location, dir string) (string, bool) {
+	if location == "" {
+		return "", false
+	}
+	path := location
+	if i := strings.Index(location, "://"); i > 0 {
+		u, err := url.Parse(location)
+		if err != nil {
+			return "", false
+		}
+		if s := strings.ToLower(u.Scheme); s != "file" {
+			return s + "://" + strings.ToLower(u.Host) + "/" + strings.Trim(u.Path, "/"), true
+		}
+		if u.Host != "" && u.Host != "localhost" {
+			return "", false
+		}
+		path = u.Path
+	}
+	if !filepath.IsAbs(path) {
+		if dir == "" {
+			var err error
+			if dir, err = os.Getwd(); err != nil {
+				return "", false
+			}
+		}
+		path = filepath.Join(dir, path)
+	}
+	path = filepath.Clean(path)
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	return "file://" + path, true
 }

@@ -335,20 +335,40 @@ func TestArchiveKilled(t *testing.T) {
 // taken before a segment that recovery needs after reaching a consistent
 // state, and that segment's stored object damaged.
 type damagedArchive struct {
-	repo    string
-	seg     string // the damaged segment
-	backups []*pgtest.Cluster
+	base         string
+	repo         string
+	seg          string // the damaged segment
+	backups      []*pgtest.Cluster
+	restoreFlags []string // for walship-restore, beside --repo
 }
 
 // damageArchive archives with compress, takes n base backups, writes the
 // segment seg and one more after them, then applies damage to seg's object.
 func damageArchive(t *testing.T, compress string, n int, damage func(t *testing.T, obj string)) *damagedArchive {
 	t.Helper()
+	return damageArchiveWith(t, []string{"--compress", compress}, nil, n, damage)
+}
+
+// damageArchiveWith is damageArchive with walship-archive's flags and the
+// flags walship-restore needs to read the archive (keys, say); keys makes
+// them in the test's directory.
+func damageArchiveWith(t *testing.T, archiveFlags, restoreFlags []string, n int, damage func(t *testing.T, obj string), keys ...func(base string) (archive, restore []string)) *damagedArchive {
+	t.Helper()
 	pgtest.Require(t)
 	base := pgtest.Dir(t)
-	d := &damagedArchive{repo: filepath.Join(base, "repo")}
+	d := &damagedArchive{base: base, repo: filepath.Join(base, "repo"), restoreFlags: restoreFlags}
+	for _, k := range keys {
+		a, r := k(base)
+		archiveFlags, d.restoreFlags = append(archiveFlags, a...), append(d.restoreFlags, r...)
+	}
+	compress := "lz4"
+	for i, f := range archiveFlags {
+		if f == "--compress" && i+1 < len(archiveFlags) {
+			compress = archiveFlags[i+1]
+		}
+	}
 	p := pgtest.NewCluster(t, base, "primary", pgtest.InitOptions{})
-	p.Conf("archive_mode = on", pgtest.ArchiveCommand(t, d.repo, "--compress", compress))
+	p.Conf("archive_mode = on", pgtest.ArchiveCommand(t, d.repo, archiveFlags...))
 	p.Start()
 	p.Query("CREATE TABLE t (i int)")
 	for i := range n {
@@ -406,7 +426,7 @@ func truncateHalf(t *testing.T, path string) {
 // leaving recovery.
 func wantRecoveryAborted(t *testing.T, d *damagedArchive, b *pgtest.Cluster) {
 	t.Helper()
-	b.Conf(pgtest.RestoreCommand(t, d.repo), "archive_mode = off")
+	b.Conf(pgtest.RestoreCommand(t, d.repo, d.restoreFlags...), "archive_mode = off")
 	b.Touch("recovery.signal")
 	b.StartNoWait()
 	pgtest.Eventually(t, 120*time.Second, "the server to stop after the restore_command failure", func() bool {

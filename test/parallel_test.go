@@ -5,13 +5,17 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/walship/walship/internal/testenv/archsim"
 	"github.com/walship/walship/internal/testenv/pgtest"
+	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
 	"github.com/walship/walship/wal/waltest"
 )
@@ -42,9 +46,9 @@ func fakeDataDir(t *testing.T, count int, segSize uint32) string {
 // checkDoneAreArchived asserts that every file the simulated server marked
 // .done is in the repository with exactly the content in pg_wal, and that
 // no visible object is partial.
-func checkDoneAreArchived(t *testing.T, dataDir, repoDir string) int {
+func checkDoneAreArchived(t *testing.T, dataDir string, store archiveBackend) int {
 	t.Helper()
-	r := localBackend{repoDir}.repo(t)
+	r := store.repo(t)
 	statusDir := filepath.Join(dataDir, "pg_wal", "archive_status")
 	entries, _ := os.ReadDir(statusDir)
 	done := 0
@@ -70,72 +74,125 @@ func checkDoneAreArchived(t *testing.T, dataDir, repoDir string) int {
 	return done
 }
 
-// TestParallelArchiveSurvivesKillsMidBatch drives walship-archive
-// --parallel 8 like the server's archiver and kills it at random moments,
-// many times: whatever the server was told was archived (.done) is in the
-// archive, byte-identical, and the run completes afterwards.
-func TestParallelArchiveSurvivesKillsMidBatch(t *testing.T) {
-	bin := pgtest.Bin(t, "walship-archive")
-	const segSize = 1 << 20
-	data := fakeDataDir(t, 60, segSize)
-	repoDir := filepath.Join(t.TempDir(), "repo")
-	spool := filepath.Join(t.TempDir(), "spool")
-	cmd := archsim.Argv(bin, "--repo", repoDir, "--parallel", "8", "--spool", spool, "%p", "%f")
-
-	rng := rand.New(rand.NewPCG(3, 4))
-	kills := 0
-	for round := 0; round < 40; round++ {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(60))*time.Millisecond)
-		_, err := archsim.Run(ctx, data, cmd)
-		cancel()
+// workers lists the look-ahead workers running (detached walship-archive
+// processes).
+func workers() []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
-			kills++
+			continue
 		}
-		checkDoneAreArchived(t, data, repoDir)
-		if err == nil {
-			break
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err == nil && bytes.Contains(env, []byte("WALSHIP_ARCHIVE_WORKER=")) {
+			pids = append(pids, pid)
 		}
 	}
-	if _, err := archsim.Run(context.Background(), data, cmd); err != nil {
-		t.Fatalf("archiving after the kills: %v", err)
-	}
-	if done := checkDoneAreArchived(t, data, repoDir); done != 60 {
-		t.Fatalf("%d segments archived, want 60", done)
-	}
-	if kills == 0 {
-		t.Fatalf("no run was interrupted: the test did not test kills")
-	}
-	t.Logf("%d runs killed mid-batch; all 60 segments archived and identical", kills)
+	return pids
+}
+
+// TestParallelArchiveSurvivesKillsMidBatch drives walship-archive
+// --parallel 8 like the server's archiver, on every backend, and kills it
+// at random moments, many times, and its detached look-ahead worker too
+// now and then: whatever the server was told was archived (.done) is in
+// the archive, byte-identical, no name is stored twice, and the run
+// completes afterwards.
+func TestParallelArchiveSurvivesKillsMidBatch(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, base string, store archiveBackend) {
+		bin := pgtest.Bin(t, "walship-archive")
+		const segSize = 1 << 20
+		data := fakeDataDir(t, 60, segSize)
+		spool := filepath.Join(t.TempDir(), "spool")
+		argv := archsim.Argv(append(append([]string{bin}, store.flags()...), "--parallel", "8", "--spool", spool, "%p", "%f")...)
+		cmd := func(ctx context.Context, dataDir, p, f string) *exec.Cmd {
+			c := argv(ctx, dataDir, p, f)
+			c.Env = append(os.Environ(), store.env()...)
+			return c
+		}
+		rng := rand.New(rand.NewPCG(3, 4))
+		kills, workerKills := 0, 0
+		for round := 0; round < 40; round++ {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(150))*time.Millisecond)
+			_, err := archsim.Run(ctx, data, cmd)
+			cancel()
+			if err != nil {
+				kills++
+			}
+			if rng.IntN(2) == 0 || workerKills == 0 {
+				for _, pid := range workers() {
+					syscall.Kill(pid, syscall.SIGKILL)
+					workerKills++
+				}
+			}
+			checkDoneAreArchived(t, data, store)
+			if err == nil {
+				break
+			}
+		}
+		if _, err := archsim.Run(context.Background(), data, cmd); err != nil {
+			t.Fatalf("archiving after the kills: %v", err)
+		}
+		if done := checkDoneAreArchived(t, data, store); done != 60 {
+			t.Fatalf("%d segments archived, want 60", done)
+		}
+		ctx, cancel := ioContext()
+		defer cancel()
+		c, err := repo.Scan(ctx, store.repo(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dups := c.Duplicates(); len(dups) > 0 {
+			t.Errorf("%d names stored more than once", len(dups))
+		}
+		if kills == 0 {
+			t.Fatalf("no run was interrupted: the test did not test kills")
+		}
+		if _, local := store.(localBackend); !local && workerKills == 0 {
+			t.Fatalf("no look-ahead worker was killed: the test did not test worker crashes")
+		}
+		t.Logf("%d runs killed mid-batch, %d workers killed; all 60 segments archived and identical", kills, workerKills)
+	})
 }
 
 // TestParallelArchiveRealPrimary runs a primary under pgbench with
-// --parallel 4: nothing fails, every segment is archived.
+// --parallel 4, on every backend: nothing fails, every segment is
+// archived (on S3 by look-ahead workers, answered from their records; on a
+// local directory, where look-ahead cannot pay, by the calls themselves).
 func TestParallelArchiveRealPrimary(t *testing.T) {
-	pgtest.Require(t)
-	base := pgtest.Dir(t)
-	repoDir := filepath.Join(base, "repo")
-	spool := pgtest.Mkdir(t, filepath.Join(base, "spool"))
-	p := pgtest.NewCluster(t, base, "primary", pgtest.InitOptions{SegSizeMB: 1})
-	p.Conf("archive_mode = on", pgtest.ArchiveCommand(t, repoDir, "--parallel", "4", "--spool", spool))
-	p.Start()
-	// With 1MB segments initdb fills several before archiving is on;
-	// those are never archived.
-	first, _ := wal.ParseName(p.Query("SELECT pg_walfile_name(pg_current_wal_lsn())"))
-	p.Pgbench("-i", "-s", "3", "-q")
-	p.Pgbench("-c", "2", "-t", "500", "-n")
-	last := p.Query("SELECT pg_walfile_name(pg_current_wal_lsn())")
-	p.Query("SELECT pg_switch_wal()")
-	p.WaitQuery("SELECT last_archived_wal >= '"+last+"' FROM pg_stat_archiver", "t", 120*time.Second)
-	if failed := p.Int("SELECT failed_count FROM pg_stat_archiver"); failed != 0 {
-		t.Fatalf("failed_count = %d, want 0", failed)
-	}
-	segs := segmentSet(t, localBackend{repoDir})
-	for n := first; n.String() <= last; n = n.Next(1 << 20) {
-		if !segs[n.String()] {
-			t.Errorf("segment %s is not in the repository", n)
+	forEachBackend(t, func(t *testing.T, base string, store archiveBackend) {
+		spool := pgtest.Mkdir(t, filepath.Join(base, "spool"))
+		p := pgtest.NewCluster(t, base, "primary", pgtest.InitOptions{SegSizeMB: 1})
+		p.Env = store.env()
+		p.Conf("archive_mode = on", commandLine(t, store, "walship-archive", "--parallel", "4", "--spool", spool, "-v"))
+		p.Start()
+		// With 1MB segments initdb fills several before archiving is on;
+		// those are never archived.
+		first, _ := wal.ParseName(p.Query("SELECT pg_walfile_name(pg_current_wal_lsn())"))
+		p.Pgbench("-i", "-s", "3", "-q")
+		p.Pgbench("-c", "2", "-t", "500", "-n")
+		last := p.Query("SELECT pg_walfile_name(pg_current_wal_lsn())")
+		p.Query("SELECT pg_switch_wal()")
+		p.WaitQuery("SELECT last_archived_wal >= '"+last+"' FROM pg_stat_archiver", "t", 120*time.Second)
+		if failed := p.Int("SELECT failed_count FROM pg_stat_archiver"); failed != 0 {
+			t.Fatalf("failed_count = %d, want 0", failed)
 		}
-	}
-	if len(segs) < 20 {
-		t.Errorf("only %d segments archived: the test made too little WAL to exercise look-ahead", len(segs))
-	}
+		segs := segmentSet(t, store)
+		for n := first; n.String() <= last; n = n.Next(1 << 20) {
+			if !segs[n.String()] {
+				t.Errorf("segment %s is not in the repository", n)
+			}
+		}
+		if len(segs) < 20 {
+			t.Errorf("only %d segments archived: the test made too little WAL to exercise look-ahead", len(segs))
+		}
+		ahead := strings.Count(p.Log(), "already archived by a look-ahead push")
+		if _, local := store.(localBackend); local {
+			if ahead != 0 {
+				t.Errorf("%d answers from look-ahead records on a local repository, want none", ahead)
+			}
+		} else if ahead < len(segs)/3 {
+			t.Errorf("only %d of %d segments answered from look-ahead records on %s", ahead, len(segs), store)
+		}
+	})
 }

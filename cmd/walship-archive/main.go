@@ -56,7 +56,7 @@ func run(c *cli.Context) error {
 	if !c.IsSet("compress") {
 		codec = "" // the repository's own, lz4 for a new one
 	}
-	par := archive.Parallel{N: c.Int("parallel"), Spool: c.String("spool")}
+	par := archive.Parallel{N: c.Int("parallel"), Spool: c.String("spool"), Worker: archive.WorkerFromEnv()}
 	if err := par.Check(); err != nil {
 		return cliutil.UsageError{Err: fmt.Errorf("--parallel %d --spool %q: %w", par.N, par.Spool, err)}
 	}
@@ -68,6 +68,9 @@ func run(c *cli.Context) error {
 	res, err := archive.PushAhead(c.Context, r, args[0], n, par)
 	if err != nil {
 		return err
+	}
+	if res.Newer != nil {
+		slog.Warn(res.Newer.Warning(n), "file", args[1], "repo", r.String())
 	}
 	switch {
 	case res.Ahead:
@@ -85,7 +88,7 @@ func run(c *cli.Context) error {
 const (
 	exitOK     = 0
 	exitFailed = 1 // not archived: storage, a refused file (other cluster, different content)
-	exitUsage  = 2 // called wrongly: arguments, flags, settings the repository disagrees with
+	exitUsage  = 2 // called wrongly: arguments, flags, settings (layout, compression, keys) the repository disagrees with
 )
 
 // exitCode is the one place walship-archive chooses its exit status.
@@ -94,7 +97,7 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &usage), errors.Is(err, repo.ErrMismatch):
+	case errors.As(err, &usage), errors.Is(err, repo.ErrMismatch), errors.Is(err, repo.ErrEncryption):
 		return exitUsage
 	}
 	return exitFailed

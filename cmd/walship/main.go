@@ -1,8 +1,10 @@
 // Command walship is the operator's view of a walship repository:
 //
-//	walship ls     --repo /var/lib/walship [--timeline N] [--json]
-//	walship status --repo /var/lib/walship [--json]
-//	walship verify --repo /var/lib/walship [--full] [--json]
+//	walship ls      --repo /var/lib/walship [--timeline N] [--json]
+//	walship status  --repo /var/lib/walship [--json]
+//	walship verify  --repo /var/lib/walship [--full] [--json]
+//	walship check   --repo /var/lib/walship -d 'host=/var/run/postgresql' [--json]
+//	walship metrics --repo /var/lib/walship [-d CONNINFO] [-D DATADIR] [-o FILE.prom]
 //	walship backup create  --repo /var/lib/walship -d 'host=... user=...' [--checkpoint fast]
 //	walship backup list    --repo /var/lib/walship [--json]
 //	walship backup restore --repo /var/lib/walship -D NEWDIR [--target-time T | --target-name N | --target-lsn L] [--standby] [--start]
@@ -19,14 +21,17 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
 
+	"github.com/walship/walship/check"
 	"github.com/walship/walship/inspect"
 	"github.com/walship/walship/internal/cliutil"
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/repo"
 )
 
-// Exit statuses.
+// Exit statuses. walship check has the monitoring-plugin ones instead:
+// its report's status (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
 const (
 	exitOK       = 0
 	exitProblems = 1 // verify found something wrong
@@ -45,9 +50,9 @@ func newApp() *cli.App {
 		// Reached only without a known command.
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return cliutil.UsageError{Err: errors.New("no command given: use ls, status, verify or backup (walship --help)")}
+				return cliutil.UsageError{Err: errors.New("no command given: use ls, status, verify, check, metrics or backup (walship --help)")}
 			}
-			return cliutil.UsageError{Err: fmt.Errorf("unknown command %q: use ls, status, verify or backup (walship --help)", c.Args().First())}
+			return cliutil.UsageError{Err: fmt.Errorf("unknown command %q: use ls, status, verify, check, metrics or backup (walship --help)", c.Args().First())}
 		},
 		Commands: []*cli.Command{
 			command("ls", "list the repository's segments, history files, backup history files and partial segments", ls,
@@ -57,15 +62,35 @@ func newApp() *cli.App {
 				&cli.BoolFlag{Name: "json", Usage: "one JSON object"}),
 			command("verify", "check for missing segments and history files and for unrestorable base backups; exit 1 if anything is wrong", verify,
 				&cli.BoolFlag{Name: "full", Usage: "also read every segment (decompress it, check its checksum, size and page header) and every stored base backup (each file against its manifest)"},
+				tailGraceFlag(),
 				&cli.BoolFlag{Name: "json", Usage: "one JSON object"}),
+			checkCommand(),
+			command("metrics", "write the repository's state, and the server's with -d or -D, in the Prometheus text format (for node_exporter's textfile collector)", metrics,
+				append(serverFlags(),
+					maxAgeFlag(),
+					tailGraceFlag(),
+					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, TakesFile: true,
+						Usage: "write to `FILE` atomically (a temporary file renamed over it; name it *.prom in the textfile collector's directory); default: standard output"})...),
+			{Name: "keygen", Usage: "make an age key for an encrypted repository: write the secret key to FILE (mode 0600; never replaced) and print the public key (--recipient) on stdout",
+				ArgsUsage: "FILE", Action: keygen},
 			backupCommand(),
 		},
 	}
 }
 
+// tailGraceFlag is how verify, check and metrics tell an old primary's last
+// segments after a failover from a second writer.
+func tailGraceFlag() cli.Flag {
+	return altsrc.NewDurationFlag(&cli.DurationFlag{Name: "tail-grace", Value: inspect.DefaultTailGrace, EnvVars: []string{"WALSHIP_TAIL_GRACE"},
+		Usage: "an older timeline archived longer than this after a newer one branched off is a second writer (a PROBLEM); " +
+			"the last segments an old primary leaves at a failover arrive sooner"})
+}
+
 func command(name, usage string, action cli.ActionFunc, own ...cli.Flag) *cli.Command {
 	flags := append(cliutil.RepoFlags(), own...)
 	return &cli.Command{Name: name, Usage: usage, Flags: flags, Before: cliutil.Before(flags),
+		// A bad flag is one line and exit 2, not the help text.
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return cliutil.UsageError{Err: err} },
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return cliutil.UsageError{Err: fmt.Errorf("%s takes no arguments, got %q", name, c.Args().First())}
@@ -165,7 +190,7 @@ func verify(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	rep, err := inspect.Verify(c.Context, r, cat, inspect.VerifyOptions{Full: c.Bool("full"),
+	rep, err := inspect.Verify(c.Context, r, cat, inspect.VerifyOptions{Full: c.Bool("full"), TailGrace: c.Duration("tail-grace"),
 		Bar: func(total int64) *progress.Bar { return progress.New("walship verify", "bytes", total) }})
 	if err != nil {
 		return err
@@ -254,9 +279,15 @@ func (e problemsError) Error() string { return fmt.Sprintf("verify found %d prob
 func exitCode(err error) int {
 	var usage cliutil.UsageError
 	var probs problemsError
+	var v verdict
+	var unknown unknownError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &v):
+		return int(v)
+	case errors.As(err, &unknown):
+		return int(check.Unknown)
 	case errors.As(err, &probs):
 		return exitProblems
 	case errors.As(err, &usage):
@@ -266,4 +297,16 @@ func exitCode(err error) int {
 		return code
 	}
 	return exitFailed
+}
+
+func keygen(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return cliutil.UsageError{Err: errors.New("keygen takes the file to write the secret key to")}
+	}
+	recipient, err := repo.GenerateKey(c.Args().First())
+	if err != nil {
+		return err
+	}
+	fmt.Println(recipient)
+	return nil
 }

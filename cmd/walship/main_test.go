@@ -1,27 +1,34 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/urfave/cli/v2"
 
 	"github.com/walship/walship/backup"
+	"github.com/walship/walship/check"
 	"github.com/walship/walship/internal/cliutil"
+	"github.com/walship/walship/internal/testenv/fakerepo"
 )
 
 func TestConfigKeysListed(t *testing.T) {
-	var check func(prefix string, cmds []*cli.Command)
-	check = func(prefix string, cmds []*cli.Command) {
+	var walk func(prefix string, cmds []*cli.Command)
+	walk = func(prefix string, cmds []*cli.Command) {
 		for _, c := range cmds {
 			if missing := cliutil.ConfigFlagsUnlisted(c.Flags); len(missing) > 0 {
 				t.Errorf("walship %s%s: settings a config file can hold but cliutil does not list: %v", prefix, c.Name, missing)
 			}
-			check(prefix+c.Name+" ", c.Subcommands)
+			walk(prefix+c.Name+" ", c.Subcommands)
 		}
 	}
-	check("", newApp().Commands)
+	walk("", newApp().Commands)
 }
 
 // Bad command lines of walship backup are usage errors (exit 2), found
@@ -64,5 +71,74 @@ func TestBackupExitCodes(t *testing.T) {
 		if got := exitCode(tc.err); got != tc.want {
 			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.want)
 		}
+	}
+}
+
+// TestCheckExitCodes: walship check answers a mistake in its own call
+// with UNKNOWN (3), as a monitoring plugin does; the other commands keep
+// 2 for usage.
+func TestCheckExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"check", "--bogus"}, 3},
+		{[]string{"check"}, 3}, // no repository
+		{[]string{"check", "--repo", "/nonexistent", "extra"}, 3},
+		{[]string{"check", "--repo", "/nonexistent", "--max-age", "-1m"}, 3},
+		{[]string{"verify", "--bogus"}, 2},
+		{[]string{"metrics", "--bogus"}, 2},
+	} {
+		err := cliutil.Run(context.Background(), newApp(), tc.args...)
+		if got := exitCode(err); got != tc.want {
+			t.Errorf("walship %v: exit %d (%v), want %d", tc.args, got, err, tc.want)
+		}
+	}
+	if got := exitCode(cliutil.Quiet{Err: verdict(check.Critical)}); got != 2 {
+		t.Errorf("CRITICAL: exit %d", got)
+	}
+	if got := exitCode(cliutil.Quiet{Err: verdict(check.Warning)}); got != 1 {
+		t.Errorf("WARNING: exit %d", got)
+	}
+}
+
+// TestMetricsFile: walship metrics -o writes the file whole, readable by
+// node_exporter, with the repository's values; a repository that cannot
+// be read still gives a file that says so.
+func TestMetricsFile(t *testing.T) {
+	f := fakerepo.New(t)
+	f.Segments(1, 1, 3)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "walship.prom")
+	if err := cliutil.Run(context.Background(), newApp(), "metrics", "--repo", f.Dir, "-o", out); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(out)
+	if err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("metrics file: %v, %v; want mode 0644", fi, err)
+	}
+	data, _ := os.ReadFile(out)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("parsing %s: %v\n%s", out, err, data)
+	}
+	if v := mfs["walship_segments"].GetMetric()[0].GetGauge().GetValue(); v != 3 {
+		t.Errorf("walship_segments = %v, want 3\n%s", v, data)
+	}
+	if _, ok := mfs["walship_server_up"]; ok {
+		t.Errorf("walship_server_up without -d")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("files left beside the metrics: %v", entries)
+	}
+
+	if err := cliutil.Run(context.Background(), newApp(), "metrics", "--repo", filepath.Join(dir, "nowhere"), "-o", out); err != nil {
+		t.Fatal(err)
+	}
+	data, _ = os.ReadFile(out)
+	if mfs, err = p.TextToMetricFamilies(bytes.NewReader(data)); err != nil || mfs["walship_repository_up"].GetMetric()[0].GetGauge().GetValue() != 0 {
+		t.Errorf("unreadable repository: %v\n%s", err, data)
 	}
 }

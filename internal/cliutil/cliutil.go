@@ -49,6 +49,13 @@ func RepoFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-sse", Category: "S3", Usage: "server-side encryption: AES256 or aws:kms", EnvVars: []string{"WALSHIP_S3_SSE"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-sse-kms-key-id", Category: "S3", Usage: "KMS key for --s3-sse aws:kms (default: the account's S3 key)", EnvVars: []string{"WALSHIP_S3_SSE_KMS_KEY_ID"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-profile", Category: "S3", Usage: "profile in the shared AWS config files (default: AWS_PROFILE)", EnvVars: []string{"WALSHIP_S3_PROFILE"}}),
+		// Encryption (age): writers need only the public recipients.
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "recipient", Category: "Encryption", EnvVars: []string{"WALSHIP_RECIPIENT"},
+			Usage: "encrypt new objects to this age public key (age1...; repeatable); a repository is encrypted or not from its first segment on"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "recipients-file", Category: "Encryption", EnvVars: []string{"WALSHIP_RECIPIENTS_FILE"}, TakesFile: true,
+			Usage: "encrypt new objects to the age public keys in this file (one per line)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "identity", Category: "Encryption", EnvVars: []string{"WALSHIP_IDENTITY"}, TakesFile: true,
+			Usage: "decrypt with the age secret keys in this file (mode 0600, owned by the user running); needed to read an encrypted repository, never to write one"}),
 	}
 }
 
@@ -95,9 +102,35 @@ func OpenRepo(c *cli.Context, opts storage.Options) (*repo.Repo, error) {
 	if err != nil {
 		return nil, UsageError{err}
 	}
+	keys, err := Keys(c)
+	if err != nil {
+		return nil, err
+	}
 	p := storage.DefaultRetry
 	p.OpTimeout, p.Budget = c.Duration("op-timeout"), c.Duration("retry-budget")
-	return repo.New(storage.WithRetry(b, p), layout), nil
+	r := repo.New(storage.WithRetry(b, p), layout)
+	r.Keys = keys
+	return r, nil
+}
+
+// Keys loads the encryption settings: recipients (--recipient,
+// --recipients-file) and identities (--identity).
+func Keys(c *cli.Context) (repo.Keys, error) {
+	var files []string
+	if f := c.String("recipients-file"); f != "" {
+		files = append(files, f)
+	}
+	var k repo.Keys
+	var err error
+	if k.Recipients, err = repo.ParseRecipients(c.StringSlice("recipient"), files); err != nil {
+		return repo.Keys{}, UsageError{fmt.Errorf("--recipient/--recipients-file: %w", err)}
+	}
+	if f := c.String("identity"); f != "" {
+		if k.Identities, err = repo.LoadIdentities(f); err != nil {
+			return repo.Keys{}, fmt.Errorf("--identity: %w", err)
+		}
+	}
+	return k, nil
 }
 
 // RepoArgs passes the repository settings the program was given (flags,
@@ -108,11 +141,12 @@ func RepoArgs(c *cli.Context) []string {
 	var args []string
 	for _, f := range RepoFlags() {
 		name := f.Names()[0]
-		if name == "verbose" || !c.IsSet(name) {
+		// Recipients only write; walship-restore reads.
+		if name == "verbose" || name == "recipient" || name == "recipients-file" || !c.IsSet(name) {
 			continue
 		}
 		v := fmt.Sprint(c.Value(name))
-		if (name == "repo" || name == "config") && v != "" && !strings.Contains(v, "://") {
+		if (name == "repo" || name == "config" || name == "identity") && v != "" && !strings.Contains(v, "://") {
 			if abs, err := filepath.Abs(v); err == nil {
 				v = abs
 			}
@@ -130,6 +164,8 @@ func hint(err error) string {
 		return " (set --s3-region)"
 	case errors.Is(err, s3.ErrNoCredentials):
 		return " (or --s3-profile)"
+	case errors.Is(err, repo.ErrEncryption):
+		return " (--recipient or --recipients-file to write, --identity to read)"
 	}
 	return ""
 }

@@ -22,9 +22,11 @@ func init() {
 	for _, k := range strings.Fields(`
 		config repo layout op-timeout retry-budget verbose
 		s3-endpoint s3-region s3-path-style s3-storage-class s3-sse s3-sse-kms-key-id s3-profile
+		recipient recipients-file identity
 		compress parallel spool
 		on-error prefetch data-dir standby trigger max-wait poll
 		keep-backups keep-age system-identifier
+		tail-grace dbname timeout max-age no-switch
 		source-server primary-conninfo slot restore-bin pg-bin config-file dry-run progress
 		start start-log start-timeout
 		dbname checkpoint`) {

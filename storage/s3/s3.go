@@ -152,7 +152,7 @@ func ParseURL(u *url.URL, opts storage.Options) (Config, error) {
 
 // Backend is a bucket and prefix holding objects under their keys.
 type Backend struct {
-	client    *s3.Client
+	client    *lazyClient
 	cfg       Config
 	prefix    string // cfg.Prefix + "/", or ""
 	threshold int64
@@ -162,7 +162,9 @@ type Backend struct {
 	noConditional atomic.Bool
 }
 
-// New checks cfg and makes a client for it. It does not contact the store.
+// New checks cfg and prepares a client for it. It neither contacts the
+// store nor loads the AWS configuration: that waits for the first request,
+// so a call that needs no request (an answer from the spool) costs nothing.
 func New(ctx context.Context, cfg Config) (*Backend, error) {
 	b := &Backend{cfg: cfg, threshold: cfg.MultipartThreshold, partSize: cfg.PartSize}
 	if cfg.Bucket == "" {
@@ -192,6 +194,13 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("s3 repository %s: an sse-kms-key-id needs sse aws:kms", b)
 	}
 
+	b.client = &lazyClient{load: func() (*s3.Client, error) { return newClient(b, cfg) }}
+	return b, nil
+}
+
+// newClient loads the AWS configuration for cfg and makes the client.
+func newClient(b *Backend, cfg Config) (*s3.Client, error) {
+	ctx := context.Background()
 	// Short connect and handshake timeouts make a store that is down fail
 	// fast; the whole call is bounded by the caller's context (the retry
 	// wrapper's per-call timeout).
@@ -253,18 +262,21 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if endpoint != "" && !strings.Contains(endpoint, "://") {
 		endpoint = "https://" + endpoint
 	}
-	b.client = s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		if endpoint != "" {
 			o.BaseEndpoint = aws.String(endpoint)
 		}
 		o.UsePathStyle = pathStyle
 		o.DisableLogOutputChecksumValidationSkipped = true
-	})
-	return b, nil
+	}), nil
 }
 
-// Client is the S3 client the backend uses.
-func (b *Backend) Client() *s3.Client { return b.client }
+// Client is the S3 client the backend uses (nil if the AWS configuration
+// cannot be loaded).
+func (b *Backend) Client() *s3.Client {
+	c, _ := b.client.get()
+	return c
+}
 
 // String is s3://bucket/prefix.
 func (b *Backend) String() string {

@@ -1,0 +1,240 @@
+package check
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/walship/walship/inspect"
+	"github.com/walship/walship/repo"
+	"github.com/walship/walship/wal"
+)
+
+// checkRepo checks the repository: its identity against the server's, how
+// fresh it is, the newest base backup and what is missing since, second
+// writers, and a standby's replay against it.
+func checkRepo(ctx context.Context, rep *Report, r *repo.Repo, o Options) {
+	s := rep.Server
+	id, ok, err := r.Identity(ctx)
+	if err != nil {
+		rep.add("repository", Critical, "cannot read %s: %v", r, err)
+		return
+	}
+	switch {
+	case !ok:
+		rep.add("identity", Critical, "%s has no %s: nothing has been archived into it", r, repo.IdentityKey)
+	case s != nil && id.SystemID != s.SystemID:
+		rep.add("identity", Critical, "%s holds the WAL of database system %d, the server is system %d: another cluster's repository", r, id.SystemID, s.SystemID)
+		return
+	case s != nil:
+		rep.add("identity", OK, "%s belongs to this server's database system %d (%s segments)", r, id.SystemID, wal.FormatSize(id.SegSize))
+	default:
+		rep.add("identity", OK, "%s belongs to database system %d (%s segments)", r, id.SystemID, wal.FormatSize(id.SegSize))
+	}
+	c, err := repo.Scan(ctx, r)
+	if err != nil {
+		rep.add("repository", Critical, "cannot read %s: %v", r, err)
+		return
+	}
+	rep.Catalog = c
+	if c.SegSize == 0 {
+		return
+	}
+	now := o.Now()
+	checkAge(rep, c, o, now)
+	newest := checkBackups(rep, c, now)
+	checkGaps(rep, c, newest)
+	for _, w := range inspect.SecondWriters(c, o.TailGrace) {
+		rep.add("second_writer", Critical, "%s", w.Problem())
+	}
+	if s != nil && s.Standby {
+		checkReplay(rep, c, o, now)
+	}
+}
+
+// lastArchived is the segment archived most recently.
+func lastArchived(c *repo.Catalog) *repo.File {
+	var last *repo.File
+	for _, f := range c.Segments(0) {
+		if last == nil || !f.Info.ModTime.Before(last.Info.ModTime) {
+			last = f
+		}
+	}
+	return last
+}
+
+// path is the history that leads to timeline tli, from its history file
+// in the repository (or just tli for timeline 1 or a missing file).
+func path(c *repo.Catalog, tli uint32) wal.History {
+	if f := c.Histories()[tli]; f != nil && f.History != nil {
+		return *f.History
+	}
+	return wal.History{Timeline: tli}
+}
+
+// head is the segment with the highest position on the history h: on its
+// own timeline, or on an ancestor before that one's switch point.
+func head(c *repo.Catalog, h wal.History) (*repo.File, bool) {
+	var best *repo.File
+	for _, f := range c.Segments(0) {
+		if !h.Contains(f.Name.Timeline) {
+			continue
+		}
+		if sp, left := h.SwitchPoint(f.Name.Timeline); left && f.Name.StartLSN(c.SegSize) >= sp {
+			continue
+		}
+		if best == nil || wal.ComparePosition(f.Name, best.Name) >= 0 {
+			best = f
+		}
+	}
+	return best, best != nil
+}
+
+// checkAge compares the newest archived segment with MaxAge. An old one is
+// only wrong when the server has WAL past it: a primary with
+// archive_timeout at or below MaxAge switches out any segment that holds
+// WAL within archive_timeout, so a quiet repository means a quiet server.
+func checkAge(rep *Report, c *repo.Catalog, o Options, now time.Time) {
+	s := rep.Server
+	last := lastArchived(c)
+	if last == nil {
+		bad := Warning
+		if s != nil {
+			if archivesNow, _ := archiving(s); archivesNow || s.Standby {
+				bad = Critical
+			}
+		}
+		rep.add("age", bad, "no segment in the repository")
+		return
+	}
+	age := now.Sub(last.Info.ModTime)
+	desc := fmt.Sprintf("the last segment archived, %s, was archived %s ago", last.Name, age.Round(time.Second))
+	if age <= o.MaxAge {
+		rep.add("age", OK, "%s", desc)
+		return
+	}
+	desc += fmt.Sprintf(", more than %s", o.MaxAge)
+	if s == nil {
+		rep.add("age", Warning, "%s (without a connection to the server, an idle server cannot be told from stopped archiving)", desc)
+		return
+	}
+	pos := max(s.LSN, s.Received)
+	h, ok := head(c, path(c, s.Timeline))
+	if !ok {
+		rep.add("age", Critical, "%s, and the repository holds nothing of timeline %d's history", desc, s.Timeline)
+		return
+	}
+	top := h.Name.SegNo(c.SegSize)
+	cur := pos.SegNo(c.SegSize)
+	switch {
+	case cur > top+1:
+		rep.add("age", Critical, "%s, and the server (at %s) has finished %d segment(s) since %s that are not in the repository",
+			desc, pos, cur-top-1, h.Name)
+	case s.Standby || cur <= top:
+		rep.add("age", OK, "%s; the server has no WAL past it: idle", desc)
+	case uint64(pos)%uint64(c.SegSize) <= wal.LongHeaderSize:
+		rep.add("age", OK, "%s; the server has written nothing since: idle", desc)
+	case s.ArchiveTimeout > 0 && s.ArchiveTimeout <= o.MaxAge:
+		rep.add("age", OK, "%s; archive_timeout = %s switches out any WAL written since: idle", desc, s.ArchiveTimeout)
+	default:
+		rep.add("age", Warning, "%s, and the server has written WAL since (at %s) that waits in an unfinished segment: "+
+			"set archive_timeout at or below %s so that such WAL is archived in time", desc, pos, o.MaxAge)
+	}
+}
+
+// checkBackups reports on the newest base backup and returns it.
+func checkBackups(rep *Report, c *repo.Catalog, now time.Time) *repo.Backup {
+	bs := c.Backups()
+	if len(bs) == 0 {
+		rep.add("backup", Warning, "no base backup in the repository (none stored, no .backup file): nothing to restore from")
+		return nil
+	}
+	b := bs[0]
+	st := inspect.BackupStatuses(c)[0]
+	when := fmt.Sprintf("taken %s ago", now.Sub(b.Time).Round(time.Second))
+	if !st.Restorable {
+		rep.add("backup", Critical, "the newest base backup %s (%s) is not restorable: %s", st.Name(), when, st.Reason)
+	} else {
+		rep.add("backup", OK, "the newest base backup %s (%s) is restorable", st.Name(), when)
+	}
+	return &b
+}
+
+// checkGaps reports segments missing since the newest base backup (what
+// a restore of it to the end of the archive needs) as critical, older ones
+// as a warning, and missing or damaged history files.
+func checkGaps(rep *Report, c *repo.Catalog, newest *repo.Backup) {
+	gaps, _ := inspect.Gaps(c, inspect.TimelineInfos(c))
+	var since, before []inspect.Gap
+	var nSince, nBefore uint64
+	for _, g := range gaps {
+		if newest != nil && g.Last.SegNo(c.SegSize) >= newest.Info.Start.SegNo(c.SegSize) {
+			since, nSince = append(since, g), nSince+g.Count
+		} else {
+			before, nBefore = append(before, g), nBefore+g.Count
+		}
+	}
+	switch {
+	case len(since) > 0:
+		rep.add("gaps", Critical, "%d segment(s) missing since the newest base backup %s: %s", nSince, newest.Name(), ranges(since))
+	case newest != nil:
+		rep.add("gaps", OK, "no segment missing since the newest base backup %s", newest.Name())
+	case len(before) == 0:
+		rep.add("gaps", OK, "no segment missing")
+	}
+	switch {
+	case len(before) > 0 && newest != nil:
+		rep.add("gaps", Warning, "%d segment(s) missing before the newest base backup: %s", nBefore, ranges(before))
+	case len(before) > 0:
+		rep.add("gaps", Warning, "%d segment(s) missing: %s", nBefore, ranges(before))
+	}
+	for _, p := range inspect.HistoryProblems(c) {
+		rep.add("history", Critical, "%s", p)
+	}
+}
+
+// ranges lists gaps, the first few of them.
+func ranges(gs []inspect.Gap) string {
+	var parts []string
+	for i, g := range gs {
+		if i == 3 {
+			parts = append(parts, fmt.Sprintf("and %d more range(s)", len(gs)-i))
+			break
+		}
+		p := g.First.String()
+		if g.Last != g.First {
+			p += ".." + g.Last.String()
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// checkReplay compares a standby's replay position with the repository:
+// the archive holding the next segment for longer than MaxAge means replay
+// is stuck (or far behind).
+func checkReplay(rep *Report, c *repo.Catalog, o Options, now time.Time) {
+	s := rep.Server
+	h := path(c, s.Timeline)
+	cur := s.LSN.SegNo(c.SegSize)
+	next := cur + 1
+	nextName := wal.SegmentFromNo(h.TimelineAt(wal.LSN((next+1)*uint64(c.SegSize)-1)), next, c.SegSize)
+	top, ok := head(c, h)
+	if !ok || top.Name.SegNo(c.SegSize) <= cur {
+		rep.add("replay", OK, "replays %s (timeline %d), at or past the newest segment the repository holds for it", s.LSN, s.Timeline)
+		return
+	}
+	behind := top.Name.SegNo(c.SegSize) - cur
+	for _, f := range c.Segments(nextName.Timeline) {
+		if f.Name != nextName {
+			continue
+		}
+		if age := now.Sub(f.Info.ModTime); age > o.MaxAge {
+			rep.add("replay", Critical, "replay is stuck at %s (timeline %d): the repository has held the next segment %s for %s, more than %s, and %d segment(s) up to %s",
+				s.LSN, s.Timeline, nextName, age.Round(time.Second), o.MaxAge, behind, top.Name)
+			return
+		}
+	}
+	rep.add("replay", OK, "replays %s (timeline %d), %d segment(s) behind the repository's %s", s.LSN, s.Timeline, behind, top.Name)
+}
