@@ -83,6 +83,9 @@ func (e *ReadError) Unwrap() error { return e.Err }
 // without it); an error matching ErrInvalid for a request that cannot be
 // served; and a *ReadError for everything else.
 func Run(ctx context.Context, r *repo.Repo, req Request) (Result, error) {
+	if req.Prefetch.N > 0 && req.Prefetch.Spool != "" {
+		r.Cache = spool.NewIdentityCache(req.Prefetch.Spool, r.String())
+	}
 	if req.WorkerSegSize != 0 {
 		if err := req.Prefetch.Fill(ctx, r, req.Name, req.WorkerSegSize); err != nil {
 			slog.Debug("prefetch stopped", "after", req.Name, "err", err)
@@ -111,9 +114,6 @@ func (req Request) Fail(err error) error {
 func (req Request) serve(ctx context.Context, r *repo.Repo) (Result, error) {
 	n, pf := req.Name, req.Prefetch
 	active := pf.Active(n, req.Dest)
-	if active {
-		r.Cache = spool.NewIdentityCache(pf.Spool, r.String())
-	}
 	if active && (req.Standby == nil || !warmstandby.FastTriggered(*req.Standby)) {
 		pf.Clean(ctx, r, n)
 		if ok, err := pf.Take(ctx, r, n, req.Dest); ok {

@@ -63,3 +63,21 @@ CONF
   trap - EXIT
   rm -rf "$pg" "$dir/pg-corpus.log"
 }
+
+# For the scripts that write up `go test -bench` output saved in a file:
+# bench_metric RAW NAME UNIT is the value reported with UNIT on the line of
+# benchmark NAME (without the -GOMAXPROCS suffix); empty when not run.
+bench_metric() { awk -v k="$2-" -v u="$3" 'index($1, k) == 1 { for (i = 1; i < NF; i++) if ($(i+1) == u) print $i }' "$1"; }
+# peer_notes RAW: the lines the benchmarks print about the peers
+# (installed versions, and why one is left out), one per line.
+peer_notes() { sed -n 's/^peer-note: //p' "$1" | sort -u; }
+# fmtN VALUE: VALUE with N decimals; empty stays empty.
+fmt0() { [ -z "$1" ] || awk -v n="$1" 'BEGIN {printf "%.0f", n}'; }
+fmt1() { [ -z "$1" ] || awk -v n="$1" 'BEGIN {printf "%.1f", n}'; }
+fmt2() { [ -z "$1" ] || awk -v n="$1" 'BEGIN {printf "%.2f", n}'; }
+# xratio A B: A/B as "1.23x"; empty when either is missing.
+xratio() { [ -z "$1" ] || [ -z "$2" ] || awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a/b}'; }
+# at_least A B MIN: whether A/B >= MIN (false when either is missing).
+at_least() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" -v m="$3" 'BEGIN {exit !(a / b >= m)}'; }
+# dash VALUE: VALUE, or an em dash for a figure not measured.
+dash() { if [ -n "$1" ]; then printf '%s' "$1"; else printf '—'; fi; }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -71,22 +72,37 @@ func forEachBackend(t *testing.T, scenario func(t *testing.T, base string, store
 
 // newBackend is a fresh, empty archive of the named kind: "local" (the
 // directory base/repo, not created in advance), "s3" (a new bucket on
-// srv()) or "s3+20ms" (the same through a proxy that delays each request
-// by 20 ms, the round trip a loopback server lacks). Files the archive
-// needs (the S3 config file) go in base.
+// srv()) or "s3+20ms", "s3+50ms", ... (the same through a proxy that
+// delays each request by that long, the round trip a loopback server
+// lacks). Files the archive needs (the S3 config file) go in base.
 func newBackend(t testing.TB, kind, base string, srv func() *s3test.Server) archiveBackend {
 	t.Helper()
-	switch kind {
-	case "local":
+	switch d, ok := kindLatency(kind); {
+	case kind == "local":
 		return localBackend{dir: filepath.Join(base, "repo")}
-	case "s3":
+	case kind == "s3":
 		return newS3Backend(t, srv(), base, "pg/main")
-	case "s3+20ms":
+	case ok:
 		s := srv()
-		return newS3Backend(t, s, base, "pg/main").through(t, base, latencyProxy(t, s.Endpoint, 20*time.Millisecond))
+		return newS3Backend(t, s, base, "pg/main").through(t, base, latencyProxy(t, s.Endpoint, d))
 	}
 	t.Fatalf("no archive backend %q", kind)
 	return nil
+}
+
+// kindLatency is the round trip a backend kind "s3+<N>ms" adds to every
+// request (N milliseconds); ok is false for any other kind.
+func kindLatency(kind string) (d time.Duration, ok bool) {
+	ms, ok := strings.CutPrefix(kind, "s3+")
+	if !ok {
+		return 0, false
+	}
+	ms, ok = strings.CutSuffix(ms, "ms")
+	n, err := strconv.Atoi(ms)
+	if !ok || err != nil || n <= 0 {
+		return 0, false
+	}
+	return time.Duration(n) * time.Millisecond, true
 }
 
 // s3Server starts one S3 server for t the first time it is called, and

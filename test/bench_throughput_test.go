@@ -8,12 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/walship/walship/internal/testenv/pgtest"
-	"github.com/walship/walship/internal/testenv/s3test"
+	"github.com/walship/walship/wal"
 )
 
 // readyCount is the number of WAL files waiting for archive_command.
@@ -50,27 +50,64 @@ func benchLoad() time.Duration {
 
 // BenchmarkPrimaryBacklog runs a real primary at full speed (pgbench, 4
 // clients, synchronous_commit off, TPC-B-like transactions mixed with bulk
-// inserts, one in four) for a fixed time with archive_mode on
-// and walship-archive as archive_command, serially and with --parallel 8,
-// to a local repository, to a real S3 server and to the same server behind
-// 20 ms of latency. It samples pg_wal/archive_status every 250 ms and
-// reports the WAL rate, the archiving rate, the largest and the final
-// ready backlog, and how long the backlog takes to drain after the load.
-// The server must never see an archive_command failure.
+// inserts, one in four) for a fixed time with archive_mode on, archiving
+// with walship-archive serially and with --parallel 8, with pgBackRest and
+// WAL-G (see peerTools) where installed, and locally also with cp + sync +
+// mv, to a local directory, to a real S3 server and to the same server
+// behind 20 and 50 ms of latency per request. It samples
+// pg_wal/archive_status every 250 ms and reports the WAL rate, the
+// archiving rate, the largest and the final ready backlog, its growth over
+// the load (the slope of a least-squares line), and how long the backlog
+// takes to drain after the load. The server must never see an
+// archive_command failure.
 func BenchmarkPrimaryBacklog(b *testing.B) {
 	pgtest.Require(b)
-	server := s3Server(b) // one for every sub-benchmark
+	servers := newBenchServers(b) // the same for every sub-benchmark
+	tools := peerTools(b)
 	dur := benchLoad()
-	for _, kind := range []string{"local", "s3", "s3+20ms"} {
+	run := func(name string, setup backlogSetup) {
+		b.Run(name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				primaryBacklog(b, dur, setup)
+			}
+		})
+	}
+	for _, kind := range []string{"local", "s3", "s3+20ms", "s3+50ms"} {
 		for _, par := range []int{1, 8} {
-			b.Run(fmt.Sprintf("%s/parallel=%d", kind, par), func(b *testing.B) {
-				for i := 0; i < b.N; i++ {
-					primaryBacklog(b, kind, par, dur, server)
+			run(fmt.Sprintf("%s/parallel=%d", kind, par), func(b *testing.B, base string, p *pgtest.Cluster) string {
+				store := newBackend(b, kind, base, servers.plain)
+				p.Env = store.env()
+				spool := pgtest.Mkdir(b, filepath.Join(base, "spool"))
+				return commandLine(b, store, "walship-archive", "--parallel", strconv.Itoa(par), "--spool", spool)
+			})
+		}
+		for _, tool := range tools {
+			if !tool.supports(kind) {
+				continue
+			}
+			run(kind+"/"+tool.name, func(b *testing.B, base string, p *pgtest.Cluster) string {
+				r := newPeerRepo(b, tool, kind, base, servers)
+				r.create(b, p.Data, true)
+				p.Env = r.env(p.Data)
+				return r.archiveCommand(p.Data)
+			})
+		}
+		if kind == "local" {
+			run("local/cpsyncmv", func(b *testing.B, base string, p *pgtest.Cluster) string {
+				repo := pgtest.Mkdir(b, filepath.Join(base, "repo"))
+				script := filepath.Join(base, "cpsyncmv.sh")
+				if err := os.WriteFile(script, []byte("#!/bin/sh\n"+cpSyncMv(repo)+"\n"), 0o755); err != nil {
+					b.Fatal(err)
 				}
+				return fmt.Sprintf("archive_command = '%s %%p %%f'", script)
 			})
 		}
 	}
 }
+
+// backlogSetup points the primary p (initialised, not started) at a fresh
+// archive with its files in base, and returns its archive_command line.
+type backlogSetup func(b *testing.B, base string, p *pgtest.Cluster) string
 
 // bulkInsert is the pgbench script that makes a primary write WAL as fast
 // as a loading job does: 500 rows of 500 bytes per transaction.
@@ -91,29 +128,52 @@ func newFullSpeed(b *testing.B, p *pgtest.Cluster, base string) func(time.Durati
 	}
 }
 
-func primaryBacklog(b *testing.B, kind string, par int, dur time.Duration, srv func() *s3test.Server) {
+// segNo is the number of the segment the server writes now.
+func segNo(t testing.TB, c *pgtest.Cluster) int64 {
+	t.Helper()
+	return c.Int("SELECT floor(pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') / 16777216)::bigint")
+}
+
+// slope is the least-squares slope of y over x.
+func slope(x, y []float64) float64 {
+	n := float64(len(x))
+	var sx, sy, sxx, sxy float64
+	for i := range x {
+		sx, sy, sxx, sxy = sx+x[i], sy+y[i], sxx+x[i]*x[i], sxy+x[i]*y[i]
+	}
+	if d := n*sxx - sx*sx; d != 0 {
+		return (n*sxy - sx*sy) / d
+	}
+	return 0
+}
+
+func primaryBacklog(b *testing.B, dur time.Duration, setup backlogSetup) {
 	b.StopTimer()
 	base := pgtest.Dir(b)
-	spool := pgtest.Mkdir(b, filepath.Join(base, "spool"))
-	store := newBackend(b, kind, base, srv)
-	p := newCluster(b, store, base, "primary")
-	p.Conf("archive_mode = on", commandLine(b, store, "walship-archive", "--parallel", strconv.Itoa(par), "--spool", spool),
-		"synchronous_commit = off", "max_wal_size = 2GB")
+	p := pgtest.NewCluster(b, base, "primary", pgtest.InitOptions{})
+	p.Conf("archive_mode = on", setup(b, base, p), "synchronous_commit = off", "max_wal_size = 2GB")
 	p.Start()
 	p.Pgbench("-i", "-s", "10", "-q")
 	load := newFullSpeed(b, p, base)
 	pgtest.Eventually(b, 10*time.Minute, "the backlog of pgbench -i to drain", func() bool { return readyCount(p) == 0 })
 
-	var maxReady atomic.Int64
+	syscall.Sync() // no writeback of earlier runs in this one
+	// The sampler records the backlog from the start of the load to its end.
+	var mu sync.Mutex
+	var at, ready []float64
+	var maxReady int
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
+	t0 := time.Now()
 	go func() {
 		defer wg.Done()
 		for {
-			if n := int64(readyCount(p)); n > maxReady.Load() {
-				maxReady.Store(n)
-			}
+			n := readyCount(p)
+			mu.Lock()
+			at, ready = append(at, time.Since(t0).Seconds()), append(ready, float64(n))
+			maxReady = max(maxReady, n)
+			mu.Unlock()
 			select {
 			case <-stop:
 				return
@@ -121,30 +181,32 @@ func primaryBacklog(b *testing.B, kind string, par int, dur time.Duration, srv f
 			}
 		}
 	}()
-	start := p.Query("SELECT pg_current_wal_lsn()")
-	archived0 := pgStat(p, "archived_count")
+	seg0 := segNo(b, p)
 	b.StartTimer()
-	t0 := time.Now()
 	load(dur)
 	elapsed := time.Since(t0)
 	endReady := readyCount(p)
-	archived := pgStat(p, "archived_count") - archived0
-	walBytes := walBytesSince(b, p, start)
+	// Written: the segments completed during the load; archived: those of
+	// them whose .ready is gone (the backlog was empty at the start).
+	// pg_stat_archiver counts only the server's own calls, and WAL-G marks
+	// files .done itself.
+	written := float64(segNo(b, p) - seg0)
+	archived := written - float64(endReady)
+	close(stop)
+	wg.Wait()
 	t1 := time.Now()
 	pgtest.Eventually(b, 20*time.Minute, "the backlog to drain", func() bool { return readyCount(p) == 0 })
 	drain := time.Since(t1)
 	b.StopTimer()
-	close(stop)
-	wg.Wait()
 
 	if failed := pgStat(p, "failed_count"); failed != 0 {
 		b.Errorf("pg_stat_archiver.failed_count = %d, want 0", failed)
 	}
-	segs := walBytes / (16 << 20)
-	b.ReportMetric(segs/elapsed.Seconds(), "wal-seg/s")
-	b.ReportMetric(float64(archived)/elapsed.Seconds(), "archived-seg/s")
-	b.ReportMetric(float64(max(maxReady.Load(), int64(endReady))), "max-ready")
+	b.ReportMetric(written/elapsed.Seconds(), "wal-seg/s")
+	b.ReportMetric(archived/elapsed.Seconds(), "archived-seg/s")
+	b.ReportMetric(float64(max(maxReady, endReady)), "max-ready")
 	b.ReportMetric(float64(endReady), "end-ready")
+	b.ReportMetric(slope(at, ready), "ready-growth-seg/s")
 	b.ReportMetric(drain.Seconds(), "drain-s")
 	p.Stop("immediate")
 	os.RemoveAll(p.Data)
@@ -159,20 +221,25 @@ func benchRecoveryWAL() float64 {
 	return 1 << 30
 }
 
-// BenchmarkRecovery archives 1 GiB of pgbench WAL into a real S3 server,
-// then recovers a base backup over all of it (archive recovery to the end
-// of the archive, then promotion), with and without --prefetch 8, straight
-// from the server and through 20 ms of latency. It reports seconds from
-// pg_ctl start until the server leaves recovery, and checks the recovered
-// data equals the primary's.
+// BenchmarkRecovery writes 1 GiB of pgbench WAL on a primary archiving
+// with plain cp into a local directory, fills a walship repository on a
+// real S3 server and the peers' archives (see peerTools) with the same
+// files, then recovers a base backup over all of it (archive recovery to
+// the end of the archive, then promotion) with `cp` from the local
+// directory (the reference), with walship-restore with and without
+// --prefetch 8 from S3, directly and through 20 ms of latency per request,
+// and with pgBackRest (async archive-get) from a posix repository and
+// from S3, and WAL-G from S3. It reports seconds from pg_ctl start until
+// the server leaves recovery, and checks the recovered data equals the
+// primary's.
 func BenchmarkRecovery(b *testing.B) {
 	pgtest.Require(b)
-	srv := s3test.StartServer(b)
+	servers := newBenchServers(b)
+	tools := peerTools(b)
 	base := pgtest.Dir(b)
-	a := newS3Backend(b, srv, base, "pg/main")
-	p := newCluster(b, a, base, "primary")
-	spool := pgtest.Mkdir(b, filepath.Join(base, "archive-spool"))
-	p.Conf("archive_mode = on", commandLine(b, a, "walship-archive", "--parallel", "4", "--spool", spool),
+	bare := pgtest.Mkdir(b, filepath.Join(base, "bare"))
+	p := pgtest.NewCluster(b, base, "primary", pgtest.InitOptions{})
+	p.Conf("archive_mode = on", fmt.Sprintf("archive_command = 'cp %%p %s/%%f'", bare),
 		"synchronous_commit = off", "max_wal_size = 2GB")
 	p.Start()
 	p.Pgbench("-i", "-s", "10", "-q")
@@ -189,26 +256,113 @@ func BenchmarkRecovery(b *testing.B) {
 	p.Query("SELECT pg_switch_wal()")
 	p.WaitQuery("SELECT last_archived_wal >= '"+last+"' FROM pg_stat_archiver", "t", 20*time.Minute)
 	p.Stop("fast")
+
+	// Every archive gets the same WAL, the bare copies, pushed one by one.
+	entries, err := os.ReadDir(bare)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var files []string
+	for _, e := range entries {
+		if n, err := wal.ParseName(e.Name()); err == nil && n.Kind == wal.KindSegment {
+			files = append(files, e.Name())
+		}
+	}
+	a := newS3Backend(b, servers.plain(), base, "pg/main")
+	for _, f := range files {
+		cmd := pgtest.Command(b, pgtest.Bin(b, "walship-archive"), append(a.flags(), filepath.Join(bare, f), f)...)
+		cmd.Env = append(cmd.Env, a.env()...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("walship-archive %s: %v\n%s", f, err, out)
+		}
+	}
+	peerRepos := map[string]*peerRepo{}
+	for _, tool := range tools {
+		for _, kind := range []string{"local", "s3"} {
+			if !tool.supports(kind) {
+				continue
+			}
+			r := newPeerRepo(b, tool, kind, pgtest.Mkdir(b, filepath.Join(base, tool.name+"-"+kind)), servers)
+			r.create(b, p.Data, true)
+			for _, f := range files {
+				r.push(b, p.Data, filepath.Join(bare, f))
+			}
+			peerRepos[tool.name+"/"+kind] = r
+		}
+	}
 	os.RemoveAll(p.Data)
 
-	stores := map[string]archiveBackend{
+	walshipStores := map[string]archiveBackend{
 		"s3":      a,
-		"s3+20ms": a.through(b, base, latencyProxy(b, srv.Endpoint, 20*time.Millisecond)),
+		"s3+20ms": a.through(b, base, latencyProxy(b, a.srv.Endpoint, 20*time.Millisecond)),
 	}
 	run := 0
+	bench := func(name string, restore func(b *testing.B, c *pgtest.Cluster, dir string) func(log string)) {
+		b.Run(name, func(b *testing.B) {
+			var secs float64
+			for i := 0; i < b.N; i++ {
+				run++
+				secs += recoverAll(b, golden, base, fmt.Sprintf("run%d", run), want, restore)
+			}
+			b.ReportMetric(secs/float64(b.N), "recovery-s")
+			b.ReportMetric(walBytes/(1<<20)/(secs/float64(b.N)), "MB/s")
+			b.ReportMetric(walBytes/(1<<20), "wal-MB")
+		})
+	}
+	bench("local/cp", func(b *testing.B, c *pgtest.Cluster, dir string) func(string) {
+		c.Conf(fmt.Sprintf("restore_command = 'cp %s/%%f %%p'", bare))
+		return nil
+	})
 	for _, kind := range []string{"s3", "s3+20ms"} {
 		for _, prefetch := range []int{0, 8} {
-			b.Run(fmt.Sprintf("%s/prefetch=%d", kind, prefetch), func(b *testing.B) {
-				var secs float64
-				for i := 0; i < b.N; i++ {
-					run++
-					secs += recoverAll(b, golden, base, fmt.Sprintf("run%d", run), stores[kind], prefetch, want)
-				}
-				b.ReportMetric(secs/float64(b.N), "recovery-s")
-				b.ReportMetric(walBytes/(1<<20)/(secs/float64(b.N)), "MB/s")
-				b.ReportMetric(walBytes/(1<<20), "wal-MB")
+			bench(fmt.Sprintf("%s/prefetch=%d", kind, prefetch), func(b *testing.B, c *pgtest.Cluster, dir string) func(string) {
+				return walshipRestore(b, c, dir, walshipStores[kind], prefetch)
 			})
 		}
+	}
+	for _, tool := range tools {
+		for _, kind := range []string{"local", "s3", "s3+20ms"} {
+			if !tool.supports(kind) {
+				continue
+			}
+			shared := peerRepos[tool.name+"/local"]
+			if kind != "local" {
+				shared = peerRepos[tool.name+"/s3"]
+			}
+			bench(kind+"/"+tool.name, func(b *testing.B, c *pgtest.Cluster, dir string) func(string) {
+				r := shared.through(b, kind, pgtest.Mkdir(b, dir), servers)
+				c.Env = r.env(c.Data)
+				c.Conf(r.restoreCommand(c.Data))
+				return func(string) {
+					if _, err := os.Stat(r.prefetched(c.Data)); err != nil {
+						b.Errorf("%s did not prefetch: %v", tool.name, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// walshipRestore makes c restore from store with walship-restore (with
+// --prefetch when prefetch > 0, its spool in dir) and returns the check of
+// the server log after the recovery, which reports from the spool and
+// fetched.
+func walshipRestore(b *testing.B, c *pgtest.Cluster, dir string, store archiveBackend, prefetch int) func(string) {
+	c.Env = store.env()
+	flags := []string{"-v"}
+	if prefetch > 0 {
+		spool := pgtest.Mkdir(b, filepath.Join(dir, "spool"))
+		flags = append(flags, "--prefetch", strconv.Itoa(prefetch), "--spool", spool)
+	}
+	c.Conf(commandLine(b, store, "walship-restore", flags...))
+	return func(log string) {
+		fromSpool := strings.Count(log, "restored from the prefetch spool")
+		direct := strings.Count(log, "msg=restored ")
+		if prefetch > 0 && fromSpool == 0 {
+			b.Errorf("--prefetch %d served no segment from the spool (%d fetched directly)", prefetch, direct)
+		}
+		b.ReportMetric(float64(fromSpool), "from-spool")
+		b.ReportMetric(float64(direct), "fetched")
 	}
 }
 
@@ -216,21 +370,19 @@ func BenchmarkRecovery(b *testing.B) {
 // line: replaying takes at least that long however fast WAL arrives.
 var redoUsage = regexp.MustCompile(`redo done at .* CPU: user: ([0-9.]+) s, system: ([0-9.]+) s`)
 
-// recoverAll recovers a copy of golden over the whole archive and returns
-// the seconds it took.
-func recoverAll(b *testing.B, golden *pgtest.Cluster, base, name string, store archiveBackend, prefetch int, want string) float64 {
+// recoverAll recovers a copy of golden over the whole archive with the
+// restore_command that restore sets up (its files in a directory of its
+// own) and returns the seconds it took; restore may return a check of the
+// server log.
+func recoverAll(b *testing.B, golden *pgtest.Cluster, base, name, want string, restore func(b *testing.B, c *pgtest.Cluster, dir string) func(log string)) float64 {
 	b.StopTimer()
 	c := pgtest.Attach(b, base, name)
 	pgtest.Run(b, "cp", "-a", golden.Data, c.Data)
 	c.Conf()
-	c.Env = store.env()
-	flags := []string{"-v"}
-	if prefetch > 0 {
-		spool := pgtest.Mkdir(b, filepath.Join(base, name+"-spool"))
-		flags = append(flags, "--prefetch", strconv.Itoa(prefetch), "--spool", spool)
-	}
-	c.Conf(commandLine(b, store, "walship-restore", flags...), "recovery_target_action = 'promote'", "archive_mode = off")
+	check := restore(b, c, filepath.Join(base, name+"-restore"))
+	c.Conf("recovery_target_action = 'promote'", "archive_mode = off")
 	c.Touch("recovery.signal")
+	syscall.Sync() // no writeback of earlier runs (or of filling the archives) in this one
 	b.StartTimer()
 	t0 := time.Now()
 	c.Start()
@@ -241,18 +393,14 @@ func recoverAll(b *testing.B, golden *pgtest.Cluster, base, name string, store a
 		b.Errorf("recovered accounts = %s, want the primary's %s", got, want)
 	}
 	log := c.Log()
-	fromSpool := strings.Count(log, "restored from the prefetch spool")
-	direct := strings.Count(log, "msg=restored ")
-	if prefetch > 0 && fromSpool == 0 {
-		b.Errorf("--prefetch %d served no segment from the spool (%d fetched directly)", prefetch, direct)
+	if check != nil {
+		check(log)
 	}
 	if m := redoUsage.FindStringSubmatch(log); m != nil {
 		user, _ := strconv.ParseFloat(m[1], 64)
 		sys, _ := strconv.ParseFloat(m[2], 64)
 		b.ReportMetric(user+sys, "redo-cpu-s")
 	}
-	b.ReportMetric(float64(fromSpool), "from-spool")
-	b.ReportMetric(float64(direct), "fetched")
 	c.Stop("immediate")
 	os.RemoveAll(c.Data)
 	return secs

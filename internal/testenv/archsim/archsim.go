@@ -3,13 +3,17 @@
 // pg_wal/archive_status in the server's order (timeline history files
 // first, then the oldest WAL), runs the command once per file with %p and
 // %f substituted, and renames <file>.ready to <file>.done when the command
-// exits 0. It is for benchmarks and crash tests of archive commands.
+// exits 0. Like the server (PostgreSQL 15 and later), it skips a file whose
+// .ready vanished since the directory was read: an archiver that pushes
+// ahead and marks files .done itself (WAL-G does) is not called for them.
+// It is for benchmarks and crash tests of archive commands.
 package archsim
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,7 +61,8 @@ func Argv(argv ...string) Command {
 
 // Stats counts what a run did.
 type Stats struct {
-	Archived int
+	Archived int // the command exited 0
+	Skipped  int // marked .done by someone else before the command ran
 	Failures int
 	Elapsed  time.Duration
 }
@@ -89,13 +94,21 @@ func Run(ctx context.Context, dataDir string, cmd Command) (Stats, error) {
 }
 
 func archiveOne(ctx context.Context, dataDir, walDir, f string, cmd Command, st *Stats) error {
+	status := filepath.Join(walDir, "archive_status", f)
 	for attempt := 1; ; attempt++ {
+		if _, err := os.Stat(status + ".ready"); errors.Is(err, fs.ErrNotExist) {
+			st.Skipped++
+			return nil
+		}
 		c := cmd(ctx, dataDir, filepath.Join("pg_wal", f), f)
 		out, err := c.CombinedOutput()
 		if err == nil {
 			st.Archived++
-			status := filepath.Join(walDir, "archive_status", f)
-			return os.Rename(status+".ready", status+".done")
+			// The server only warns when the command renamed it already.
+			if err := os.Rename(status+".ready", status+".done"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			return nil
 		}
 		st.Failures++
 		if ctx.Err() != nil {

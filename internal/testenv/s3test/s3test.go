@@ -12,6 +12,8 @@
 //
 // Stop and Start take the server down and bring it back on the same port
 // with the same data, for tests of what happens while the store is away.
+// StartTLSServer serves HTTPS with a given certificate instead, for clients
+// that speak only HTTPS to S3 (pgBackRest, in the benchmarks).
 //
 // The server binary is $WALSHIP_S3_SERVER, else
 // /var/cache/walship/bin/versitygw, else versitygw in PATH
@@ -21,6 +23,7 @@ package s3test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -88,12 +91,14 @@ func Require(t testing.TB) string {
 
 // Server is a running (or stopped) S3 server.
 type Server struct {
-	// Endpoint is the server's URL, http://127.0.0.1:port.
+	// Endpoint is the server's URL, http://127.0.0.1:port (https:// from
+	// StartTLSServer).
 	Endpoint string
 	// AccessKey, SecretKey and Region are what clients must use.
 	AccessKey, SecretKey, Region string
 
 	bin, dataDir, logPath, addr string
+	certFile, keyFile           string // TLS, when set
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -106,11 +111,25 @@ type Server struct {
 // ends. It fails the test when the server does not come up.
 func StartServer(t testing.TB) *Server {
 	t.Helper()
+	return start(t, "", "")
+}
+
+// StartTLSServer is StartServer serving HTTPS with the certificate and key
+// in the PEM files certFile and keyFile (self-signed will do: the server's
+// own probes and Client do not verify it). Endpoint is https://127.0.0.1:port.
+func StartTLSServer(t testing.TB, certFile, keyFile string) *Server {
+	t.Helper()
+	return start(t, certFile, keyFile)
+}
+
+func start(t testing.TB, certFile, keyFile string) *Server {
+	t.Helper()
 	bin := Require(t)
 	dir := t.TempDir()
 	s := &Server{
 		AccessKey: AccessKey, SecretKey: SecretKey, Region: Region,
 		bin: bin, dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "versitygw.log"),
+		certFile: certFile, keyFile: keyFile,
 	}
 	if err := os.Mkdir(s.dataDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -120,7 +139,7 @@ func StartServer(t testing.TB) *Server {
 		if s.addr, err = freeAddr(); err != nil {
 			t.Fatal(err)
 		}
-		s.Endpoint = "http://" + s.addr
+		s.Endpoint = s.scheme() + "://" + s.addr
 		if err = s.Start(); err == nil {
 			break
 		}
@@ -134,6 +153,21 @@ func StartServer(t testing.TB) *Server {
 		}
 	})
 	return s
+}
+
+func (s *Server) scheme() string {
+	if s.certFile != "" {
+		return "https"
+	}
+	return "http"
+}
+
+// httpClient is an HTTP client for the server's own endpoint: it does not
+// verify a TLS server's (test) certificate.
+func (s *Server) httpClient(timeout time.Duration) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	return &http.Client{Timeout: timeout, Transport: tr}
 }
 
 func freeAddr() (string, error) {
@@ -158,7 +192,11 @@ func (s *Server) Start() error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(s.bin, "--port", s.addr, "--region", s.Region, "--quiet", "posix", s.dataDir)
+	args := []string{"--port", s.addr, "--region", s.Region, "--quiet"}
+	if s.certFile != "" {
+		args = append(args, "--cert", s.certFile, "--key", s.keyFile)
+	}
+	cmd := exec.Command(s.bin, append(args, "posix", s.dataDir)...)
 	// Credentials through the environment, not the command line (ps).
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -172,7 +210,7 @@ func (s *Server) Start() error {
 	s.cmd, s.exited = cmd, exited
 
 	deadline := time.Now().Add(30 * time.Second)
-	hc := &http.Client{Timeout: time.Second}
+	hc := s.httpClient(time.Second)
 	for {
 		select {
 		case <-exited:
@@ -281,6 +319,7 @@ func (s *Server) Client() *s3.Client {
 		BaseEndpoint:               aws.String(s.Endpoint),
 		UsePathStyle:               true,
 		Credentials:                credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, ""),
+		HTTPClient:                 s.httpClient(0),
 		Retryer:                    aws.NopRetryer{},
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
@@ -303,4 +342,30 @@ func (s *Server) NewBucket(t testing.TB) string {
 	name := fmt.Sprintf("walship-test-%d", s.buckets.Add(1))
 	s.CreateBucket(t, name)
 	return name
+}
+
+// SelfSignedCert writes a self-signed certificate for 127.0.0.1 and
+// localhost, and its key, into dir with openssl (cert.pem, key.pem,
+// readable by all: the files are test values) and returns their paths.
+// Without openssl the test is skipped (it fails under CI=true).
+func SelfSignedCert(t testing.TB, dir string) (certFile, keyFile string) {
+	t.Helper()
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("openssl is required in CI for a TLS test server: %v", err)
+		}
+		t.Skipf("no openssl for a TLS test server: %v", err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	out, err := exec.Command(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+		"-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+		"-keyout", keyFile, "-out", certFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl req: %v\n%s", err, out)
+	}
+	for _, f := range []string{certFile, keyFile} {
+		os.Chmod(f, 0o644)
+	}
+	return certFile, keyFile
 }

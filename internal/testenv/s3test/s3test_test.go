@@ -69,3 +69,17 @@ func TestBinaryFromEnv(t *testing.T) {
 		t.Errorf("Binary() with a missing WALSHIP_S3_SERVER: got %v", err)
 	}
 }
+
+func TestTLSServer(t *testing.T) {
+	cert, key := SelfSignedCert(t, t.TempDir())
+	srv := StartTLSServer(t, cert, key)
+	if !strings.HasPrefix(srv.Endpoint, "https://127.0.0.1:") {
+		t.Fatalf("Endpoint = %s, want https://127.0.0.1:port", srv.Endpoint)
+	}
+	bucket := srv.NewBucket(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := srv.Client().HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Errorf("HeadBucket over TLS: %v", err)
+	}
+}
