@@ -50,7 +50,7 @@ fuzz:
 	done
 
 # Each script writes its own section of docs/BENCHMARKS.md; the scripts
-# whose part is not built yet are skipped. About 55 minutes on two cores:
+# whose part is not built yet are skipped. About an hour on two cores:
 #   make bench WALG_BIN=/path/to/wal-g   (WAL-G's rows; pgBackRest's come
 #   from Debian's package, which scripts/install-peers.sh installs)
 bench: build
