@@ -8,8 +8,8 @@
 #   BENCH_SCALE   pgbench scale of the database (default 70: about 1 GB)
 #   BENCH_ROUNDS  runs of each, the median is reported (default 3)
 #   BENCH_DIR     working directory (default /var/tmp/walship-bench-backup)
-# pgBackRest is optional (apt-get install pgbackrest); without it its
-# column says so.
+# pgBackRest comes from scripts/install-peers.sh (Debian's package); without
+# it its rows say so.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . scripts/bench-lib.sh
@@ -23,6 +23,7 @@ port=55531
 secs() { awk -v n="$1" 'BEGIN {printf "%.2f", n/1e9}'; }
 mib() { awk -v n="$1" 'BEGIN {printf "%.0f", n/1048576}'; }
 bytes() { du -sb "$1" | cut -f1; }
+BENCH_PEERS=pgbackrest bash scripts/install-peers.sh >&2
 pgbackrest=$(command -v pgbackrest || true)
 
 stop_all() { [ -f "$work/pg/postmaster.pid" ] && as_pg "$pgbin/pg_ctl" -D "$work/pg" -m immediate -w stop >/dev/null 2>&1 || true; }
