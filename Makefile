@@ -74,13 +74,13 @@ fuzz:
 	done
 
 # Each script writes its own section of docs/BENCHMARKS.md; the scripts
-# whose part is not built yet are skipped. About 55 minutes on two cores:
+# whose part is not built yet are skipped. About an hour on two cores:
 #   make bench WALG_BIN=/path/to/wal-g   (WAL-G's rows; pgBackRest's come
 #   from Debian's package, which scripts/install-peers.sh installs)
 bench: build
 	bash scripts/bench.sh
 	bash scripts/bench-archiver.sh
-	for s in standby s3 rewind throughput; do [ ! -f scripts/bench-$$s.sh ] || bash scripts/bench-$$s.sh || exit 1; done
+	for s in standby s3 rewind throughput backup; do [ ! -f scripts/bench-$$s.sh ] || bash scripts/bench-$$s.sh || exit 1; done
 
 # Man pages, one per program, from the command definitions: each program
 # built with the tag mangen (and without urfave_cli_no_docs, which the

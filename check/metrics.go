@@ -78,7 +78,7 @@ func WriteMetrics(w io.Writer, rep *Report) error {
 		set("missing_segments", "Segments missing where a timeline needs them (walship verify's gaps).", missing)
 		set("second_writers", "Older timelines still archived after a newer one branched off (two servers write into the repository).", float64(len(inspect.SecondWriters(c, rep.tailGrace))))
 		bs := inspect.BackupStatuses(c)
-		set("backups", "Base backups (backup history files) in the repository.", float64(len(bs)))
+		set("backups", "Base backups in the repository (stored or registered with walship backup, or known from backup history files).", float64(len(bs)))
 		if len(bs) > 0 {
 			set("newest_backup_restorable", "1 when the newest base backup can be restored from the repository.", bool01(bs[0].Restorable))
 		}

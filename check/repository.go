@@ -147,16 +147,16 @@ func checkAge(rep *Report, c *repo.Catalog, o Options, now time.Time) {
 func checkBackups(rep *Report, c *repo.Catalog, now time.Time) *repo.Backup {
 	bs := c.Backups()
 	if len(bs) == 0 {
-		rep.add("backup", Warning, "no base backup in the repository (no .backup file): nothing to restore from")
+		rep.add("backup", Warning, "no base backup in the repository (none stored, no .backup file): nothing to restore from")
 		return nil
 	}
 	b := bs[0]
 	st := inspect.BackupStatuses(c)[0]
 	when := fmt.Sprintf("taken %s ago", now.Sub(b.Time).Round(time.Second))
 	if !st.Restorable {
-		rep.add("backup", Critical, "the newest base backup %s (%s) is not restorable: %s", st.File, when, st.Reason)
+		rep.add("backup", Critical, "the newest base backup %s (%s) is not restorable: %s", st.Name(), when, st.Reason)
 	} else {
-		rep.add("backup", OK, "the newest base backup %s (%s) is restorable", st.File, when)
+		rep.add("backup", OK, "the newest base backup %s (%s) is restorable", st.Name(), when)
 	}
 	return &b
 }
@@ -177,9 +177,9 @@ func checkGaps(rep *Report, c *repo.Catalog, newest *repo.Backup) {
 	}
 	switch {
 	case len(since) > 0:
-		rep.add("gaps", Critical, "%d segment(s) missing since the newest base backup %s: %s", nSince, newest.Name, ranges(since))
+		rep.add("gaps", Critical, "%d segment(s) missing since the newest base backup %s: %s", nSince, newest.Name(), ranges(since))
 	case newest != nil:
-		rep.add("gaps", OK, "no segment missing since the newest base backup %s", newest.Name)
+		rep.add("gaps", OK, "no segment missing since the newest base backup %s", newest.Name())
 	case len(before) == 0:
 		rep.add("gaps", OK, "no segment missing")
 	}

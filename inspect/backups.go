@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
@@ -9,35 +10,67 @@ import (
 
 // BackupStatus says whether the repository can restore one base backup to
 // a consistent state: every segment from its start to its stop, on the
-// timelines its stop timeline's history passes through, and that history.
+// timelines its stop timeline's history passes through, and that history;
+// and, for a backup walship stored, every object its record lists.
 type BackupStatus struct {
-	File       string `json:"file"`
-	Label      string `json:"label,omitempty"`
-	Timeline   uint32 `json:"timeline"`
-	Start      string `json:"start,omitempty"`
-	Stop       string `json:"stop,omitempty"`
-	StartTime  string `json:"start_time,omitempty"`
-	Newest     bool   `json:"newest,omitempty"`
-	Restorable bool   `json:"restorable"`
+	// ID is walship's ID of a backup it stored or registered; File the
+	// backup history file PostgreSQL archived (a backup from a primary).
+	ID        string `json:"id,omitempty"`
+	File      string `json:"file,omitempty"`
+	Label     string `json:"label,omitempty"`
+	From      string `json:"from,omitempty"` // primary or standby
+	Timeline  uint32 `json:"timeline"`
+	Start     string `json:"start,omitempty"`
+	Stop      string `json:"stop,omitempty"`
+	StartTime string `json:"start_time,omitempty"`
+	StopTime  string `json:"stop_time,omitempty"`
+	// Stored: the repository holds the backup's files (walship backup
+	// create), Size of them before compression, StoredBytes after.
+	Stored      bool  `json:"stored"`
+	Registered  bool  `json:"registered,omitempty"` // its files are kept elsewhere
+	Size        int64 `json:"size,omitempty"`
+	StoredBytes int64 `json:"stored_bytes,omitempty"`
+	Newest      bool  `json:"newest,omitempty"`
+	Restorable  bool  `json:"restorable"`
 	// Expired: not restorable because its WAL was pruned (it starts before
 	// the oldest segment kept), which is retention at work, not damage.
 	Expired bool   `json:"expired,omitempty"`
 	Reason  string `json:"reason,omitempty"`
 }
 
+// Name names the backup: its ID, else its backup history file.
+func (s BackupStatus) Name() string {
+	if s.ID != "" {
+		return s.ID
+	}
+	return s.File
+}
+
 // BackupStatuses checks every base backup, newest first.
 func BackupStatuses(c *repo.Catalog) []BackupStatus {
 	var out []BackupStatus
 	for i, b := range c.Backups() {
-		s := backupStatus(c, b)
+		s := BackupStatusOf(c, b)
 		s.Newest = i == 0
 		out = append(out, s)
 	}
 	return out
 }
 
-func backupStatus(c *repo.Catalog, b repo.Backup) BackupStatus {
-	s := BackupStatus{File: b.Name.String(), Timeline: b.Name.Timeline, Label: b.Info.Label, StartTime: b.Info.StartTime}
+// BackupStatusOf checks one base backup of the catalog.
+func BackupStatusOf(c *repo.Catalog, b repo.Backup) BackupStatus {
+	s := BackupStatus{Timeline: b.Start.Timeline, Label: b.Info.Label, StartTime: b.Info.StartTime,
+		StopTime: b.Info.StopTime, From: b.Info.From}
+	if b.File != nil {
+		s.File = b.File.Name.String()
+	}
+	if sb := b.Stored; sb != nil {
+		s.ID = string(sb.ID)
+		m := sb.Meta
+		s.Stored, s.Registered = !m.Registered, m.Registered
+		s.Size, s.StoredBytes = m.Size, m.Stored
+		s.StartTime, s.StopTime = m.StartTime.UTC().Format(time.RFC3339), m.StopTime.UTC().Format(time.RFC3339)
+	}
 	if b.Err != nil {
 		s.Reason = "backup history file is damaged: " + b.Err.Error()
 		return s
@@ -47,17 +80,29 @@ func backupStatus(c *repo.Catalog, b repo.Backup) BackupStatus {
 		s.Reason = "segment size unknown"
 		return s
 	}
-	if want := b.Name.StartLSN(c.SegSize); b.Info.Start != want {
-		s.Reason = fmt.Sprintf("backup history file says it starts at %s, its name says %s", b.Info.Start, want)
-		return s
+	if b.File != nil && b.Stored == nil {
+		if want := b.File.Name.StartLSN(c.SegSize); b.Info.Start != want {
+			s.Reason = fmt.Sprintf("backup history file says it starts at %s, its name says %s", b.Info.Start, want)
+			return s
+		}
 	}
 	if b.Info.Stop < b.Info.Start {
 		s.Reason = fmt.Sprintf("backup history file says it stops at %s, before its start %s", b.Info.Stop, b.Info.Start)
 		return s
 	}
+	if b.Stored != nil {
+		if m := b.Stored.Meta; m.SystemID != 0 && c.HaveIdentity && m.SystemID != c.Identity.SystemID {
+			s.Reason = fmt.Sprintf("a backup of another cluster: database system identifier %d, the repository's is %d", m.SystemID, c.Identity.SystemID)
+			return s
+		}
+		if why := b.Stored.Missing(); why != "" {
+			s.Reason = why
+			return s
+		}
+	}
 	startTL, stopTL := b.Info.StartTimeline, b.Info.StopTimeline
 	if startTL == 0 {
-		startTL = b.Name.Timeline
+		startTL = b.Start.Timeline
 	}
 	if stopTL == 0 {
 		stopTL = startTL

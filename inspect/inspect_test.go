@@ -351,6 +351,128 @@ func TestVerifyFullUncompressedChecksum(t *testing.T) {
 	wantProblem(t, rep, "wal/0000000100000000/000000010000000000000002", "checksum mismatch")
 }
 
+// Backups walship stored are part of the catalog: one from a primary is
+// one backup with its backup history file, one from a standby (which has
+// none) is there too, and a missing object or WAL makes either
+// unrestorable.
+func TestStoredBackupStatuses(t *testing.T) {
+	f := fakerepo.New(t)
+	f.Segments(1, 1, 12)
+	primary := f.StoredBackup(1, 2, 3, day, "primary")
+	standby := f.StoredBackup(1, 6, 7, day.AddDate(0, 0, 1), "standby")
+	rep := verify(t, f, false)
+	if len(rep.Backups) != 2 {
+		t.Fatalf("backups %+v, want 2 (the primary's backup history file is the same backup)", rep.Backups)
+	}
+	b, p := rep.Backups[0], rep.Backups[1]
+	if b.ID != string(standby) || b.From != "standby" || !b.Stored || !b.Restorable || !b.Newest || b.File != "" {
+		t.Errorf("standby backup: %+v", b)
+	}
+	if p.ID != string(primary) || p.File != "000000010000000000000002.00000028.backup" || !p.Restorable {
+		t.Errorf("primary backup: %+v", p)
+	}
+	if !rep.OK() {
+		t.Errorf("problems:\n%s", problems(rep))
+	}
+
+	if err := os.Remove(f.BackupPath(primary, repo.BasePart)); err != nil {
+		t.Fatal(err)
+	}
+	f.Delete(seg(1, 7))
+	rep = verify(t, f, false)
+	wantProblem(t, rep, string(primary), "base.tar.lz4 is missing")
+	wantProblem(t, rep, string(standby), "newest base backup is not restorable: segment 000000010000000000000007 is missing")
+}
+
+// A backup directory without a record is an interrupted backup: noted,
+// not taken for a backup.
+func TestIncompleteBackupNoted(t *testing.T) {
+	f := fakerepo.New(t)
+	f.Segments(1, 1, 4)
+	f.IncompleteBackup("20240501T020000Z", day)
+	rep := verify(t, f, false)
+	if len(rep.Backups) != 0 || !rep.OK() {
+		t.Errorf("backups %+v, problems %s; want none", rep.Backups, problems(rep))
+	}
+	if !slices.ContainsFunc(rep.Notes, func(n string) bool {
+		return strings.Contains(n, "20240501T020000Z") && strings.Contains(n, "interrupted")
+	}) {
+		t.Errorf("notes %q do not name the interrupted backup", rep.Notes)
+	}
+}
+
+// A record that cannot be read is a problem.
+func TestDamagedBackupRecord(t *testing.T) {
+	f := fakerepo.New(t)
+	f.Segments(1, 1, 4)
+	id := f.StoredBackup(1, 2, 2, day, "standby")
+	p := f.BackupPath(id, repo.MetaPart)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x40
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep := verify(t, f, false)
+	wantProblem(t, rep, string(id), "record")
+}
+
+// verify --full reads every stored backup: a file that differs from its
+// manifest, and a damaged object, are problems; a sound backup is not.
+func TestVerifyFullReadsStoredBackups(t *testing.T) {
+	f := fakerepo.New(t)
+	f.Segments(1, 1, 12)
+	good := f.StoredBackup(1, 2, 3, day, "primary")
+	mismatch := f.StoredBackupMismatch(1, 5, 6, day.AddDate(0, 0, 1))
+	corrupt := f.StoredBackup(1, 8, 9, day.AddDate(0, 0, 2), "standby")
+	p := f.BackupPath(corrupt, repo.BasePart)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x20
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Without --full only the listing is checked: sizes agree.
+	if rep := verify(t, f, false); !rep.OK() {
+		t.Errorf("without --full: problems:\n%s", problems(rep))
+	}
+	rep := verify(t, f, true)
+	if rep.BackupsChecked != 3 {
+		t.Errorf("read %d backups in full, want 3", rep.BackupsChecked)
+	}
+	wantProblem(t, rep, string(mismatch), "PG_VERSION has CRC32C checksum")
+	wantProblem(t, rep, string(corrupt), "backup damaged: base.tar")
+	for _, pr := range rep.Problems {
+		if pr.File == string(good) {
+			t.Errorf("the sound backup has a problem: %s", pr)
+		}
+	}
+}
+
+// A backup from a standby starts at the standby's restart point, which may
+// be where an earlier backup of the primary started: they are two
+// backups, and the standby's has no backup history file.
+func TestStandbyBackupSameStartAsPrimaryBackup(t *testing.T) {
+	f := fakerepo.New(t)
+	f.Segments(1, 1, 8)
+	hist := f.Backup(1, 2, 2, day)
+	standby := f.StoredBackup(1, 2, 5, day.AddDate(0, 0, 1), "standby")
+	rep := verify(t, f, false)
+	if len(rep.Backups) != 2 {
+		t.Fatalf("backups %+v, want 2", rep.Backups)
+	}
+	if b := rep.Backups[0]; b.ID != string(standby) || b.File != "" || b.Stop != "0/500100" {
+		t.Errorf("the standby's backup: %+v", b)
+	}
+	if b := rep.Backups[1]; b.ID != "" || b.File != hist.String() {
+		t.Errorf("the primary's backup: %+v", b)
+	}
+}
+
 // verify --full of an encrypted repository says which objects need which
 // key, and which the identities given cannot read (not checked, and not
 // taken for damage).

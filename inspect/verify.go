@@ -26,8 +26,10 @@ type Report struct {
 	Problems []Problem `json:"problems"`
 	// Notes are worth knowing but not wrong.
 	Notes []string `json:"notes,omitempty"`
-	// Checked counts the objects read and checked in full (--full).
-	Checked int `json:"checked"`
+	// Checked counts the objects read and checked in full (--full), and
+	// BackupsChecked the stored base backups read in full.
+	Checked        int `json:"checked"`
+	BackupsChecked int `json:"backups_checked"`
 	// Unchecked counts the objects that carry no checksum (the plain
 	// layout, as cp writes it; repositories of format 1).
 	Unchecked int `json:"unchecksummed"`
@@ -58,7 +60,8 @@ func (r *Report) OK() bool { return len(r.Problems) == 0 }
 type VerifyOptions struct {
 	// Full reads every segment and partial segment: decodes it (checking
 	// the lz4 checksum), and checks its size and page header against its
-	// name and the repository's identity.
+	// name and the repository's identity; and every object of every
+	// stored base backup, each file of its tars against its manifest.
 	Full bool
 	// Workers bounds how many objects are read at once (default 2).
 	Workers int
@@ -110,20 +113,30 @@ func Verify(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions)
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d temporary file(s) of killed writers (%d bytes), older than any write takes: the next walship-prune removes them", rep.Leftovers, rep.LeftoverBytes))
 	}
 
+	bps, bnotes := checkStoredBackups(c)
+	rep.Problems = append(rep.Problems, bps...)
+	rep.Notes = append(rep.Notes, bnotes...)
 	rep.Backups = BackupStatuses(c)
 	for _, b := range rep.Backups {
 		switch {
 		case b.Restorable:
 		case b.Newest:
-			rep.Problems = append(rep.Problems, Problem{b.File, "the newest base backup is not restorable: " + b.Reason})
+			rep.Problems = append(rep.Problems, Problem{b.Name(), "the newest base backup is not restorable: " + b.Reason})
 		case !b.Expired:
-			rep.Problems = append(rep.Problems, Problem{b.File, "base backup not restorable: " + b.Reason})
+			rep.Problems = append(rep.Problems, Problem{b.Name(), "base backup not restorable: " + b.Reason})
 		}
 	}
 	if o.Full {
 		if err := checkContents(ctx, r, c, o, rep); err != nil {
 			return nil, err
 		}
+		ps, notes, n, err := checkBackupObjects(ctx, r, c, o)
+		if err != nil {
+			return nil, err
+		}
+		rep.Problems = append(rep.Problems, ps...)
+		rep.Notes = append(rep.Notes, notes...)
+		rep.BackupsChecked = n
 	}
 	// JSON readers get lists, never null.
 	if rep.Problems == nil {

@@ -40,11 +40,24 @@ func SystemID(dataDir string) (uint64, error) {
 	if _, err := io.ReadFull(f, b[:]); err != nil {
 		return 0, fmt.Errorf("%s: too short for pg_control: %w", path, err)
 	}
+	id, err := ParseSystemID(b[:])
+	if err != nil {
+		return 0, fmt.Errorf("%s %w", path, err)
+	}
+	return id, nil
+}
+
+// ParseSystemID reads the system identifier from the start of a pg_control
+// file (see SystemID).
+func ParseSystemID(b []byte) (uint64, error) {
+	if len(b) < 12 {
+		return 0, fmt.Errorf("is too short for pg_control (%d bytes)", len(b))
+	}
 	id := binary.NativeEndian.Uint64(b[0:])
 	version := binary.NativeEndian.Uint32(b[8:])
 	// 9.4 writes 942; 18 writes 1800. Leave room for the future.
 	if id == 0 || version < 900 || version > 9999 {
-		return 0, fmt.Errorf("%s is not a pg_control file (system identifier %d, version %d)", path, id, version)
+		return 0, fmt.Errorf("is not a pg_control file (system identifier %d, version %d)", id, version)
 	}
 	return id, nil
 }

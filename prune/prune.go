@@ -41,8 +41,10 @@ type Policy struct {
 	Before *wal.Name
 	// KeepBackups keeps the WAL the N newest base backups need (0: unset).
 	KeepBackups int
-	// KeepAge keeps the WAL archived within this window, and everything
-	// after it (nil: unset).
+	// KeepAge keeps the WAL archived within this window and everything
+	// after it, and the newest base backup taken before the window with
+	// the WAL from its start, so that every moment of the window can be
+	// restored (nil: unset).
 	KeepAge *time.Duration
 }
 
@@ -78,6 +80,13 @@ type Plan struct {
 	Remove []repo.File
 	// Bytes is the stored size of Remove; RawBytes the WAL they held.
 	Bytes, RawBytes int64
+	// Backups are the stored base backups that expire with their WAL
+	// (they start before the cutoff), oldest first; Leftovers the objects
+	// of backups that were interrupted more than repo.LeftoverAge ago. Their
+	// bytes are in BackupBytes.
+	Backups     []*repo.StoredBackup
+	Leftovers   []*repo.StoredBackup
+	BackupBytes int64
 	// OldestKept is the oldest segment left, if any.
 	OldestKept     wal.Name
 	HaveOldestKept bool
@@ -125,15 +134,18 @@ func MakePlan(c *repo.Catalog, p Policy, now time.Time) (Plan, error) {
 			kept := live[:p.KeepBackups]
 			oldest := kept[0]
 			for _, b := range kept[1:] {
-				if wal.ComparePosition(b.Name, oldest.Name) < 0 {
+				if wal.ComparePosition(b.Start, oldest.Start) < 0 {
 					oldest = b
 				}
 			}
-			limits = append(limits, limit{oldest.Name.SegmentName(), fmt.Sprintf("the %d newest base backups: base backup %s", p.KeepBackups, oldest.Name)})
+			limits = append(limits, limit{oldest.Start, fmt.Sprintf("the %d newest base backups: base backup %s", p.KeepBackups, oldest.Name())})
 		}
 	}
 	if p.KeepAge != nil {
 		limits = append(limits, ageLimit(c, *p.KeepAge, now))
+		if l, ok := windowBackup(c, backups, *p.KeepAge, now); ok {
+			limits = append(limits, l)
+		}
 	}
 	cut := limits[0]
 	for _, l := range limits[1:] {
@@ -143,11 +155,25 @@ func MakePlan(c *repo.Catalog, p Policy, now time.Time) (Plan, error) {
 	}
 	// The newest base backup is never given up, whatever the policy.
 	if len(backups) > 0 {
-		if newest := backups[0]; wal.ComparePosition(newest.Name, cut.pos) < 0 {
-			cut = limit{newest.Name.SegmentName(), fmt.Sprintf("the newest base backup %s", newest.Name)}
+		if newest := backups[0]; wal.ComparePosition(newest.Start, cut.pos) < 0 {
+			cut = limit{newest.Start, fmt.Sprintf("the newest base backup %s", newest.Name())}
 		}
 	}
 	plan.Cutoff, plan.Reason = cut.pos, cut.reason
+
+	// A stored backup whose WAL goes goes with it, oldest first.
+	for i := len(backups) - 1; i >= 0; i-- {
+		if b := backups[i]; b.Stored != nil && wal.ComparePosition(b.Start, cut.pos) < 0 {
+			plan.Backups = append(plan.Backups, b.Stored)
+			plan.BackupBytes += b.Stored.Bytes()
+		}
+	}
+	for _, sb := range c.Incomplete {
+		if now.Sub(sb.Newest) >= repo.LeftoverAge {
+			plan.Leftovers = append(plan.Leftovers, sb)
+			plan.BackupBytes += sb.Bytes()
+		}
+	}
 
 	removed := map[string]bool{}
 	for _, f := range c.Files {
@@ -166,6 +192,18 @@ func MakePlan(c *repo.Catalog, p Policy, now time.Time) (Plan, error) {
 		}
 	}
 	return plan, nil
+}
+
+// windowBackup keeps the newest base backup taken before the window of
+// age: without it the start of the window could not be restored.
+func windowBackup(c *repo.Catalog, backups []repo.Backup, age time.Duration, now time.Time) (limit, bool) {
+	since := now.Add(-age)
+	for _, b := range backups { // newest first
+		if b.Time.Before(since) && c.Live(b) {
+			return limit{b.Start, fmt.Sprintf("archived within %s: base backup %s, the newest taken before %s", age, b.Name(), since.UTC().Format(time.RFC3339))}, true
+		}
+	}
+	return limit{}, false
 }
 
 // goes decides one file against the cutoff.
@@ -212,6 +250,11 @@ type Result struct {
 	// (or, in a dry run, found).
 	Swept      int
 	SweptBytes int64
+	// RemovedBackups and RemovedLeftovers count the backups removed (the
+	// first of Plan.Backups and Plan.Leftovers), with their bytes.
+	RemovedBackups     int
+	RemovedLeftovers   int
+	RemovedBackupBytes int64
 }
 
 // Summary is the one line a run prints.
@@ -225,6 +268,23 @@ func (r Result) Summary() string {
 	fmt.Fprintf(&b, "%s %d file(s), %s", verb, n, progress.Bytes(bytes))
 	if r.RawBytes > bytes && n > 0 {
 		fmt.Fprintf(&b, " (%s of WAL)", progress.Bytes(r.RawBytes))
+	}
+	nb, nl, bb := r.RemovedBackups, r.RemovedLeftovers, r.RemovedBackupBytes
+	if r.DryRun {
+		nb, nl, bb = len(r.Backups), len(r.Leftovers), r.BackupBytes
+	}
+	if nb > 0 {
+		var ids []string
+		for _, sb := range r.Backups[:nb] {
+			ids = append(ids, string(sb.ID))
+		}
+		fmt.Fprintf(&b, ", %d expired base backup(s) (%s)", nb, strings.Join(ids, ", "))
+	}
+	if nl > 0 {
+		fmt.Fprintf(&b, ", %d interrupted backup(s)", nl)
+	}
+	if nb+nl > 0 {
+		fmt.Fprintf(&b, ", %s", progress.Bytes(bb))
 	}
 	if r.Swept > 0 {
 		fmt.Fprintf(&b, " and %d temporary file(s) of killed writers, %s", r.Swept, progress.Bytes(r.SweptBytes))
@@ -291,7 +351,27 @@ func Prune(ctx context.Context, r *repo.Repo, o Options) (Result, error) {
 	if res.Swept, res.SweptBytes, err = r.Sweep(ctx, !o.DryRun); err != nil {
 		return res, err
 	}
-	if o.DryRun || len(plan.Remove) == 0 {
+	if o.DryRun {
+		return res, nil
+	}
+	// Interrupted backups, then expired ones (their records first), then
+	// their WAL: whatever stops the run, no backup that is listed lacks
+	// its objects or its WAL.
+	for _, sb := range plan.Leftovers {
+		if err := r.RemoveBackup(ctx, sb); err != nil {
+			return res, &DeleteError{Failed: sb.Keys(), Err: err, Removed: res.Removed}
+		}
+		res.RemovedLeftovers++
+		res.RemovedBackupBytes += sb.Bytes()
+	}
+	for _, sb := range plan.Backups {
+		if err := r.RemoveBackup(ctx, sb); err != nil {
+			return res, &DeleteError{Failed: sb.Keys(), Err: err, Removed: res.Removed}
+		}
+		res.RemovedBackups++
+		res.RemovedBackupBytes += sb.Bytes()
+	}
+	if len(plan.Remove) == 0 {
 		return res, nil
 	}
 	var bar *progress.Bar

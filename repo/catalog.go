@@ -37,6 +37,12 @@ type Catalog struct {
 	// Files are ordered history files first (by timeline), then by
 	// position in the WAL, timeline, kind and key.
 	Files []File
+	// Stored are the base backups walship stored (or registered): every
+	// backup ID with a record, by ID. Incomplete are the IDs with objects
+	// but no record: backups (or removals) that were interrupted, or one
+	// that is running now.
+	Stored     []*StoredBackup
+	Incomplete []*StoredBackup
 
 	segs map[wal.Name]bool // segment names present (kind Segment)
 }
@@ -53,12 +59,26 @@ func Scan(ctx context.Context, r *Repo) (*Catalog, error) {
 	if haveID {
 		c.SegSize = id.SegSize
 	}
-	err = r.List(ctx, func(e Entry) error {
+	dirs := map[BackupID]*StoredBackup{}
+	err = r.listAll(ctx, func(e Entry) error {
 		c.Files = append(c.Files, File{Entry: e})
 		return nil
+	}, func(o BackupObject, i storage.Info) {
+		sb := dirs[o.ID]
+		if sb == nil {
+			sb = &StoredBackup{ID: o.ID, Objects: map[BackupPart]storage.Info{}}
+			dirs[o.ID] = sb
+		}
+		sb.Objects[o.Part] = i
+		if i.ModTime.After(sb.Newest) {
+			sb.Newest = i.ModTime
+		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", r, err)
+	}
+	if err := c.readBackups(ctx, r, dirs); err != nil {
+		return nil, err
 	}
 	c.Layout = r.Layout()
 	slices.SortStableFunc(c.Files, compareFiles)
@@ -247,30 +267,97 @@ func (c *Catalog) Timelines() []uint32 {
 	return out
 }
 
-// Backup is one base backup as its backup history file describes it.
+// Backup is one base backup the repository knows of: from the backup
+// history file PostgreSQL archives at the end of a backup taken on a
+// primary, from the record walship stored with a backup it took (from a
+// primary or a standby) or registered, or from both for the same backup.
 type Backup struct {
-	*File
-	// Info is the parsed file; when it could not be parsed (File.Err), only
-	// Start and StartTimeline are known, from the file name.
+	// Start is the segment the backup starts in, on its start timeline
+	// (the name of its .backup file, as a segment): the WAL it needs
+	// begins there.
+	Start wal.Name
+	// File is its backup history file, if the repository has one.
+	File *File
+	// Stored is walship's record of it and its objects, if walship stored
+	// or registered it.
+	Stored *StoredBackup
+	// Info is what the record or the backup history file says; when
+	// neither could be read (Err), only Start and StartTimeline are known,
+	// from the file name.
 	Info wal.BackupInfo
-	// Time is when the backup was taken: its START TIME, or when the file
-	// was archived if that cannot be read.
+	// Time is when the backup was taken: its start time, or when its
+	// backup history file was archived if that cannot be read.
 	Time time.Time
+	// Err says why its backup history file cannot be read.
+	Err error
+}
+
+// Name names the backup for messages: its ID, or its backup history file.
+func (b Backup) Name() string {
+	if b.Stored != nil {
+		return string(b.Stored.ID)
+	}
+	if b.File != nil {
+		return b.File.Name.String()
+	}
+	return b.Start.String()
 }
 
 // backupTimeLayout is how PostgreSQL writes START TIME and STOP TIME.
 const backupTimeLayout = "2006-01-02 15:04:05 MST"
 
 // Backups returns the base backups, newest first: by the time they were
-// taken, then by position.
+// taken, then by position. A backup walship stored from a primary has a
+// backup history file too: the two are one backup (same start).
 func (c *Catalog) Backups() []Backup {
 	var out []Backup
+	// The same backup: the same start and stop. (A backup from a standby
+	// starts at the standby's restart point, which may be where an
+	// earlier backup of the primary started; it has no .backup file.)
+	type span struct {
+		tli         uint32
+		start, stop wal.LSN
+	}
+	stored := map[span]int{}
+	// A .backup file that cannot be read (encrypted, and no identity
+	// given) is matched by the start its name gives.
+	byStart := map[span]int{}
+	for _, sb := range c.Stored {
+		m := sb.Meta
+		if m == nil {
+			continue // its record cannot be read: verify reports it
+		}
+		segSize := cmp.Or(c.SegSize, m.SegSize)
+		if segSize == 0 {
+			continue
+		}
+		b := Backup{Start: m.Start.Segment(m.StartTimeline, segSize), Stored: sb, Time: m.StartTime,
+			Info: wal.BackupInfo{Start: m.Start, Stop: m.Stop, Checkpoint: m.Checkpoint,
+				StartTimeline: m.StartTimeline, StopTimeline: m.StopTimeline, Label: m.Label, From: m.From,
+				StartTime: m.StartTime.UTC().Format(backupTimeLayout), StopTime: m.StopTime.UTC().Format(backupTimeLayout)}}
+		if m.From != "standby" {
+			stored[span{m.StartTimeline, m.Start, m.Stop}] = len(out)
+			byStart[span{tli: m.StartTimeline, start: m.Start}] = len(out)
+		}
+		out = append(out, b)
+	}
 	for i := range c.Files {
 		f := &c.Files[i]
 		if f.Name.Kind != wal.KindBackup {
 			continue
 		}
-		b := Backup{File: f, Time: f.Info.ModTime}
+		if f.Backup != nil {
+			if j, ok := stored[span{f.Backup.StartTimeline, f.Backup.Start, f.Backup.Stop}]; ok && out[j].File == nil {
+				out[j].File = f
+				continue
+			}
+		} else if c.SegSize != 0 {
+			if j, ok := byStart[span{tli: f.Name.Timeline, start: f.Name.StartLSN(c.SegSize)}]; ok && out[j].File == nil {
+				out[j].File = f
+				continue
+			}
+		}
+		b := Backup{Start: f.Name.SegmentName(), File: f, Time: f.Info.ModTime, Err: f.Err}
 		if f.Backup != nil {
 			b.Info = *f.Backup
 			if t, err := time.Parse(backupTimeLayout, f.Backup.StartTime); err == nil {
@@ -286,12 +373,12 @@ func (c *Catalog) Backups() []Backup {
 		out = append(out, b)
 	}
 	slices.SortStableFunc(out, func(a, b Backup) int {
-		return cmp.Or(b.Time.Compare(a.Time), wal.ComparePosition(b.Name, a.Name),
-			cmp.Compare(b.Name.Timeline, a.Name.Timeline), cmp.Compare(b.Name.Offset, a.Name.Offset))
+		return cmp.Or(b.Time.Compare(a.Time), wal.ComparePosition(b.Start, a.Start),
+			cmp.Compare(b.Start.Timeline, a.Start.Timeline), cmp.Compare(b.Info.Start, a.Info.Start))
 	})
 	return out
 }
 
 // Live reports whether the backup's first segment is still stored: a
 // backup whose start segment was pruned is expired.
-func (c *Catalog) Live(b Backup) bool { return c.HasSegment(b.Name) }
+func (c *Catalog) Live(b Backup) bool { return c.HasSegment(b.Start) }

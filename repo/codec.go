@@ -205,11 +205,25 @@ func encodeLZ4(src io.Reader, size int64) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// newLZ4Writer is the one lz4 frame writer of every object walship
+// compresses (segments, backups): a frame with a content checksum, and the
+// content size in its header when it is known (size >= 0).
+func newLZ4Writer(dst io.Writer, size int64) (*lz4.Writer, error) {
+	w := lz4.NewWriter(dst)
+	opts := []lz4.Option{lz4.ChecksumOption(true), lz4.BlockSizeOption(lz4.Block256Kb), lz4.ConcurrencyOption(compressWorkers())}
+	if size >= 0 {
+		opts = append(opts, lz4.SizeOption(uint64(size)))
+	}
+	if err := w.Apply(opts...); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
 // encodeLZ4To writes the frame encodeLZ4 makes to dst as it is compressed.
 func encodeLZ4To(dst io.Writer, src io.Reader, size int64) error {
-	w := lz4.NewWriter(dst)
-	if err := w.Apply(lz4.ChecksumOption(true), lz4.SizeOption(uint64(size)),
-		lz4.BlockSizeOption(lz4.Block256Kb), lz4.ConcurrencyOption(compressWorkers())); err != nil {
+	w, err := newLZ4Writer(dst, size)
+	if err != nil {
 		return err
 	}
 	n, err := w.ReadFrom(io.LimitReader(src, size))

@@ -214,8 +214,8 @@ func scanLinesOrCR(data []byte, atEOF bool) (int, []byte, error) {
 	return 0, nil, nil
 }
 
-// toolVersion runs "prog --version" and returns the major version.
-func toolVersion(ctx context.Context, bin string) (pgdata.Version, error) {
+// ToolVersion runs "prog --version" of a PostgreSQL program and returns the major version.
+func ToolVersion(ctx context.Context, bin string) (pgdata.Version, error) {
 	out, err := runTool(ctx, bin, "--version")
 	if err != nil {
 		return pgdata.Version{}, err

@@ -20,7 +20,7 @@ func TestToolVersion(t *testing.T) {
 		if err := os.WriteFile(bin, []byte("#!/bin/sh\necho '"+out+"'\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		v, err := toolVersion(context.Background(), bin)
+		v, err := ToolVersion(context.Background(), bin)
 		if err != nil || v.Text != want {
 			t.Errorf("%q: got %v, %v; want %s", out, v, err, want)
 		}

@@ -45,7 +45,7 @@ func findTools(ctx context.Context, dir string, want pgdata.Version) (tools, err
 		if _, err := os.Stat(bin); err != nil {
 			continue
 		}
-		v, err := toolVersion(ctx, bin)
+		v, err := ToolVersion(ctx, bin)
 		if err != nil {
 			found = append(found, fmt.Sprintf("%s (%v)", bin, err))
 			continue

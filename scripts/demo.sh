@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # make demo: a real PostgreSQL primary archiving through walship into a local
-# repository, a base backup, and a second cluster restored to a named restore
-# point with walship-restore. Every step is printed; the row counts at the end
-# show the restored copy has exactly the data of the restore point.
+# repository, a base backup taken into the same repository with walship
+# backup create, a second cluster restored from it to a named restore point
+# with walship backup restore, and the 8.2 seed's warm standby built from the
+# same backup. Every step is printed; the row counts show the restored copy
+# has exactly the data of the restore point, and the promoted standby every
+# row.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ -x "$pgbin/pg_ctl" ] || { echo "demo: PostgreSQL not found (apt-get install postgresql, or set WALSHIP_PG_BIN)" >&2; exit 1; }
@@ -36,9 +39,10 @@ as_pg pg_ctl -D "$demo/primary" -l "$demo/primary.log" -w start >/dev/null
 step "2. load data with pgbench"
 as_pg pgbench -h "$demo" -p $port_p -U postgres -i -s 5 -q postgres 2>&1 | tail -n1 | sed 's/^/    /'
 
-step "3. base backup (WAL comes from the archive, not the backup: -X none)"
-as_pg pg_basebackup -h "$demo" -p $port_p -U postgres -D "$demo/restored" -c fast -X none
-echo "    $(du -sh "$demo/restored" | cut -f1) copied to $demo/restored"
+step "3. base backup into the repository: walship backup create (pg_basebackup streamed in, WAL from the archive)"
+echo "    \$ walship backup create --repo $demo/repo -d 'host=$demo port=$port_p user=postgres' --checkpoint fast"
+as_pg walship backup create --repo "$demo/repo" -d "host=$demo port=$port_p user=postgres" --checkpoint fast | sed 's/^/    /'
+as_pg walship backup list --repo "$demo/repo" | sed 's/^/    /'
 
 step "4. more work, a restore point, then damage after it"
 as_pg pgbench -h "$demo" -p $port_p -U postgres -c 2 -t 1000 -n postgres >/dev/null
@@ -57,22 +61,11 @@ done
 echo "    pg_stat_archiver: $(psql_p -c "SELECT archived_count || ' archived, ' || failed_count || ' failed, last ' || last_archived_wal FROM pg_stat_archiver")"
 echo "    repository: $(find "$demo/repo/wal" -type f | wc -l) objects, $(du -sh "$demo/repo" | cut -f1) (lz4) for $(( $(find "$demo/repo/wal" -name '*.lz4' | wc -l) * 16 ))MB of WAL"
 
-step "5. restore the backup to the restore point with walship-restore"
-cat >> "$demo/restored/postgresql.conf" <<CONF
-port = $port_r
-archive_mode = off
-restore_command = '$demo/bin/walship-restore --repo $demo/repo %f %p'
-recovery_target_name = 'before_damage'
-recovery_target_action = 'promote'
-CONF
-touch "$demo/restored/recovery.signal"
-[ "$(id -u)" = 0 ] && chown "$pguser" "$demo/restored/recovery.signal"
-grep -E '^(restore_command|recovery_target)' "$demo/restored/postgresql.conf" | sed 's/^/    /'
-as_pg pg_ctl -D "$demo/restored" -l "$demo/restored.log" -w start >/dev/null
-for _ in $(seq 300); do
-  [ "$(psql_r -c 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ] && break
-  sleep 0.2
-done
+step "5. restore the backup to the restore point: walship backup restore --start"
+echo "    \$ walship backup restore --repo $demo/repo -D $demo/restored --target-name before_damage --set port=$port_r --start"
+as_pg walship backup restore --repo "$demo/repo" -D "$demo/restored" --target-name before_damage \
+  --set port=$port_r --start --start-log "$demo/restored.log" | tr ';' '\n' | sed 's/^ */    /'
+grep -E '^(restore_command|recovery_target|archive_mode)' "$demo/restored/postgresql.auto.conf" | sed 's/^/    postgresql.auto.conf: /'
 grep -E 'restored log file|recovery stopping|archive recovery complete' "$demo/restored.log" | sed 's/^[^]]*] /    server: /' | tail -n 6
 
 step "6. result"
@@ -81,20 +74,11 @@ echo "    restore point: $want"
 echo "    restored:      $got"
 if [ "$got" = "$want" ]; then echo "    OK: the restored cluster holds exactly the data of the restore point"; else echo "    MISMATCH" >&2; exit 1; fi
 
-step "7. an archive-only warm standby: walship-restore --standby waits for each segment (no streaming)"
-as_pg pg_basebackup -h "$demo" -p $port_p -U postgres -D "$demo/warm" -c fast -X none
-cat >> "$demo/warm/postgresql.conf" <<CONF
-port = $port_w
-archive_mode = off
-hot_standby = on
-recovery_prefetch = off
-recovery_target_timeline = 'latest'
-restore_command = '$demo/bin/walship-restore --repo $demo/repo --standby --trigger $demo/promote.trigger %f %p'
-CONF
-touch "$demo/warm/recovery.signal"
-[ "$(id -u)" = 0 ] && chown "$pguser" "$demo/warm/recovery.signal"
-grep -E '^(restore_command|recovery_prefetch)' "$demo/warm/postgresql.conf" | sed 's/^/    /'
-as_pg pg_ctl -D "$demo/warm" -l "$demo/warm.log" -w start >/dev/null
+step "7. the 8.2 warm standby from the same backup: walship backup restore --standby --trigger (archive only, no streaming)"
+echo "    \$ walship backup restore --repo $demo/repo -D $demo/warm --standby --trigger $demo/promote.trigger --set port=$port_w --start"
+as_pg walship backup restore --repo "$demo/repo" -D "$demo/warm" --standby --trigger "$demo/promote.trigger" \
+  --set port=$port_w --start --start-log "$demo/warm.log" | tr ';' '\n' | sed 's/^ */    /'
+grep -E '^(restore_command|recovery_prefetch)' "$demo/warm/postgresql.auto.conf" | sed 's/^/    postgresql.auto.conf: /'
 psql_p -c "CREATE TABLE shipped (n int)"
 for i in 1 2 3; do
   psql_p -c "INSERT INTO shipped SELECT generate_series(1, 1000)"

@@ -45,18 +45,23 @@ func (r *retrying) do(ctx context.Context, op, key string, f func(ctx context.Co
 	deadline := time.Now().Add(r.p.Budget)
 	delay := r.p.FirstDelay
 	for attempt := 1; ; attempt++ {
-		actx, cancel := ctx, context.CancelFunc(func() {})
-		if r.p.OpTimeout > 0 {
-			actx, cancel = context.WithTimeout(ctx, r.p.OpTimeout)
-		}
+		actx, cancel := r.attempt(ctx)
 		err := f(actx)
 		timedOut := actx.Err() != nil && ctx.Err() == nil
 		cancel()
+		var fin finalError
+		if errors.As(err, &fin) {
+			return fin.err
+		}
 		if err == nil || IsNotExist(err) || IsExist(err) || ctx.Err() != nil {
 			return err
 		}
 		if timedOut {
-			err = Transient(fmt.Errorf("%s %s: no answer within %s: %w", op, key, r.p.OpTimeout, err))
+			what := "no answer"
+			if isLong(ctx) {
+				what = "no progress"
+			}
+			err = Transient(fmt.Errorf("%s %s: %s within %s: %w", op, key, what, r.p.OpTimeout, err))
 		}
 		if !errors.Is(err, ErrTransient) {
 			return err
@@ -81,6 +86,7 @@ func (r *retrying) Put(ctx context.Context, key string, rd io.Reader, size int64
 	seeker, canRewind := rd.(io.Seeker)
 	first := true
 	var last error
+	parent := ctx
 	return r.do(ctx, "put", key, func(ctx context.Context) error {
 		if !first {
 			if !canRewind {
@@ -92,7 +98,20 @@ func (r *retrying) Put(ctx context.Context, key string, rd io.Reader, size int64
 			}
 		}
 		first = false
-		last = r.b.Put(ctx, key, rd, size)
+		src := rd
+		if t := touchOf(ctx); t != nil {
+			src = &touchReader{r: rd, touch: t} // reading the data is progress
+		}
+		last = r.b.Put(ctx, key, src, size)
+		if last != nil && !canRewind && ctx.Err() != nil && parent.Err() == nil {
+			// Cut by the timeout, and there is no second attempt:
+			// say so now (%v: not transient, so not retried).
+			what := "no answer"
+			if isLong(parent) {
+				what = "no progress"
+			}
+			return finalError{fmt.Errorf("put %s: %s within %s: %v", key, what, r.p.OpTimeout, last)}
+		}
 		return last
 	})
 }
@@ -102,10 +121,7 @@ func (r *retrying) Open(ctx context.Context, key string) (io.ReadCloser, error) 
 	err := r.do(ctx, "open", key, func(context.Context) error {
 		// The attempt's own context must outlive this function: it bounds
 		// reading the body too, and ends when the reader is closed.
-		actx, cancel := ctx, context.CancelFunc(func() {})
-		if r.p.OpTimeout > 0 {
-			actx, cancel = context.WithTimeout(ctx, r.p.OpTimeout)
-		}
+		actx, cancel := r.attempt(ctx)
 		body, err := r.b.Open(actx, key)
 		if err != nil {
 			// This context, not do's, cut the call: do may not see a timeout.
@@ -116,11 +132,78 @@ func (r *retrying) Open(ctx context.Context, key string) (io.ReadCloser, error) 
 			}
 			return err
 		}
+		if t := touchOf(actx); t != nil {
+			body = &touchReadCloser{ReadCloser: body, touch: t} // each read is progress
+		}
 		rc = &cancelOnClose{ReadCloser: body, cancel: cancel}
 		return nil
 	})
 	return rc, err
 }
+
+// finalError is an attempt's error that must not be retried, even though
+// the attempt timed out.
+type finalError struct{ err error }
+
+func (e finalError) Error() string { return e.err.Error() }
+
+// Long marks ctx for calls that move an object of unbounded size (a base
+// backup, streamed in and out): the retry wrapper then bounds each wait
+// for progress (the next read of the data being put, the next read of the
+// body being fetched, an answer) by its OpTimeout instead of the whole
+// call, which may rightly take hours.
+func Long(ctx context.Context) context.Context { return context.WithValue(ctx, longKey{}, true) }
+
+type longKey struct{}
+
+func isLong(ctx context.Context) bool { v, _ := ctx.Value(longKey{}).(bool); return v }
+
+type touchKey struct{}
+
+// touchOf is the function that records progress in an attempt of a long
+// call, or nil.
+func touchOf(ctx context.Context) func() { t, _ := ctx.Value(touchKey{}).(func()); return t }
+
+// attempt is the context of one attempt: it ends after OpTimeout, or, for
+// a long call, after OpTimeout without progress.
+func (r *retrying) attempt(ctx context.Context) (context.Context, context.CancelFunc) {
+	if r.p.OpTimeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	if !isLong(ctx) {
+		return context.WithTimeout(ctx, r.p.OpTimeout)
+	}
+	actx, cancel := context.WithCancel(ctx)
+	d := r.p.OpTimeout
+	timer := time.AfterFunc(d, cancel)
+	touch := func() { timer.Reset(d) }
+	return context.WithValue(actx, touchKey{}, touch), func() { timer.Stop(); cancel() }
+}
+
+type touchReader struct {
+	r     io.Reader
+	touch func()
+}
+
+func (t *touchReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	t.touch()
+	return n, err
+}
+
+type touchReadCloser struct {
+	io.ReadCloser
+	touch func()
+}
+
+func (t *touchReadCloser) Read(p []byte) (int, error) {
+	n, err := t.ReadCloser.Read(p)
+	t.touch()
+	return n, err
+}
+
+// Unwrap returns the backend's own reader.
+func (t *touchReadCloser) Unwrap() io.ReadCloser { return t.ReadCloser }
 
 type cancelOnClose struct {
 	io.ReadCloser

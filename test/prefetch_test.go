@@ -76,7 +76,9 @@ func TestPgRewindWithPrefetchConfigured(t *testing.T) {
 	if strings.Contains(out, "prefetch spool") {
 		t.Errorf("walship-restore used the prefetch spool for pg_rewind:\n%s", out)
 	}
-	// A worker would have written into the spool by now, or soon.
+	// A worker would have written into the spool by now, or soon; and
+	// pg_rewind's calls want no side effects at all, not even the cached
+	// identity of the server's own recovery calls.
 	time.Sleep(time.Second)
 	filepath.WalkDir(spool, func(path string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {

@@ -19,11 +19,26 @@ type BackupInfo struct {
 	Label         string
 	StartTime     string
 	StopTime      string
+	// From is where the backup was taken: "primary" or "standby" (BACKUP
+	// FROM, 9.6 and later); empty when the file does not say.
+	From string
 }
 
 // ParseBackup parses a backup history file. START and STOP WAL LOCATION are
 // required; timelines default to the one in the file names.
 func ParseBackup(r io.Reader) (BackupInfo, error) {
+	return parseBackup(r, "backup history", true)
+}
+
+// ParseBackupLabel parses a backup_label file, the first file of a base
+// backup: what a backup history file says, without the stop (the label is
+// written when the backup starts). START WAL LOCATION is required. A backup
+// taken from a standby has a label but no backup history file.
+func ParseBackupLabel(r io.Reader) (BackupInfo, error) {
+	return parseBackup(r, "backup label", false)
+}
+
+func parseBackup(r io.Reader, what string, needStop bool) (BackupInfo, error) {
 	var b BackupInfo
 	var haveStart, haveStop bool
 	sc := bufio.NewScanner(r)
@@ -36,7 +51,7 @@ func ParseBackup(r io.Reader) (BackupInfo, error) {
 		case "START WAL LOCATION", "STOP WAL LOCATION":
 			l, file, err := parseLocation(val)
 			if err != nil {
-				return BackupInfo{}, fmt.Errorf("backup history: %s: %w", key, err)
+				return BackupInfo{}, fmt.Errorf("%s: %s: %w", what, key, err)
 			}
 			if key[:4] == "STAR" {
 				b.Start, haveStart = l, true
@@ -52,13 +67,13 @@ func ParseBackup(r io.Reader) (BackupInfo, error) {
 		case "CHECKPOINT LOCATION":
 			l, err := ParseLSN(strings.TrimSpace(val))
 			if err != nil {
-				return BackupInfo{}, fmt.Errorf("backup history: %s: %w", key, err)
+				return BackupInfo{}, fmt.Errorf("%s: %s: %w", what, key, err)
 			}
 			b.Checkpoint = l
 		case "START TIMELINE", "STOP TIMELINE":
 			t, err := strconv.ParseUint(strings.TrimSpace(val), 10, 32)
 			if err != nil {
-				return BackupInfo{}, fmt.Errorf("backup history: %s: bad timeline %q", key, val)
+				return BackupInfo{}, fmt.Errorf("%s: %s: bad timeline %q", what, key, val)
 			}
 			if key[:4] == "STAR" {
 				b.StartTimeline = uint32(t)
@@ -71,13 +86,18 @@ func ParseBackup(r io.Reader) (BackupInfo, error) {
 			b.StartTime = val
 		case "STOP TIME":
 			b.StopTime = val
+		case "BACKUP FROM":
+			b.From = strings.TrimSpace(val)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return BackupInfo{}, fmt.Errorf("backup history: %w", err)
+		return BackupInfo{}, fmt.Errorf("%s: %w", what, err)
 	}
-	if !haveStart || !haveStop {
-		return BackupInfo{}, fmt.Errorf("backup history: START and STOP WAL LOCATION are required")
+	if !haveStart {
+		return BackupInfo{}, fmt.Errorf("%s: START WAL LOCATION is required", what)
+	}
+	if needStop && !haveStop {
+		return BackupInfo{}, fmt.Errorf("%s: START and STOP WAL LOCATION are required", what)
 	}
 	return b, nil
 }

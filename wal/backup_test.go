@@ -30,7 +30,7 @@ func TestParseBackup(t *testing.T) {
 			content: pg15Backup,
 			want: BackupInfo{Start: 0x2000028, Stop: 0x2000100, Checkpoint: 0x2000060,
 				StartTimeline: 1, StopTimeline: 1, Label: "pg_basebackup base backup",
-				StartTime: "2023-05-04 10:11:12 UTC", StopTime: "2023-05-04 10:11:13 UTC"},
+				StartTime: "2023-05-04 10:11:12 UTC", StopTime: "2023-05-04 10:11:13 UTC", From: "primary"},
 		},
 		{
 			name: "timelines from the file names, label with a colon",
@@ -100,5 +100,50 @@ func TestBackupNameMatchesContent(t *testing.T) {
 	n := mustName(t, "000000010000000000000002.00000028.backup")
 	if got := n.StartLSN(mb16); got != b.Start {
 		t.Errorf("name's StartLSN = %s, file's START WAL LOCATION = %s", got, b.Start)
+	}
+}
+
+// pg15StandbyLabel is the backup_label pg_basebackup receives from a
+// PostgreSQL 15 standby.
+const pg15StandbyLabel = `START WAL LOCATION: 0/5000028 (file 000000020000000000000005)
+CHECKPOINT LOCATION: 0/5000060
+BACKUP METHOD: streamed
+BACKUP FROM: standby
+START TIME: 2023-05-04 10:11:12 UTC
+LABEL: walship nightly
+START TIMELINE: 2
+`
+
+func TestParseBackupLabel(t *testing.T) {
+	got, err := ParseBackupLabel(strings.NewReader(pg15StandbyLabel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := BackupInfo{Start: 0x5000028, Checkpoint: 0x5000060, StartTimeline: 2, Label: "walship nightly",
+		StartTime: "2023-05-04 10:11:12 UTC", From: "standby"}
+	if got != want {
+		t.Errorf("ParseBackupLabel =\n%+v\nwant\n%+v", got, want)
+	}
+	if _, err := ParseBackupLabel(strings.NewReader("LABEL: x\n")); err == nil {
+		t.Error("a label without START WAL LOCATION parsed")
+	}
+	// A backup history file is not accepted without its stop.
+	if _, err := ParseBackup(strings.NewReader(pg15StandbyLabel)); err == nil {
+		t.Error("ParseBackup accepted a backup label (no STOP WAL LOCATION)")
+	}
+}
+
+func TestLSNText(t *testing.T) {
+	l := LSN(0x16_B3000028)
+	b, err := l.MarshalText()
+	if err != nil || string(b) != "16/B3000028" {
+		t.Fatalf("MarshalText = %q, %v", b, err)
+	}
+	var back LSN
+	if err := back.UnmarshalText(b); err != nil || back != l {
+		t.Errorf("UnmarshalText(%q) = %s, %v", b, back, err)
+	}
+	if err := back.UnmarshalText([]byte("16-B3")); err == nil {
+		t.Error("UnmarshalText accepted 16-B3")
 	}
 }

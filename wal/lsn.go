@@ -26,6 +26,19 @@ func ParseLSN(s string) (LSN, error) {
 // String prints the LSN as PostgreSQL does (upper-case hex, X/X).
 func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint32(l)) }
 
+// MarshalText writes the LSN as String does, for JSON.
+func (l LSN) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
+
+// UnmarshalText reads what MarshalText writes.
+func (l *LSN) UnmarshalText(b []byte) error {
+	v, err := ParseLSN(string(b))
+	if err != nil {
+		return err
+	}
+	*l = v
+	return nil
+}
+
 // SegNo is the number of the segment that holds this LSN.
 func (l LSN) SegNo(segSize uint32) uint64 { return uint64(l) / uint64(segSize) }
 

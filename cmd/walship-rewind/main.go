@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -31,7 +30,7 @@ const (
 	exitFailed     = cliutil.ExitFailed // a check or step failed; the target's data files are unchanged
 	exitUsage      = cliutil.ExitUsage
 	exitDamaged    = cliutil.ExitRebuild    // pg_rewind failed after it started changing the target: new base backup
-	exitNotStandby = cliutil.ExitNotStandby // rewound, but the standby configuration or the start failed
+	exitNotStandby = cliutil.ExitNotStarted // rewound, but the standby configuration or the start failed
 )
 
 func main() { cliutil.Main(newApp(), exitCode) }
@@ -110,7 +109,7 @@ func run(c *cli.Context) error {
 		PGBin:           c.String("pg-bin"),
 		ConfigFile:      c.String("config-file"),
 		RestoreBin:      bin,
-		RestoreArgs:     restoreArgs(c),
+		RestoreArgs:     cliutil.RepoArgs(c),
 		Repo:            r,
 		DryRun:          c.Bool("dry-run"),
 		Progress:        c.Bool("progress"),
@@ -120,29 +119,6 @@ func run(c *cli.Context) error {
 		Out:             os.Stdout,
 	})
 	return err
-}
-
-// restoreArgs passes the repository settings walship-rewind was given
-// (flags, environment or config file) on to walship-restore, explicitly:
-// the server that runs restore_command has neither this environment nor
-// this working directory.
-func restoreArgs(c *cli.Context) []string {
-	var args []string
-	for _, f := range cliutil.RepoFlags() {
-		name := f.Names()[0]
-		// Recipients only write; walship-restore reads.
-		if name == "verbose" || name == "recipient" || name == "recipients-file" || !c.IsSet(name) {
-			continue
-		}
-		v := fmt.Sprint(c.Value(name))
-		if (name == "repo" || name == "config" || name == "identity") && v != "" && !strings.Contains(v, "://") {
-			if abs, err := filepath.Abs(v); err == nil {
-				v = abs
-			}
-		}
-		args = append(args, "--"+name+"="+v)
-	}
-	return args
 }
 
 // exitCode is the one place walship-rewind chooses its exit status.

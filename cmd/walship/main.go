@@ -5,6 +5,9 @@
 //	walship verify  --repo /var/lib/walship [--full] [--json]
 //	walship check   --repo /var/lib/walship -d 'host=/var/run/postgresql' [--json]
 //	walship metrics --repo /var/lib/walship [-d CONNINFO] [-D DATADIR] [-o FILE.prom]
+//	walship backup create  --repo /var/lib/walship -d 'host=... user=...' [--checkpoint fast]
+//	walship backup list    --repo /var/lib/walship [--json]
+//	walship backup restore --repo /var/lib/walship -D NEWDIR [--target-time T | --target-name N | --target-lsn L] [--standby] [--start]
 package main
 
 import (
@@ -31,8 +34,9 @@ import (
 // ones instead: its report's status (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
 const (
 	exitOK     = cliutil.ExitOK
-	exitFailed = cliutil.ExitFailed // verify found something wrong, or the repository could not be read
+	exitFailed = cliutil.ExitFailed // verify found something wrong, the repository could not be read, a backup command failed
 	exitUsage  = cliutil.ExitUsage
+	exitStart  = cliutil.ExitNotStarted // backup restore: restored, but the server did not start or reach the target
 )
 
 func main() { cliutil.Main(newApp(), exitCode) }
@@ -49,9 +53,9 @@ func newApp() *cli.App {
 		// Reached only without a known command.
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return cliutil.UsageError{Err: errors.New("no command given: use ls, status, verify, check or metrics")}
+				return cliutil.UsageError{Err: errors.New("no command given: use ls, status, verify, check, metrics or backup (walship --help)")}
 			}
-			return cliutil.UsageError{Err: fmt.Errorf("unknown command %q: use ls, status, verify, check or metrics", c.Args().First())}
+			return cliutil.UsageError{Err: fmt.Errorf("unknown command %q: use ls, status, verify, check, metrics or backup (walship --help)", c.Args().First())}
 		},
 		Commands: []*cli.Command{
 			command("ls", "list the repository's segments, history files, backup history files and partial segments", ls,
@@ -60,7 +64,7 @@ func newApp() *cli.App {
 			command("status", "summarise the repository: identity, size, timelines, newest backup, last archived segment", status,
 				&cli.BoolFlag{Name: "json", Usage: "one JSON object"}),
 			command("verify", "check for missing segments and history files and for unrestorable base backups; exit 1 if anything is wrong", verify,
-				&cli.BoolFlag{Name: "full", Usage: "also read every segment: decompress it, check its checksum, size and page header"},
+				&cli.BoolFlag{Name: "full", Usage: "also read every segment (decompress it, check its checksum, size and page header) and every stored base backup (each file against its manifest)"},
 				tailGraceFlag(),
 				&cli.BoolFlag{Name: "json", Usage: "one JSON object"}),
 			checkCommand(),
@@ -72,6 +76,7 @@ func newApp() *cli.App {
 						Usage: "write to `FILE` atomically (a temporary file renamed over it; name it *.prom in the textfile collector's directory); default: standard output"})...),
 			{Name: "keygen", Usage: "make an age key for an encrypted repository: write the secret key to FILE (mode 0600; never replaced) and print the public key (--recipient) on stdout",
 				ArgsUsage: "FILE", Action: keygen},
+			backupCommand(),
 		},
 	}
 }
@@ -165,13 +170,13 @@ func status(c *cli.Context) error {
 		fmt.Fprintf(w, "timeline %-5d %s .. %s (%d segments)%s\n", t.Timeline, t.First, t.Last, t.Segments, switches(t))
 	}
 	if b := s.NewestBackup; b != nil {
-		fmt.Fprintf(w, "newest backup  %s", b.File)
+		fmt.Fprintf(w, "newest backup  %s", b.Name())
 		if b.StartTime != "" {
 			fmt.Fprintf(w, " started %s", b.StartTime)
 		}
 		fmt.Fprintf(w, ", %s\n", restorable(*b))
 	} else {
-		fmt.Fprintln(w, "newest backup  none (no .backup file)")
+		fmt.Fprintln(w, "newest backup  none (no stored backup, no .backup file)")
 	}
 	if s.LastArchived != nil {
 		fmt.Fprintf(w, "last archived  %s at %s\n", s.LastArchivedFile, s.LastArchived.Format(time.RFC3339))
@@ -215,13 +220,13 @@ func printReport(w io.Writer, rep *inspect.Report, full bool) {
 		fmt.Fprintf(w, "timeline %d: %s .. %s, %d segments%s\n", t.Timeline, t.First, t.Last, t.Segments, switches(t))
 	}
 	for _, b := range rep.Backups {
-		fmt.Fprintf(w, "backup %s: %s\n", b.File, restorable(b))
+		fmt.Fprintf(w, "backup %s: %s\n", b.Name(), restorable(b))
 	}
 	for _, n := range rep.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	if full {
-		fmt.Fprintf(w, "read %d segments in full\n", rep.Checked)
+		fmt.Fprintf(w, "read %d segments and %d stored base backup(s) in full\n", rep.Checked, rep.BackupsChecked)
 	}
 	for _, p := range rep.Problems {
 		fmt.Fprintf(w, "PROBLEM %s\n", p)
@@ -288,8 +293,11 @@ func exitCode(err error) int {
 		return int(v)
 	case errors.As(err, &unknown):
 		return int(check.Unknown)
-	case errors.As(err, &usage):
-		return exitUsage
+	case errors.As(err, &usage), errors.Is(err, repo.ErrMismatch), errors.Is(err, repo.ErrEncryption):
+		return exitUsage // a setting (layout, compression, keys) the repository disagrees with
+	}
+	if code, ok := backupExitCode(err); ok {
+		return code
 	}
 	return exitFailed
 }

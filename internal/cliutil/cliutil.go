@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -116,6 +118,29 @@ func Keys(c *cli.Context) (repo.Keys, error) {
 		}
 	}
 	return k, nil
+}
+
+// RepoArgs passes the repository settings the program was given (flags,
+// environment or config file) on to walship-restore, explicitly, for a
+// restore_command: the server that runs it has neither this environment
+// nor this working directory, so paths are made absolute.
+func RepoArgs(c *cli.Context) []string {
+	var args []string
+	for _, f := range RepoFlags() {
+		name := f.Names()[0]
+		// Recipients only write; walship-restore reads.
+		if name == "verbose" || name == "recipient" || name == "recipients-file" || !c.IsSet(name) {
+			continue
+		}
+		v := fmt.Sprint(c.Value(name))
+		if (name == "repo" || name == "config" || name == "identity") && v != "" && !strings.Contains(v, "://") {
+			if abs, err := filepath.Abs(v); err == nil {
+				v = abs
+			}
+		}
+		args = append(args, "--"+name+"="+v)
+	}
+	return args
 }
 
 // hint names the setting that mends an error the libraries report in

@@ -28,7 +28,8 @@ func init() {
 		keep-backups keep-age system-identifier
 		tail-grace dbname timeout max-age no-switch
 		source-server primary-conninfo slot restore-bin pg-bin config-file dry-run progress
-		start start-log start-timeout`) {
+		start start-log start-timeout
+		dbname checkpoint`) {
 		configKeys[k] = true
 	}
 }

@@ -22,9 +22,11 @@ const (
 	// ExitRebuild: walship-rewind's pg_rewind failed after it began
 	// changing the target: rebuild that server from a new base backup.
 	ExitRebuild = 3
-	// ExitNotStandby: walship-rewind rewound the target, but writing its
-	// standby configuration or starting it failed.
-	ExitNotStandby = 4
+	// ExitNotStarted: the data directory is in place, but the server is
+	// not running as asked: walship-rewind rewound the target, but writing
+	// its standby configuration or starting it failed; walship backup
+	// restore restored, but the server did not start or reach the target.
+	ExitNotStarted = 4
 	// ExitAbort: walship-restore tells PostgreSQL to stop recovery with
 	// FATAL (any status above 125 does): the archive could not be read
 	// during archive recovery or PITR, where "not found" would end the
@@ -45,7 +47,7 @@ var ExitStatuses = []ExitStatus{
 	{ExitFailed, "Not done, and nothing left half-done: the storage failed, a file or repository was refused (another cluster's, different content, a bad header), a check failed, or walship verify found problems. For walship-restore: the file is not in the archive (or, in a standby, it could not be read). PostgreSQL keeps the WAL and calls archive_command again; it asks restore_command again or ends recovery as for any missing file."},
 	{ExitUsage, "Called wrongly: arguments, options, the config file, or a setting the repository disagrees with (walship-restore exits 255 instead)."},
 	{ExitRebuild, "walship-rewind: pg_rewind failed after it began changing the target's data directory: rebuild that server from a new base backup."},
-	{ExitNotStandby, "walship-rewind: the target was rewound, but writing its standby configuration or starting it failed."},
+	{ExitNotStarted, "The data directory is in place, but the server is not running as asked: walship-rewind rewound the target, but writing its standby configuration or starting it failed; walship backup restore restored it, but the server did not start or did not reach the target."},
 	{ExitAbort, "walship-restore: PostgreSQL must stop recovery (FATAL): the archive could not be read during archive recovery or PITR, where \"not found\" would end the recovery early and lose its tail, or restore_command is misconfigured."},
 }
 

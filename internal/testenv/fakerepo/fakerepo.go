@@ -4,11 +4,19 @@
 package fakerepo
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -242,4 +250,114 @@ func (f *Repo) Names() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// BackupFiles are the files of a fake base backup.
+var BackupFiles = map[string]string{
+	"backup_label":      "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nLABEL: fake\n",
+	"PG_VERSION":        "15\n",
+	"global/pg_control": strings.Repeat("\x01", 8192),
+}
+
+// StoredBackup stores a base backup as walship backup create does (a
+// base.tar of BackupFiles, its manifest, and its record, written last) on
+// timeline tli from segment start to segment stop, taken at time at from
+// "primary" or "standby". A backup from a primary also gets its backup
+// history file, as PostgreSQL archives one. It returns the backup's ID.
+func (f *Repo) StoredBackup(tli uint32, start, stop uint64, at time.Time, from string) repo.BackupID {
+	f.t.Helper()
+	return f.storedBackup(tli, start, stop, at, from, BackupFiles)
+}
+
+// StoredBackupMismatch is StoredBackup whose base.tar holds other content
+// than its manifest lists: PG_VERSION says 16 (same size, other checksum).
+func (f *Repo) StoredBackupMismatch(tli uint32, start, stop uint64, at time.Time) repo.BackupID {
+	f.t.Helper()
+	files := map[string]string{}
+	for k, v := range BackupFiles {
+		files[k] = v
+	}
+	files["PG_VERSION"] = "16\n"
+	return f.storedBackup(tli, start, stop, at, "standby", files)
+}
+
+func (f *Repo) storedBackup(tli uint32, start, stop uint64, at time.Time, from string, tarFiles map[string]string) repo.BackupID {
+	f.t.Helper()
+	ctx := context.Background()
+	id := repo.NewBackupID(at)
+	names := make([]string, 0, len(BackupFiles))
+	for n := range BackupFiles {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var tarBuf bytes.Buffer
+	tw := tar.NewWriter(&tarBuf)
+	var man strings.Builder
+	man.WriteString("{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n")
+	for i, n := range names {
+		content := tarFiles[n]
+		if err := tw.WriteHeader(&tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(content)), ModTime: at}); err != nil {
+			f.t.Fatal(err)
+		}
+		io.WriteString(tw, content)
+		var crc [4]byte
+		binary.LittleEndian.PutUint32(crc[:], crc32.Checksum([]byte(BackupFiles[n]), crc32.MakeTable(crc32.Castagnoli)))
+		if i > 0 {
+			man.WriteString(",\n")
+		}
+		fmt.Fprintf(&man, "{ \"Path\": %q, \"Size\": %d, \"Last-Modified\": \"2024-05-01 02:00:00 GMT\", \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"%s\" }",
+			n, len(BackupFiles[n]), hex.EncodeToString(crc[:]))
+	}
+	if err := tw.Close(); err != nil {
+		f.t.Fatal(err)
+	}
+	startLSN, stopLSN := wal.LSN(start*uint64(SegSize)+0x28), wal.LSN(stop*uint64(SegSize)+0x100)
+	fmt.Fprintf(&man, "\n],\n\"WAL-Ranges\": [\n{ \"Timeline\": %d, \"Start-LSN\": \"%s\", \"End-LSN\": \"%s\" }\n],\n", tli, startLSN, stopLSN)
+	sum := sha256.Sum256([]byte(man.String()))
+	manSum := hex.EncodeToString(sum[:])
+	fmt.Fprintf(&man, "\"Manifest-Checksum\": \"%s\"}\n", manSum)
+
+	m := repo.BackupMeta{ID: id, Label: "fake", From: from, SystemID: SysID, PGVersion: "15.4", PGVersionNum: 150004,
+		SegSize: SegSize, Start: startLSN, StartTimeline: tli, Stop: stopLSN, StopTimeline: tli, Checkpoint: startLSN + 0x38,
+		StartTime: at.UTC().Truncate(time.Second), StopTime: at.UTC().Truncate(time.Second).Add(time.Minute),
+		Manifest: &repo.ManifestInfo{Checksum: manSum, Algorithm: "CRC32C"}, Files: len(names)}
+	for _, p := range []struct {
+		part repo.BackupPart
+		data []byte
+	}{{repo.BasePart, tarBuf.Bytes()}, {repo.ManifestPart, []byte(man.String())}} {
+		info, err := f.R.PutStream(ctx, repo.BackupObject{ID: id, Part: p.part}, bytes.NewReader(p.data))
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		m.Objects = append(m.Objects, repo.BackupMetaObject{Name: p.part.String(), Size: info.Raw, Stored: info.Stored})
+		m.Size += info.Raw
+		m.Stored += info.Stored
+	}
+	if err := f.R.PutBackupMeta(ctx, m); err != nil {
+		f.t.Fatal(err)
+	}
+	if from == "primary" {
+		f.Backup(tli, start, stop, at)
+	}
+	return id
+}
+
+// IncompleteBackup stores the base.tar of a backup without its record, as
+// an interrupted backup leaves it, last written at time at.
+func (f *Repo) IncompleteBackup(id repo.BackupID, at time.Time) string {
+	f.t.Helper()
+	o := repo.BackupObject{ID: id, Part: repo.BasePart}
+	if _, err := f.R.PutStream(context.Background(), o, bytes.NewReader([]byte("half a tar"))); err != nil {
+		f.t.Fatal(err)
+	}
+	p := filepath.Join(f.Dir, filepath.FromSlash(o.Key()))
+	if err := os.Chtimes(p, at, at); err != nil {
+		f.t.Fatal(err)
+	}
+	return p
+}
+
+// BackupPath is the file of one object of a stored backup.
+func (f *Repo) BackupPath(id repo.BackupID, part repo.BackupPart) string {
+	return filepath.Join(f.Dir, filepath.FromSlash(repo.BackupObject{ID: id, Part: part}.Key()))
 }

@@ -1,0 +1,347 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/walship/walship/inspect"
+	"github.com/walship/walship/internal/progress"
+	"github.com/walship/walship/pgdata"
+	"github.com/walship/walship/repo"
+	"github.com/walship/walship/storage"
+	"github.com/walship/walship/wal"
+)
+
+// CreateOptions say which server to back up and how.
+type CreateOptions struct {
+	// ConnString is the libpq connection string of the server, a primary
+	// or a standby; pg_basebackup gets it as -d, so it needs the
+	// replication privilege.
+	ConnString string
+	// Label is the backup's label (default: walship and the backup's ID).
+	Label string
+	// Checkpoint is "fast" or "spread" (pg_basebackup -c; default spread).
+	Checkpoint string
+	// PGBin is the directory of pg_basebackup; "" finds the server's
+	// version.
+	PGBin string
+	// TempDir holds pg_basebackup's named pipes and its manifest while it
+	// runs (default: the system's temporary directory).
+	TempDir string
+	// Bar, when set, makes a progress bar (bytes) once pg_basebackup has
+	// estimated the backup's size.
+	Bar func(total int64) *progress.Bar
+}
+
+// CreateResult is what a backup stored.
+type CreateResult struct {
+	Meta repo.BackupMeta
+	// Status is the backup's status in the repository right after: from a
+	// standby its last WAL may not be archived yet.
+	Status  inspect.BackupStatus
+	Notices []string // pg_basebackup's notices and warnings
+	Elapsed time.Duration
+}
+
+// minVersion is the oldest server Create backs up: backup manifests
+// (13) give the stop of a backup taken without WAL from a standby.
+const minVersion = 13
+
+// Create takes a base backup of the server into the repository.
+func Create(ctx context.Context, r *repo.Repo, o CreateOptions) (*CreateResult, error) {
+	t0 := time.Now()
+	if o.Checkpoint == "" {
+		o.Checkpoint = "spread"
+	}
+	if o.Checkpoint != "fast" && o.Checkpoint != "spread" {
+		return nil, fmt.Errorf("checkpoint %q: fast or spread", o.Checkpoint)
+	}
+	srv, err := InspectServer(ctx, o.ConnString)
+	if err != nil {
+		return nil, err
+	}
+	slog.Debug("server inspected", "version", srv.VersionStr, "standby", srv.InRecovery, "tablespaces", len(srv.Tablespaces), "after", time.Since(t0))
+	if srv.Version.Major < minVersion {
+		return nil, fmt.Errorf("%w: the server runs PostgreSQL %s; walship backup create needs %d or later (backup manifests)", ErrVersion, srv.VersionStr, minVersion)
+	}
+	// A new repository: the server's archiving writes its identity while
+	// the backup runs (a primary waits for its last segment to be
+	// archived); it is checked before the record is written.
+	r.Create = true
+	id, haveID, err := r.Identity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if haveID {
+		if err := sameCluster(srv, id, r); err != nil {
+			return nil, err
+		}
+		if id.Format < repo.Format {
+			return nil, fmt.Errorf("%w: %s is of format %d; walship writes format %d: back up into a new repository", repo.ErrOldFormat, r, id.Format, repo.Format)
+		}
+	}
+	replID, err := CheckReplication(ctx, o.ConnString)
+	if err != nil {
+		return nil, err
+	}
+	if replID != srv.SysID {
+		return nil, fmt.Errorf("the replication connection reaches database system %d, the SQL connection %d: check the connection string", replID, srv.SysID)
+	}
+	bin, err := findProgram(ctx, o.PGBin, "pg_basebackup", srv.Version)
+	if err != nil {
+		return nil, err
+	}
+	slog.Debug("replication connection and pg_basebackup checked", "pg_basebackup", bin, "after", time.Since(t0))
+
+	start := time.Now().UTC()
+	bid := repo.NewBackupID(start)
+	for {
+		taken, err := r.BackupTaken(ctx, bid)
+		if err != nil {
+			return nil, err
+		}
+		if !taken {
+			break
+		}
+		bid = bid.Next()
+	}
+	label := o.Label
+	if label == "" {
+		label = "walship " + string(bid)
+	}
+	tmp, err := os.MkdirTemp(o.TempDir, "walship-backup-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+
+	c := &creation{r: r, id: bid, srv: srv, objects: map[repo.BackupPart]repo.BackupMetaObject{}}
+	res, err := c.run(ctx, bin, tmp, label, o, start)
+	if err != nil {
+		c.cleanup(ctx)
+		return nil, err
+	}
+	res.Elapsed = time.Since(t0)
+	return res, nil
+}
+
+// sameCluster refuses a server of another cluster than the repository's.
+func sameCluster(srv *Server, id repo.Identity, r *repo.Repo) error {
+	if srv.SysID != id.SystemID {
+		return fmt.Errorf("%w: the server is database system %d, the repository %s holds the WAL of %d", ErrOtherCluster, srv.SysID, r, id.SystemID)
+	}
+	if srv.SegSize != id.SegSize {
+		return fmt.Errorf("%w: the server has WAL segments of %s, the repository %s of %s", ErrOtherCluster, wal.FormatSize(srv.SegSize), r, wal.FormatSize(id.SegSize))
+	}
+	return nil
+}
+
+// creation is one backup being stored.
+type creation struct {
+	r   *repo.Repo
+	id  repo.BackupID
+	srv *Server
+
+	mu      sync.Mutex
+	objects map[repo.BackupPart]repo.BackupMetaObject
+	order   []repo.BackupPart
+	label   []byte // backup_label, from base.tar
+	files   int
+}
+
+func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOptions, start time.Time) (*CreateResult, error) {
+	var parts []repo.BackupPart
+	locations := map[uint32]string{}
+	for _, ts := range c.srv.Tablespaces {
+		parts = append(parts, repo.TablespacePart(ts.OID))
+		locations[ts.OID] = ts.Location
+	}
+	parts = append(parts, repo.BasePart)
+	var bar *progress.Bar
+	run := &bbRun{
+		bin:   bin,
+		args:  []string{"-d", o.ConnString, "-F", "tar", "-X", "none", "-c", o.Checkpoint, "-l", label, "--no-sync", "-v"},
+		dir:   filepath.Join(tmp, "out"),
+		parts: parts,
+		sink: func(ctx context.Context, p repo.BackupPart, src io.Reader) error {
+			tap := newTarTap(src, "backup_label")
+			info, err := c.r.PutStream(ctx, repo.BackupObject{ID: c.id, Part: p}, tap)
+			if err != nil {
+				return fmt.Errorf("storing %s: %w", p, err)
+			}
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.objects[p] = repo.BackupMetaObject{Name: p.String(), Tablespace: p.Tablespace, Location: locations[p.Tablespace], Size: info.Raw, Stored: info.Stored}
+			c.order = append(c.order, p)
+			c.files += tap.files
+			if b, ok := tap.Kept("backup_label"); ok && p == repo.BasePart {
+				c.label = b
+			}
+			return nil
+		},
+	}
+	if o.Bar != nil {
+		var last int64
+		run.progress = func(done, total int64) {
+			if bar == nil {
+				bar = o.Bar(total << 10)
+			}
+			bar.Add((done - last) << 10)
+			last = done
+		}
+		run.args = append(run.args, "-P")
+	}
+	t0 := time.Now()
+	err := run.run(ctx)
+	bar.Done()
+	if err != nil {
+		return nil, err
+	}
+	slog.Debug("pg_basebackup done, tars stored", "took", time.Since(t0))
+	stop := time.Now().UTC()
+	if _, ok := c.objects[repo.BasePart]; !ok {
+		return nil, fmt.Errorf("%w: it sent no base.tar", ErrBaseBackup)
+	}
+
+	// The manifest: where the backup starts and stops.
+	data, err := os.ReadFile(filepath.Join(run.dir, pgdata.ManifestFile))
+	if err != nil {
+		return nil, fmt.Errorf("%w: no backup manifest: %v", ErrBaseBackup, err)
+	}
+	man, err := pgdata.ParseManifest(data)
+	if err != nil {
+		return nil, err
+	}
+	info, err := c.r.PutStream(ctx, repo.BackupObject{ID: c.id, Part: repo.ManifestPart}, bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("storing %s: %w", pgdata.ManifestFile, err)
+	}
+	c.objects[repo.ManifestPart] = repo.BackupMetaObject{Name: repo.ManifestPart.String(), Size: info.Raw, Stored: info.Stored}
+	c.order = append(c.order, repo.ManifestPart)
+
+	if c.label == nil {
+		return nil, fmt.Errorf("%w: base.tar holds no backup_label", ErrBaseBackup)
+	}
+	bl, err := wal.ParseBackupLabel(bytes.NewReader(c.label))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBaseBackup, err)
+	}
+	startLSN, startTLI := man.Start()
+	stopLSN, stopTLI := man.End()
+	if bl.Start != startLSN || bl.StartTimeline != startTLI {
+		return nil, fmt.Errorf("%w: backup_label starts at %s on timeline %d, the manifest at %s on timeline %d", ErrBaseBackup, bl.Start, bl.StartTimeline, startLSN, startTLI)
+	}
+	from := bl.From
+	if from == "" {
+		from = map[bool]string{true: "standby", false: "primary"}[c.srv.InRecovery]
+	}
+
+	// The server archived its WAL into the repository meanwhile (a
+	// primary waits for the backup's last segment): it must be this
+	// cluster's.
+	ident, haveID, err := c.r.Identity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !haveID {
+		return nil, fmt.Errorf("%w: %s holds no WAL of this cluster (no %s): archive_command must archive into it with walship-archive, or the backup cannot be restored", ErrOtherCluster, c.r, repo.IdentityKey)
+	}
+	if err := sameCluster(c.srv, ident, c.r); err != nil {
+		return nil, err
+	}
+	if err := c.r.CheckWrite(ident); err != nil {
+		return nil, err // encrypted, or not, unlike the objects just stored
+	}
+
+	m := repo.BackupMeta{ID: c.id, Label: bl.Label, From: from, SystemID: c.srv.SysID,
+		PGVersion: c.srv.VersionStr, PGVersionNum: c.srv.VersionNum, SegSize: c.srv.SegSize,
+		Start: startLSN, StartTimeline: startTLI, Stop: stopLSN, StopTimeline: stopTLI, Checkpoint: bl.Checkpoint,
+		StartTime: start.Truncate(time.Second), StopTime: stop.Add(time.Second).Truncate(time.Second), CheckpointMode: o.Checkpoint,
+		Manifest: &repo.ManifestInfo{Checksum: man.Checksum, Algorithm: man.Algorithm()}, Files: len(man.Files)}
+	if t, err := time.Parse("2006-01-02 15:04:05 MST", bl.StartTime); err == nil {
+		m.StartTime = t.UTC()
+	}
+	for _, p := range c.order {
+		obj := c.objects[p]
+		m.Objects = append(m.Objects, obj)
+		m.Size += obj.Size
+		m.Stored += obj.Stored
+	}
+	// Every object is still there (a prune that took them for an
+	// interrupted backup's would have removed them): then the record.
+	for _, p := range c.order {
+		st, err := c.r.BackupObjectInfo(ctx, repo.BackupObject{ID: c.id, Part: p})
+		if err != nil {
+			return nil, fmt.Errorf("checking the stored %s: %w", p, err)
+		}
+		if st.Size != c.objects[p].Stored {
+			return nil, fmt.Errorf("%w: the stored %s has %d bytes, %d were written", ErrDamaged, p, st.Size, c.objects[p].Stored)
+		}
+	}
+	if err := c.r.PutBackupMeta(ctx, m); err != nil {
+		return nil, fmt.Errorf("storing the backup's record: %w", err)
+	}
+	c.mu.Lock()
+	c.objects = nil // stored: nothing to clean up any more
+	c.mu.Unlock()
+
+	slog.Debug("record stored", "after", time.Since(t0))
+	res := &CreateResult{Meta: m, Notices: run.notices()}
+	if cat, err := repo.Scan(ctx, c.r); err == nil {
+		for _, b := range cat.Backups() {
+			if b.Stored != nil && b.Stored.ID == c.id {
+				res.Status = inspect.BackupStatusOf(cat, b)
+			}
+		}
+	} else {
+		res.Status.Reason = "could not check: " + err.Error()
+	}
+	slog.Debug("repository checked", "after", time.Since(t0))
+	return res, nil
+}
+
+// cleanup removes what a failed backup stored, so that nothing is left
+// for walship-prune to find; what cannot be removed now, it removes later.
+func (c *creation) cleanup(ctx context.Context) {
+	c.mu.Lock()
+	parts := c.order
+	stored := c.objects != nil
+	c.mu.Unlock()
+	if !stored || len(parts) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	sb := &repo.StoredBackup{ID: c.id, Objects: map[repo.BackupPart]storage.Info{}}
+	for _, p := range parts {
+		sb.Objects[p] = storage.Info{}
+	}
+	c.r.RemoveBackup(ctx, sb)
+}
+
+// Summary is the one line a backup prints when it is done.
+func (res *CreateResult) Summary() string {
+	m := res.Meta
+	var b strings.Builder
+	fmt.Fprintf(&b, "backup %s of PostgreSQL %s (system %d, from the %s) on timeline %d, %s..%s: %s in %d tar(s) and the manifest, %d files, %s stored",
+		m.ID, m.PGVersion, m.SystemID, m.From, m.StopTimeline, m.Start, m.Stop, progress.Bytes(m.Size), len(m.Objects)-1, m.Files, progress.Bytes(m.Stored))
+	if m.Size > 0 {
+		fmt.Fprintf(&b, " (%.1f%%)", float64(m.Stored)*100/float64(m.Size))
+	}
+	fmt.Fprintf(&b, ", in %s", res.Elapsed.Round(100*time.Millisecond))
+	switch {
+	case res.Status.Restorable:
+		b.WriteString("; restorable")
+	case res.Status.Reason != "":
+		fmt.Fprintf(&b, "; not restorable yet: %s", res.Status.Reason)
+	}
+	return b.String()
+}

@@ -1,0 +1,26 @@
+package backup
+
+import "errors"
+
+// Errors a caller tells apart (with errors.Is).
+var (
+	// ErrOtherCluster: the server, or a backup, belongs to another cluster
+	// than the repository.
+	ErrOtherCluster = errors.New("another cluster")
+	// ErrVersion: the server or its programs cannot do what is asked.
+	ErrVersion = errors.New("unsupported PostgreSQL version")
+	// ErrBaseBackup: pg_basebackup failed.
+	ErrBaseBackup = errors.New("pg_basebackup failed")
+	// ErrNoBackup: no stored backup can reach the target.
+	ErrNoBackup = errors.New("no backup can reach the target")
+	// ErrAfterArchive: the target lies after the end of the archive.
+	ErrAfterArchive = errors.New("target after the end of the archive")
+	// ErrNotEmpty: the directory to restore into is not empty.
+	ErrNotEmpty = errors.New("directory not empty")
+	// ErrDamaged: a backup's objects do not match their record or
+	// manifest.
+	ErrDamaged = errors.New("damaged backup")
+	// ErrStart: the backup was restored, but the server did not start or
+	// did not reach the target.
+	ErrStart = errors.New("restored, but the server did not reach the target")
+)

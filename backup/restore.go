@@ -1,0 +1,456 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/walship/walship/internal/progress"
+	"github.com/walship/walship/pgdata"
+	"github.com/walship/walship/repo"
+	"github.com/walship/walship/rewind"
+)
+
+// RestoreOptions say what to restore where, and how it recovers.
+type RestoreOptions struct {
+	DataDir  string        // the new data directory: absent or empty
+	BackupID repo.BackupID // "": the newest that reaches Target
+	Target   Target
+	// Action is recovery_target_action once the target is reached:
+	// promote (default), pause or shutdown.
+	Action string
+	// Standby makes a standby instead of a copy: of PrimaryConnInfo when
+	// given (streaming, with walship-restore for what it cannot stream),
+	// else archive-only, whose restore_command waits for each segment and
+	// which Trigger (a file) promotes, or pg_ctl promote without one.
+	Standby         bool
+	PrimaryConnInfo string
+	SlotName        string
+	Trigger         string
+	// KeepArchiving keeps the backup's archive_mode in a copy (which then,
+	// once promoted, archives a new timeline into the repository it was
+	// told to); by default a copy gets archive_mode = off.
+	KeepArchiving bool
+	// TablespaceMap moves tablespaces: the server's directory -> the new one.
+	TablespaceMap map[string]string
+	// Settings are more settings for postgresql.auto.conf (port = 5433).
+	Settings []pgdata.Setting
+	// RestoreBin and RestoreArgs make the restore_command: walship-restore
+	// for the same repository.
+	RestoreBin  string
+	RestoreArgs []string
+	PGBin       string // directory of pg_ctl for Start; "" finds it
+	// NoSync skips flushing the restored files to disk.
+	NoSync bool
+	// Start starts the server and waits until it reaches the target,
+	// streams (a standby), or is consistent (an archive-only standby).
+	Start        bool
+	StartLog     string // pg_ctl -l; default DataDir/log/walship-backup-restore.log
+	StartTimeout time.Duration
+	Bar          func(total int64) *progress.Bar
+}
+
+// RestoreResult is what a restore did.
+type RestoreResult struct {
+	Backup  repo.BackupMeta
+	Files   int
+	Bytes   int64
+	Wrote   []string // the recovery configuration
+	Started string   // with Start: what the server reached
+	Elapsed time.Duration
+}
+
+// Restore restores a stored backup into a new data directory. Nothing is
+// written to the data directory (or a tablespace's) before every file of
+// the backup was fetched into a staging directory inside it and checked
+// against the backup's record and manifest; on any failure the staging
+// directory, and the data directory if Restore made it, are removed.
+func Restore(ctx context.Context, r *repo.Repo, o RestoreOptions) (*RestoreResult, error) {
+	t0 := time.Now()
+	if o.Action == "" {
+		o.Action = "promote"
+	}
+	if o.Action != "promote" && o.Action != "pause" && o.Action != "shutdown" {
+		return nil, fmt.Errorf("recovery target action %q: promote, pause or shutdown", o.Action)
+	}
+	if o.Standby && o.Target.Kind != TargetLatest {
+		return nil, errors.New("a standby follows the primary: it takes no recovery target")
+	}
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = 10 * time.Minute
+	}
+	abs, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	o.DataDir = abs
+	if os.Geteuid() == 0 {
+		return nil, errors.New("refusing to restore as root: the server refuses a data directory it does not own; run as the user that runs the server (sudo -u postgres ...)")
+	}
+	if fi, err := os.Stat(o.RestoreBin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return nil, fmt.Errorf("walship-restore for the restore_command: %s is not an executable program", o.RestoreBin)
+	}
+
+	ident, haveID, err := r.Identity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !haveID {
+		return nil, fmt.Errorf("%w: %s has no %s", repo.ErrNoRepository, r, repo.IdentityKey)
+	}
+	cat, err := repo.Scan(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	cand, err := choose(cat, o.Target, o.BackupID)
+	if err != nil {
+		return nil, err
+	}
+	m := cand.meta
+	if m.SystemID != ident.SystemID {
+		return nil, fmt.Errorf("%w: backup %s is of database system %d, the repository holds the WAL of %d", ErrOtherCluster, m.ID, m.SystemID, ident.SystemID)
+	}
+	version := pgdata.VersionFromNum(m.PGVersionNum)
+	var pgCtl string
+	if o.Start {
+		if pgCtl, err = findProgram(ctx, o.PGBin, "pg_ctl", version); err != nil {
+			return nil, err
+		}
+	}
+	dests, err := destinations(m, o)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range dests {
+		if err := emptyOrAbsent(d.dir); err != nil {
+			return nil, err
+		}
+	}
+
+	run := &restoreRun{r: r, o: o, m: m, dests: dests, version: version}
+	res, err := run.fetch(ctx)
+	if err != nil {
+		run.cleanup()
+		return nil, err
+	}
+	res.Elapsed = time.Since(t0)
+	if o.Start {
+		what, err := run.start(ctx, pgCtl)
+		res.Started = what
+		res.Elapsed = time.Since(t0)
+		if err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// dest is where one tar of the backup goes.
+type dest struct {
+	part    repo.BackupPart
+	obj     repo.BackupMetaObject
+	dir     string // the data directory, or the tablespace's directory
+	prefix  string // the tar's files in the manifest
+	staging string
+	created bool // the directory did not exist: remove it on failure
+}
+
+// destinations maps each tar of the backup to its directory.
+func destinations(m *repo.BackupMeta, o RestoreOptions) ([]*dest, error) {
+	var out []*dest
+	used := map[string]bool{}
+	for _, obj := range m.Objects {
+		p, _ := obj.Part()
+		switch p.Kind {
+		case repo.PartBase:
+			out = append([]*dest{{part: p, obj: obj, dir: o.DataDir}}, out...) // first
+		case repo.PartTablespace:
+			dir := obj.Location
+			if to, ok := o.TablespaceMap[obj.Location]; ok {
+				dir, used[obj.Location] = to, true
+			}
+			if !filepath.IsAbs(dir) {
+				return nil, fmt.Errorf("tablespace %d: %q is not an absolute path", p.Tablespace, dir)
+			}
+			out = append(out, &dest{part: p, obj: obj, dir: filepath.Clean(dir), prefix: "pg_tblspc/" + strconv.FormatUint(uint64(p.Tablespace), 10) + "/"})
+		}
+	}
+	if len(out) == 0 || out[0].part != repo.BasePart {
+		return nil, fmt.Errorf("%w: backup %s has no base.tar", ErrDamaged, m.ID)
+	}
+	for from := range o.TablespaceMap {
+		if !used[from] {
+			return nil, fmt.Errorf("backup %s has no tablespace in %s to move", m.ID, from)
+		}
+	}
+	seen := map[string]bool{}
+	for _, d := range out {
+		if seen[d.dir] {
+			return nil, fmt.Errorf("two parts of backup %s would go into %s", m.ID, d.dir)
+		}
+		seen[d.dir] = true
+	}
+	return out, nil
+}
+
+// emptyOrAbsent refuses a directory that holds anything.
+func emptyOrAbsent(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(ents) > 0 {
+		names := []string{}
+		for _, e := range ents[:min(len(ents), 3)] {
+			names = append(names, e.Name())
+		}
+		return fmt.Errorf("%w: %s holds %s: restore into an empty or new directory", ErrNotEmpty, dir, strings.Join(names, ", "))
+	}
+	return nil
+}
+
+type restoreRun struct {
+	r       *repo.Repo
+	o       RestoreOptions
+	m       *repo.BackupMeta
+	dests   []*dest
+	version pgdata.Version
+}
+
+// stagingName is the directory, inside each destination, that the files
+// go into until all are checked.
+func stagingName(id repo.BackupID) string { return ".walship-restore-" + string(id) }
+
+func (run *restoreRun) fetch(ctx context.Context) (*RestoreResult, error) {
+	m := run.m
+	// The manifest first: every file is checked against it as it arrives.
+	man, err := run.manifest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range run.dests {
+		if _, err := os.Stat(d.dir); errors.Is(err, fs.ErrNotExist) {
+			if err := os.MkdirAll(d.dir, 0o700); err != nil {
+				return nil, err
+			}
+			d.created = true
+		}
+		d.staging = filepath.Join(d.dir, stagingName(m.ID))
+		if err := os.Mkdir(d.staging, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	var total int64
+	for _, d := range run.dests {
+		total += d.obj.Size
+	}
+	var bar *progress.Bar
+	if run.o.Bar != nil {
+		bar = run.o.Bar(total)
+	}
+	x := &extractor{check: man.Check(), bar: bar}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(run.dests))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 2) // the base and one tablespace at a time
+	for i, d := range run.dests {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if errs[i] = run.fetchTar(ctx, x, d); errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	bar.Done()
+	if err := firstError(errs); err != nil {
+		return nil, err
+	}
+	if err := x.check.Done(); err != nil {
+		return nil, fmt.Errorf("%w: backup %s: %w", ErrDamaged, m.ID, err)
+	}
+
+	base := run.dests[0].staging
+	if err := run.remapTablespaces(base); err != nil {
+		return nil, err
+	}
+	rc := recovery{version: run.version, restoreCommand: run.restoreCommand(), target: run.o.Target, action: run.o.Action,
+		standby: run.o.Standby, primaryConnInfo: run.o.PrimaryConnInfo, slot: run.o.SlotName, trigger: run.o.Trigger,
+		keepArchiving: run.o.KeepArchiving, extra: run.o.Settings}
+	wrote, err := rc.write(base)
+	if err != nil {
+		return nil, err
+	}
+	if !run.o.NoSync {
+		for _, d := range run.dests {
+			if err := syncFS(d.staging); err != nil {
+				return nil, fmt.Errorf("syncing %s: %w", d.dir, err)
+			}
+		}
+	}
+	// Everything is there and checked: into place.
+	for _, d := range run.dests {
+		if err := unstage(d); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Chmod(run.o.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	return &RestoreResult{Backup: *m, Files: len(man.Files), Bytes: total, Wrote: wrote}, nil
+}
+
+// manifest fetches the backup's manifest and checks it against the record.
+func (run *restoreRun) manifest(ctx context.Context) (*pgdata.Manifest, error) {
+	m := run.m
+	if m.Manifest == nil {
+		return nil, fmt.Errorf("%w: backup %s has no manifest to check it against", ErrDamaged, m.ID)
+	}
+	rc, err := run.r.OpenStream(ctx, repo.BackupObject{ID: m.ID, Part: repo.ManifestPart})
+	if err != nil {
+		return nil, fmt.Errorf("fetching the manifest of backup %s: %w", m.ID, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, 1<<30))
+	if err != nil {
+		if errors.Is(err, repo.ErrCorrupt) {
+			return nil, fmt.Errorf("%w: %w", ErrDamaged, err)
+		}
+		return nil, fmt.Errorf("fetching the manifest of backup %s: %w", m.ID, err)
+	}
+	man, err := pgdata.ParseManifest(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: backup %s: %w", ErrDamaged, m.ID, err)
+	}
+	if man.Checksum != m.Manifest.Checksum {
+		return nil, fmt.Errorf("%w: the manifest of backup %s is not the one its record names", ErrDamaged, m.ID)
+	}
+	return man, nil
+}
+
+func (run *restoreRun) fetchTar(ctx context.Context, x *extractor, d *dest) error {
+	o := repo.BackupObject{ID: run.m.ID, Part: d.part}
+	rc, err := run.r.OpenStream(ctx, o)
+	if err != nil {
+		return fmt.Errorf("fetching %s: %w", o.Key(), err)
+	}
+	defer rc.Close()
+	ahead := readAhead(rc, 8)
+	defer ahead.Close()
+	if err := x.extract(ctx, ahead, d.staging, d.prefix); err != nil {
+		return fmt.Errorf("backup %s, %s: %w", run.m.ID, d.part, err)
+	}
+	return nil
+}
+
+// restoreCommand is walship-restore for the same repository; an
+// archive-only standby's waits for each segment.
+func (run *restoreRun) restoreCommand() string {
+	args := append([]string{}, run.o.RestoreArgs...)
+	if run.o.Standby && run.o.PrimaryConnInfo == "" {
+		args = append(args, "--standby")
+		if run.o.Trigger != "" {
+			args = append(args, "--trigger="+run.o.Trigger)
+		}
+	}
+	return rewind.RestoreCommand(run.o.RestoreBin, args)
+}
+
+// remapTablespaces points tablespace_map at the tablespaces' new
+// directories (the server makes its pg_tblspc links from it).
+func (run *restoreRun) remapTablespaces(base string) error {
+	if len(run.o.TablespaceMap) == 0 {
+		return nil
+	}
+	p := filepath.Join(base, "tablespace_map")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("%w: backup %s has tablespaces but no tablespace_map: %v", ErrDamaged, run.m.ID, err)
+	}
+	var out bytes.Buffer
+	for _, line := range strings.SplitAfter(string(data), "\n") {
+		oid, loc, ok := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
+		if to, mapped := run.o.TablespaceMap[loc]; ok && mapped {
+			line = oid + " " + to + "\n"
+		}
+		out.WriteString(line)
+	}
+	return os.WriteFile(p, out.Bytes(), 0o600)
+}
+
+// unstage moves the checked files from the staging directory into place.
+func unstage(d *dest) error {
+	ents, err := os.ReadDir(d.staging)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.Rename(filepath.Join(d.staging, e.Name()), filepath.Join(d.dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return os.Remove(d.staging)
+}
+
+// cleanup removes what a failed restore wrote.
+func (run *restoreRun) cleanup() {
+	for _, d := range run.dests {
+		if d.staging != "" {
+			os.RemoveAll(d.staging)
+		}
+		if d.created {
+			os.Remove(d.dir) // empty again, unless something else wrote there
+		}
+	}
+}
+
+// syncFS flushes the filesystem that holds dir (syncfs: one call for all
+// the files written).
+func syncFS(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Syncfs(fd)
+}
+
+func firstError(errs []error) error {
+	// A cancellation caused by another failure is not the news.
+	sorted := append([]error{}, errs...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		return sorted[i] != nil && !errors.Is(sorted[i], context.Canceled) && (sorted[j] == nil || errors.Is(sorted[j], context.Canceled))
+	})
+	return sorted[0]
+}
+
+// Summary is the line a restore prints.
+func (res *RestoreResult) Summary(dir string) string {
+	m := res.Backup
+	s := fmt.Sprintf("restored backup %s (%s, from the %s, consistent at %s) into %s: %d files, %s, in %s; %s",
+		m.ID, m.StartTime.UTC().Format(time.RFC3339), m.From, m.Stop, dir, res.Files, progress.Bytes(res.Bytes),
+		res.Elapsed.Round(100*time.Millisecond), strings.Join(res.Wrote, "; "))
+	if res.Started != "" {
+		s += "; " + res.Started
+	}
+	return s
+}

@@ -1,0 +1,299 @@
+package main
+
+// walship backup create | list | restore | register
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+
+	"github.com/walship/walship/backup"
+	"github.com/walship/walship/inspect"
+	"github.com/walship/walship/internal/cliutil"
+	"github.com/walship/walship/internal/progress"
+	"github.com/walship/walship/pgdata"
+	"github.com/walship/walship/repo"
+	"github.com/walship/walship/wal"
+)
+
+func backupCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "backup",
+		Usage: "base backups in the repository: create, list, restore, register",
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return cliutil.UsageError{Err: errors.New("no backup command given: use create, list, restore or register (walship backup --help)")}
+			}
+			return cliutil.UsageError{Err: fmt.Errorf("unknown backup command %q: use create, list, restore or register (walship backup --help)", c.Args().First())}
+		},
+		Subcommands: []*cli.Command{
+			command("create", "take a base backup with pg_basebackup and stream it into the repository", backupCreate,
+				altsrc.NewStringFlag(&cli.StringFlag{Name: "dbname", Aliases: []string{"d"}, EnvVars: []string{"WALSHIP_DBNAME"},
+					Usage: "libpq connection string of the server to back up, a primary or a standby (pg_basebackup -d; it needs the replication privilege)"}),
+				&cli.StringFlag{Name: "label", Aliases: []string{"l"}, Usage: "the backup's label (default: walship and the backup's ID)"},
+				altsrc.NewStringFlag(&cli.StringFlag{Name: "checkpoint", Aliases: []string{"c"}, Value: "spread", EnvVars: []string{"WALSHIP_CHECKPOINT"},
+					Usage: "fast or spread: how the server runs the checkpoint that starts the backup (pg_basebackup -c)"}),
+				altsrc.NewStringFlag(&cli.StringFlag{Name: "pg-bin", TakesFile: true,
+					Usage: "directory of pg_basebackup of the server's version (default: PATH, then /usr/lib/postgresql/<version>/bin)"})),
+			command("list", "list the base backups: time, WAL range, sizes, and whether each can be restored", backupList,
+				&cli.BoolFlag{Name: "json", Usage: "one JSON array"}),
+			command("restore", "restore a base backup into a new data directory, to a point in time or as a standby", backupRestore, restoreFlags()...),
+			withArgs(command("register", "record a base backup taken by hand (pg_basebackup output in DIR, with its manifest), so that retention and verify count it", nil), "DIR", backupRegister),
+		},
+	}
+}
+
+func backupCreate(c *cli.Context) error {
+	if c.String("dbname") == "" {
+		return cliutil.UsageError{Err: errors.New("no server: give -d/--dbname the connection string of the server to back up")}
+	}
+	r, err := cliutil.OpenRepo(c, nil)
+	if err != nil {
+		return err
+	}
+	res, err := backup.Create(c.Context, r, backup.CreateOptions{
+		ConnString: c.String("dbname"),
+		Label:      c.String("label"),
+		Checkpoint: c.String("checkpoint"),
+		PGBin:      c.String("pg-bin"),
+		Bar:        func(total int64) *progress.Bar { return progress.New("walship backup", "bytes", total) },
+	})
+	if err != nil {
+		return err
+	}
+	for _, n := range res.Notices {
+		fmt.Fprintf(os.Stderr, "walship backup: pg_basebackup: %s\n", n)
+	}
+	fmt.Println(res.Summary())
+	return nil
+}
+
+func restoreFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "data-dir", Aliases: []string{"D"}, TakesFile: true, Usage: "the new data `DIR`ectory: absent or empty"},
+		&cli.StringFlag{Name: "backup", Usage: "restore backup `ID` (default: the newest that can reach the target)"},
+		&cli.StringFlag{Name: "target-time", Usage: "recover to this `TIME` (2024-01-02T03:04:05Z, or 2024-01-02 03:04:05+01; local without a zone)"},
+		&cli.StringFlag{Name: "target-name", Usage: "recover to the restore point `NAME` (pg_create_restore_point)"},
+		&cli.StringFlag{Name: "target-lsn", Usage: "recover to this WAL position (`LSN`, 0/3000028)"},
+		&cli.BoolFlag{Name: "target-latest", Usage: "recover everything in the archive (the default)"},
+		&cli.StringFlag{Name: "target-action", Value: "promote", Usage: "at the target: promote, pause or shutdown"},
+		&cli.BoolFlag{Name: "standby", Usage: "make a standby: streaming from --primary-conninfo, or without it archive-only (walship-restore --standby)"},
+		&cli.StringFlag{Name: "primary-conninfo", Usage: "with --standby: the primary to stream from (primary_conninfo)"},
+		&cli.StringFlag{Name: "slot", Usage: "with --primary-conninfo: primary_slot_name"},
+		&cli.StringFlag{Name: "trigger", TakesFile: true, Usage: "with --standby and no --primary-conninfo: the trigger `FILE` that ends recovery and promotes (archive recovery, as in the 8.2 scheme)"},
+		&cli.BoolFlag{Name: "keep-archive-mode", Usage: "keep the backup's archive_mode in a copy (default: archive_mode = off, so that the copy cannot archive a new timeline into the repository)"},
+		&cli.StringSliceFlag{Name: "tablespace-mapping", Aliases: []string{"T"}, Usage: "restore the tablespace in `OLDDIR=NEWDIR` elsewhere (repeatable)"},
+		&cli.StringSliceFlag{Name: "set", Usage: "one more setting for the restored postgresql.auto.conf, `NAME=VALUE` (port=5433; repeatable)"},
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "restore-bin", TakesFile: true,
+			Usage: "the walship-restore program for restore_command (default: the one next to walship)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "pg-bin", TakesFile: true,
+			Usage: "directory of pg_ctl of the backup's version, for --start (default: PATH, then /usr/lib/postgresql/<version>/bin)"}),
+		&cli.BoolFlag{Name: "no-sync", Usage: "do not flush the restored files to disk (for tests)"},
+		&cli.BoolFlag{Name: "start", Usage: "start the server and wait until it reaches the target, streams, or (archive-only standby) is consistent"},
+		&cli.StringFlag{Name: "start-log", TakesFile: true, Usage: "server log for --start (pg_ctl -l; default: <data-dir>/log/walship-backup-restore.log)"},
+		&cli.DurationFlag{Name: "start-timeout", Value: 10 * time.Minute, Usage: "with --start: how long to wait"},
+	}
+}
+
+func backupRestore(c *cli.Context) error {
+	o, err := restoreOptions(c)
+	if err != nil {
+		return err
+	}
+	r, err := cliutil.OpenRepo(c, nil)
+	if err != nil {
+		return err
+	}
+	o.RestoreArgs = cliutil.RepoArgs(c)
+	o.Bar = func(total int64) *progress.Bar { return progress.New("walship restore", "bytes", total) }
+	res, err := backup.Restore(c.Context, r, o)
+	if res != nil {
+		fmt.Println(res.Summary(o.DataDir))
+	}
+	return err
+}
+
+// restoreOptions turns the flags into options.
+func restoreOptions(c *cli.Context) (backup.RestoreOptions, error) {
+	usage := func(format string, a ...any) (backup.RestoreOptions, error) {
+		return backup.RestoreOptions{}, cliutil.UsageError{Err: fmt.Errorf(format, a...)}
+	}
+	o := backup.RestoreOptions{DataDir: c.String("data-dir"), Action: c.String("target-action"),
+		Standby: c.Bool("standby"), PrimaryConnInfo: c.String("primary-conninfo"), SlotName: c.String("slot"),
+		Trigger: c.String("trigger"), KeepArchiving: c.Bool("keep-archive-mode"), PGBin: c.String("pg-bin"),
+		NoSync: c.Bool("no-sync"), Start: c.Bool("start"), StartLog: c.String("start-log"), StartTimeout: c.Duration("start-timeout")}
+	if o.DataDir == "" {
+		return usage("no data directory: give -D the directory to restore into (absent or empty)")
+	}
+	if c.NArg() > 0 {
+		return usage("unexpected arguments %v", c.Args().Slice())
+	}
+	if id := c.String("backup"); id != "" {
+		bid, err := repo.ParseBackupID(id)
+		if err != nil {
+			return usage("--backup: %v", err)
+		}
+		o.BackupID = bid
+	}
+	var targets []string
+	for _, n := range []string{"target-time", "target-name", "target-lsn", "target-latest"} {
+		if c.IsSet(n) {
+			targets = append(targets, "--"+n)
+		}
+	}
+	if len(targets) > 1 {
+		return usage("%s: give one recovery target", strings.Join(targets, ", "))
+	}
+	switch {
+	case c.IsSet("target-time"):
+		t, err := backup.ParseTime(c.String("target-time"))
+		if err != nil {
+			return usage("--target-time: %v", err)
+		}
+		o.Target = backup.Target{Kind: backup.TargetTime, Time: t}
+	case c.IsSet("target-name"):
+		if c.String("target-name") == "" {
+			return usage("--target-name: empty")
+		}
+		o.Target = backup.Target{Kind: backup.TargetName, Name: c.String("target-name")}
+	case c.IsSet("target-lsn"):
+		l, err := wal.ParseLSN(c.String("target-lsn"))
+		if err != nil {
+			return usage("--target-lsn: %v", err)
+		}
+		o.Target = backup.Target{Kind: backup.TargetLSN, LSN: l}
+	}
+	if o.Standby && len(targets) > 0 && !c.IsSet("target-latest") {
+		return usage("--standby takes no recovery target: a standby follows the primary")
+	}
+	if !o.Standby && (o.PrimaryConnInfo != "" || o.SlotName != "" || o.Trigger != "") {
+		return usage("--primary-conninfo, --slot and --trigger make a standby: add --standby")
+	}
+	if o.Trigger != "" && o.PrimaryConnInfo != "" {
+		return usage("--trigger is for an archive-only standby; a streaming standby is promoted with pg_ctl promote")
+	}
+	if c.IsSet("target-action") && (o.Standby || o.Target.Kind == backup.TargetLatest) {
+		return usage("--target-action needs a recovery target (--target-time, --target-name or --target-lsn)")
+	}
+	for _, m := range c.StringSlice("tablespace-mapping") {
+		from, to, ok := strings.Cut(m, "=")
+		if !ok || !filepath.IsAbs(from) || !filepath.IsAbs(to) {
+			return usage("--tablespace-mapping %q: want OLDDIR=NEWDIR, both absolute", m)
+		}
+		if o.TablespaceMap == nil {
+			o.TablespaceMap = map[string]string{}
+		}
+		o.TablespaceMap[filepath.Clean(from)] = filepath.Clean(to)
+	}
+	for _, kv := range c.StringSlice("set") {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || strings.TrimSpace(name) == "" {
+			return usage("--set %q: want NAME=VALUE", kv)
+		}
+		o.Settings = append(o.Settings, pgdata.Setting{Name: strings.TrimSpace(name), Value: value})
+	}
+	bin := c.String("restore-bin")
+	if bin == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return usage("cannot find walship-restore next to walship (%v): give --restore-bin", err)
+		}
+		bin = filepath.Join(filepath.Dir(self), "walship-restore")
+	}
+	if abs, err := filepath.Abs(bin); err == nil {
+		bin = abs
+	}
+	o.RestoreBin = bin
+	return o, nil
+}
+
+// withArgs is a command that takes positional arguments.
+func withArgs(cmd *cli.Command, usage string, action cli.ActionFunc) *cli.Command {
+	cmd.ArgsUsage, cmd.Action = usage, action
+	return cmd
+}
+
+func backupRegister(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return cliutil.UsageError{Err: errors.New("give the directory pg_basebackup wrote the backup into: walship backup register DIR")}
+	}
+	r, err := cliutil.OpenRepo(c, nil)
+	if err != nil {
+		return err
+	}
+	m, err := backup.Register(c.Context, r, c.Args().First())
+	if err != nil {
+		return err
+	}
+	status := "restorable"
+	if cat, err := repo.Scan(c.Context, r); err == nil {
+		for _, b := range cat.Backups() {
+			if b.Stored != nil && b.Stored.ID == m.ID {
+				if s := inspect.BackupStatusOf(cat, b); !s.Restorable {
+					status = "not restorable yet: " + s.Reason
+				}
+			}
+		}
+	}
+	fmt.Println(backup.RegisterSummary(m, status))
+	return nil
+}
+
+func backupList(c *cli.Context) error {
+	cat, err := scan(c)
+	if err != nil {
+		return err
+	}
+	list := inspect.BackupStatuses(cat)
+	if c.Bool("json") {
+		if list == nil {
+			list = []inspect.BackupStatus{}
+		}
+		return printJSON(list)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "BACKUP\tSTARTED\tFROM\tTIMELINE\tWAL\tSIZE\tSTORED\tRESTORABLE")
+	for _, b := range list {
+		size, stored := "-", "-"
+		switch {
+		case b.Stored:
+			size, stored = progress.Bytes(b.Size), progress.Bytes(b.StoredBytes)
+		case b.Registered:
+			size, stored = progress.Bytes(b.Size), "registered: files kept elsewhere"
+		default:
+			stored = "backup history file only"
+		}
+		state := "yes"
+		if !b.Restorable {
+			state = "no: " + b.Reason
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s..%s\t%s\t%s\t%s\n", b.Name(), startTime(b), orDash(b.From), b.Timeline, b.Start, b.Stop, size, stored, state)
+	}
+	return tw.Flush()
+}
+
+// startTime shows when a backup started, in RFC 3339 whatever its source.
+func startTime(b inspect.BackupStatus) string {
+	for _, layout := range []string{time.RFC3339, "2006-01-02 15:04:05 MST"} {
+		if t, err := time.Parse(layout, b.StartTime); err == nil {
+			return t.UTC().Format(time.RFC3339)
+		}
+	}
+	return orDash(b.StartTime)
+}
+
+// backupExitCode refines exitCode for the backup commands.
+func backupExitCode(err error) (int, bool) {
+	switch {
+	case errors.Is(err, backup.ErrStart):
+		return exitStart, true
+	}
+	return 0, false
+}

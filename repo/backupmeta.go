@@ -1,0 +1,144 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/walship/walship/wal"
+)
+
+// BackupMetaFormat is the version of the backup record walship writes.
+const BackupMetaFormat = 1
+
+// BackupMeta is walship's record of one base backup, stored as the last
+// object of the backup: a backup exists when its record does.
+type BackupMeta struct {
+	Format int      `json:"format"`
+	ID     BackupID `json:"id"`
+	Label  string   `json:"label"`
+	// From is where the backup was taken: "primary" or "standby".
+	From string `json:"from"`
+	// Registered: taken by other means (pg_basebackup by hand) and
+	// recorded with walship backup register, so that retention and verify
+	// count it; the repository holds none of its files.
+	Registered bool `json:"registered,omitempty"`
+
+	SystemID     uint64 `json:"system_identifier,string"`
+	PGVersion    string `json:"pg_version"`     // "15.4"
+	PGVersionNum int    `json:"pg_version_num"` // 150004
+	SegSize      uint32 `json:"wal_segment_size"`
+
+	Start         wal.LSN   `json:"start_lsn"`
+	StartTimeline uint32    `json:"start_timeline"`
+	Stop          wal.LSN   `json:"stop_lsn"`
+	StopTimeline  uint32    `json:"stop_timeline"`
+	Checkpoint    wal.LSN   `json:"checkpoint_lsn"`
+	StartTime     time.Time `json:"start_time"`
+	// StopTime is when the backup was complete on the server: a restore
+	// can reach any time from then on.
+	StopTime       time.Time `json:"stop_time"`
+	CheckpointMode string    `json:"checkpoint,omitempty"` // fast or spread
+
+	// Objects are the backup's tar files and manifest, in the order
+	// pg_basebackup sent them.
+	Objects []BackupMetaObject `json:"objects"`
+	// Manifest describes backup_manifest (13 and later).
+	Manifest *ManifestInfo `json:"manifest,omitempty"`
+	Files    int           `json:"files,omitempty"` // files in the manifest
+
+	Size   int64 `json:"size"`   // bytes of the tar files and manifest
+	Stored int64 `json:"stored"` // bytes stored for them
+}
+
+// BackupMetaObject is one stored object of a backup.
+type BackupMetaObject struct {
+	Name string `json:"name"` // base.tar, 16384.tar, backup_manifest
+	// Tablespace is the OID of the tablespace a tar holds (0: the data
+	// directory), and Location its directory on the server.
+	Tablespace uint32 `json:"tablespace,omitempty"`
+	Location   string `json:"location,omitempty"`
+	Size       int64  `json:"size"`
+	Stored     int64  `json:"stored"`
+}
+
+// Part is the object's part, from its name.
+func (o BackupMetaObject) Part() (BackupPart, bool) { return ParseBackupPart(o.Name) }
+
+// ManifestInfo says how to check a backup against its manifest.
+type ManifestInfo struct {
+	// Checksum is the manifest's own SHA-256 (its Manifest-Checksum).
+	Checksum string `json:"checksum"`
+	// Algorithm is the checksum of the files it lists (CRC32C, SHA256, ...).
+	Algorithm string `json:"file_checksums"`
+}
+
+// maxMeta bounds a backup record.
+const maxMeta = 1 << 20
+
+// PutBackupMeta stores the record of a backup, create-only, as its last
+// object.
+func (r *Repo) PutBackupMeta(ctx context.Context, m BackupMeta) error {
+	if m.Format == 0 {
+		m.Format = BackupMetaFormat
+	}
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = r.PutStream(ctx, BackupObject{ID: m.ID, Part: MetaPart}, bytes.NewReader(append(data, '\n')))
+	return err
+}
+
+// ReadBackupMeta reads and checks the record of backup id. A missing record
+// gives an error matching fs.ErrNotExist; a damaged one, ErrCorrupt.
+func (r *Repo) ReadBackupMeta(ctx context.Context, id BackupID) (*BackupMeta, error) {
+	o := BackupObject{ID: id, Part: MetaPart}
+	rc, err := r.OpenStream(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, maxMeta+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxMeta {
+		return nil, &CorruptError{Key: o.Key(), Reason: "larger than any backup record"}
+	}
+	var m BackupMeta
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, &CorruptError{Key: o.Key(), Reason: err.Error()}
+	}
+	if err := m.check(id); err != nil {
+		return nil, &CorruptError{Key: o.Key(), Reason: err.Error()}
+	}
+	return &m, nil
+}
+
+// check refuses a record that cannot describe backup id.
+func (m *BackupMeta) check(id BackupID) error {
+	switch {
+	case m.Format < 1:
+		return fmt.Errorf("no format")
+	case m.Format > BackupMetaFormat:
+		return fmt.Errorf("format %d, newer than this walship reads (%d)", m.Format, BackupMetaFormat)
+	case m.ID != id:
+		return fmt.Errorf("the record is of backup %s", m.ID)
+	case m.Start == 0 || m.StartTimeline == 0:
+		return fmt.Errorf("no start LSN or timeline")
+	case m.Stop < m.Start:
+		return fmt.Errorf("stops at %s, before its start %s", m.Stop, m.Start)
+	case !m.Registered && len(m.Objects) == 0:
+		return fmt.Errorf("no objects")
+	}
+	for _, o := range m.Objects {
+		if _, ok := o.Part(); !ok {
+			return fmt.Errorf("object %q is no part of a backup", o.Name)
+		}
+	}
+	return nil
+}
