@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func writeFiles(t *testing.T, dir string, files map[string]string) {
@@ -81,6 +82,8 @@ func TestReadTrigger(t *testing.T) {
 		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		still := time.Now().Add(-time.Second) // written a while ago
+		os.Chtimes(p, still, still)
 		got, odd := readTrigger(p)
 		if got != want {
 			t.Errorf("trigger %q: got %s, want %s", content, got, want)
@@ -88,6 +91,20 @@ func TestReadTrigger(t *testing.T) {
 		if (odd != "") != (content == "soon") {
 			t.Errorf("trigger %q: complaint %q", content, odd)
 		}
+	}
+	// A file just created empty, or with "fa" of "fast" in it, may be
+	// written yet: it decides nothing until it has been still a moment;
+	// a whole word decides at once.
+	p := filepath.Join(dir, "new")
+	for _, content := range []string{"", "fa"} {
+		os.WriteFile(p, []byte(content), 0o600)
+		if got, _ := readTrigger(p); got != NoFailover {
+			t.Errorf("trigger %q just written: got %s, want no failover yet", content, got)
+		}
+	}
+	os.WriteFile(p, []byte("fast\n"), 0o600)
+	if got, _ := readTrigger(p); got != Fast {
+		t.Errorf("trigger \"fast\" just written: got %s, want fast at once", got)
 	}
 	if got, _ := readTrigger(filepath.Join(dir, "absent")); got != NoFailover {
 		t.Errorf("absent trigger file: got %s", got)

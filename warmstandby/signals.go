@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/walship/walship/pgdata"
 )
@@ -57,15 +58,28 @@ func readTrigger(path string) (f Failover, odd string) {
 	}
 	defer file.Close()
 	buf, _ := io.ReadAll(io.LimitReader(file, 64))
-	switch word := strings.ToLower(string(bytes.TrimSpace(buf))); word {
-	case "", "smart":
+	word := strings.ToLower(string(bytes.TrimSpace(buf)))
+	switch word {
+	case "smart":
 		return Smart, ""
 	case "fast":
 		return Fast, ""
-	default:
-		return Smart, fmt.Sprintf("unknown content %q (want empty, smart or fast): taken as smart", word)
 	}
+	// Empty or unknown: it may be "fast" being written (echo fast > file
+	// creates the file before it writes). Decide once the file has been
+	// still for a moment; the caller looks again soon.
+	if fi, err := file.Stat(); err == nil && time.Since(fi.ModTime()) < triggerSettle {
+		return NoFailover, ""
+	}
+	if word == "" {
+		return Smart, ""
+	}
+	return Smart, fmt.Sprintf("unknown content %q (want empty, smart or fast): taken as smart", word)
 }
+
+// triggerSettle is how long an empty or unreadable trigger file must stay
+// unchanged before it counts: a file being written is not read half-way.
+const triggerSettle = 100 * time.Millisecond
 
 // liveness tells whether the server that called us is still there. The
 // restore_command is a child of the startup process (possibly through a
