@@ -11,7 +11,7 @@ set -euo pipefail
 work=${BENCH_DIR:-/var/tmp/walship-bench}
 rounds=${BENCH_ROUNDS:-5}
 rm -rf "$work"; mkdir -p "$work/corpus" "$work/bin"
-cp bin/walship-* "$work/bin/"; chmod -R a+rX "$work"
+cp bin/walship bin/walship-* "$work/bin/"; chmod -R a+rX "$work"
 [ "$(id -u)" = 0 ] && chown -R "$pguser" "$work"
 
 echo "bench: generating a WAL corpus with pgbench"
