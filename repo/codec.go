@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"io"
 	"runtime"
+	"sync"
 
 	"github.com/pierrec/lz4/v4"
 )
@@ -203,6 +204,36 @@ func encodeLZ4(src io.Reader, size int64) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// lz4Buffers keeps the buffers of compressed segments a process that
+// pushes one segment after another (the look-ahead worker) has finished
+// with: a buffer of a fresh allocation is cleared before use, megabytes
+// each time, once the memory has been used before.
+var lz4Buffers sync.Pool
+
+// pooledMax bounds the buffers kept: those of 64MB segments and smaller.
+var pooledMax = lz4Bound(64 << 20)
+
+// encodeLZ4Pooled is encodeLZ4 into a buffer from lz4Buffers; release
+// hands it back once the bytes are no longer read.
+func encodeLZ4Pooled(src io.Reader, size int64) (obj []byte, release func(), err error) {
+	need := lz4Bound(size)
+	buf, _ := lz4Buffers.Get().(*bytes.Buffer)
+	if buf == nil || buf.Cap() < need {
+		buf = bytes.NewBuffer(make([]byte, 0, need))
+	}
+	buf.Reset()
+	release = func() {
+		if buf.Cap() <= pooledMax {
+			lz4Buffers.Put(buf)
+		}
+	}
+	if err := encodeLZ4To(buf, src, size); err != nil {
+		release()
+		return nil, nil, err
+	}
+	return buf.Bytes(), release, nil
 }
 
 // newLZ4Writer is the one lz4 frame writer of every object walship

@@ -135,11 +135,12 @@ func (r *Repo) PutFrom(ctx context.Context, n wal.Name, src io.ReadSeeker, size 
 	case loc.Codec == CodecLZ4 && storage.StreamsPuts(r.b):
 		err = r.putStream(ctx, loc.Key, func(w io.Writer) error { return encodeLZ4To(w, src, size) })
 	case loc.Codec == CodecLZ4:
-		obj, encErr := encodeLZ4(src, size)
+		obj, release, encErr := encodeLZ4Pooled(src, size)
 		if encErr != nil {
 			return "", false, fmt.Errorf("compressing %s: %w", n, encErr)
 		}
 		err = r.b.Put(ctx, loc.Key, bytes.NewReader(obj), int64(len(obj)))
+		release()
 	case loc.Sealed:
 		sum, sumErr := Sum(src, size)
 		if sumErr != nil {
