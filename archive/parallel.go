@@ -219,7 +219,7 @@ func work(ctx context.Context, r *repo.Repo, path string, n wal.Name, p Parallel
 // pushAhead pushes one look-ahead file and records it in the spool, only
 // once the store has it durably.
 func pushAhead(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n wal.Name) {
-	res, err := Push(ctx, r, path, n)
+	res, read, err := pushRead(ctx, r, path, n, true)
 	if err != nil {
 		// The file may have been archived and removed by the server
 		// meanwhile, or fail for the same reason it will fail when
@@ -227,12 +227,14 @@ func pushAhead(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n 
 		slog.Debug("look-ahead push failed", "file", n, "err", err)
 		return
 	}
-	m, err := describe(r, path)
-	if err != nil {
-		slog.Debug("look-ahead push not recorded", "file", n, "err", err)
+	// The record is of the bytes stored: the file read again now could
+	// have changed since.
+	crc, ok := read.Sum(int64(res.Bytes))
+	if !ok {
+		slog.Debug("look-ahead push not recorded: the file was not read once, in order", "file", n)
 		return
 	}
-	m.Key, m.Newer = res.Key, res.Newer
+	m := marker{Repo: r.String(), Key: res.Key, Size: int64(res.Bytes), CRC: crc, Newer: res.Newer}
 	data, _ := json.Marshal(m)
 	if err := sp.WriteFile(n.String(), data); err != nil {
 		slog.Debug("look-ahead push not recorded", "file", n, "err", err)

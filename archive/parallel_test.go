@@ -3,13 +3,16 @@ package archive
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/spool"
+	"github.com/walship/walship/storage"
 	"github.com/walship/walship/storage/local"
 	"github.com/walship/walship/storage/storagetest"
 	"github.com/walship/walship/wal"
@@ -362,5 +365,59 @@ func TestRecordCarriesNewerTimeline(t *testing.T) {
 	}
 	if n := calls.Calls("open") + calls.Calls("stat"); n != 0 {
 		t.Errorf("%d looks at the store for an answer from the record", n)
+	}
+}
+
+// afterPut runs after each put of the store it wraps, once the put has
+// stored what it read.
+type afterPut struct {
+	storage.Backend
+	after func(key string)
+}
+
+func (a afterPut) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	err := a.Backend.Put(ctx, key, r, size)
+	if err == nil {
+		a.after(key)
+	}
+	return err
+}
+
+// The worker's record vouches for the bytes it stored, not for the file
+// as it is once the put is done: a file that changes in between is not
+// answered for from the record, and its real push refuses the content.
+func TestRecordIsOfTheBytesStored(t *testing.T) {
+	ctx := context.Background()
+	walDir, names := fakeWAL(t, 2)
+	root := filepath.Join(t.TempDir(), "repo")
+	r, _ := remote(t, root)
+	path1 := filepath.Join(walDir, names[1])
+	p := Parallel{N: 2, Spool: filepath.Join(t.TempDir(), "spool"), Idle: 50 * time.Millisecond}
+	changed := false // by the first worker; the server's second call starts another
+	p.Spawn = func(after wal.Name) {
+		w := p
+		w.Worker = true
+		_, f := remote(t, root)
+		wr := repo.New(afterPut{Backend: f, after: func(key string) {
+			if !changed && strings.Contains(key, names[1]) {
+				changed = true
+				data, _ := os.ReadFile(path1)
+				data[segSize-1] ^= 0xFF
+				os.WriteFile(path1, data, 0o600)
+			}
+		}}, repo.LayoutAuto)
+		if _, err := PushAhead(ctx, wr, filepath.Join(walDir, after.String()), after, w); err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	}
+	if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil {
+		t.Fatal(err)
+	}
+	if !changed {
+		t.Fatalf("the worker did not push %s", names[1])
+	}
+	res, err := PushAhead(ctx, r, path1, name(t, names[1]), p)
+	if res.Ahead || !errors.Is(err, repo.ErrDifferent) {
+		t.Errorf("file changed after the worker stored it: Ahead %v, err %v; want ErrDifferent from a real push", res.Ahead, err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -36,17 +38,25 @@ type Result struct {
 // nil only when the file is durably in the repository, or was there already
 // with identical content.
 func Push(ctx context.Context, r *repo.Repo, path string, n wal.Name) (Result, error) {
+	res, _, err := pushRead(ctx, r, path, n, false)
+	return res, err
+}
+
+// pushRead is Push; with sum it also returns the file as the put read it, to
+// tell the checksum of the bytes stored (or compared with the stored
+// object).
+func pushRead(ctx context.Context, r *repo.Repo, path string, n wal.Name, sum bool) (res Result, read *summing, err error) {
 	f, size, err := openFile(path, n)
 	if err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	defer f.Close()
 	segSize, err := check(ctx, r, n, f, size)
 	if err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	// Asked alongside the put, so that it costs no time.
 	newer := make(chan *Branch, 1)
@@ -55,15 +65,53 @@ func Push(ctx context.Context, r *repo.Repo, path string, n wal.Name) (Result, e
 	} else {
 		newer <- nil
 	}
-	key, existed, err := r.PutFrom(ctx, n, f, size)
+	var src io.ReadSeeker = f
+	if sum {
+		read = &summing{f: f, h: crc32.New(repo.Castagnoli), ok: true}
+		src = read
+	}
+	key, existed, err := r.PutFrom(ctx, n, src, size)
 	branch := <-newer
 	if err != nil {
 		if errors.Is(err, repo.ErrDifferent) {
-			return Result{}, fmt.Errorf("%s is already archived with different content; refusing to overwrite it (%w)", n, err)
+			return Result{}, nil, fmt.Errorf("%s is already archived with different content; refusing to overwrite it (%w)", n, err)
 		}
-		return Result{}, fmt.Errorf("storing %s in %s: %w", n, r, err)
+		return Result{}, nil, fmt.Errorf("storing %s in %s: %w", n, r, err)
 	}
-	return Result{Name: n, Key: key, Existed: existed, Bytes: int(size), Newer: branch}, nil
+	return Result{Name: n, Key: key, Existed: existed, Bytes: int(size), Newer: branch}, read, nil
+}
+
+// summing is a file (at its start) whose reads since the last rewind to
+// the start are checksummed, while they follow each other from there.
+type summing struct {
+	f   *os.File
+	h   hash.Hash32
+	off int64 // where the next read starts
+	ok  bool  // every byte before off was read since the rewind, in order
+}
+
+// Sum is the CRC-32C of the file's size bytes as they were last read from
+// its start to its end, in order; ok is false when they were not (a put
+// that rewinds to retry counts its last reading).
+func (s *summing) Sum(size int64) (crc uint32, ok bool) { return s.h.Sum32(), s.ok && s.off == size }
+
+func (s *summing) Read(p []byte) (int, error) {
+	k, err := s.f.Read(p)
+	s.h.Write(p[:k])
+	s.off += int64(k)
+	return k, err
+}
+
+func (s *summing) Seek(offset int64, whence int) (int64, error) {
+	pos, err := s.f.Seek(offset, whence)
+	switch {
+	case err == nil && pos == 0:
+		s.h.Reset()
+		s.off, s.ok = 0, true
+	case err != nil || pos != s.off:
+		s.off, s.ok = pos, false
+	}
+	return pos, err
 }
 
 // openFile opens the file to archive and returns its size.

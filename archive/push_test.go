@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -446,5 +447,41 @@ func TestPushNewerTimelineEncrypted(t *testing.T) {
 	}
 	if w := res.Newer.Warning(name(t, "000000010000000000000002")); !strings.Contains(w, "00000002.history, encrypted") {
 		t.Errorf("warning %q", w)
+	}
+}
+
+// summing tells the checksum of the file only as its last reading from the
+// start saw it: whole and in order.
+func TestSummingCountsTheLastReadingInOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	data := []byte("0123456789abcdef")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	want := crc32.Checksum(data, repo.Castagnoli)
+	s := &summing{f: f, h: crc32.New(repo.Castagnoli), ok: true}
+	buf := make([]byte, 5)
+	s.Read(buf) // a first attempt, given up
+	s.Seek(0, io.SeekStart)
+	if _, err := io.ReadAll(s); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := s.Sum(int64(len(data))); !ok || got != want {
+		t.Errorf("after a retry from the start: Sum = %08x, %v; want %08x, true", got, ok, want)
+	}
+	s.Seek(3, io.SeekStart)
+	io.ReadAll(s)
+	if _, ok := s.Sum(int64(len(data))); ok {
+		t.Error("after a reading that skipped the first bytes: ok, want not")
+	}
+	s.Seek(0, io.SeekStart)
+	s.Read(buf)
+	if _, ok := s.Sum(int64(len(data))); ok {
+		t.Error("after a partial reading: ok, want not")
 	}
 }
