@@ -80,12 +80,14 @@ CONF
   as_pg "$pgbackrest" --config="$work/pgbackrest.conf" --stanza=bench stanza-create >/dev/null
 fi
 
-bb_ns=(); ws_ns=(); br_ns=(); brp_ns=(); tar_ns=(); wr_ns=()
+bb_ns=(); null_ns=(); ws_ns=(); br_ns=(); brp_ns=(); tar_ns=(); wr_ns=()
 for r in $(seq "$rounds"); do
   echo "bench-backup: round $r of $rounds" >&2
   rm -rf "$work/bb" "$work/untar" "$work/restored"
   bb_ns+=("$(timed pg_basebackup -d "$conn" -D "$work/bb" -F tar -X none -c fast)")
   bb_bytes=$(bytes "$work/bb")
+  # walship's engine alone: the same pg_basebackup, its tar thrown away.
+  null_ns+=("$(timed pg_basebackup -d "$conn" -D - -F tar -X none -c fast)")
   before=$(bytes "$work/repo")
   ws_ns+=("$(timed "$work/bin/walship" backup create --repo "$work/repo" -d "$conn" --checkpoint fast)")
   ws_bytes=$(( $(bytes "$work/repo") - before ))
@@ -101,7 +103,7 @@ for r in $(seq "$rounds"); do
   sql "SELECT pg_switch_wal()" >/dev/null
 done
 
-bb=$(median "${bb_ns[@]}"); ws=$(median "${ws_ns[@]}"); tx=$(median "${tar_ns[@]}"); wr=$(median "${wr_ns[@]}")
+bb=$(median "${bb_ns[@]}"); null=$(median "${null_ns[@]}"); ws=$(median "${ws_ns[@]}"); tx=$(median "${tar_ns[@]}"); wr=$(median "${wr_ns[@]}")
 br_cell="not installed"; br_size="-"; vs_br="-"; br_ratio="-"; brp_cell="not installed"; brp_ratio="-"; vs_brp="-"
 if [ -n "$pgbackrest" ]; then
   br=$(median "${br_ns[@]}"); brp=$(median "${brp_ns[@]}")
@@ -123,6 +125,7 @@ extraction are not (\`--no-sync\`).
 | | time | stored | time / walship |
 | --- | ---: | ---: | ---: |
 | pg_basebackup -Ft to local disk (uncompressed) | $(secs "$bb") s | $(mib "$bb_bytes") MiB | $(ratio "$bb" "$ws") |
+| pg_basebackup -Ft -D - into /dev/null (walship's engine alone, nothing stored) | $(secs "$null") s | | $(ratio "$null" "$ws") |
 | **walship backup create** (lz4, into the repository) | **$(secs "$ws") s** | **$(mib "$ws_bytes") MiB** | 1.00 |
 | pgBackRest full backup (lz4) | $br_cell | $br_size | $br_ratio |
 | pgBackRest full backup (lz4, process-max=$(nproc)) | $brp_cell | $br_size | $brp_ratio |
@@ -132,6 +135,11 @@ extraction are not (\`--no-sync\`).
 Goals: walship backup create no slower than pg_basebackup to local disk
 (walship / pg_basebackup = $(ratio "$ws" "$bb")), and at most half pgBackRest's
 time (walship / pgBackRest = $vs_br; with one pgBackRest process per core, $vs_brp).
+walship / its engine alone = $(ratio "$ws" "$null"): walship cannot take less time than pg_basebackup
+streaming the backup into nothing. With \`-X none\` (walship's, and the pg_basebackup rows') the server ends
+a backup only once the archiver has archived its last segment, which it checks once a second
+(pg_backup_stop's wait); pgBackRest stops its backups without that wait and checks its own archive
+instead, which \`archive-check=n\` turns off here (the primary archives into walship's repository).
 EOF
 cat "$out"
 update_section backup "$out"
