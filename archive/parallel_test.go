@@ -72,11 +72,22 @@ func remote(t *testing.T, root string) (*repo.Repo, *storagetest.Faulty) {
 // when it is started, on a repository of its own at root.
 func lookAhead(t *testing.T, root, walDir string, n int) Parallel {
 	t.Helper()
+	return lookAheadVia(t, root, walDir, n, nil)
+}
+
+// lookAheadVia is lookAhead whose worker reaches the store through wrap
+// (when not nil).
+func lookAheadVia(t *testing.T, root, walDir string, n int, wrap func(storage.Backend) storage.Backend) Parallel {
+	t.Helper()
 	p := Parallel{N: n, Spool: filepath.Join(t.TempDir(), "spool"), Idle: 50 * time.Millisecond}
 	p.Spawn = func(after wal.Name) {
 		w := p
 		w.Worker = true
-		wr, _ := remote(t, root)
+		wr, f := remote(t, root)
+		if wrap != nil {
+			wr = repo.New(wrap(f), repo.LayoutAuto)
+			wr.Create = true
+		}
 		if _, err := PushAhead(context.Background(), wr, filepath.Join(walDir, after.String()), after, w); err != nil {
 			t.Errorf("worker: %v", err)
 		}
@@ -392,24 +403,17 @@ func TestRecordIsOfTheBytesStored(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "repo")
 	r, _ := remote(t, root)
 	path1 := filepath.Join(walDir, names[1])
-	p := Parallel{N: 2, Spool: filepath.Join(t.TempDir(), "spool"), Idle: 50 * time.Millisecond}
 	changed := false // by the first worker; the server's second call starts another
-	p.Spawn = func(after wal.Name) {
-		w := p
-		w.Worker = true
-		_, f := remote(t, root)
-		wr := repo.New(afterPut{Backend: f, after: func(key string) {
+	p := lookAheadVia(t, root, walDir, 2, func(b storage.Backend) storage.Backend {
+		return afterPut{Backend: b, after: func(key string) {
 			if !changed && strings.Contains(key, names[1]) {
 				changed = true
 				data, _ := os.ReadFile(path1)
 				data[segSize-1] ^= 0xFF
 				os.WriteFile(path1, data, 0o600)
 			}
-		}}, repo.LayoutAuto)
-		if _, err := PushAhead(ctx, wr, filepath.Join(walDir, after.String()), after, w); err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	}
+		}}
+	})
 	if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil {
 		t.Fatal(err)
 	}
