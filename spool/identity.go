@@ -12,8 +12,11 @@ import (
 
 // IdentityTTL is how long a cached identity file is trusted before it is
 // read from the store again: it bounds how long a repository replaced at
-// the same location could go unnoticed by a caller that uses the cache.
-const IdentityTTL = time.Minute
+// the same location could go unnoticed by a caller that uses the cache
+// (and answered for from the records of the one before). Against one read
+// per call, one read in 10 s is as good as none at any rate that needs the
+// cache.
+const IdentityTTL = 10 * time.Second
 
 // IdentityCache keeps a repository's identity file (walship.json) in the
 // spool for IdentityTTL, so that calls in quick succession need not read it

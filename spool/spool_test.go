@@ -143,3 +143,36 @@ func TestCheckRefusesDataDirectory(t *testing.T) {
 		t.Errorf("a spool beside the data directory: %v", err)
 	}
 }
+
+// The identity cache answers for what it was given, and only for
+// IdentityTTL, which is 10 s: a repository replaced at the same location
+// must not go unnoticed for longer (records are bound to the identity the
+// cache gives).
+func TestIdentityCacheExpires(t *testing.T) {
+	root := t.TempDir()
+	c := NewIdentityCache(root, "s3://bucket/a")
+	if _, ok := c.Load(); ok {
+		t.Fatal("an empty cache answered")
+	}
+	c.Store([]byte(`{"format":2}`))
+	if data, ok := c.Load(); !ok || string(data) != `{"format":2}` {
+		t.Fatalf("Load after Store = %q, %v", data, ok)
+	}
+	if _, ok := NewIdentityCache(root, "s3://bucket/b").Load(); ok {
+		t.Error("another location's cache answered")
+	}
+	for _, age := range []time.Duration{-2 * time.Minute, 11 * time.Second, time.Hour} {
+		at := time.Now().Add(-age)
+		if err := os.Chtimes(c.path, at, at); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := c.Load(); ok {
+			t.Errorf("a cache stored %v ago answered", age)
+		}
+	}
+	at := time.Now().Add(-5 * time.Second)
+	os.Chtimes(c.path, at, at)
+	if _, ok := c.Load(); !ok {
+		t.Error("a cache stored 5s ago did not answer")
+	}
+}
