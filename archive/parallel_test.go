@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/spool"
 	"github.com/walship/walship/storage"
@@ -72,22 +74,18 @@ func remote(t *testing.T, root string) (*repo.Repo, *storagetest.Faulty) {
 // when it is started, on a repository of its own at root.
 func lookAhead(t *testing.T, root, walDir string, n int) Parallel {
 	t.Helper()
-	return lookAheadVia(t, root, walDir, n, nil)
+	return lookAheadVia(t, walDir, n, func() *repo.Repo { r, _ := remote(t, root); return r })
 }
 
-// lookAheadVia is lookAhead whose worker reaches the store through wrap
-// (when not nil).
-func lookAheadVia(t *testing.T, root, walDir string, n int, wrap func(storage.Backend) storage.Backend) Parallel {
+// lookAheadVia is lookAhead whose worker opens its repository with
+// workerRepo.
+func lookAheadVia(t *testing.T, walDir string, n int, workerRepo func() *repo.Repo) Parallel {
 	t.Helper()
 	p := Parallel{N: n, Spool: filepath.Join(t.TempDir(), "spool"), Idle: 50 * time.Millisecond}
 	p.Spawn = func(after wal.Name) {
 		w := p
 		w.Worker = true
-		wr, f := remote(t, root)
-		if wrap != nil {
-			wr = repo.New(wrap(f), repo.LayoutAuto)
-			wr.Create = true
-		}
+		wr := workerRepo()
 		if _, err := PushAhead(context.Background(), wr, filepath.Join(walDir, after.String()), after, w); err != nil {
 			t.Errorf("worker: %v", err)
 		}
@@ -404,15 +402,18 @@ func TestRecordIsOfTheBytesStored(t *testing.T) {
 	r, _ := remote(t, root)
 	path1 := filepath.Join(walDir, names[1])
 	changed := false // by the first worker; the server's second call starts another
-	p := lookAheadVia(t, root, walDir, 2, func(b storage.Backend) storage.Backend {
-		return afterPut{Backend: b, after: func(key string) {
+	p := lookAheadVia(t, walDir, 2, func() *repo.Repo {
+		_, f := remote(t, root)
+		wr := repo.New(afterPut{Backend: f, after: func(key string) {
 			if !changed && strings.Contains(key, names[1]) {
 				changed = true
 				data, _ := os.ReadFile(path1)
 				data[segSize-1] ^= 0xFF
 				os.WriteFile(path1, data, 0o600)
 			}
-		}}
+		}}, repo.LayoutAuto)
+		wr.Create = true
+		return wr
 	})
 	if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil {
 		t.Fatal(err)
@@ -423,5 +424,50 @@ func TestRecordIsOfTheBytesStored(t *testing.T) {
 	res, err := PushAhead(ctx, r, path1, name(t, names[1]), p)
 	if res.Ahead || !errors.Is(err, repo.ErrDifferent) {
 		t.Errorf("file changed after the worker stored it: Ahead %v, err %v; want ErrDifferent from a real push", res.Ahead, err)
+	}
+}
+
+// Records are made, and answer, whatever the repository stores: lz4 or
+// uncompressed objects, encrypted or not (each put reads the file its own
+// way; a record takes the checksum of that reading).
+func TestRecordsForEveryEncoding(t *testing.T) {
+	key, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name    string
+		codec   repo.Codec
+		encrypt bool
+	}{
+		{"lz4", repo.CodecLZ4, false},
+		{"none", repo.CodecNone, false},
+		{"lz4 encrypted", repo.CodecLZ4, true},
+		{"none encrypted", repo.CodecNone, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			walDir, names := fakeWAL(t, 4)
+			root := filepath.Join(t.TempDir(), "repo")
+			open := func() *repo.Repo {
+				r, _ := remote(t, root)
+				if tt.encrypt {
+					r.Keys.Recipients = []age.Recipient{key.Recipient()}
+				}
+				return r
+			}
+			p := lookAheadVia(t, walDir, 4, open)
+			r := open()
+			r.Compress = tt.codec
+			if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range names[1:] {
+				res, err := PushAhead(ctx, open(), filepath.Join(walDir, f), name(t, f), p)
+				if err != nil || !res.Ahead {
+					t.Errorf("PushAhead(%s) = Ahead %v, err %v; want answered from the record", f, res.Ahead, err)
+				}
+			}
+		})
 	}
 }
