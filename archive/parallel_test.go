@@ -199,7 +199,7 @@ func TestRecordsAreKeptPerRepositoryIdentity(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	os.Remove(filepath.Join(p.Spool, "identity-*")) // the cache may hold the old identity for a while
+	// The cache may hold the old identity for a while.
 	entries, _ := filepath.Glob(filepath.Join(p.Spool, "identity-*"))
 	for _, e := range entries {
 		os.Remove(e)

@@ -136,6 +136,17 @@ func newCluster(t testing.TB, store archiveBackend, base, name string) *pgtest.C
 	return c
 }
 
+// archivingPrimary is a started cluster that archives every segment with
+// walship-archive into store (archive_timeout off: segments switch when a
+// test says so).
+func archivingPrimary(t testing.TB, store archiveBackend, base, name string) *pgtest.Cluster {
+	t.Helper()
+	c := newCluster(t, store, base, name)
+	c.Conf("archive_mode = on", commandLine(t, store, "walship-archive"), "archive_timeout = 0")
+	c.Start()
+	return c
+}
+
 // ioContext bounds one in-process look at an archive.
 func ioContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 60*time.Second)

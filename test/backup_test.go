@@ -109,9 +109,7 @@ func tablespaceDir(t *testing.T, base, name string) string {
 // reads the backup against its manifest. On every backend.
 func TestBackupPITR(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, base string, store archiveBackend) {
-		p := newCluster(t, store, base, "primary")
-		p.Conf("archive_mode = on", commandLine(t, store, "walship-archive"), "archive_timeout = 0")
-		p.Start()
+		p := archivingPrimary(t, store, base, "primary")
 		ts := tablespaceDir(t, base, "ts")
 		p.Query("CREATE TABLESPACE extra LOCATION '" + ts + "'")
 		p.Pgbench("-i", "-s", "2", "-q")
@@ -204,9 +202,7 @@ func TestBackupWarmStandby(t *testing.T) {
 	pgtest.Require(t)
 	base := pgtest.Dir(t)
 	store := localBackend{dir: filepath.Join(base, "repo")}
-	p := newCluster(t, store, base, "primary")
-	p.Conf("archive_mode = on", commandLine(t, store, "walship-archive"), "archive_timeout = 0")
-	p.Start()
+	p := archivingPrimary(t, store, base, "primary")
 	p.Query("CREATE TABLE shipped (n int)")
 	p.Query("INSERT INTO shipped SELECT generate_series(1, 1000)")
 	backupCreate(t, store, p)
@@ -255,9 +251,7 @@ func TestBackupFromStandbyAndReintegration(t *testing.T) {
 	pgtest.Require(t)
 	base := pgtest.Dir(t)
 	store := localBackend{dir: filepath.Join(base, "repo")}
-	a := newCluster(t, store, base, "a")
-	a.Conf("archive_mode = on", commandLine(t, store, "walship-archive"), "archive_timeout = 0")
-	a.Start()
+	a := archivingPrimary(t, store, base, "a")
 	a.Pgbench("-i", "-s", "1", "-q")
 	oldID, _ := backupCreate(t, store, a)
 
@@ -347,9 +341,7 @@ func TestBackupFromStandbyAndReintegration(t *testing.T) {
 // every backend.
 func TestBackupBadInput(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, base string, store archiveBackend) {
-		p := newCluster(t, store, base, "primary")
-		p.Conf("archive_mode = on", commandLine(t, store, "walship-archive"), "archive_timeout = 0")
-		p.Start()
+		p := archivingPrimary(t, store, base, "primary")
 		p.Pgbench("-i", "-s", "1", "-q")
 		before := time.Now().UTC().Add(-time.Minute).Format(time.RFC3339)
 		id, _ := backupCreate(t, store, p)
@@ -437,9 +429,7 @@ func TestBackupInterrupted(t *testing.T) {
 	pgtest.Require(t)
 	base := pgtest.Dir(t)
 	store := localBackend{dir: filepath.Join(base, "repo")}
-	p := newCluster(t, store, base, "primary")
-	p.Conf("archive_mode = on", commandLine(t, store, "walship-archive"), "archive_timeout = 0")
-	p.Start()
+	p := archivingPrimary(t, store, base, "primary")
 	ts := tablespaceDir(t, base, "ts")
 	p.Query("CREATE TABLESPACE extra LOCATION '" + ts + "'")
 	p.Query("CREATE TABLE small TABLESPACE extra AS SELECT generate_series(1, 1000) n")

@@ -351,9 +351,7 @@ func TestCheckStaleArchive(t *testing.T) {
 // the second writer started, and walship check a CRITICAL second_writer.
 func TestPITRCopyPollution(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, base string, store archiveBackend) {
-		p := newCluster(t, store, base, "primary")
-		p.Conf("archive_mode = on", commandLine(t, store, "walship-archive"), "archive_timeout = 0")
-		p.Start()
+		p := archivingPrimary(t, store, base, "primary")
 		p.Query("CREATE TABLE t (i int)")
 		copyOf := p.BaseBackup(base, "pitr-copy")
 		copyOf.Env = store.env()

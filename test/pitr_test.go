@@ -17,9 +17,7 @@ import (
 // point. No log line shows a secret.
 func TestArchiveUnderLoadThenPITR(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, base string, store archiveBackend) {
-		p := newCluster(t, store, base, "primary")
-		p.Conf("archive_mode = on", commandLine(t, store, "walship-archive"), "archive_timeout = 0")
-		p.Start()
+		p := archivingPrimary(t, store, base, "primary")
 
 		p.Pgbench("-i", "-s", "5", "-q")
 		backup := p.BaseBackup(base, "restored")
