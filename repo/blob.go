@@ -1,10 +1,15 @@
 package repo
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
+
+	"github.com/pierrec/lz4/v4"
 
 	"github.com/walship/walship/storage"
 )
@@ -45,6 +50,94 @@ type StreamInfo struct {
 // was stored. When it fails, PutStream may return before it has stopped
 // reading src: the caller ends src (the producer it reads from).
 func (r *Repo) PutStream(ctx context.Context, o BackupObject, src io.Reader) (StreamInfo, error) {
+	return r.putBlob(ctx, o, func(w io.Writer) (int64, error) {
+		lw, err := newLZ4Writer(w, -1)
+		if err != nil {
+			return 0, err
+		}
+		n, err := lw.ReadFrom(src)
+		if err != nil {
+			lw.Close()
+			return n, &sourceError{err}
+		}
+		return n, lw.Close()
+	})
+}
+
+// PutFrame stores the lz4 frame src delivers, compressed elsewhere (by the
+// server: pg_basebackup --compress=server-lz4), as the backup object o, as
+// PutStream stores what it compresses. The frame's bytes are stored as they
+// are; one without a content checksum of its own (the server's) is followed
+// by the trailer of their CRC-32C. PutFrame decodes the frame as it stores it
+// and hands its content to check, which reads it to its end: a source that is
+// not one lz4 stream to its end, or an error of check, fails the put. Raw is
+// the size of the content.
+func (r *Repo) PutFrame(ctx context.Context, o BackupObject, src io.Reader, check func(content io.Reader) error) (StreamInfo, error) {
+	return r.putBlob(ctx, o, func(w io.Writer) (int64, error) {
+		br := bufio.NewReaderSize(src, copyBuf)
+		head, err := br.Peek(5)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return 0, &sourceError{err}
+		}
+		if len(head) < 5 || binary.LittleEndian.Uint32(head) != lz4Magic {
+			return 0, &sourceError{errors.New("not an lz4 frame")}
+		}
+		trailed := head[4]&lz4FlagChecksum == 0
+		// The decoder reads what is stored as it is stored, from a pipe.
+		dr, dw := io.Pipe()
+		decoded := make(chan error, 1)
+		content := &countReader{r: lz4.NewReader(dr)}
+		go func() {
+			err := check(content)
+			if err == nil {
+				// Past the content's end, the stream must end too.
+				if _, err = io.Copy(io.Discard, content); err == nil && content.n == 0 {
+					err = errors.New("an lz4 frame without content")
+				}
+			}
+			dr.CloseWithError(err)
+			decoded <- err
+		}()
+		h := crc32.New(Castagnoli)
+		buf := make([]byte, copyBuf)
+		for {
+			n, rerr := br.Read(buf)
+			if n > 0 {
+				if _, err := w.Write(buf[:n]); err != nil { // the store failed
+					dw.CloseWithError(err)
+					<-decoded
+					return content.n, err
+				}
+				h.Write(buf[:n])
+				if _, err := dw.Write(buf[:n]); err != nil { // the decoder failed
+					return content.n, &sourceError{fmt.Errorf("the lz4 stream: %w", <-decoded)}
+				}
+			}
+			if rerr == io.EOF {
+				break
+			}
+			if rerr != nil {
+				dw.CloseWithError(rerr)
+				<-decoded
+				return content.n, &sourceError{rerr}
+			}
+		}
+		dw.Close()
+		if err := <-decoded; err != nil {
+			return content.n, &sourceError{fmt.Errorf("the lz4 stream: %w", err)}
+		}
+		if trailed {
+			if _, err := w.Write(frameTrailer(h.Sum32())); err != nil {
+				return content.n, err
+			}
+		}
+		return content.n, nil
+	})
+}
+
+// putBlob stores what encode writes as the backup object o, encrypted in
+// an encrypted repository; encode returns the size of the content.
+func (r *Repo) putBlob(ctx context.Context, o BackupObject, encode func(io.Writer) (int64, error)) (StreamInfo, error) {
 	id, haveID, err := r.Identity(ctx)
 	if err != nil {
 		return StreamInfo{}, err
@@ -70,17 +163,9 @@ func (r *Repo) PutStream(ctx context.Context, o BackupObject, src io.Reader) (St
 				}
 				w = ew
 			}
-			lw, err := newLZ4Writer(w, -1)
-			if err != nil {
-				return err
-			}
-			n, err := lw.ReadFrom(src)
+			n, err := encode(w)
 			info.Raw = n
 			if err != nil {
-				lw.Close()
-				return &sourceError{err}
-			}
-			if err := lw.Close(); err != nil {
 				return err
 			}
 			if ew != nil {
@@ -110,6 +195,18 @@ func (r *Repo) PutStream(ctx context.Context, o BackupObject, src io.Reader) (St
 		return info, fmt.Errorf("encoding %s: %w", o.Key(), err)
 	}
 	return info, nil
+}
+
+// A frame compressed by the server carries no content checksum: walship
+// follows it with a trailer, an lz4 skippable frame (which `lz4 -d` skips)
+// whose content is the footer of an uncompressed object, the CRC-32C of
+// every byte of the object before it.
+const skippableMagic = 0x184D2A50
+
+var trailerHead = binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, skippableMagic), uint32(FooterSize))
+
+func frameTrailer(sum uint32) []byte {
+	return append(append([]byte(nil), trailerHead...), Footer(sum)...)
 }
 
 // sourceError is a failure to read what PutStream stores.
@@ -164,7 +261,7 @@ func (b *blobReader) Read(p []byte) (int, error) {
 			}
 			body = d
 		}
-		r, err := newLZ4Reader(body, b.key)
+		r, err := newBlobDecoder(body, b.key)
 		if err != nil {
 			return 0, err
 		}
@@ -178,3 +275,53 @@ func (b *blobReader) Read(p []byte) (int, error) {
 }
 
 func (b *blobReader) Close() error { return b.body.Close() }
+
+// newBlobDecoder decodes a backup object: one lz4 frame with its content
+// checksum, or one without (the server's) that must be followed by
+// walship's trailer.
+func newBlobDecoder(body io.Reader, key string) (io.Reader, error) {
+	br := bufio.NewReaderSize(body, copyBuf)
+	head, err := br.Peek(5)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if len(head) == 5 && binary.LittleEndian.Uint32(head) == lz4Magic && head[4]&lz4FlagChecksum == 0 {
+		t := newTrailed(br, key, trailerHead)
+		return &trailedFrame{t: t, z: lz4.NewReader(t)}, nil
+	}
+	return newLZ4Reader(br, key)
+}
+
+// trailedFrame decodes a frame behind which the trailer is checked: the
+// decoder sees the end of its input where the trailer starts.
+type trailedFrame struct {
+	t *unsealer
+	z io.Reader
+}
+
+func (f *trailedFrame) Read(p []byte) (int, error) {
+	n, err := f.z.Read(p)
+	if err == io.EOF {
+		// The decoder saw the end of its input: there, the trailer must
+		// check (its verdict stays, whatever the decoder made of it).
+		m, terr := io.Copy(io.Discard, f.t)
+		if terr != nil {
+			return n, terr
+		}
+		if m > 0 {
+			return n, &CorruptError{Key: f.t.key, Reason: "data after the lz4 frame"}
+		}
+	}
+	return n, err
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -112,48 +112,61 @@ func (s *sealed) Seek(offset int64, whence int) (int64, error) {
 }
 
 // unsealer reads an uncompressed object and delivers the file's bytes,
-// holding back the last FooterSize bytes; at the end it checks the footer
-// against the CRC-32C of what it delivered.
+// holding back the trailer at their end (head, then the footer); at the end
+// it checks the footer against the CRC-32C of what it delivered. head is
+// empty for an uncompressed object, and lz4's skippable-frame header for a
+// frame made by the server (blob.go).
 type unsealer struct {
 	r    *bufio.Reader
 	key  string
+	head []byte
 	h    hash.Hash32
 	done bool
+	err  error // the end: io.EOF, or what is wrong with the trailer
 }
 
-func newUnsealer(r io.Reader, key string) *unsealer {
-	return &unsealer{r: bufio.NewReaderSize(r, copyBuf), key: key, h: crc32.New(Castagnoli)}
+func newUnsealer(r io.Reader, key string) *unsealer { return newTrailed(r, key, nil) }
+
+func newTrailed(r io.Reader, key string, head []byte) *unsealer {
+	return &unsealer{r: bufio.NewReaderSize(r, copyBuf), key: key, head: head, h: crc32.New(Castagnoli)}
 }
 
 func (u *unsealer) Read(p []byte) (int, error) {
 	if u.done {
-		return 0, io.EOF
+		return 0, u.err
 	}
-	// Make sure more than a footer is buffered, or the end is reached.
-	buf, err := u.r.Peek(FooterSize + 1)
+	size := len(u.head) + FooterSize
+	// Make sure more than a trailer is buffered, or the end is reached.
+	buf, err := u.r.Peek(size + 1)
 	if err != nil && err != io.EOF {
 		return 0, err
 	}
-	if len(buf) > FooterSize {
-		// Everything buffered but the last FooterSize bytes is content.
-		n := min(u.r.Buffered()-FooterSize, len(p))
+	if len(buf) > size {
+		// Everything buffered but the last size bytes is content.
+		n := min(u.r.Buffered()-size, len(p))
 		n, _ = u.r.Read(p[:n])
 		u.h.Write(p[:n])
 		return n, nil
 	}
-	// The end: what is left must be the footer of what was read.
+	// The end: what is left must be the trailer of what was read.
 	u.done = true
-	if len(buf) < FooterSize || !bytes.HasPrefix(buf, []byte(footerPrefix)) || buf[FooterSize-1] != '\n' {
-		return 0, &CorruptError{Key: u.key, Reason: "no checksum footer (truncated, or not written by walship)"}
+	u.err = u.check(buf)
+	return 0, u.err
+}
+
+func (u *unsealer) check(buf []byte) error {
+	foot, ok := bytes.CutPrefix(buf, u.head)
+	if len(buf) < len(u.head)+FooterSize || !ok || !bytes.HasPrefix(foot, []byte(footerPrefix)) || foot[FooterSize-1] != '\n' {
+		return &CorruptError{Key: u.key, Reason: "no checksum footer (truncated, or not written by walship)"}
 	}
 	var want uint32
-	if _, err := fmt.Sscanf(string(buf[len(footerPrefix):FooterSize-1]), "%08x", &want); err != nil {
-		return 0, &CorruptError{Key: u.key, Reason: "unreadable checksum footer"}
+	if _, err := fmt.Sscanf(string(foot[len(footerPrefix):FooterSize-1]), "%08x", &want); err != nil {
+		return &CorruptError{Key: u.key, Reason: "unreadable checksum footer"}
 	}
 	if got := u.h.Sum32(); got != want {
-		return 0, &CorruptError{Key: u.key, Reason: fmt.Sprintf("checksum mismatch: content has CRC-32C %08x, the footer says %08x", got, want)}
+		return &CorruptError{Key: u.key, Reason: fmt.Sprintf("checksum mismatch: content has CRC-32C %08x, the footer says %08x", got, want)}
 	}
-	return 0, io.EOF
+	return io.EOF
 }
 
 // lz4 frame header: the magic number, then the flags byte, whose bit 2
