@@ -53,7 +53,10 @@ type bbRun struct {
 	args  []string // without -D
 	dir   string   // the output directory; must not exist
 	parts []repo.BackupPart
-	sink  archiveSink
+	// suffix ends the name of every tar pg_basebackup writes (".lz4"
+	// when the server compresses them).
+	suffix string
+	sink   archiveSink
 	// progress, when set, gets pg_basebackup's -P counts (kB).
 	progress func(doneKB, totalKB int64)
 
@@ -112,7 +115,7 @@ func (b *bbRun) run(ctx context.Context) error {
 	waiting := map[repo.BackupPart]chan struct{}{} // closed when the pipe's reader is done
 	if !done {
 		for _, p := range b.parts {
-			path := filepath.Join(b.dir, p.String())
+			path := b.pipe(p)
 			if err := unix.Mkfifo(path, 0o600); err != nil {
 				stop()
 				<-exited
@@ -155,7 +158,7 @@ func (b *bbRun) run(ctx context.Context) error {
 	// Pipes pg_basebackup never opened (a tablespace dropped meanwhile)
 	// still have a reader waiting in open: let it see an empty stream.
 	for p, ch := range waiting {
-		release(filepath.Join(b.dir, p.String()), ch)
+		release(b.pipe(p), ch)
 	}
 	wg.Wait()
 	<-msgs
@@ -171,6 +174,9 @@ func (b *bbRun) run(ctx context.Context) error {
 	}
 	return b.checkDir()
 }
+
+// pipe is the path of the named pipe of part p.
+func (b *bbRun) pipe(p repo.BackupPart) string { return filepath.Join(b.dir, p.String()+b.suffix) }
 
 // readPipe waits for pg_basebackup to open one pipe and stores what it
 // writes there; a pipe that is closed without a byte written was not used.

@@ -33,6 +33,12 @@ type CreateOptions struct {
 	// PGBin is the directory of pg_basebackup; "" finds the server's
 	// version.
 	PGBin string
+	// CompressAt is where the tars are compressed with lz4: CompressServer
+	// (pg_basebackup --compress=server-lz4: the server sends a tenth of the
+	// bytes and walship only checks them) or CompressClient (by walship);
+	// "" is the server where it can: PostgreSQL 15 or later, built with
+	// lz4.
+	CompressAt string
 	// TempDir holds pg_basebackup's named pipes and its manifest while it
 	// runs (default: the system's temporary directory).
 	TempDir string
@@ -51,6 +57,15 @@ type CreateResult struct {
 	Elapsed time.Duration
 }
 
+// Where a backup is compressed (CreateOptions.CompressAt).
+const (
+	CompressServer = "server"
+	CompressClient = "client"
+)
+
+// serverLZ4Version is the first server that compresses a backup itself.
+const serverLZ4Version = 15
+
 // minVersion is the oldest server Create backs up: backup manifests
 // (13) give the stop of a backup taken without WAL from a standby.
 const minVersion = 13
@@ -62,7 +77,10 @@ func Create(ctx context.Context, r *repo.Repo, o CreateOptions) (*CreateResult, 
 		o.Checkpoint = "spread"
 	}
 	if o.Checkpoint != "fast" && o.Checkpoint != "spread" {
-		return nil, fmt.Errorf("checkpoint %q: fast or spread", o.Checkpoint)
+		return nil, badOption("checkpoint %q: fast or spread", o.Checkpoint)
+	}
+	if o.CompressAt != "" && o.CompressAt != CompressServer && o.CompressAt != CompressClient {
+		return nil, badOption("compress at %q: %s or %s", o.CompressAt, CompressServer, CompressClient)
 	}
 	srv, err := InspectServer(ctx, o.ConnString)
 	if err != nil {
@@ -95,6 +113,10 @@ func Create(ctx context.Context, r *repo.Repo, o CreateOptions) (*CreateResult, 
 	if replID != srv.SysID {
 		return nil, fmt.Errorf("the replication connection reaches database system %d, the SQL connection %d: check the connection string", replID, srv.SysID)
 	}
+	atServer, err := compressAtServer(srv, o.CompressAt)
+	if err != nil {
+		return nil, err
+	}
 	bin, err := findProgram(ctx, o.PGBin, "pg_basebackup", srv.Version)
 	if err != nil {
 		return nil, err
@@ -123,7 +145,7 @@ func Create(ctx context.Context, r *repo.Repo, o CreateOptions) (*CreateResult, 
 	}
 	defer os.RemoveAll(tmp)
 
-	c := &creation{r: r, id: bid, srv: srv, objects: map[repo.BackupPart]repo.BackupMetaObject{}}
+	c := &creation{r: r, id: bid, srv: srv, atServer: atServer, objects: map[repo.BackupPart]repo.BackupMetaObject{}}
 	res, err := c.run(ctx, bin, tmp, label, o, start)
 	if err != nil {
 		c.cleanup(ctx)
@@ -131,6 +153,24 @@ func Create(ctx context.Context, r *repo.Repo, o CreateOptions) (*CreateResult, 
 	}
 	res.Elapsed = time.Since(t0)
 	return res, nil
+}
+
+// compressAtServer decides whether the server compresses the backup.
+func compressAtServer(srv *Server, at string) (bool, error) {
+	can := srv.Version.Major >= serverLZ4Version && srv.LZ4
+	switch at {
+	case CompressClient:
+		return false, nil
+	case CompressServer:
+		if !can {
+			why := "it was built without lz4"
+			if srv.Version.Major < serverLZ4Version {
+				why = fmt.Sprintf("it runs PostgreSQL %s; servers compress backups from %d on", srv.VersionStr, serverLZ4Version)
+			}
+			return false, fmt.Errorf("%w: the server cannot compress the backup with lz4: %s", ErrVersion, why)
+		}
+	}
+	return can, nil
 }
 
 // sameCluster refuses a server of another cluster than the repository's.
@@ -146,9 +186,10 @@ func sameCluster(srv *Server, id repo.Identity, r *repo.Repo) error {
 
 // creation is one backup being stored.
 type creation struct {
-	r   *repo.Repo
-	id  repo.BackupID
-	srv *Server
+	r        *repo.Repo
+	id       repo.BackupID
+	srv      *Server
+	atServer bool // the server compresses the tars
 
 	mu      sync.Mutex
 	objects map[repo.BackupPart]repo.BackupMetaObject
@@ -166,14 +207,34 @@ func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOpti
 	}
 	parts = append(parts, repo.BasePart)
 	var bar *progress.Bar
+	args := []string{"-d", o.ConnString, "-F", "tar", "-X", "none", "-c", o.Checkpoint, "-l", label, "--no-sync", "-v"}
+	suffix := ""
+	if c.atServer {
+		args, suffix = append(args, "--compress=server-lz4"), ".lz4"
+	}
 	run := &bbRun{
-		bin:   bin,
-		args:  []string{"-d", o.ConnString, "-F", "tar", "-X", "none", "-c", o.Checkpoint, "-l", label, "--no-sync", "-v"},
-		dir:   filepath.Join(tmp, "out"),
-		parts: parts,
+		bin:    bin,
+		args:   args,
+		dir:    filepath.Join(tmp, "out"),
+		parts:  parts,
+		suffix: suffix,
 		sink: func(ctx context.Context, p repo.BackupPart, src io.Reader) error {
-			tap := newTarTap(src, "backup_label")
-			info, err := c.r.PutStream(ctx, repo.BackupObject{ID: c.id, Part: p}, tap)
+			var tap *tarTap
+			obj := repo.BackupObject{ID: c.id, Part: p}
+			var info repo.StreamInfo
+			var err error
+			if c.atServer {
+				// The server's lz4 frame, stored as it comes; the tap
+				// reads its content as it is decoded.
+				info, err = c.r.PutFrame(ctx, obj, src, func(content io.Reader) error {
+					tap = newTarTap(content, "backup_label")
+					_, err := io.Copy(io.Discard, tap)
+					return err
+				})
+			} else {
+				tap = newTarTap(src, "backup_label")
+				info, err = c.r.PutStream(ctx, obj, tap)
+			}
 			if err != nil {
 				return fmt.Errorf("storing %s: %w", p, err)
 			}
@@ -266,6 +327,10 @@ func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOpti
 		Start: startLSN, StartTimeline: startTLI, Stop: stopLSN, StopTimeline: stopTLI, Checkpoint: bl.Checkpoint,
 		StartTime: start.Truncate(time.Second), StopTime: stop.Add(time.Second).Truncate(time.Second), CheckpointMode: o.Checkpoint,
 		Manifest: &repo.ManifestInfo{Checksum: man.Checksum, Algorithm: man.Algorithm()}, Files: len(man.Files)}
+	m.Compression = "lz4"
+	if c.atServer {
+		m.Compression = "server-lz4"
+	}
 	if t, err := time.Parse("2006-01-02 15:04:05 MST", bl.StartTime); err == nil {
 		m.StartTime = t.UTC()
 	}

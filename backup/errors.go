@@ -1,9 +1,14 @@
 package backup
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors a caller tells apart (with errors.Is).
 var (
+	// ErrOptions: the options given make no sense (an unknown value).
+	ErrOptions = errors.New("bad options")
 	// ErrOtherCluster: the server, or a backup, belongs to another cluster
 	// than the repository.
 	ErrOtherCluster = errors.New("another cluster")
@@ -24,3 +29,11 @@ var (
 	// did not reach the target.
 	ErrStart = errors.New("restored, but the server did not reach the target")
 )
+
+// optionError is a bad option, in its own words; it matches ErrOptions.
+type optionError struct{ msg string }
+
+func (e optionError) Error() string        { return e.msg }
+func (e optionError) Is(target error) bool { return target == ErrOptions }
+
+func badOption(format string, args ...any) error { return optionError{fmt.Sprintf(format, args...)} }

@@ -23,6 +23,8 @@ type Server struct {
 	VersionStr string // server_version, "15.4"
 	InRecovery bool   // a standby
 	SegSize    uint32
+	// LZ4: the server was built with lz4 (it offers lz4 for TOAST).
+	LZ4 bool
 	// Tablespaces are the user tablespaces, whose tars pg_basebackup
 	// writes beside base.tar.
 	Tablespaces []Tablespace
@@ -82,6 +84,11 @@ func InspectServer(ctx context.Context, connString string) (*Server, error) {
 	}
 	if s.SegSize, err = parseSize(segSize); err != nil {
 		return nil, fmt.Errorf("the server's wal_segment_size %q: %w", segSize, err)
+	}
+	err = conn.QueryRow(ctx, `SELECT coalesce((SELECT 'lz4' = ANY(enumvals) FROM pg_settings
+		WHERE name = 'default_toast_compression'), false)`).Scan(&s.LZ4)
+	if err != nil {
+		return nil, fmt.Errorf("reading the server's settings: %w", err)
 	}
 	rows, err := conn.Query(ctx, `SELECT oid::bigint, spcname::text, pg_tablespace_location(oid)
 		FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY oid`)

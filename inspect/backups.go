@@ -30,6 +30,9 @@ type BackupStatus struct {
 	Registered  bool  `json:"registered,omitempty"` // its files are kept elsewhere
 	Size        int64 `json:"size,omitempty"`
 	StoredBytes int64 `json:"stored_bytes,omitempty"`
+	// Compression is who compressed its tars: lz4 (walship) or
+	// server-lz4 (the server).
+	Compression string `json:"compression,omitempty"`
 	Newest      bool  `json:"newest,omitempty"`
 	Restorable  bool  `json:"restorable"`
 	// Expired: not restorable because its WAL was pruned (it starts before
@@ -68,7 +71,7 @@ func BackupStatusOf(c *repo.Catalog, b repo.Backup) BackupStatus {
 		s.ID = string(sb.ID)
 		m := sb.Meta
 		s.Stored, s.Registered = !m.Registered, m.Registered
-		s.Size, s.StoredBytes = m.Size, m.Stored
+		s.Size, s.StoredBytes, s.Compression = m.Size, m.Stored, m.Compression
 		s.StartTime, s.StopTime = m.StartTime.UTC().Format(time.RFC3339), m.StopTime.UTC().Format(time.RFC3339)
 	}
 	if b.Err != nil {

@@ -42,6 +42,9 @@ type BackupMeta struct {
 	// can reach any time from then on.
 	StopTime       time.Time `json:"stop_time"`
 	CheckpointMode string    `json:"checkpoint,omitempty"` // fast or spread
+	// Compression is who compressed the tars: "lz4" (walship) or
+	// "server-lz4" (the server, pg_basebackup --compress=server-lz4).
+	Compression string `json:"compression,omitempty"`
 
 	// Objects are the backup's tar files and manifest, in the order
 	// pg_basebackup sent them.

@@ -68,6 +68,18 @@ type listedBackup struct {
 	Reason     string `json:"reason"`
 	Size       int64  `json:"size"`
 	Stored2    int64  `json:"stored_bytes"`
+	// Compression: server-lz4 or lz4 (walship).
+	Compression string `json:"compression"`
+}
+
+// serverCompression is what walship backup create compresses the
+// cluster's backups with by default: the server's lz4 where the server
+// has it (PostgreSQL 15 or later, built with lz4), else its own.
+func serverCompression(c *pgtest.Cluster) string {
+	if c.Query("SELECT current_setting('server_version_num')::int >= 150000 AND 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'") == "t" {
+		return "server-lz4"
+	}
+	return "lz4"
 }
 
 func backupList(t *testing.T, store archiveBackend) []listedBackup {
@@ -184,6 +196,9 @@ func TestBackupPITR(t *testing.T) {
 		if len(list) != 1 || list[0].ID != id || !list[0].Stored || !list[0].Restorable || list[0].File == "" || list[0].Size <= 0 {
 			t.Errorf("walship backup list: %+v, want backup %s, stored, restorable, with its .backup file", list, id)
 		}
+		if want := serverCompression(p); len(list) == 1 && list[0].Compression != want {
+			t.Errorf("walship backup list: compression %q, want %q by default", list[0].Compression, want)
+		}
 		r := walship(t, runOpts{env: store.env()}, "walship", append(append([]string{"verify"}, store.flags()...), "--full")...)
 		if r.code != 0 || !strings.Contains(r.stdout, "and 1 stored base backup(s) in full") {
 			t.Errorf("walship verify --full: %s", r)
@@ -197,7 +212,8 @@ func TestBackupPITR(t *testing.T) {
 // --standby --trigger (archive recovery whose restore_command is
 // walship-restore --standby, waiting for each segment), which follows the
 // primary through the archive alone; the primary dies, the trigger file
-// promotes the standby, and every row is there.
+// promotes the standby, and every row is there. This backup is compressed
+// by walship (--compress-at client), the others by the server where it can.
 func TestBackupWarmStandby(t *testing.T) {
 	pgtest.Require(t)
 	base := pgtest.Dir(t)
@@ -205,7 +221,10 @@ func TestBackupWarmStandby(t *testing.T) {
 	p := archivingPrimary(t, store, base, "primary")
 	p.Query("CREATE TABLE shipped (n int)")
 	p.Query("INSERT INTO shipped SELECT generate_series(1, 1000)")
-	backupCreate(t, store, p)
+	backupCreate(t, store, p, "--compress-at", "client")
+	if list := backupList(t, store); len(list) != 1 || list[0].Compression != "lz4" {
+		t.Errorf("walship backup list: %+v, want one backup compressed by walship (lz4)", list)
+	}
 
 	trigger := filepath.Join(base, "promote.trigger")
 	s, r := backupRestore(t, store, base, "warm", "--standby", "--trigger", trigger, "--start")
@@ -408,10 +427,16 @@ func TestBackupBadInput(t *testing.T) {
 			t.Errorf("walship verify --full of the damaged backup: %s", r)
 		}
 
+		// Options that make no sense: usage errors, nothing stored.
+		keys := backupKeys(t, store)
+		for _, bad := range [][]string{{"--compress-at", "elsewhere"}, {"--checkpoint", "slow"}} {
+			args := append(append([]string{"backup", "create"}, store.flags()...), append([]string{"-d", p.ConnString()}, bad...)...)
+			wantOneLine(t, "walship backup create "+strings.Join(bad, " "), walship(t, runOpts{env: store.env()}, "walship", args...), []int{2}, "walship", bad[1])
+		}
+
 		// Another cluster's server: refused, nothing stored.
 		other := newCluster(t, store, base, "other")
 		other.Start()
-		keys := backupKeys(t, store)
 		args := append(append([]string{"backup", "create"}, store.flags()...), "-d", other.ConnString(), "--checkpoint", "fast")
 		r = walship(t, runOpts{env: store.env()}, "walship", args...)
 		wantOneLine(t, "a backup of another cluster", r, []int{1}, "walship", "another cluster", "database system")

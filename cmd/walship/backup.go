@@ -40,6 +40,8 @@ func backupCommand() *cli.Command {
 				&cli.StringFlag{Name: "label", Aliases: []string{"l"}, Usage: "the backup's label (default: walship and the backup's ID)"},
 				altsrc.NewStringFlag(&cli.StringFlag{Name: "checkpoint", Aliases: []string{"c"}, Value: "spread", EnvVars: []string{"WALSHIP_CHECKPOINT"},
 					Usage: "fast or spread: how the server runs the checkpoint that starts the backup (pg_basebackup -c)"}),
+				altsrc.NewStringFlag(&cli.StringFlag{Name: "compress-at", EnvVars: []string{"WALSHIP_COMPRESS_AT"},
+					Usage: "server or client: where the tars are compressed with lz4: by the server (pg_basebackup --compress=server-lz4, PostgreSQL 15 or later built with lz4), or by walship (default: the server where it can)"}),
 				altsrc.NewStringFlag(&cli.StringFlag{Name: "pg-bin", TakesFile: true,
 					Usage: "directory of pg_basebackup of the server's version (default: PATH, then /usr/lib/postgresql/<version>/bin)"})),
 			command("list", "list the base backups: time, WAL range, sizes, and whether each can be restored", backupList,
@@ -62,9 +64,13 @@ func backupCreate(c *cli.Context) error {
 		ConnString: c.String("dbname"),
 		Label:      c.String("label"),
 		Checkpoint: c.String("checkpoint"),
+		CompressAt: c.String("compress-at"),
 		PGBin:      c.String("pg-bin"),
 		Bar:        func(total int64) *progress.Bar { return progress.New("walship backup", "bytes", total) },
 	})
+	if errors.Is(err, backup.ErrOptions) {
+		return cliutil.UsageError{Err: err}
+	}
 	if err != nil {
 		return err
 	}
