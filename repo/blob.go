@@ -87,6 +87,9 @@ func (r *Repo) PutFrame(ctx context.Context, o BackupObject, src io.Reader, chec
 		dr, dw := io.Pipe()
 		decoded := make(chan error, 1)
 		content := &countReader{r: lz4.NewReader(dr)}
+		if trailed {
+			content.r = newFrameDecoder(dr)
+		}
 		go func() {
 			err := check(content)
 			if err == nil {
@@ -101,7 +104,12 @@ func (r *Repo) PutFrame(ctx context.Context, o BackupObject, src io.Reader, chec
 		h := crc32.New(Castagnoli)
 		buf := make([]byte, copyBuf)
 		for {
-			n, rerr := br.Read(buf)
+			// Whole buffers: a pipe delivers what its writer wrote, often
+			// a few KiB, and every piece costs a write and a hand-over.
+			n, rerr := io.ReadFull(br, buf)
+			if rerr == io.ErrUnexpectedEOF {
+				rerr = io.EOF
+			}
 			if n > 0 {
 				if _, err := w.Write(buf[:n]); err != nil { // the store failed
 					dw.CloseWithError(err)
@@ -287,7 +295,7 @@ func newBlobDecoder(body io.Reader, key string) (io.Reader, error) {
 	}
 	if len(head) == 5 && binary.LittleEndian.Uint32(head) == lz4Magic && head[4]&lz4FlagChecksum == 0 {
 		t := newTrailed(br, key, trailerHead)
-		return &trailedFrame{t: t, z: lz4.NewReader(t)}, nil
+		return &trailedFrame{t: t, z: newFrameDecoder(t)}, nil
 	}
 	return newLZ4Reader(br, key)
 }

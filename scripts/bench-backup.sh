@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Base backups: walship backup create (pg_basebackup streamed into a local
-# repository, lz4) against pg_basebackup -Ft to local disk (uncompressed)
+# repository, compressed by the server's lz4, and by walship's) against pg_basebackup -Ft to local disk (uncompressed)
 # and pgBackRest's full backup (lz4, into its local repository), on the
 # same pgbench database; then walship backup restore against extracting
 # pg_basebackup's tar; and the bytes each stores. Prints a markdown table
@@ -80,17 +80,22 @@ CONF
   as_pg "$pgbackrest" --config="$work/pgbackrest.conf" --stanza=bench stanza-create >/dev/null
 fi
 
-bb_ns=(); null_ns=(); ws_ns=(); br_ns=(); brp_ns=(); tar_ns=(); wr_ns=()
+bb_ns=(); null_ns=(); ws_ns=(); wc_ns=(); br_ns=(); brp_ns=(); tar_ns=(); wr_ns=()
 for r in $(seq "$rounds"); do
   echo "bench-backup: round $r of $rounds" >&2
   rm -rf "$work/bb" "$work/untar" "$work/restored"
   bb_ns+=("$(timed pg_basebackup -d "$conn" -D "$work/bb" -F tar -X none -c fast)")
   bb_bytes=$(bytes "$work/bb")
-  # walship's engine alone: the same pg_basebackup, its tar thrown away.
-  null_ns+=("$(timed pg_basebackup -d "$conn" -D - -F tar -X none -c fast)")
+  # walship's engine alone: the same pg_basebackup, its tar thrown away
+  # (without the manifest: pg_basebackup writes one to stdout only into an
+  # uncompressed tar).
+  null_ns+=("$(timed pg_basebackup -d "$conn" -D - -F tar -X none -c fast --compress=server-lz4 --no-manifest)")
   before=$(bytes "$work/repo")
   ws_ns+=("$(timed "$work/bin/walship" backup create --repo "$work/repo" -d "$conn" --checkpoint fast)")
   ws_bytes=$(( $(bytes "$work/repo") - before ))
+  before=$(bytes "$work/repo")
+  wc_ns+=("$(timed "$work/bin/walship" backup create --repo "$work/repo" -d "$conn" --checkpoint fast --compress-at client)")
+  wc_bytes=$(( $(bytes "$work/repo") - before ))
   if [ -n "$pgbackrest" ]; then
     before=$(bytes "$work/pgbackrest")
     br_ns+=("$(timed "$pgbackrest" --config="$work/pgbackrest.conf" --stanza=bench --type=full backup)")
@@ -103,7 +108,7 @@ for r in $(seq "$rounds"); do
   sql "SELECT pg_switch_wal()" >/dev/null
 done
 
-bb=$(median "${bb_ns[@]}"); null=$(median "${null_ns[@]}"); ws=$(median "${ws_ns[@]}"); tx=$(median "${tar_ns[@]}"); wr=$(median "${wr_ns[@]}")
+bb=$(median "${bb_ns[@]}"); null=$(median "${null_ns[@]}"); ws=$(median "${ws_ns[@]}"); wc=$(median "${wc_ns[@]}"); tx=$(median "${tar_ns[@]}"); wr=$(median "${wr_ns[@]}")
 br_cell="not installed"; br_size="-"; vs_br="-"; br_ratio="-"; brp_cell="not installed"; brp_ratio="-"; vs_brp="-"
 if [ -n "$pgbackrest" ]; then
   br=$(median "${br_ns[@]}"); brp=$(median "${brp_ns[@]}")
@@ -125,8 +130,9 @@ extraction are not (\`--no-sync\`).
 | | time | stored | time / walship |
 | --- | ---: | ---: | ---: |
 | pg_basebackup -Ft to local disk (uncompressed) | $(secs "$bb") s | $(mib "$bb_bytes") MiB | $(ratio "$bb" "$ws") |
-| pg_basebackup -Ft -D - into /dev/null (walship's engine alone, nothing stored) | $(secs "$null") s | | $(ratio "$null" "$ws") |
-| **walship backup create** (lz4, into the repository) | **$(secs "$ws") s** | **$(mib "$ws_bytes") MiB** | 1.00 |
+| pg_basebackup -Ft --compress=server-lz4 -D - into /dev/null (walship's engine alone, nothing stored) | $(secs "$null") s | | $(ratio "$null" "$ws") |
+| **walship backup create** (the server's lz4, into the repository) | **$(secs "$ws") s** | **$(mib "$ws_bytes") MiB** | 1.00 |
+| walship backup create --compress-at client (walship's lz4) | $(secs "$wc") s | $(mib "$wc_bytes") MiB | $(ratio "$wc" "$ws") |
 | pgBackRest full backup (lz4) | $br_cell | $br_size | $br_ratio |
 | pgBackRest full backup (lz4, process-max=$(nproc)) | $brp_cell | $br_size | $brp_ratio |
 | tar -xf base.tar (pg_basebackup's, extracted) | $(secs "$tx") s | | $(ratio "$tx" "$wr") of restore |
@@ -136,7 +142,9 @@ Goals: walship backup create no slower than pg_basebackup to local disk
 (walship / pg_basebackup = $(ratio "$ws" "$bb")), and at most half pgBackRest's
 time (walship / pgBackRest = $vs_br; with one pgBackRest process per core, $vs_brp).
 walship / its engine alone = $(ratio "$ws" "$null"): walship cannot take less time than pg_basebackup
-streaming the backup into nothing. With \`-X none\` (walship's, and the pg_basebackup rows') the server ends
+streaming the backup into nothing. walship has the server compress the tars where it can (PostgreSQL 15 or
+later, built with lz4): the server sends a tenth of the bytes, and walship decodes them only to read the
+tar and checks what it stores; \`--compress-at client\` compresses in walship, as on 13 and 14. With \`-X none\` (walship's, and the pg_basebackup rows') the server ends
 a backup only once the archiver has archived its last segment, which it checks once a second
 (pg_backup_stop's wait); pgBackRest stops its backups without that wait and checks its own archive
 instead, which \`archive-check=n\` turns off here (the primary archives into walship's repository).
