@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"sync/atomic"
 
 	"github.com/pierrec/lz4/v4"
 
@@ -15,11 +16,13 @@ import (
 )
 
 // This file is the one place where the objects of a base backup are
-// encoded and decoded: each is one lz4 frame with a content checksum,
+// encoded and decoded. Each is one lz4 frame: with a content checksum,
 // written by the same frame writer as segments and read by the same frame
-// reader, which refuses a frame without a checksum; in an encrypted
-// repository the frame is then encrypted with age as a segment is
-// (crypt.go). They are streamed both ways, never held whole in memory, and
+// reader (PutStream), or the server's frame as it came (PutFrame), which
+// carries no content checksum and is followed by walship's trailer, the
+// CRC-32C of every byte before it (frameTrailer; frameDecoder reads such
+// frames). A frame with neither is refused. In an encrypted repository the
+// object is then encrypted with age as a segment is (crypt.go). They are streamed both ways, never held whole in memory, and
 // their calls are storage.Long: a backup's tar may take hours to go up or
 // come down.
 //
@@ -118,7 +121,8 @@ func (r *Repo) PutFrame(ctx context.Context, o BackupObject, src io.Reader, chec
 				}
 				h.Write(buf[:n])
 				if _, err := dw.Write(buf[:n]); err != nil { // the decoder failed
-					return content.n, &sourceError{fmt.Errorf("the lz4 stream: %w", <-decoded)}
+					decErr := <-decoded
+					return content.n, &sourceError{fmt.Errorf("the lz4 stream: %w", decErr)}
 				}
 			}
 			if rerr == io.EOF {
@@ -181,7 +185,7 @@ func (r *Repo) putBlob(ctx context.Context, o BackupObject, encode func(io.Write
 			}
 			return nil
 		}()
-		info.Stored = out.n
+		info.Stored = out.n.Load()
 		pw.CloseWithError(err) // nil: the store sees the end of the object
 		done <- err
 	}()
@@ -223,14 +227,16 @@ type sourceError struct{ err error }
 func (e *sourceError) Error() string { return e.err.Error() }
 func (e *sourceError) Unwrap() error { return e.err }
 
+// countWriter counts what is written through it; atomically, as a
+// compressor that failed may still be writing from its own goroutines.
 type countWriter struct {
 	w io.Writer
-	n int64
+	n atomic.Int64
 }
 
 func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
 

@@ -91,11 +91,12 @@ for r in $(seq "$rounds"); do
   # uncompressed tar).
   null_ns+=("$(timed pg_basebackup -d "$conn" -D - -F tar -X none -c fast --compress=server-lz4 --no-manifest)")
   before=$(bytes "$work/repo")
-  ws_ns+=("$(timed "$work/bin/walship" backup create --repo "$work/repo" -d "$conn" --checkpoint fast)")
-  ws_bytes=$(( $(bytes "$work/repo") - before ))
-  before=$(bytes "$work/repo")
   wc_ns+=("$(timed "$work/bin/walship" backup create --repo "$work/repo" -d "$conn" --checkpoint fast --compress-at client)")
   wc_bytes=$(( $(bytes "$work/repo") - before ))
+  # The default last: the restore below restores the newest backup.
+  before=$(bytes "$work/repo")
+  ws_ns+=("$(timed "$work/bin/walship" backup create --repo "$work/repo" -d "$conn" --checkpoint fast)")
+  ws_bytes=$(( $(bytes "$work/repo") - before ))
   if [ -n "$pgbackrest" ]; then
     before=$(bytes "$work/pgbackrest")
     br_ns+=("$(timed "$pgbackrest" --config="$work/pgbackrest.conf" --stanza=bench --type=full backup)")
