@@ -33,8 +33,8 @@ type BackupStatus struct {
 	// Compression is who compressed its tars: lz4 (walship) or
 	// server-lz4 (the server).
 	Compression string `json:"compression,omitempty"`
-	Newest      bool  `json:"newest,omitempty"`
-	Restorable  bool  `json:"restorable"`
+	Newest      bool   `json:"newest,omitempty"`
+	Restorable  bool   `json:"restorable"`
 	// Expired: not restorable because its WAL was pruned (it starts before
 	// the oldest segment kept), which is retention at work, not damage.
 	Expired bool   `json:"expired,omitempty"`
