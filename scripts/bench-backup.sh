@@ -80,7 +80,7 @@ CONF
   as_pg "$pgbackrest" --config="$work/pgbackrest.conf" --stanza=bench stanza-create >/dev/null
 fi
 
-bb_ns=(); null_ns=(); ws_ns=(); wc_ns=(); br_ns=(); brp_ns=(); tar_ns=(); wr_ns=()
+vs_bb_r=(); vs_br_r=(); vs_brp_r=(); bb_ns=(); null_ns=(); ws_ns=(); wc_ns=(); br_ns=(); brp_ns=(); tar_ns=(); wr_ns=()
 for r in $(seq "$rounds"); do
   echo "bench-backup: round $r of $rounds" >&2
   rm -rf "$work/bb" "$work/untar" "$work/restored"
@@ -107,14 +107,19 @@ for r in $(seq "$rounds"); do
   tar_ns+=("$(timed tar -xf "$work/bb/base.tar" -C "$work/untar")")
   wr_ns+=("$(timed "$work/bin/walship" backup restore --repo "$work/repo" -D "$work/restored" --no-sync)")
   sql "SELECT pg_switch_wal()" >/dev/null
+  # The goals' ratios pair the runs of one round (the machine drifts).
+  vs_bb_r+=("$(ratio "${ws_ns[-1]}" "${bb_ns[-1]}")")
+  if [ -n "$pgbackrest" ]; then
+    vs_br_r+=("$(ratio "${ws_ns[-1]}" "${br_ns[-1]}")"); vs_brp_r+=("$(ratio "${ws_ns[-1]}" "${brp_ns[-1]}")")
+  fi
 done
 
 bb=$(median "${bb_ns[@]}"); null=$(median "${null_ns[@]}"); ws=$(median "${ws_ns[@]}"); wc=$(median "${wc_ns[@]}"); tx=$(median "${tar_ns[@]}"); wr=$(median "${wr_ns[@]}")
 br_cell="not installed"; br_size="-"; vs_br="-"; br_ratio="-"; brp_cell="not installed"; brp_ratio="-"; vs_brp="-"
 if [ -n "$pgbackrest" ]; then
   br=$(median "${br_ns[@]}"); brp=$(median "${brp_ns[@]}")
-  br_cell="$(secs "$br") s"; br_size="$(mib "$br_bytes") MiB"; vs_br="$(ratio "$ws" "$br")"; br_ratio="$(ratio "$br" "$ws")"
-  brp_cell="$(secs "$brp") s"; vs_brp="$(ratio "$ws" "$brp")"; brp_ratio="$(ratio "$brp" "$ws")"
+  br_cell="$(secs "$br") s"; br_size="$(mib "$br_bytes") MiB"; vs_br="$(median "${vs_br_r[@]}")"; br_ratio="$(ratio "$br" "$ws")"
+  brp_cell="$(secs "$brp") s"; vs_brp="$(median "${vs_brp_r[@]}")"; brp_ratio="$(ratio "$brp" "$ws")"
 fi
 
 out=$(mktemp)
@@ -140,8 +145,10 @@ extraction are not (\`--no-sync\`).
 | **walship backup restore** (fetch, check every file against the manifest, unpack) | **$(secs "$wr") s** | | 1.00 of restore |
 
 Goals: walship backup create no slower than pg_basebackup to local disk
-(walship / pg_basebackup = $(ratio "$ws" "$bb")), and at most half pgBackRest's
-time (walship / pgBackRest = $vs_br; with one pgBackRest process per core, $vs_brp).
+(walship / pg_basebackup = $(median "${vs_bb_r[@]}")), and at most half pgBackRest's
+time (walship / pgBackRest = $vs_br; with one pgBackRest process per core, $vs_brp). These goal
+ratios are the medians of each round's ratio (per round: ${vs_bb_r[*]} against pg_basebackup${pgbackrest:+, ${vs_br_r[*]} against pgBackRest}),
+as the tools of one round run one right after the other.
 walship / its engine alone = $(ratio "$ws" "$null"): walship cannot take less time than pg_basebackup
 streaming the backup into nothing. walship has the server compress the tars where it can (PostgreSQL 15 or
 later, built with lz4): the server sends a tenth of the bytes, and walship decodes them only to read the

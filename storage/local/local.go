@@ -116,9 +116,15 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	if err := ctx.Err(); err != nil {
 		return wrap("put", key, err)
 	}
-	// Unwrapped, so that io.Copy can let the kernel copy from a file
-	// (copy_file_range) or write an in-memory reader in one piece.
-	if _, err := io.Copy(tmp, r); err != nil {
+	if size >= 0 {
+		// Unwrapped, so that io.Copy can let the kernel copy from a file
+		// (copy_file_range) or write an in-memory reader in one piece.
+		if _, err := io.Copy(tmp, r); err != nil {
+			return wrap("put", key, err)
+		}
+	} else if _, err := io.CopyBuffer(&writeBehind{f: tmp}, r, make([]byte, 1<<20)); err != nil {
+		// A stream of unknown length (a base backup's tar): large writes,
+		// and its pages on their way to disk as it goes.
 		return wrap("put", key, err)
 	}
 	if err := tmp.Sync(); err != nil {
@@ -280,3 +286,24 @@ var (
 	_ storage.Sweeper  = (*Backend)(nil)
 	_ storage.Nearby   = (*Backend)(nil)
 )
+
+// writeBehind writes to a file and starts the writeback of every
+// writeBehindChunk written (sync_file_range, without waiting), so that the
+// fsync at the end of a long stream does not wait for all of it at once.
+type writeBehind struct {
+	f                *os.File
+	written, flushed int64
+}
+
+const writeBehindChunk = 8 << 20
+
+func (w *writeBehind) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.written += int64(n)
+	if w.written-w.flushed >= writeBehindChunk {
+		// Only a hint: the fsync at the end is what makes the file durable.
+		unix.SyncFileRange(int(w.f.Fd()), w.flushed, w.written-w.flushed, unix.SYNC_FILE_RANGE_WRITE)
+		w.flushed = w.written
+	}
+	return n, err
+}
