@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/pierrec/lz4/v4"
 
 	"github.com/walship/walship/storage"
@@ -159,22 +160,30 @@ func TestBackupMetaRoundTrip(t *testing.T) {
 	}
 }
 
+// encryptedRepo is an encrypted repository at root that holds a segment,
+// and a writer into it (the public key only).
+func encryptedRepo(t *testing.T) (root string, key *age.X25519Identity, w *Repo) {
+	t.Helper()
+	root = filepath.Join(t.TempDir(), "repo")
+	key = newIdentity(t)
+	w = writer(t, root, key)
+	n, seg := segment(t, "000000010000000000000003", testSysID, 1)
+	if err := w.Claim(context.Background(), header(t, seg)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Put(context.Background(), n, seg); err != nil {
+		t.Fatal(err)
+	}
+	return root, key, w
+}
+
 // In an encrypted repository a backup's objects are encrypted (a writer
 // with the public key only cannot read them back, nor is a clear byte of
 // them stored), but its record, which retention and verify need without
 // an identity; a reader with the identity gets everything back.
 func TestStreamEncrypted(t *testing.T) {
 	ctx := context.Background()
-	root := filepath.Join(t.TempDir(), "repo")
-	key := newIdentity(t)
-	w := writer(t, root, key)
-	n, seg := segment(t, "000000010000000000000003", testSysID, 1)
-	if err := w.Claim(ctx, header(t, seg)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Put(ctx, n, seg); err != nil {
-		t.Fatal(err)
-	}
+	root, key, w := encryptedRepo(t)
 	data := bytes.Repeat([]byte("row of a table in the base backup\n"), 40000)
 	if _, err := w.PutStream(ctx, testObject, bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
@@ -389,16 +398,7 @@ func TestFrameCorruptObject(t *testing.T) {
 // walship's own are.
 func TestFrameEncrypted(t *testing.T) {
 	ctx := context.Background()
-	root := filepath.Join(t.TempDir(), "repo")
-	key := newIdentity(t)
-	w := writer(t, root, key)
-	n, seg := segment(t, "000000010000000000000003", testSysID, 1)
-	if err := w.Claim(ctx, header(t, seg)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Put(ctx, n, seg); err != nil {
-		t.Fatal(err)
-	}
+	root, key, w := encryptedRepo(t)
 	data := bytes.Repeat([]byte("row of a table in the base backup\n"), 40000)
 	var seen []byte
 	if _, err := w.PutFrame(ctx, testObject, bytes.NewReader(serverFrame(t, data)), keepContent(&seen)); err != nil {
