@@ -2,6 +2,7 @@ package backup
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/pierrec/lz4/v4"
 
 	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/repo"
@@ -116,28 +119,59 @@ func readBackupDir(dir string) (label, control []byte, v pgdata.Version, err err
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, v, err
 	}
-	f, err := os.Open(filepath.Join(dir, "base.tar"))
+	tar, name, err := openBaseTar(dir)
 	if err != nil {
-		return nil, nil, v, fmt.Errorf("%s holds neither backup_label (plain format) nor base.tar (tar format, uncompressed): %w", dir, err)
+		return nil, nil, v, err
 	}
-	defer f.Close()
-	tap := newTarTap(f, "backup_label", pgdata.ControlFile, pgdata.VersionFile)
+	defer tar.Close()
+	tap := newTarTap(tar, "backup_label", pgdata.ControlFile, pgdata.VersionFile)
 	if _, err := io.Copy(io.Discard, tap); err != nil {
-		return nil, nil, v, fmt.Errorf("%s/base.tar: %w", dir, err)
+		return nil, nil, v, fmt.Errorf("%s: %w", name, err)
 	}
 	var ok bool
 	if label, ok = tap.Kept("backup_label"); !ok {
-		return nil, nil, v, fmt.Errorf("%s/base.tar holds no backup_label", dir)
+		return nil, nil, v, fmt.Errorf("%s holds no backup_label", name)
 	}
 	if control, ok = tap.Kept(pgdata.ControlFile); !ok {
-		return nil, nil, v, fmt.Errorf("%s/base.tar holds no %s", dir, pgdata.ControlFile)
+		return nil, nil, v, fmt.Errorf("%s holds no %s", name, pgdata.ControlFile)
 	}
 	text, ok := tap.Kept(pgdata.VersionFile)
 	if !ok {
-		return nil, nil, v, fmt.Errorf("%s/base.tar holds no %s", dir, pgdata.VersionFile)
+		return nil, nil, v, fmt.Errorf("%s holds no %s", name, pgdata.VersionFile)
 	}
 	v, err = pgdata.ParseVersion(strings.TrimSpace(string(text)))
 	return label, control, v, err
+}
+
+// openBaseTar opens the base.tar of a tar-format backup, decompressed:
+// pg_basebackup writes base.tar, or base.tar.lz4 or base.tar.gz with
+// --compress (on the server or the client).
+func openBaseTar(dir string) (io.ReadCloser, string, error) {
+	for _, name := range []string{"base.tar", "base.tar.lz4", "base.tar.gz"} {
+		path := filepath.Join(dir, name)
+		f, err := os.Open(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		var r io.Reader = f
+		switch filepath.Ext(name) {
+		case ".lz4":
+			r = lz4.NewReader(f)
+		case ".gz":
+			if r, err = gzip.NewReader(f); err != nil {
+				f.Close()
+				return nil, "", fmt.Errorf("%s: %w", path, err)
+			}
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{r, f}, path, nil
+	}
+	return nil, "", fmt.Errorf("%s holds neither backup_label (plain format) nor base.tar, base.tar.lz4 or base.tar.gz (tar format)", dir)
 }
 
 // RegisterSummary is the line register prints.

@@ -575,3 +575,72 @@ func TestBackupEncrypted(t *testing.T) {
 		t.Errorf("restore_command %q does not decrypt with the identity file", cmd)
 	}
 }
+
+// TestBackupRegister: backups a DBA took by hand with pg_basebackup, in
+// plain format and in tar format (uncompressed, gzip, and the server's lz4
+// where the server has it), each with its manifest, are recorded with
+// walship backup register: list shows them registered (their files stay
+// where they are) and restorable, and verify counts them. A backup
+// registered already, a directory that holds no backup, or one without
+// its manifest, is refused in one line and records nothing.
+func TestBackupRegister(t *testing.T) {
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	store := localBackend{dir: filepath.Join(base, "repo")}
+	p := archivingPrimary(t, store, base, "primary")
+	p.Pgbench("-i", "-s", "1", "-q")
+	formats := map[string][]string{"plain": {"-Fp"}, "tar": {"-Ft"}, "gzip": {"-Ft", "-z"}}
+	if serverCompression(p) == "server-lz4" {
+		formats["lz4"] = []string{"-Ft", "--compress=server-lz4"}
+	} else {
+		t.Logf("the server has no lz4: no backup compressed by the server")
+	}
+	register := func(dir string) result {
+		return walship(t, runOpts{env: store.env()}, "walship", append(append([]string{"backup", "register"}, store.flags()...), dir)...)
+	}
+	for name, flags := range formats {
+		dir := filepath.Join(base, "bb-"+name)
+		pgtest.Run(t, pgtest.Tool(t, "pg_basebackup"), append([]string{"-d", p.ConnString(), "-D", dir, "-X", "none", "-c", "fast"}, flags...)...)
+		if r := register(dir); r.code != 0 || !strings.HasPrefix(r.stdout, "registered the backup ") {
+			t.Errorf("walship backup register of the %s backup: %s", name, r)
+		}
+	}
+	switchAndArchive(t, p)
+	list := backupList(t, store)
+	registered := 0
+	for _, b := range list {
+		if b.Registered {
+			registered++
+			if b.Stored || !b.Restorable || b.ID == "" {
+				t.Errorf("a registered backup: %+v, want restorable, not stored, with an ID", b)
+			}
+		}
+	}
+	if registered != len(formats) {
+		t.Errorf("walship backup list shows %d registered backups, want %d: %+v", registered, len(formats), list)
+	}
+	r := walship(t, runOpts{env: store.env()}, "walship", append([]string{"verify"}, store.flags()...)...)
+	if r.code != 0 {
+		t.Errorf("walship verify: %s", r)
+	}
+
+	keys := backupKeys(t, store)
+	wantOneLine(t, "registering a backup a second time", register(filepath.Join(base, "bb-plain")), []int{1}, "walship", "in the repository already")
+	empty := pgtest.Mkdir(t, filepath.Join(base, "empty"))
+	wantOneLine(t, "registering an empty directory", register(empty), []int{1}, "walship", "no backup manifest")
+	onlyManifest := pgtest.Mkdir(t, filepath.Join(base, "only-manifest"))
+	manifest, err := os.ReadFile(filepath.Join(base, "bb-tar", "backup_manifest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeSegment(t, onlyManifest, "backup_manifest", manifest)
+	wantOneLine(t, "registering a manifest without its backup", register(onlyManifest), []int{1}, "walship", "nor base.tar, base.tar.lz4 or base.tar.gz")
+	noManifest := filepath.Join(base, "bb-tar")
+	if err := os.Remove(filepath.Join(noManifest, "backup_manifest")); err != nil {
+		t.Fatal(err)
+	}
+	wantOneLine(t, "registering a backup without its manifest", register(noManifest), []int{1}, "walship", "no backup manifest")
+	if got := backupKeys(t, store); len(got) != len(keys) {
+		t.Errorf("the refused registrations stored objects: %v, before %v", got, keys)
+	}
+}
