@@ -122,9 +122,11 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		if _, err := io.Copy(tmp, r); err != nil {
 			return wrap("put", key, err)
 		}
-	} else if _, err := io.CopyBuffer(&writeBehind{f: tmp}, r, make([]byte, 1<<20)); err != nil {
-		// A stream of unknown length (a base backup's tar): large writes,
-		// and its pages on their way to disk as it goes.
+	} else if _, err := io.Copy(&writeBehind{f: tmp}, r); err != nil {
+		// A stream of unknown length (a segment as it is compressed, a
+		// base backup's tar): its pages on their way to disk as it goes.
+		// io.Copy's own small buffer: a larger one costs a segment's put
+		// more in fresh memory than it saves in writes.
 		return wrap("put", key, err)
 	}
 	if err := tmp.Sync(); err != nil {
