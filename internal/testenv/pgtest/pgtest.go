@@ -228,16 +228,32 @@ func RunErr(t testing.TB, name string, args ...string) (string, error) {
 	return buf.String(), err
 }
 
-// FreePort returns a TCP port nobody listens on right now.
+// FreePort returns a TCP port nobody listens on right now, and that it
+// has not returned before: the servers of the tests listen on Unix sockets
+// only (their port names the socket), which a TCP listener does not see,
+// so the kernel may offer again a port a running cluster uses.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !portsGiven[port] {
+			portsGiven[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // Eventually polls cond every 100ms until it returns true or timeout passes.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
