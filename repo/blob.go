@@ -22,9 +22,9 @@ import (
 // carries no content checksum and is followed by walship's trailer, the
 // CRC-32C of every byte before it (frameTrailer; frameDecoder reads such
 // frames). A frame with neither is refused. In an encrypted repository the
-// object is then encrypted with age as a segment is (crypt.go). They are streamed both ways, never held whole in memory, and
-// their calls are storage.Long: a backup's tar may take hours to go up or
-// come down.
+// object is then encrypted with age as a segment is (crypt.go). They are
+// streamed both ways, never held whole in memory, and their calls are
+// storage.Long: a backup's tar may take hours to go up or come down.
 //
 // The backup's record (backup.json) is the one object that stays clear in
 // an encrypted repository, like walship.json and the objects' names: it
@@ -78,20 +78,20 @@ func (r *Repo) PutStream(ctx context.Context, o BackupObject, src io.Reader) (St
 func (r *Repo) PutFrame(ctx context.Context, o BackupObject, src io.Reader, check func(content io.Reader) error) (StreamInfo, error) {
 	return r.putBlob(ctx, o, func(w io.Writer) (int64, error) {
 		br := bufio.NewReaderSize(src, copyBuf)
-		head, err := br.Peek(5)
-		if err != nil && !errors.Is(err, io.EOF) {
+		isLZ4, checksummed, err := peekFrame(br)
+		if err != nil {
 			return 0, &sourceError{err}
 		}
-		if len(head) < 5 || binary.LittleEndian.Uint32(head) != lz4Magic {
+		if !isLZ4 {
 			return 0, &sourceError{errors.New("not an lz4 frame")}
 		}
-		trailed := head[4]&lz4FlagChecksum == 0
+		trailed := !checksummed
 		// The decoder reads what is stored as it is stored, from a pipe.
 		dr, dw := io.Pipe()
 		decoded := make(chan error, 1)
-		content := &countReader{r: lz4.NewReader(dr)}
-		if trailed {
-			content.r = newFrameDecoder(dr)
+		content := &countReader{r: newFrameDecoder(dr)}
+		if checksummed {
+			content.r = lz4.NewReader(dr) // which checks the checksum
 		}
 		go func() {
 			err := check(content)
@@ -295,11 +295,11 @@ func (b *blobReader) Close() error { return b.body.Close() }
 // walship's trailer.
 func newBlobDecoder(body io.Reader, key string) (io.Reader, error) {
 	br := bufio.NewReaderSize(body, copyBuf)
-	head, err := br.Peek(5)
-	if err != nil && !errors.Is(err, io.EOF) {
+	isLZ4, checksummed, err := peekFrame(br)
+	if err != nil {
 		return nil, err
 	}
-	if len(head) == 5 && binary.LittleEndian.Uint32(head) == lz4Magic && head[4]&lz4FlagChecksum == 0 {
+	if isLZ4 && !checksummed {
 		t := newTrailed(br, key, trailerHead)
 		return &trailedFrame{t: t, z: newFrameDecoder(t)}, nil
 	}

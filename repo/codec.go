@@ -176,18 +176,32 @@ const (
 	lz4FlagChecksum = 0x04
 )
 
+// peekFrame reads, without consuming them, the first bytes of br: whether
+// they start an lz4 frame, and whether that frame carries a content
+// checksum.
+func peekFrame(br *bufio.Reader) (isLZ4, checksummed bool, err error) {
+	head, err := br.Peek(5)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, false, err
+	}
+	if len(head) < 5 || binary.LittleEndian.Uint32(head) != lz4Magic {
+		return false, false, nil
+	}
+	return true, head[4]&lz4FlagChecksum != 0, nil
+}
+
 // newLZ4Reader decodes one lz4 frame, refusing a frame that does not carry
 // a content checksum: without one, damage could go unnoticed.
 func newLZ4Reader(body io.Reader, key string) (io.Reader, error) {
 	br := bufio.NewReaderSize(body, copyBuf)
-	head, err := br.Peek(5)
-	if err != nil && !errors.Is(err, io.EOF) {
+	isLZ4, checksummed, err := peekFrame(br)
+	if err != nil {
 		return nil, err
 	}
-	if len(head) < 5 || binary.LittleEndian.Uint32(head) != lz4Magic {
+	if !isLZ4 {
 		return nil, &CorruptError{Key: key, Reason: "not an lz4 frame"}
 	}
-	if head[4]&lz4FlagChecksum == 0 {
+	if !checksummed {
 		return nil, &CorruptError{Key: key, Reason: "lz4 frame without a content checksum"}
 	}
 	return lz4.NewReader(br), nil
