@@ -5,13 +5,18 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
@@ -60,7 +65,7 @@ func (b *Backend) notConditional() {
 func (b *Backend) putObject(ctx context.Context, key, k string, p piece) error {
 	in := &s3.PutObjectInput{
 		Bucket: aws.String(b.cfg.Bucket), Key: aws.String(k),
-		Body: p.body, ContentLength: aws.Int64(p.n), ContentMD5: aws.String(p.md5),
+		Body: p.body, ContentLength: aws.Int64(p.n), ChecksumCRC32C: aws.String(p.checksum()),
 	}
 	if b.cfg.StorageClass != "" {
 		in.StorageClass = types.StorageClass(b.cfg.StorageClass)
@@ -73,8 +78,11 @@ func (b *Backend) putObject(ctx context.Context, key, k string, p piece) error {
 	}
 	if b.conditional() {
 		in.IfNoneMatch = aws.String("*")
-		_, err := b.client.PutObject(ctx, in)
-		if err == nil || !isNotImplemented(err) {
+		out, err := b.client.PutObject(ctx, in, b.payload)
+		if err == nil {
+			return b.confirm(ctx, key, k, p, out)
+		}
+		if !isNotImplemented(err) {
 			return b.wrapPut(key, err)
 		}
 		b.notConditional()
@@ -91,8 +99,73 @@ func (b *Backend) putObject(ctx context.Context, key, k string, p piece) error {
 	if err := b.absent(ctx, key, k); err != nil {
 		return err
 	}
-	_, err := b.client.PutObject(ctx, in)
-	return b.wrapPut(key, err)
+	out, err := b.client.PutObject(ctx, in, b.payload)
+	if err != nil {
+		return b.wrapPut(key, err)
+	}
+	return b.confirm(ctx, key, k, p, out)
+}
+
+// confirm returns nil when the store kept exactly the bytes of p under k.
+// A store that checked the CRC-32C sent with them says so by returning it
+// (S3 and most compatible stores do). One that ignores the header is
+// asked differently: the ETag of a plain upload is the MD5 of its bytes,
+// and where it is not (encryption with keys of the store's own), the
+// object is read back. An object found different is removed: this put
+// made it, and a retry stores it again.
+func (b *Backend) confirm(ctx context.Context, key, k string, p piece, out *s3.PutObjectOutput) error {
+	want := p.checksum()
+	switch got := aws.ToString(out.ChecksumCRC32C); {
+	case got == want:
+		return nil
+	case got != "":
+		return b.discard(ctx, key, k, fmt.Errorf("the store holds it with CRC-32C %s, not the %s of the bytes sent", got, want))
+	}
+	sum, err := p.md5()
+	if err != nil {
+		return &storage.Error{Op: "put", Key: key, Err: err}
+	}
+	if strings.Trim(aws.ToString(out.ETag), `"`) == hex.EncodeToString(sum) {
+		return nil
+	}
+	obj, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(b.cfg.Bucket), Key: aws.String(k)})
+	if err != nil {
+		return b.wrap("put", key, fmt.Errorf("reading the object back to check it: %w", err))
+	}
+	defer obj.Body.Close()
+	h := crc32.New(castagnoli)
+	n, err := io.Copy(h, obj.Body)
+	if err != nil {
+		return b.wrap("put", key, fmt.Errorf("reading the object back to check it: %w", err))
+	}
+	if n != p.n || h.Sum32() != p.crc {
+		return b.discard(ctx, key, k, fmt.Errorf("read back, it has %d bytes with CRC-32C %08x, not the %d bytes with %08x sent", n, h.Sum32(), p.n, p.crc))
+	}
+	return nil
+}
+
+// discard removes the object this put made at k, found different from
+// what was sent, and returns the error saying so; a retry sends it again.
+func (b *Backend) discard(ctx context.Context, key, k string, why error) error {
+	err := fmt.Errorf("the store did not keep the object as sent: %w", why)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if _, derr := b.client.DeleteObject(dctx, &s3.DeleteObjectInput{Bucket: aws.String(b.cfg.Bucket), Key: aws.String(k)}); derr != nil {
+		return &storage.Error{Op: "put", Key: key, Err: fmt.Errorf("%w; removing it failed too: %v", err, classify(derr, b.cfg.Bucket))}
+	}
+	return &storage.Error{Op: "put", Key: key, Err: storage.Transient(err)}
+}
+
+// payload is the option of the requests that carry an object's bytes:
+// over TLS, which protects them on the way, the signature leaves the body
+// out (UNSIGNED-PAYLOAD), which spares a SHA-256 pass over it; the store
+// still checks the CRC-32C or the Content-MD5 sent, whose header the
+// signature covers. Over plain HTTP the body is signed: a checksum alone
+// would not stop someone on the way who rewrites it.
+func (b *Backend) payload(o *s3.Options) {
+	if b.tls {
+		o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
+	}
 }
 
 // absent returns nil when k does not exist, an error matching fs.ErrExist
@@ -166,10 +239,16 @@ func (b *Backend) putMultipart(ctx context.Context, key, k string, src *source) 
 		if num > maxParts {
 			return &storage.Error{Op: "put", Key: key, Err: fmt.Errorf("object larger than %d parts of %d bytes", maxParts, b.partSize)}
 		}
+		// Parts carry a Content-MD5: a CRC-32C per part would need the
+		// upload to be created for it, which stores support less widely.
+		sum, err := p.md5()
+		if err != nil {
+			return &storage.Error{Op: "put", Key: key, Err: err}
+		}
 		up, err := b.client.UploadPart(ctx, &s3.UploadPartInput{
 			Bucket: aws.String(b.cfg.Bucket), Key: aws.String(k), UploadId: id, PartNumber: aws.Int32(num),
-			Body: p.body, ContentLength: aws.Int64(p.n), ContentMD5: aws.String(p.md5),
-		})
+			Body: p.body, ContentLength: aws.Int64(p.n), ContentMD5: aws.String(base64.StdEncoding.EncodeToString(sum)),
+		}, b.payload)
 		if err != nil {
 			return b.wrap("put", fmt.Sprintf("%s (part %d)", key, num), err)
 		}
@@ -205,7 +284,30 @@ func (b *Backend) putMultipart(ctx context.Context, key, k string, src *source) 
 type piece struct {
 	body io.ReadSeeker
 	n    int64
-	md5  string // base64, for Content-MD5
+	crc  uint32 // CRC-32C of the bytes
+}
+
+// castagnoli is the CRC-32C table.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// checksum is the piece's CRC-32C as S3 writes it (x-amz-checksum-crc32c):
+// the big-endian bytes in base64.
+func (p piece) checksum() string {
+	var sum [4]byte
+	binary.BigEndian.PutUint32(sum[:], p.crc)
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// md5 reads the piece again for its MD5 and leaves it at its start.
+func (p piece) md5() ([]byte, error) {
+	h := md5.New()
+	if _, err := io.Copy(h, p.body); err != nil {
+		return nil, fmt.Errorf("reading the data: %w", err)
+	}
+	if _, err := p.body.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return h.Sum(nil), nil
 }
 
 // source hands out the bytes of one Put in pieces. A reader that can read
@@ -262,7 +364,7 @@ func (s *source) next(max int64) (piece, error) {
 	if s.ra != nil {
 		n := min(max, s.size-s.off)
 		sec := io.NewSectionReader(s.ra, s.base+s.off, n)
-		h := md5.New()
+		h := crc32.New(castagnoli)
 		got, err := io.Copy(h, sec)
 		if err != nil {
 			return piece{}, fmt.Errorf("reading the data: %w", err)
@@ -280,7 +382,7 @@ func (s *source) next(max int64) (piece, error) {
 				return piece{}, fmt.Errorf("the data is longer than the %d bytes announced", s.size)
 			}
 		}
-		return piece{body: sec, n: n, md5: base64.StdEncoding.EncodeToString(h.Sum(nil))}, nil
+		return piece{body: sec, n: n, crc: h.Sum32()}, nil
 	}
 	if int64(len(s.pending)) >= max || s.eof {
 		n := min(max, int64(len(s.pending)))
@@ -323,6 +425,5 @@ func (s *source) finish() {
 }
 
 func bytesPiece(p []byte) piece {
-	sum := md5.Sum(p)
-	return piece{body: bytes.NewReader(p), n: int64(len(p)), md5: base64.StdEncoding.EncodeToString(sum[:])}
+	return piece{body: bytes.NewReader(p), n: int64(len(p)), crc: crc32.Checksum(p, castagnoli)}
 }

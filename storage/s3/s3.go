@@ -8,8 +8,10 @@
 //
 // Writes are create-only: a conditional PutObject (If-None-Match: *), or a
 // multipart upload whose completion is conditional, for objects above the
-// multipart threshold. Every upload carries a Content-MD5 so the store
-// rejects a body damaged on the way. The SDK's own retries are off:
+// multipart threshold. Every upload carries a checksum the store checks
+// before it keeps the bytes, so a body damaged on the way is rejected: the
+// CRC-32C of a PutObject (confirmed by the store's answer, see confirm), the
+// Content-MD5 of a part. The SDK's own retries are off:
 // storage.WithRetry is the one retry layer, and this backend marks the
 // errors worth retrying with storage.Transient.
 package s3
@@ -160,13 +162,16 @@ type Backend struct {
 	// noConditional is set once the store has answered 501 to a
 	// conditional write.
 	noConditional atomic.Bool
+	// tls is whether requests go over TLS (every endpoint but http://).
+	tls bool
 }
 
 // New checks cfg and prepares a client for it. It neither contacts the
 // store nor loads the AWS configuration: that waits for the first request,
 // so a call that needs no request (an answer from the spool) costs nothing.
 func New(ctx context.Context, cfg Config) (*Backend, error) {
-	b := &Backend{cfg: cfg, threshold: cfg.MultipartThreshold, partSize: cfg.PartSize}
+	b := &Backend{cfg: cfg, threshold: cfg.MultipartThreshold, partSize: cfg.PartSize,
+		tls: !strings.HasPrefix(strings.ToLower(cfg.Endpoint), "http://")}
 	if cfg.Bucket == "" {
 		return nil, errors.New("s3 repository: no bucket")
 	}
@@ -216,9 +221,10 @@ func newClient(b *Backend, cfg Config) (*s3.Client, error) {
 		// default (over TLS as an aws-chunked body with a trailer) and
 		// validates downloads that carry one. Many S3-compatible stores
 		// reject such uploads. "When required" keeps requests plain;
-		// upload integrity comes from the Content-MD5 we send with every
-		// PutObject and UploadPart, which S3 and the compatible stores
-		// check before they keep an object.
+		// upload integrity comes from the checksum header we send with
+		// every PutObject (x-amz-checksum-crc32c) and UploadPart
+		// (Content-MD5), which S3 and the compatible stores check before
+		// they keep an object.
 		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
 		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
 		// The SDK's few warnings (an IMDSv1 fallback, ...) go to our log

@@ -3,6 +3,7 @@ package s3
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -445,5 +448,158 @@ func TestStoreWithoutConditionalWrites(t *testing.T) {
 	}
 	if refused.Load() == 0 {
 		t.Error("the proxy refused nothing: the test tested nothing")
+	}
+}
+
+// checksumFront is a proxy in front of the real server that can damage
+// what passes: the bytes of uploads on their way to the store, and, in
+// the store's answers to them, the CRC-32C it confirms, the ETag, and the
+// bytes of the next object read.
+type checksumFront struct {
+	damageUploads, dropEcho, wrongEcho, foreignETag, damageRead atomic.Bool
+	damaged, echoes, unsigned                                   atomic.Int64
+}
+
+func (f *checksumFront) handler(t *testing.T, srv *s3test.Server) http.Handler {
+	target, _ := url.Parse(srv.Endpoint)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	flip := func(r io.ReadCloser) io.ReadCloser {
+		data, _ := io.ReadAll(r)
+		r.Close()
+		if len(data) > 0 {
+			data[len(data)/2] ^= 0x40
+			f.damaged.Add(1)
+		}
+		return io.NopCloser(bytes.NewReader(data))
+	}
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		switch resp.Request.Method {
+		case http.MethodPut:
+			if resp.Header.Get("X-Amz-Checksum-Crc32c") != "" {
+				f.echoes.Add(1)
+			}
+			if f.dropEcho.Load() {
+				resp.Header.Del("X-Amz-Checksum-Crc32c")
+			}
+			if f.wrongEcho.Load() {
+				resp.Header.Set("X-Amz-Checksum-Crc32c", "AAAAAA==")
+			}
+			if f.foreignETag.Load() {
+				resp.Header.Set("ETag", `"not-an-md5-1"`)
+			}
+		case http.MethodGet:
+			if f.damageRead.CompareAndSwap(true, false) {
+				resp.Body = flip(resp.Body)
+			}
+		}
+		return nil
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && r.Header.Get("X-Amz-Content-Sha256") == "UNSIGNED-PAYLOAD" {
+			f.unsigned.Add(1)
+		}
+		if r.Method == http.MethodPut && f.damageUploads.Load() && r.ContentLength > 0 {
+			r.Body = flip(r.Body)
+		}
+		proxy.ServeHTTP(w, r)
+	})
+}
+
+// An upload is kept only once the store has confirmed its bytes: a body
+// damaged on the way is refused, also over TLS, where the body is not
+// signed and only the checksum guards it; a store that does not confirm
+// the CRC-32C is checked by its ETag or by reading the object back, and an
+// object that does not match is removed.
+func TestUploadChecksums(t *testing.T) {
+	srv := s3test.StartServer(t)
+	bucket := srv.NewBucket(t)
+	var f checksumFront
+	plain := httptest.NewServer(f.handler(t, srv))
+	defer plain.Close()
+	tls := httptest.NewTLSServer(f.handler(t, srv))
+	defer tls.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tls.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CA_BUNDLE", ca)
+	front := func(endpoint, prefix string) *Backend {
+		return newBackend(t, srv, bucket, prefix, func(c *Config) {
+			c.Endpoint = endpoint
+			c.MultipartThreshold, c.PartSize = 1<<20, MinPartSize
+		})
+	}
+	small, big := pattern(100_000), pattern(MinPartSize+10)
+	absent := func(b *Backend, key string) {
+		t.Helper()
+		if _, err := b.Stat(context.Background(), key); !storage.IsNotExist(err) {
+			t.Errorf("%s after a refused put: Stat gives %v, want not found", key, err)
+		}
+	}
+	put := func(b *Backend, key string, data []byte) error {
+		return b.Put(context.Background(), key, bytes.NewReader(data), int64(len(data)))
+	}
+
+	for name, endpoint := range map[string]string{"http": plain.URL, "tls": tls.URL} {
+		b := front(endpoint, "damaged-"+name)
+		f.damageUploads.Store(true)
+		for key, data := range map[string][]byte{"small": small, "big": big} {
+			if err := put(b, key, data); err == nil {
+				t.Errorf("%s: a put of %s damaged on the way succeeded", name, key)
+			}
+		}
+		f.damageUploads.Store(false)
+		absent(b, "small")
+		absent(b, "big")
+		if n := pendingUploads(t, srv, bucket); n != 0 {
+			t.Errorf("%s: %d multipart uploads left behind", name, n)
+		}
+		// Undamaged, both go in, and the store confirmed the CRC-32C.
+		// The body is signed over plain HTTP only.
+		echoes, unsigned := f.echoes.Load(), f.unsigned.Load()
+		storagetest.Put(t, b, "small", small)
+		storagetest.Put(t, b, "big", big)
+		if f.echoes.Load() == echoes {
+			t.Errorf("%s: the store confirmed no CRC-32C of a PutObject", name)
+		}
+		if got, want := f.unsigned.Load()-unsigned, map[string]int64{"http": 0, "tls": 3}[name]; got != want {
+			t.Errorf("%s: %d uploads left the body out of the signature, want %d", name, got, want)
+		}
+		if got := storagetest.Get(t, b, "small"); !bytes.Equal(got, small) {
+			t.Errorf("%s: small read back differs", name)
+		}
+	}
+	if f.damaged.Load() < 4 {
+		t.Fatalf("the proxy damaged %d uploads, want 4: the test tested nothing", f.damaged.Load())
+	}
+
+	// A store that ignores the checksum: its answer lacks it.
+	b := front(plain.URL, "unconfirmed")
+	f.dropEcho.Store(true)
+	storagetest.Put(t, b, "by-etag", small) // the ETag is the MD5
+	f.foreignETag.Store(true)
+	storagetest.Put(t, b, "read-back", small) // so it is read back
+	f.damageRead.Store(true)
+	damaged := f.damaged.Load()
+	if err := put(b, "read-back-differs", small); err == nil || !strings.Contains(err.Error(), "did not keep the object as sent") {
+		t.Errorf("an object read back different: got %v, want it refused", err)
+	}
+	if f.damaged.Load() == damaged {
+		t.Error("the object was not read back")
+	}
+	absent(b, "read-back-differs")
+	f.dropEcho.Store(false)
+	f.foreignETag.Store(false)
+	// A store that confirms another CRC-32C than the one sent.
+	f.wrongEcho.Store(true)
+	if err := put(b, "wrong-echo", small); err == nil || !strings.Contains(err.Error(), "CRC-32C") {
+		t.Errorf("a store confirming another CRC-32C: got %v, want the put refused", err)
+	}
+	f.wrongEcho.Store(false)
+	absent(b, "wrong-echo")
+	for _, key := range []string{"by-etag", "read-back"} {
+		if got := storagetest.Get(t, b, key); !bytes.Equal(got, small) {
+			t.Errorf("%s read back differs", key)
+		}
 	}
 }
