@@ -300,6 +300,9 @@ func (p piece) checksum() string {
 
 // md5 reads the piece again for its MD5 and leaves it at its start.
 func (p piece) md5() ([]byte, error) {
+	if _, err := p.body.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
 	h := md5.New()
 	if _, err := io.Copy(h, p.body); err != nil {
 		return nil, fmt.Errorf("reading the data: %w", err)

@@ -457,7 +457,7 @@ func TestStoreWithoutConditionalWrites(t *testing.T) {
 // bytes of the next object read.
 type checksumFront struct {
 	damageUploads, dropEcho, wrongEcho, foreignETag, damageRead atomic.Bool
-	damaged, echoes, unsigned                                   atomic.Int64
+	damaged, echoes, unsigned, reads                            atomic.Int64
 }
 
 func (f *checksumFront) handler(t *testing.T, srv *s3test.Server) http.Handler {
@@ -488,6 +488,7 @@ func (f *checksumFront) handler(t *testing.T, srv *s3test.Server) http.Handler {
 				resp.Header.Set("ETag", `"not-an-md5-1"`)
 			}
 		case http.MethodGet:
+			f.reads.Add(1)
 			if f.damageRead.CompareAndSwap(true, false) {
 				resp.Body = flip(resp.Body)
 			}
@@ -556,9 +557,12 @@ func TestUploadChecksums(t *testing.T) {
 		}
 		// Undamaged, both go in, and the store confirmed the CRC-32C.
 		// The body is signed over plain HTTP only.
-		echoes, unsigned := f.echoes.Load(), f.unsigned.Load()
+		echoes, unsigned, reads := f.echoes.Load(), f.unsigned.Load(), f.reads.Load()
 		storagetest.Put(t, b, "small", small)
 		storagetest.Put(t, b, "big", big)
+		if f.reads.Load() != reads {
+			t.Errorf("%s: a confirmed upload was read back", name)
+		}
 		if f.echoes.Load() == echoes {
 			t.Errorf("%s: the store confirmed no CRC-32C of a PutObject", name)
 		}
@@ -576,9 +580,16 @@ func TestUploadChecksums(t *testing.T) {
 	// A store that ignores the checksum: its answer lacks it.
 	b := front(plain.URL, "unconfirmed")
 	f.dropEcho.Store(true)
+	reads := f.reads.Load()
 	storagetest.Put(t, b, "by-etag", small) // the ETag is the MD5
+	if n := f.reads.Load() - reads; n != 0 {
+		t.Errorf("an object whose ETag is its MD5 was read back (%d GETs)", n)
+	}
 	f.foreignETag.Store(true)
 	storagetest.Put(t, b, "read-back", small) // so it is read back
+	if f.reads.Load() == reads {
+		t.Error("an object whose ETag is not its MD5 was not read back")
+	}
 	f.damageRead.Store(true)
 	damaged := f.damaged.Load()
 	if err := put(b, "read-back-differs", small); err == nil || !strings.Contains(err.Error(), "did not keep the object as sent") {
