@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"strings"
 	"syscall"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -64,6 +65,21 @@ func isNotFound(err error) bool {
 // (conditional writes, multi-object delete).
 func isNotImplemented(err error) bool {
 	return code(err) == "NotImplemented" || status(err) == 501
+}
+
+// checksumRefused is a store's refusal of a checksum header it does not
+// support (400 InvalidArgument, or 501, naming the checksum); a checksum
+// that does not match is another answer (BadDigest).
+func checksumRefused(err error) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || !strings.Contains(strings.ToLower(ae.ErrorMessage()), "checksum") {
+		return false
+	}
+	switch ae.ErrorCode() {
+	case "InvalidArgument", "InvalidRequest", "NotImplemented":
+		return true
+	}
+	return status(err) == 501
 }
 
 // isTaken is the answer to a conditional write whose key exists: 412, or

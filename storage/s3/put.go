@@ -78,9 +78,9 @@ func (b *Backend) putObject(ctx context.Context, key, k string, p piece) error {
 	}
 	if b.conditional() {
 		in.IfNoneMatch = aws.String("*")
-		out, err := b.client.PutObject(ctx, in, b.payload)
+		out, err := b.send(ctx, in, p)
 		if err == nil {
-			return b.confirm(ctx, key, k, p, out)
+			return b.confirm(ctx, key, k, p, in, out)
 		}
 		if !isNotImplemented(err) {
 			return b.wrapPut(key, err)
@@ -99,21 +99,43 @@ func (b *Backend) putObject(ctx context.Context, key, k string, p piece) error {
 	if err := b.absent(ctx, key, k); err != nil {
 		return err
 	}
-	out, err := b.client.PutObject(ctx, in, b.payload)
+	out, err := b.send(ctx, in, p)
 	if err != nil {
 		return b.wrapPut(key, err)
 	}
-	return b.confirm(ctx, key, k, p, out)
+	return b.confirm(ctx, key, k, p, in, out)
 }
 
-// confirm returns nil when the store kept exactly the bytes of p under k.
-// A store that checked the CRC-32C sent with them says so by returning it
+// send makes the PutObject call. A store that refuses the CRC-32C header
+// (Backblaze B2 and Cloudflare R2 have refused checksum headers they did
+// not know, naming them) is sent the bytes again with a Content-MD5, which
+// every store checks.
+func (b *Backend) send(ctx context.Context, in *s3.PutObjectInput, p piece) (*s3.PutObjectOutput, error) {
+	out, err := b.client.PutObject(ctx, in, b.payload)
+	if err == nil || in.ContentMD5 != nil || !checksumRefused(err) {
+		return out, err
+	}
+	slog.Debug("the S3 store refused the CRC-32C header; sending a Content-MD5 instead", "repo", b.String(), "err", err)
+	sum, serr := p.md5()
+	if serr != nil {
+		return nil, serr
+	}
+	in.ChecksumCRC32C, in.ContentMD5 = nil, aws.String(base64.StdEncoding.EncodeToString(sum))
+	return b.client.PutObject(ctx, in, b.payload)
+}
+
+// confirm returns nil when the store kept exactly the bytes of p under k,
+// sent as in. A Content-MD5 the store checks before it answers at all; a
+// store that checked the CRC-32C sent instead says so by returning it
 // (S3 and most compatible stores do). One that ignores the header is
 // asked differently: the ETag of a plain upload is the MD5 of its bytes,
 // and where it is not (encryption with keys of the store's own), the
 // object is read back. An object found different is removed: this put
 // made it, and a retry stores it again.
-func (b *Backend) confirm(ctx context.Context, key, k string, p piece, out *s3.PutObjectOutput) error {
+func (b *Backend) confirm(ctx context.Context, key, k string, p piece, in *s3.PutObjectInput, out *s3.PutObjectOutput) error {
+	if in.ContentMD5 != nil {
+		return nil // checked by the store, which refuses a Content-MD5 it does not match
+	}
 	want := p.checksum()
 	switch got := aws.ToString(out.ChecksumCRC32C); {
 	case got == want:

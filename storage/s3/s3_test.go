@@ -458,6 +458,9 @@ func TestStoreWithoutConditionalWrites(t *testing.T) {
 type checksumFront struct {
 	damageUploads, dropEcho, wrongEcho, foreignETag, damageRead atomic.Bool
 	damaged, echoes, unsigned, reads                            atomic.Int64
+	// refuseChecksum is the status (400 or 501) with which an upload with
+	// a CRC-32C header is refused, as by a store that does not know it.
+	refuseChecksum, refused atomic.Int64
 }
 
 func (f *checksumFront) handler(t *testing.T, srv *s3test.Server) http.Handler {
@@ -498,6 +501,17 @@ func (f *checksumFront) handler(t *testing.T, srv *s3test.Server) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPut && r.Header.Get("X-Amz-Content-Sha256") == "UNSIGNED-PAYLOAD" {
 			f.unsigned.Add(1)
+		}
+		if st := f.refuseChecksum.Load(); st != 0 && r.Header.Get("X-Amz-Checksum-Crc32c") != "" {
+			f.refused.Add(1)
+			io.Copy(io.Discard, r.Body)
+			code, msg := "InvalidArgument", "Unsupported header 'x-amz-checksum-crc32c' received for this API call."
+			if st == 501 {
+				code, msg = "NotImplemented", "Header 'x-amz-checksum-crc32c' with value 'x' not implemented"
+			}
+			w.WriteHeader(int(st))
+			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>%s</Message></Error>`, code, msg)
+			return
 		}
 		if r.Method == http.MethodPut && f.damageUploads.Load() && r.ContentLength > 0 {
 			r.Body = flip(r.Body)
@@ -608,6 +622,33 @@ func TestUploadChecksums(t *testing.T) {
 	}
 	f.wrongEcho.Store(false)
 	absent(b, "wrong-echo")
+	// A store that refuses the header gets a Content-MD5 instead, and
+	// still a conditional write; damage on the way is still refused.
+	for _, st := range []int64{400, 501} {
+		f.refuseChecksum.Store(st)
+		refused := f.refused.Load()
+		b := front(plain.URL, fmt.Sprintf("refused-%d", st))
+		storagetest.Put(t, b, "small", small)
+		if f.refused.Load() == refused {
+			t.Errorf("%d: the proxy refused no upload", st)
+		}
+		if got := storagetest.Get(t, b, "small"); !bytes.Equal(got, small) {
+			t.Errorf("%d: read back differs", st)
+		}
+		if err := put(b, "small", small); !errors.Is(err, fs.ErrExist) {
+			t.Errorf("%d: a second put: got %v, want fs.ErrExist", st, err)
+		}
+		if !b.conditional() {
+			t.Errorf("%d: a refused checksum taken for a store without conditional writes", st)
+		}
+		f.damageUploads.Store(true)
+		if err := put(b, "damaged", small); err == nil {
+			t.Errorf("%d: a put damaged on the way succeeded", st)
+		}
+		f.damageUploads.Store(false)
+		absent(b, "damaged")
+	}
+	f.refuseChecksum.Store(0)
 	for _, key := range []string{"by-etag", "read-back"} {
 		if got := storagetest.Get(t, b, key); !bytes.Equal(got, small) {
 			t.Errorf("%s read back differs", key)

@@ -113,6 +113,28 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+func TestChecksumRefused(t *testing.T) {
+	refusal := func(code, msg string, status int) error {
+		return &statusErr{GenericAPIError: &smithy.GenericAPIError{Code: code, Message: msg}, status: status}
+	}
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{refusal("InvalidArgument", "Unsupported header 'x-amz-checksum-crc32c' received for this API call.", 400), true},
+		{refusal("NotImplemented", "Header 'x-amz-checksum-crc32c' with value 'x' not implemented", 501), true},
+		{refusal("", "x-amz-checksum-crc32c: unknown", 501), true},
+		{refusal("BadDigest", "The CRC32C you specified did not match the calculated checksum.", 400), false},
+		{refusal("NotImplemented", "A header you provided implies functionality that is not implemented (If-None-Match)", 501), false},
+		{refusal("InvalidArgument", "Invalid storage class", 400), false},
+		{errors.New("checksum"), false},
+	} {
+		if got := checksumRefused(c.err); got != c.want {
+			t.Errorf("checksumRefused(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
 func TestSource(t *testing.T) {
 	data := []byte("0123456789abcdefghij")
 	// A reader that was read from already starts where a Read would.
