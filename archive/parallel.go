@@ -70,11 +70,12 @@ type marker struct {
 
 // PushAhead archives the file at path as n like Push, answering from a
 // worker's record when it has stored n already, and keeps a worker pushing
-// the files after n. Look-ahead is off for a store that costs no round
-// trip (a local file system): there it could only spend CPU. In the worker
-// process (p.Worker) it pushes ahead and returns an empty Result.
+// the files after n. It pays on every store: the worker hides the round
+// trips of an object store, and on a local file system it compresses the
+// next files while the store syncs the last ones. In the worker process
+// (p.Worker) it pushes ahead and returns an empty Result.
 func PushAhead(ctx context.Context, r *repo.Repo, path string, n wal.Name, p Parallel) (Result, error) {
-	if p.N <= 1 || p.Spool == "" || r.Nearby() {
+	if p.N <= 1 || p.Spool == "" {
 		return Push(ctx, r, path, n)
 	}
 	r.Cache = spool.NewIdentityCache(p.Spool, r.String())

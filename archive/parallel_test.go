@@ -56,8 +56,7 @@ func isStored(t *testing.T, r *repo.Repo, name string) bool {
 	return err == nil
 }
 
-// remote is a repository in root seen as a remote store would be (the
-// local backend's Nearby hidden), with its store calls counted.
+// remote is a repository in root, with its store calls counted.
 func remote(t *testing.T, root string) (*repo.Repo, *storagetest.Faulty) {
 	t.Helper()
 	b, err := local.New(root)
@@ -267,22 +266,25 @@ func TestCallWaitsForTheWorkersPush(t *testing.T) {
 	}
 }
 
-// On a store that costs no round trip (a local directory), look-ahead
-// would only spend CPU: none happens.
-func TestNoLookAheadOnANearbyStore(t *testing.T) {
+// A plain local repository gets look-ahead too: the worker compresses the
+// next files while the store syncs the last ones.
+func TestLookAheadOnALocalStore(t *testing.T) {
 	ctx := context.Background()
 	walDir, names := fakeWAL(t, 3)
-	r := openRepo(t, filepath.Join(t.TempDir(), "repo"), repo.LayoutAuto)
-	p := Parallel{N: 4, Spool: filepath.Join(t.TempDir(), "spool")}
-	p.Spawn = func(wal.Name) { t.Error("a worker was started for a local repository") }
+	root := filepath.Join(t.TempDir(), "repo")
+	r := openRepo(t, root, repo.LayoutAuto)
+	p := lookAheadVia(t, walDir, 4, func() *repo.Repo { return openRepo(t, root, repo.LayoutAuto) })
 	if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil {
 		t.Fatal(err)
 	}
-	if isStored(t, r, names[1]) {
-		t.Error("a later file was pushed ahead into a local repository")
-	}
-	if _, err := os.Stat(p.Spool); !os.IsNotExist(err) {
-		t.Errorf("the spool was used: %v", err)
+	for _, n := range names[1:] {
+		if !isStored(t, r, n) {
+			t.Errorf("%s was not pushed ahead into the local repository", n)
+		}
+		res, err := PushAhead(ctx, openRepo(t, root, repo.LayoutAuto), filepath.Join(walDir, n), name(t, n), p)
+		if err != nil || !res.Ahead {
+			t.Errorf("the call for %s: ahead %v, err %v; want it answered from the record", n, res.Ahead, err)
+		}
 	}
 }
 

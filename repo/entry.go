@@ -85,10 +85,6 @@ func (r *Repo) Stored(ctx context.Context, n wal.Name, key string) (bool, error)
 	return err == nil, err
 }
 
-// Nearby reports whether the store costs no round trip per call (see
-// storage.Nearby).
-func (r *Repo) Nearby() bool { return storage.IsNearby(r.b) }
-
 // Sweep finds the temporary files killed writers left in the repository
 // and, with remove, deletes them (see storage.Sweeper).
 func (r *Repo) Sweep(ctx context.Context, remove bool) (count int, bytes int64, err error) {

@@ -192,19 +192,6 @@ func Sync(ctx context.Context, b Backend, key string) error {
 	return nil
 }
 
-// Nearby is implemented by backends whose calls cost no network round
-// trip (a directory on a local file system): work done ahead of time cannot
-// hide latency there, only spend CPU.
-type Nearby interface {
-	Nearby() bool
-}
-
-// IsNearby reports whether b, under any wrappers, is Nearby.
-func IsNearby(b Backend) bool {
-	n, ok := As[Nearby](b)
-	return ok && n.Nearby()
-}
-
 // Sweeper is implemented by backends on which a killed writer can leave
 // temporary files behind (a local filesystem).
 type Sweeper interface {

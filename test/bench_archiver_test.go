@@ -167,6 +167,7 @@ func BenchmarkArchiver(b *testing.B) {
 			b.StartTimer()
 			st, err := archsim.Run(context.Background(), data, cmd)
 			b.StopTimer()
+			waitForWorkers() // look-ahead's, before the next run and before its spool goes
 			if err != nil {
 				b.Fatal(err)
 			}

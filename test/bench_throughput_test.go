@@ -78,6 +78,7 @@ func BenchmarkPrimaryBacklog(b *testing.B) {
 				store := newBackend(b, kind, base, servers.plain)
 				p.Env = store.env()
 				spool := pgtest.Mkdir(b, filepath.Join(base, "spool"))
+				b.Cleanup(waitForWorkers) // before the spool goes
 				return commandLine(b, store, "walship-archive", "--parallel", strconv.Itoa(par), "--spool", spool)
 			})
 		}

@@ -286,7 +286,6 @@ var (
 	_ storage.Watcher  = (*Backend)(nil)
 	_ storage.Syncer   = (*Backend)(nil)
 	_ storage.Sweeper  = (*Backend)(nil)
-	_ storage.Nearby   = (*Backend)(nil)
 )
 
 // writeBehind writes to a file and starts the writeback of every

@@ -37,29 +37,6 @@ func (b *Backend) Sync(ctx context.Context, key string) error {
 	return wrap("sync", key, atomicfile.SyncDir(filepath.Dir(path)))
 }
 
-// Nearby implements storage.Nearby: true unless the directory (or, while
-// it does not exist, its nearest existing parent) is on a network or user
-// space file system (NFS, SMB, FUSE, 9p), where every call is a round trip.
-func (b *Backend) Nearby() bool {
-	dir := b.root
-	for {
-		var st unix.Statfs_t
-		if err := unix.Statfs(dir, &st); err == nil {
-			switch uint32(st.Type) {
-			case unix.NFS_SUPER_MAGIC, unix.SMB_SUPER_MAGIC, unix.SMB2_SUPER_MAGIC, unix.CIFS_SUPER_MAGIC,
-				unix.FUSE_SUPER_MAGIC, unix.V9FS_MAGIC, unix.AFS_SUPER_MAGIC, unix.CEPH_SUPER_MAGIC:
-				return false
-			}
-			return true
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return true
-		}
-		dir = parent
-	}
-}
-
 // sweepDir finds (and with remove, deletes) the stale temporary files of
 // one directory.
 func sweepDir(dir string, remove bool) (count int, bytes int64) {
