@@ -98,14 +98,14 @@ func PushAhead(ctx context.Context, r *repo.Repo, path string, n wal.Name, p Par
 	if res, ok := answerFromMarker(ctx, r, sp, path, n); ok {
 		return res, nil
 	}
-	if waitForClaim(ctx, sp, n.String()) {
+	if sp.WaitClaim(ctx, n.String(), claimWait) {
 		if res, ok := answerFromMarker(ctx, r, sp, path, n); ok {
 			return res, nil
 		}
 	}
 	p.startWorker(sp, n)
 	release, ok := sp.Claim(n.String()) // so that the worker leaves it alone
-	if !ok && waitForClaim(ctx, sp, n.String()) {
+	if !ok && sp.WaitClaim(ctx, n.String(), claimWait) {
 		// The worker took it meanwhile.
 		if res, ok := answerFromMarker(ctx, r, sp, path, n); ok {
 			return res, nil
@@ -127,19 +127,6 @@ func (p Parallel) dir(ctx context.Context, r *repo.Repo) (*spool.Dir, error) {
 		return nil, err
 	}
 	return spool.Open(p.Spool, "push "+key)
-}
-
-// waitForClaim waits, while a worker holds the claim of name, for it to
-// finish; it reports whether there was one.
-func waitForClaim(ctx context.Context, sp *spool.Dir, name string) bool {
-	if !sp.Claimed(name) {
-		return false
-	}
-	deadline := time.Now().Add(claimWait)
-	for sp.Claimed(name) && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(5 * time.Millisecond)
-	}
-	return true
 }
 
 // startWorker starts a detached worker for the files after n unless one

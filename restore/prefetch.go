@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/spool"
@@ -56,17 +57,24 @@ func (p Prefetch) dir(ctx context.Context, r *repo.Repo) (*spool.Dir, error) {
 	return spool.Open(p.Spool, "fetch "+key)
 }
 
+// takeWait bounds how long Take waits for a worker that is fetching the
+// segment asked for: longer than a fetch takes, shorter than a stall the
+// server's recovery should sit through.
+const takeWait = time.Minute
+
 // Take serves n from the spool into dest when it was prefetched; ok is
-// false when it was not there. A spooled segment is checked as a fetched
-// one is (its header against the name and the repository's identity, its
-// size, and the checksum written with it) before it is renamed into
-// place; one that fails is removed and reported, and the caller fetches.
+// false when it was not there. When a worker is fetching n at that moment,
+// Take waits for it rather than fetching n beside it. A spooled segment is
+// checked as a fetched one is (its header against the name and the
+// repository's identity, its size, and the checksum written with it)
+// before it is renamed into place; one that fails is removed and
+// reported, and the caller fetches.
 func (p Prefetch) Take(ctx context.Context, r *repo.Repo, n wal.Name, dest string) (ok bool, err error) {
 	d, err := p.dir(ctx, r)
 	if err != nil {
 		return false, err
 	}
-	if !d.Has(n.String()) {
+	if !d.Has(n.String()) && !(d.WaitClaim(ctx, n.String(), takeWait) && d.Has(n.String())) {
 		return false, nil
 	}
 	id, haveID, err := r.Identity(ctx)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
@@ -284,5 +285,50 @@ func TestPrefetchTakeChecksTheCopy(t *testing.T) {
 		if _, err := os.Stat(spooled); !os.IsNotExist(err) {
 			t.Errorf("%s: the bad copy stays in the spool", what)
 		}
+	}
+}
+
+// A call for a segment a worker is fetching at that moment waits for the
+// worker's copy rather than fetching it beside it; once the claim goes
+// without a copy, it reports none, and the caller fetches.
+func TestPrefetchTakeWaitsForTheWorker(t *testing.T) {
+	ctx := context.Background()
+	files, names := segments(t, 1, 3)
+	root := archived(t, repo.LayoutWalship, repo.CodecLZ4, files)
+	r := openRepo(t, root, repo.LayoutAuto)
+	p := Prefetch{N: 1, Spool: t.TempDir()}
+	dest := filepath.Join(dataDir(t), "RECOVERYXLOG")
+	d, err := p.dir(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, ok := d.Claim(names[1])
+	if !ok {
+		t.Fatal("could not claim")
+	}
+	fetched := make(chan error, 1)
+	go func() {
+		// The worker's fetch, as Fill does it, done a moment after the
+		// call began.
+		time.Sleep(150 * time.Millisecond)
+		_, err := fetch(ctx, openRepo(t, root, repo.LayoutAuto), parseName(t, names[1]), d.Path(names[1]), true)
+		release()
+		fetched <- err
+	}()
+	ok, err = p.Take(ctx, r, parseName(t, names[1]), dest)
+	if err != nil || !ok {
+		t.Fatalf("Take while a worker fetches it = %v, %v; want the worker's copy served", ok, err)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, files[names[1]]) {
+		t.Fatal("served segment differs from the archived one")
+	}
+	if err := <-fetched; err != nil {
+		t.Fatalf("the worker's fetch: %v", err)
+	}
+	// A claim given up without a copy: nothing to serve.
+	release, _ = d.Claim(names[2])
+	go func() { time.Sleep(100 * time.Millisecond); release() }()
+	if ok, err := p.Take(ctx, r, parseName(t, names[2]), dest); ok || err != nil {
+		t.Errorf("Take after a claim without a copy = %v, %v; want not served", ok, err)
 	}
 }

@@ -10,6 +10,7 @@
 package spool
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -149,6 +150,19 @@ func (d *Dir) Claim(name string) (release func(), ok bool) {
 // Claimed reports whether another process holds the claim of name now.
 func (d *Dir) Claimed(name string) bool {
 	return locked(d.Path(claimName(name)))
+}
+
+// WaitClaim waits, while another process holds the claim of name, for it
+// to give it up, at most max or until ctx ends; it reports whether there
+// was a claim to wait for.
+func (d *Dir) WaitClaim(ctx context.Context, name string, max time.Duration) bool {
+	if !d.Claimed(name) {
+		return false
+	}
+	for deadline := time.Now().Add(max); d.Claimed(name) && time.Now().Before(deadline) && ctx.Err() == nil; {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
 }
 
 // Lock takes a lock of the whole directory by name (one worker of a kind
