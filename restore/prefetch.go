@@ -43,7 +43,15 @@ func (p Prefetch) Check() error {
 // only for segments, only for the server's own RECOVERYXLOG (pg_rewind and
 // other callers name the final file and want no side effects).
 func (p Prefetch) Active(n wal.Name, dest string) bool {
-	return p.N > 0 && p.Spool != "" && n.Kind == wal.KindSegment && filepath.Base(dest) == "RECOVERYXLOG"
+	return p.Recovery(dest) && n.Kind == wal.KindSegment && filepath.Base(dest) == "RECOVERYXLOG"
+}
+
+// Recovery reports whether a request into dest comes from the server's
+// own recovery (RECOVERYXLOG, RECOVERYHISTORY: its segments and its
+// probes for history files) with a spool to keep things in.
+func (p Prefetch) Recovery(dest string) bool {
+	base := filepath.Base(dest)
+	return p.N > 0 && p.Spool != "" && (base == "RECOVERYXLOG" || base == "RECOVERYHISTORY")
 }
 
 // dir is the spool directory of r's prefetched segments: keyed to its

@@ -83,9 +83,10 @@ func (e *ReadError) Unwrap() error { return e.Err }
 // without it); an error matching ErrInvalid for a request that cannot be
 // served; and a *ReadError for everything else.
 func Run(ctx context.Context, r *repo.Repo, req Request) (Result, error) {
-	if req.WorkerSegSize != 0 || req.Prefetch.Active(req.Name, req.Dest) {
-		// The server's own recovery (never pg_rewind's calls, which want
-		// no side effects): the identity comes from the spool's cache.
+	if req.WorkerSegSize != 0 || req.Prefetch.Recovery(req.Dest) {
+		// The server's own recovery, its history probes included (never
+		// pg_rewind's calls, which want no side effects): the identity
+		// comes from the spool's cache.
 		r.Cache = spool.NewIdentityCache(req.Prefetch.Spool, r.String())
 	}
 	if req.WorkerSegSize != 0 {

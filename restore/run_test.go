@@ -1,11 +1,18 @@
 package restore
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/walship/walship/repo"
+	"github.com/walship/walship/storage"
+	"github.com/walship/walship/storage/local"
+	"github.com/walship/walship/storage/storagetest"
 )
 
 // dataDirWith makes a data directory holding the given files.
@@ -67,5 +74,43 @@ func TestReadErrorMessage(t *testing.T) {
 		if !errors.Is(e, cause) {
 			t.Errorf("ReadError{Abort: %v} does not unwrap to its cause", abort)
 		}
+	}
+}
+
+// The server's probes for history files during a recovery with a spool
+// read the repository's identity from the spool's cache, as its segment
+// requests do: on an object store each probe then costs one request, not
+// two. pg_rewind's requests (named files) never use it.
+func TestHistoryProbesUseTheIdentityCache(t *testing.T) {
+	files, _ := segments(t, 1, 1)
+	root := archived(t, repo.LayoutWalship, repo.CodecLZ4, files)
+	b, err := local.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reads []string
+	f := &storagetest.Faulty{Backend: b, Before: func(op, key string) {
+		if op == "open" || op == "stat" {
+			reads = append(reads, key)
+		}
+	}}
+	p := Prefetch{N: 4, Spool: t.TempDir()}
+	pgWal := dataDir(t)
+	probe := func(dest string) []string {
+		reads = nil
+		_, err := Run(context.Background(), repo.New(f, repo.LayoutAuto), Request{
+			Name: parseName(t, "00000002.history"), Dest: filepath.Join(pgWal, dest), DataDir: filepath.Dir(pgWal), Prefetch: p,
+		})
+		if !storage.IsNotExist(err) {
+			t.Fatalf("probe into %s: %v, want not found", dest, err)
+		}
+		return reads
+	}
+	probe("RECOVERYHISTORY") // reads the identity and caches it
+	if got := probe("RECOVERYHISTORY"); slices.Contains(got, repo.IdentityKey) {
+		t.Errorf("a second history probe read %s from the store (%v); want it from the spool's cache", repo.IdentityKey, got)
+	}
+	if got := probe("00000002.history"); !slices.Contains(got, repo.IdentityKey) {
+		t.Errorf("a request naming its file (pg_rewind) did not read %s from the store (%v)", repo.IdentityKey, got)
 	}
 }
