@@ -51,7 +51,7 @@ const maxBranchProbe = 16
 // before n's start. It costs one look at the store, for the history file
 // of the next timeline, unless that exists; a failure to look is no
 // answer (logged at debug level), never an error: the push decides.
-func branchedBefore(ctx context.Context, r *repo.Repo, n wal.Name, segSize uint32) *Branch {
+func branchedBefore(ctx context.Context, r *repo.Repo, n wal.Name, segSize uint32, log *slog.Logger) *Branch {
 	start := n.StartLSN(segSize)
 	for tli := n.Timeline + 1; tli <= n.Timeline+maxBranchProbe && tli > n.Timeline; tli++ {
 		hn := wal.Name{Kind: wal.KindHistory, Timeline: tli}
@@ -63,7 +63,7 @@ func branchedBefore(ctx context.Context, r *repo.Repo, n wal.Name, segSize uint3
 			return &Branch{Timeline: tli, Unread: true}
 		}
 		if err != nil {
-			slog.Debug("looking for newer timelines", "file", hn, "err", err)
+			log.Debug("looking for newer timelines", "file", hn, "err", err)
 			return nil
 		}
 		if sp, ok := h.SwitchPoint(n.Timeline); ok {

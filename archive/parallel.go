@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/walship/walship/internal/detach"
+	"github.com/walship/walship/internal/logx"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/spool"
 	"github.com/walship/walship/wal"
@@ -38,6 +39,19 @@ type Parallel struct {
 	// Idle is how long a worker goes on looking for files to push after
 	// it found none; 0 is two seconds.
 	Idle time.Duration
+	// Log receives the pushes' warnings and debug lines (nil: none).
+	Log *slog.Logger
+}
+
+// IdentityCache is the cache of the identity of the repository at
+// location that look-ahead keeps in the spool, or nil without look-ahead:
+// the server's calls and the worker then read walship.json from the store
+// once in a while, not once each (repo.Options.Cache).
+func (p Parallel) IdentityCache(location string) repo.IdentityCache {
+	if p.N <= 1 || p.Spool == "" {
+		return nil
+	}
+	return spool.NewIdentityCache(p.Spool, location)
 }
 
 // RecordTTL is how long a worker's record of a durable push answers for
@@ -75,10 +89,10 @@ type marker struct {
 // next files while the store syncs the last ones. In the worker process
 // (p.Worker) it pushes ahead and returns an empty Result.
 func PushAhead(ctx context.Context, r *repo.Repo, path string, n wal.Name, p Parallel) (Result, error) {
+	log := logx.Or(p.Log)
 	if p.N <= 1 || p.Spool == "" {
-		return Push(ctx, r, path, n)
+		return push(ctx, r, path, n, log)
 	}
-	r.Cache = spool.NewIdentityCache(p.Spool, r.String())
 	if p.Worker {
 		return Result{}, work(ctx, r, path, n, p)
 	}
@@ -87,7 +101,7 @@ func PushAhead(ctx context.Context, r *repo.Repo, path string, n wal.Name, p Par
 		// A new repository (its identity, which records are keyed to,
 		// comes with this push), or one that cannot be read: push, then
 		// start looking ahead.
-		res, err := Push(ctx, r, path, n)
+		res, err := push(ctx, r, path, n, log)
 		if err == nil {
 			if sp, _ := p.dir(ctx, r); sp != nil {
 				p.startWorker(sp, n)
@@ -95,11 +109,11 @@ func PushAhead(ctx context.Context, r *repo.Repo, path string, n wal.Name, p Par
 		}
 		return res, err
 	}
-	if res, ok := answerFromMarker(ctx, r, sp, path, n); ok {
+	if res, ok := answerFromMarker(ctx, r, sp, path, n, log); ok {
 		return res, nil
 	}
 	if sp.WaitClaim(ctx, n.String(), claimWait) {
-		if res, ok := answerFromMarker(ctx, r, sp, path, n); ok {
+		if res, ok := answerFromMarker(ctx, r, sp, path, n, log); ok {
 			return res, nil
 		}
 	}
@@ -107,11 +121,11 @@ func PushAhead(ctx context.Context, r *repo.Repo, path string, n wal.Name, p Par
 	release, ok := sp.Claim(n.String()) // so that the worker leaves it alone
 	if !ok && sp.WaitClaim(ctx, n.String(), claimWait) {
 		// The worker took it meanwhile.
-		if res, ok := answerFromMarker(ctx, r, sp, path, n); ok {
+		if res, ok := answerFromMarker(ctx, r, sp, path, n, log); ok {
 			return res, nil
 		}
 	}
-	res, err := Push(ctx, r, path, n)
+	res, err := push(ctx, r, path, n, log)
 	if release != nil {
 		release()
 	}
@@ -142,7 +156,7 @@ func (p Parallel) startWorker(sp *spool.Dir, n wal.Name) {
 		return
 	}
 	if err := detach.Start(workerEnv, n.String()); err != nil {
-		slog.Debug("look-ahead worker not started", "err", err)
+		logx.Or(p.Log).Debug("look-ahead worker not started", "err", err)
 	}
 }
 
@@ -192,7 +206,7 @@ func work(ctx context.Context, r *repo.Repo, path string, n wal.Name, p Parallel
 				defer wg.Done()
 				defer func() { <-slots }()
 				defer claim()
-				pushAhead(ctx, r, sp, filepath.Join(walDir, next.String()), next)
+				pushAhead(ctx, r, sp, filepath.Join(walDir, next.String()), next, logx.Or(p.Log))
 			}()
 		}
 		if started {
@@ -206,26 +220,26 @@ func work(ctx context.Context, r *repo.Repo, path string, n wal.Name, p Parallel
 
 // pushAhead pushes one look-ahead file and records it in the spool, only
 // once the store has it durably.
-func pushAhead(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n wal.Name) {
-	res, read, err := pushRead(ctx, r, path, n, true)
+func pushAhead(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n wal.Name, log *slog.Logger) {
+	res, read, err := pushRead(ctx, r, path, n, true, log)
 	if err != nil {
 		// The file may have been archived and removed by the server
 		// meanwhile, or fail for the same reason it will fail when
 		// asked for; either way PostgreSQL's own call decides.
-		slog.Debug("look-ahead push failed", "file", n, "err", err)
+		log.Debug("look-ahead push failed", "file", n, "err", err)
 		return
 	}
 	// The record is of the bytes stored: the file read again now could
 	// have changed since.
 	crc, ok := read.Sum(int64(res.Bytes))
 	if !ok {
-		slog.Debug("look-ahead push not recorded: the file was not read once, in order", "file", n)
+		log.Debug("look-ahead push not recorded: the file was not read once, in order", "file", n)
 		return
 	}
 	m := marker{Repo: r.String(), Key: res.Key, Size: int64(res.Bytes), CRC: crc, Newer: res.Newer}
 	data, _ := json.Marshal(m)
 	if err := sp.WriteFile(n.String(), data); err != nil {
-		slog.Debug("look-ahead push not recorded", "file", n, "err", err)
+		log.Debug("look-ahead push not recorded", "file", n, "err", err)
 	}
 }
 
@@ -251,7 +265,7 @@ func describe(r *repo.Repo, path string) (marker, error) {
 // with the content now at path: a record younger than RecordTTL answers
 // alone; an older one after a look that the object is still in the store.
 // The record is consumed either way.
-func answerFromMarker(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n wal.Name) (Result, bool) {
+func answerFromMarker(ctx context.Context, r *repo.Repo, sp *spool.Dir, path string, n wal.Name, log *slog.Logger) (Result, bool) {
 	data, err := sp.Read(n.String())
 	if err != nil {
 		return Result{}, false
@@ -269,7 +283,7 @@ func answerFromMarker(ctx context.Context, r *repo.Repo, sp *spool.Dir, path str
 	if age >= RecordTTL {
 		if ok, err := r.Stored(ctx, n, m.Key); !ok {
 			if err != nil {
-				slog.Debug("checking a look-ahead push", "file", n, "err", err)
+				log.Debug("checking a look-ahead push", "file", n, "err", err)
 			}
 			return Result{}, false
 		}

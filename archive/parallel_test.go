@@ -59,32 +59,44 @@ func isStored(t *testing.T, r *repo.Repo, name string) bool {
 // remote is a repository in root, with its store calls counted.
 func remote(t *testing.T, root string) (*repo.Repo, *storagetest.Faulty) {
 	t.Helper()
+	return remoteWith(t, root, repo.Options{})
+}
+
+// remoteFor is remote opened as walship-archive opens it for p: with the
+// identity cache of p's spool.
+func remoteFor(t *testing.T, root string, p Parallel) (*repo.Repo, *storagetest.Faulty) {
+	t.Helper()
+	return remoteWith(t, root, repo.Options{Cache: p.IdentityCache(root)})
+}
+
+// remoteWith is remote opened with o (as archiving opens it: Create).
+func remoteWith(t *testing.T, root string, o repo.Options) (*repo.Repo, *storagetest.Faulty) {
+	t.Helper()
 	b, err := local.New(root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &storagetest.Faulty{Backend: b}
-	r := repo.New(f, repo.LayoutAuto)
-	r.Create = true
-	return r, f
+	o.Layout, o.Create = repo.LayoutAuto, true
+	return repo.New(f, o), f
 }
 
 // lookAhead is Parallel whose worker runs in this process, to the end,
 // when it is started, on a repository of its own at root.
 func lookAhead(t *testing.T, root, walDir string, n int) Parallel {
 	t.Helper()
-	return lookAheadVia(t, walDir, n, func() *repo.Repo { r, _ := remote(t, root); return r })
+	return lookAheadVia(t, walDir, n, func(p Parallel) *repo.Repo { r, _ := remoteFor(t, root, p); return r })
 }
 
 // lookAheadVia is lookAhead whose worker opens its repository with
 // workerRepo.
-func lookAheadVia(t *testing.T, walDir string, n int, workerRepo func() *repo.Repo) Parallel {
+func lookAheadVia(t *testing.T, walDir string, n int, workerRepo func(Parallel) *repo.Repo) Parallel {
 	t.Helper()
 	p := Parallel{N: n, Spool: filepath.Join(t.TempDir(), "spool"), Idle: 50 * time.Millisecond}
 	p.Spawn = func(after wal.Name) {
 		w := p
 		w.Worker = true
-		wr := workerRepo()
+		wr := workerRepo(w)
 		if _, err := PushAhead(context.Background(), wr, filepath.Join(walDir, after.String()), after, w); err != nil {
 			t.Errorf("worker: %v", err)
 		}
@@ -116,7 +128,7 @@ func TestPushAheadAnswersFromRecordsAlone(t *testing.T) {
 	}
 	for _, f := range names[1:] {
 		// As the server calls: a new process, a new Repo.
-		fr, calls := remote(t, root)
+		fr, calls := remoteFor(t, root, p)
 		res, err := PushAhead(ctx, fr, filepath.Join(walDir, f), name(t, f), p)
 		if err != nil || !res.Ahead {
 			t.Fatalf("PushAhead(%s) = Ahead %v, err %v; want answered from the record", f, res.Ahead, err)
@@ -192,7 +204,7 @@ func TestRecordsAreKeptPerRepositoryIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Spawn = func(wal.Name) {} // no worker: only the records of the old one exist
-	r2, _ := remote(t, root)
+	r2, _ := remoteFor(t, root, p)
 	for _, f := range names[:2] { // claims the new repository
 		if _, err := Push(ctx, r2, filepath.Join(walDir, f), name(t, f)); err != nil {
 			t.Fatal(err)
@@ -203,7 +215,7 @@ func TestRecordsAreKeptPerRepositoryIdentity(t *testing.T) {
 	for _, e := range entries {
 		os.Remove(e)
 	}
-	r3, _ := remote(t, root)
+	r3, _ := remoteFor(t, root, p)
 	res, err := PushAhead(ctx, r3, filepath.Join(walDir, names[2]), name(t, names[2]), p)
 	if err != nil || res.Ahead {
 		t.Fatalf("a new repository at the same place: Ahead %v, err %v; want a real push", res.Ahead, err)
@@ -234,7 +246,7 @@ func TestCallWaitsForTheWorkersPush(t *testing.T) {
 		t.Fatal("claim refused")
 	}
 	done := make(chan Result, 1)
-	fr, calls := remote(t, root)
+	fr, calls := remoteFor(t, root, p)
 	go func() {
 		res, err := PushAhead(ctx, fr, filepath.Join(walDir, names[1]), name(t, names[1]), p)
 		if err != nil {
@@ -250,7 +262,7 @@ func TestCallWaitsForTheWorkersPush(t *testing.T) {
 	}
 	// The worker finishes: stores the file, records it, releases.
 	wr, _ := remote(t, root)
-	pushAhead(ctx, wr, sp, filepath.Join(walDir, names[1]), name(t, names[1]))
+	pushAhead(ctx, wr, sp, filepath.Join(walDir, names[1]), name(t, names[1]), nil)
 	puts := calls.Calls("put")
 	release()
 	select {
@@ -273,7 +285,7 @@ func TestLookAheadOnALocalStore(t *testing.T) {
 	walDir, names := fakeWAL(t, 3)
 	root := filepath.Join(t.TempDir(), "repo")
 	r := openRepo(t, root, repo.LayoutAuto)
-	p := lookAheadVia(t, walDir, 4, func() *repo.Repo { return openRepo(t, root, repo.LayoutAuto) })
+	p := lookAheadVia(t, walDir, 4, func(Parallel) *repo.Repo { return openRepo(t, root, repo.LayoutAuto) })
 	if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +378,7 @@ func TestRecordCarriesNewerTimeline(t *testing.T) {
 	if res, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil || res.Newer != nil {
 		t.Fatalf("PushAhead(%s) = Newer %+v, %v; want none: segment 1 holds the switch point", names[0], res.Newer, err)
 	}
-	fr, calls := remote(t, root)
+	fr, calls := remoteFor(t, root, p)
 	res, err := PushAhead(ctx, fr, filepath.Join(walDir, names[1]), name(t, names[1]), p)
 	if err != nil || !res.Ahead {
 		t.Fatalf("PushAhead(%s) = %+v, %v; want answered from the record", names[1], res, err)
@@ -404,7 +416,7 @@ func TestRecordIsOfTheBytesStored(t *testing.T) {
 	r, _ := remote(t, root)
 	path1 := filepath.Join(walDir, names[1])
 	changed := false // by the first worker; the server's second call starts another
-	p := lookAheadVia(t, walDir, 2, func() *repo.Repo {
+	p := lookAheadVia(t, walDir, 2, func(Parallel) *repo.Repo {
 		_, f := remote(t, root)
 		wr := repo.New(afterPut{Backend: f, after: func(key string) {
 			if !changed && strings.Contains(key, names[1]) {
@@ -413,8 +425,7 @@ func TestRecordIsOfTheBytesStored(t *testing.T) {
 				data[segSize-1] ^= 0xFF
 				os.WriteFile(path1, data, 0o600)
 			}
-		}}, repo.LayoutAuto)
-		wr.Create = true
+		}}, repo.Options{Layout: repo.LayoutAuto, Create: true})
 		return wr
 	})
 	if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil {
@@ -451,21 +462,21 @@ func TestRecordsForEveryEncoding(t *testing.T) {
 			ctx := context.Background()
 			walDir, names := fakeWAL(t, 4)
 			root := filepath.Join(t.TempDir(), "repo")
-			open := func() *repo.Repo {
-				r, _ := remote(t, root)
+			open := func(c repo.Codec) *repo.Repo {
+				o := repo.Options{Compress: c}
 				if tt.encrypt {
-					r.Keys.Recipients = []age.Recipient{key.Recipient()}
+					o.Keys.Recipients = []age.Recipient{key.Recipient()}
 				}
+				r, _ := remoteWith(t, root, o)
 				return r
 			}
-			p := lookAheadVia(t, walDir, 4, open)
-			r := open()
-			r.Compress = tt.codec
+			p := lookAheadVia(t, walDir, 4, func(Parallel) *repo.Repo { return open("") })
+			r := open(tt.codec)
 			if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil {
 				t.Fatal(err)
 			}
 			for _, f := range names[1:] {
-				res, err := PushAhead(ctx, open(), filepath.Join(walDir, f), name(t, f), p)
+				res, err := PushAhead(ctx, open(""), filepath.Join(walDir, f), name(t, f), p)
 				if err != nil || !res.Ahead {
 					t.Errorf("PushAhead(%s) = Ahead %v, err %v; want answered from the record", f, res.Ahead, err)
 				}

@@ -11,8 +11,10 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 
+	"github.com/walship/walship/internal/logx"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
 )
@@ -38,14 +40,19 @@ type Result struct {
 // nil only when the file is durably in the repository, or was there already
 // with identical content.
 func Push(ctx context.Context, r *repo.Repo, path string, n wal.Name) (Result, error) {
-	res, _, err := pushRead(ctx, r, path, n, false)
+	return push(ctx, r, path, n, nil)
+}
+
+// push is Push, logging through log.
+func push(ctx context.Context, r *repo.Repo, path string, n wal.Name, log *slog.Logger) (Result, error) {
+	res, _, err := pushRead(ctx, r, path, n, false, log)
 	return res, err
 }
 
 // pushRead is Push; with sum it also returns the file as the put read it, to
 // tell the checksum of the bytes stored (or compared with the stored
 // object).
-func pushRead(ctx context.Context, r *repo.Repo, path string, n wal.Name, sum bool) (res Result, read *summing, err error) {
+func pushRead(ctx context.Context, r *repo.Repo, path string, n wal.Name, sum bool, log *slog.Logger) (res Result, read *summing, err error) {
 	f, size, err := openFile(path, n)
 	if err != nil {
 		return Result{}, nil, err
@@ -61,7 +68,7 @@ func pushRead(ctx context.Context, r *repo.Repo, path string, n wal.Name, sum bo
 	// Asked alongside the put, so that it costs no time.
 	newer := make(chan *Branch, 1)
 	if n.Kind == wal.KindSegment {
-		go func() { newer <- branchedBefore(ctx, r, n, segSize) }()
+		go func() { newer <- branchedBefore(ctx, r, n, segSize, logx.Or(log)) }()
 	} else {
 		newer <- nil
 	}

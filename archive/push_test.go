@@ -41,9 +41,7 @@ func openRepo(t *testing.T, root string, layout repo.Layout) *repo.Repo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := repo.New(b, layout)
-	r.Create = true
-	return r
+	return repo.New(b, repo.Options{Layout: layout, Create: true})
 }
 
 func name(t *testing.T, s string) wal.Name {
@@ -79,17 +77,23 @@ func pgWAL(t *testing.T, files map[string][]byte) map[string]string {
 	return paths
 }
 
-// push archives data as n with the compression c asked for ("" the
+// pushC archives data as n with the compression c asked for ("" the
 // repository's).
-func push(t *testing.T, r *repo.Repo, n string, data []byte, c repo.Codec) (Result, error) {
+func pushC(t *testing.T, r *repo.Repo, n string, data []byte, c repo.Codec) (Result, error) {
 	t.Helper()
-	r.Compress = c
+	if c != "" { // as walship-archive --compress c opens it
+		b, err := local.New(r.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = repo.New(b, repo.Options{Layout: r.Layout(), Create: true, Compress: c})
+	}
 	return Push(context.Background(), r, pgWAL(t, map[string][]byte{n: data})[n], name(t, n))
 }
 
 func mustPush(t *testing.T, r *repo.Repo, n string, data []byte, c repo.Codec) Result {
 	t.Helper()
-	res, err := push(t, r, n, data, c)
+	res, err := pushC(t, r, n, data, c)
 	if err != nil {
 		t.Fatalf("Push(%s): %v", n, err)
 	}
@@ -103,7 +107,7 @@ func stored(t *testing.T, root, n string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := repo.New(b, repo.LayoutAuto).Open(context.Background(), name(t, n))
+	o, err := repo.New(b, repo.Options{Layout: repo.LayoutAuto}).Open(context.Background(), name(t, n))
 	if err != nil {
 		t.Fatalf("Open(%s): %v", n, err)
 	}
@@ -121,7 +125,7 @@ func notStored(t *testing.T, root, n string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = repo.New(b, repo.LayoutAuto).Open(context.Background(), name(t, n))
+	_, err = repo.New(b, repo.Options{Layout: repo.LayoutAuto}).Open(context.Background(), name(t, n))
 	if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, repo.ErrNoRepository) {
 		t.Errorf("%s: Open = %v, want it not stored", n, err)
 	}
@@ -169,13 +173,13 @@ func TestPushAgain(t *testing.T) {
 	}
 	// Another compression than the repository's is refused, whatever the
 	// content: one name, one object.
-	if _, err := push(t, openRepo(t, root, repo.LayoutAuto), n, data, repo.CodecNone); !errors.Is(err, repo.ErrMismatch) {
+	if _, err := pushC(t, openRepo(t, root, repo.LayoutAuto), n, data, repo.CodecNone); !errors.Is(err, repo.ErrMismatch) {
 		t.Errorf("Push with --compress none into an lz4 repository = %v, want ErrMismatch", err)
 	}
 
 	// Different content under the same name: refused, original kept.
 	for _, codec := range []repo.Codec{repo.CodecLZ4, ""} {
-		_, err := push(t, openRepo(t, root, repo.LayoutAuto), n, fakeSegment(t, n, sysID, 2), codec)
+		_, err := pushC(t, openRepo(t, root, repo.LayoutAuto), n, fakeSegment(t, n, sysID, 2), codec)
 		if !errors.Is(err, repo.ErrDifferent) || !errors.Is(err, fs.ErrExist) {
 			t.Errorf("%q: Push of different content = %v, want ErrDifferent", codec, err)
 		}
@@ -197,7 +201,7 @@ func TestPushWrongCluster(t *testing.T) {
 	}
 
 	const n = "000000010000000000000002"
-	_, err = push(t, openRepo(t, root, repo.LayoutAuto), n, fakeSegment(t, n, sysID+1, 1), repo.CodecLZ4)
+	_, err = pushC(t, openRepo(t, root, repo.LayoutAuto), n, fakeSegment(t, n, sysID+1, 1), repo.CodecLZ4)
 	if !errors.Is(err, repo.ErrWrongCluster) || !errors.Is(err, ErrInvalid) {
 		t.Errorf("Push from another cluster = %v, want ErrWrongCluster and ErrInvalid", err)
 	}
@@ -205,7 +209,7 @@ func TestPushWrongCluster(t *testing.T) {
 
 	// Another segment size is another cluster too.
 	big := waltest.FakeSegment(name(t, n), sysID, 2*segSize, nil)
-	_, err = push(t, openRepo(t, root, repo.LayoutAuto), n, big, repo.CodecLZ4)
+	_, err = pushC(t, openRepo(t, root, repo.LayoutAuto), n, big, repo.CodecLZ4)
 	if !errors.Is(err, repo.ErrWrongCluster) {
 		t.Errorf("Push with 2MB segments into a 1MB repository = %v, want ErrWrongCluster", err)
 	}
@@ -238,7 +242,7 @@ func TestPushRefusesBadContent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r, root := newRepo(t, repo.LayoutAuto)
-			_, err := push(t, r, n, tt.data, repo.CodecLZ4)
+			_, err := pushC(t, r, n, tt.data, repo.CodecLZ4)
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("Push = %v, want ErrInvalid", err)
 			}
@@ -307,7 +311,7 @@ func TestPushHistory(t *testing.T) {
 	}
 	// History files are never overwritten.
 	other := history2 + "\n# edited\n"
-	if _, err := push(t, r, "00000002.history", []byte(other), repo.CodecLZ4); !errors.Is(err, repo.ErrDifferent) {
+	if _, err := pushC(t, r, "00000002.history", []byte(other), repo.CodecLZ4); !errors.Is(err, repo.ErrDifferent) {
 		t.Errorf("Push of a different history = %v, want ErrDifferent", err)
 	}
 	if got := stored(t, root, "00000002.history"); string(got) != history2 {
@@ -325,7 +329,7 @@ func TestPushRefusesBadHistory(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			r, root := newRepo(t, repo.LayoutAuto)
-			if _, err := push(t, r, "00000002.history", []byte(content), repo.CodecLZ4); !errors.Is(err, ErrInvalid) {
+			if _, err := pushC(t, r, "00000002.history", []byte(content), repo.CodecLZ4); !errors.Is(err, ErrInvalid) {
 				t.Errorf("Push = %v, want ErrInvalid", err)
 			}
 			if _, err := os.Stat(root); !errors.Is(err, fs.ErrNotExist) {
@@ -350,11 +354,11 @@ func TestPushBackupHistory(t *testing.T) {
 	}
 	// Its name must say where the backup starts.
 	const wrong = "000000010000000000000002.00000030.backup"
-	if _, err := push(t, openRepo(t, root, repo.LayoutAuto), wrong, []byte(backup), repo.CodecLZ4); !errors.Is(err, ErrInvalid) {
+	if _, err := pushC(t, openRepo(t, root, repo.LayoutAuto), wrong, []byte(backup), repo.CodecLZ4); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Push as %s = %v, want ErrInvalid", wrong, err)
 	}
 	notStored(t, root, wrong)
-	if _, err := push(t, r, "000000010000000000000003.00000028.backup", []byte("garbage\n"), repo.CodecLZ4); !errors.Is(err, ErrInvalid) {
+	if _, err := pushC(t, r, "000000010000000000000003.00000028.backup", []byte("garbage\n"), repo.CodecLZ4); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Push of a garbage backup history = %v, want ErrInvalid", err)
 	}
 }
@@ -380,8 +384,7 @@ func TestPushNewerTimeline(t *testing.T) {
 			mu.Unlock()
 		}
 	}
-	r := repo.New(fb, repo.LayoutAuto)
-	r.Create = true
+	r := repo.New(fb, repo.Options{Layout: repo.LayoutAuto, Create: true})
 	pushCounted := func(n string, data []byte) (Result, int) {
 		t.Helper()
 		mu.Lock()
@@ -437,8 +440,11 @@ func TestPushNewerTimelineEncrypted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, _ := newRepo(t, repo.LayoutAuto)
-	r.Keys.Recipients = []age.Recipient{key.Recipient()}
+	b, err := local.New(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := repo.New(b, repo.Options{Create: true, Keys: repo.Keys{Recipients: []age.Recipient{key.Recipient()}}})
 	mustPush(t, r, "000000010000000000000001", fakeSegment(t, "000000010000000000000001", sysID, 1), "")
 	mustPush(t, r, "00000002.history", []byte("1\t0/104000\tno recovery target specified\n"), "")
 	res := mustPush(t, r, "000000010000000000000002", fakeSegment(t, "000000010000000000000002", sysID, 1), "")

@@ -59,6 +59,7 @@ type bbRun struct {
 	sink   archiveSink
 	// progress, when set, gets pg_basebackup's -P counts (kB).
 	progress func(doneKB, totalKB int64)
+	log      *slog.Logger
 
 	mu     sync.Mutex
 	lines  []string // pg_basebackup's messages, the last few
@@ -110,7 +111,7 @@ func (b *bbRun) run(ctx context.Context) error {
 		}
 	}
 
-	slog.Debug("pg_basebackup made its directory", "ended", done)
+	b.log.Debug("pg_basebackup made its directory", "ended", done)
 	var wg sync.WaitGroup
 	waiting := map[repo.BackupPart]chan struct{}{} // closed when the pipe's reader is done
 	if !done {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/walship/walship/inspect"
+	"github.com/walship/walship/internal/logx"
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/repo"
@@ -45,6 +46,8 @@ type CreateOptions struct {
 	// Bar, when set, makes a progress bar (bytes) once pg_basebackup has
 	// estimated the backup's size.
 	Bar func(total int64) *progress.Bar
+	// Log receives what the backup does, step by step (nil: none).
+	Log *slog.Logger
 }
 
 // CreateResult is what a backup stored.
@@ -73,6 +76,7 @@ const minVersion = 13
 // Create takes a base backup of the server into the repository.
 func Create(ctx context.Context, r *repo.Repo, o CreateOptions) (*CreateResult, error) {
 	t0 := time.Now()
+	o.Log = logx.Or(o.Log)
 	if o.Checkpoint == "" {
 		o.Checkpoint = "spread"
 	}
@@ -86,14 +90,13 @@ func Create(ctx context.Context, r *repo.Repo, o CreateOptions) (*CreateResult, 
 	if err != nil {
 		return nil, err
 	}
-	slog.Debug("server inspected", "version", srv.VersionStr, "standby", srv.InRecovery, "tablespaces", len(srv.Tablespaces), "after", time.Since(t0))
+	o.Log.Debug("server inspected", "version", srv.VersionStr, "standby", srv.InRecovery, "tablespaces", len(srv.Tablespaces), "after", time.Since(t0))
 	if srv.Version.Major < minVersion {
 		return nil, fmt.Errorf("%w: the server runs PostgreSQL %s; walship backup create needs %d or later (backup manifests)", ErrVersion, srv.VersionStr, minVersion)
 	}
-	// A new repository: the server's archiving writes its identity while
-	// the backup runs (a primary waits for its last segment to be
-	// archived); it is checked before the record is written.
-	r.Create = true
+	// A new repository (r may create it): the server's archiving writes
+	// its identity while the backup runs (a primary waits for its last
+	// segment to be archived); it is checked before the record is written.
 	id, haveID, err := r.Identity(ctx)
 	if err != nil {
 		return nil, err
@@ -102,8 +105,8 @@ func Create(ctx context.Context, r *repo.Repo, o CreateOptions) (*CreateResult, 
 		if err := sameCluster(srv, id, r); err != nil {
 			return nil, err
 		}
-		if id.Format < repo.Format {
-			return nil, fmt.Errorf("%w: %s is of format %d; walship writes format %d: back up into a new repository", repo.ErrOldFormat, r, id.Format, repo.Format)
+		if err := r.CheckWritable(ctx); err != nil {
+			return nil, err
 		}
 	}
 	replID, err := CheckReplication(ctx, o.ConnString)
@@ -121,7 +124,7 @@ func Create(ctx context.Context, r *repo.Repo, o CreateOptions) (*CreateResult, 
 	if err != nil {
 		return nil, err
 	}
-	slog.Debug("replication connection and pg_basebackup checked", "pg_basebackup", bin, "after", time.Since(t0))
+	o.Log.Debug("replication connection and pg_basebackup checked", "pg_basebackup", bin, "after", time.Since(t0))
 
 	start := time.Now().UTC()
 	bid := repo.NewBackupID(start)
@@ -145,7 +148,7 @@ func Create(ctx context.Context, r *repo.Repo, o CreateOptions) (*CreateResult, 
 	}
 	defer os.RemoveAll(tmp)
 
-	c := &creation{r: r, id: bid, srv: srv, atServer: atServer, objects: map[repo.BackupPart]repo.BackupMetaObject{}}
+	c := &creation{r: r, id: bid, srv: srv, atServer: atServer, log: o.Log, objects: map[repo.BackupPart]repo.BackupMetaObject{}}
 	res, err := c.run(ctx, bin, tmp, label, o, start)
 	if err != nil {
 		c.cleanup(ctx)
@@ -190,6 +193,7 @@ type creation struct {
 	id       repo.BackupID
 	srv      *Server
 	atServer bool // the server compresses the tars
+	log      *slog.Logger
 
 	mu      sync.Mutex
 	objects map[repo.BackupPart]repo.BackupMetaObject
@@ -213,6 +217,7 @@ func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOpti
 		args, suffix = append(args, "--compress=server-lz4"), ".lz4"
 	}
 	run := &bbRun{
+		log:    c.log,
 		bin:    bin,
 		args:   args,
 		dir:    filepath.Join(tmp, "out"),
@@ -266,7 +271,7 @@ func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOpti
 	if err != nil {
 		return nil, err
 	}
-	slog.Debug("pg_basebackup done, tars stored", "took", time.Since(t0))
+	o.Log.Debug("pg_basebackup done, tars stored", "took", time.Since(t0))
 	stop := time.Now().UTC()
 	if _, ok := c.objects[repo.BasePart]; !ok {
 		return nil, fmt.Errorf("%w: it sent no base.tar", ErrBaseBackup)
@@ -318,7 +323,7 @@ func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOpti
 	if err := sameCluster(c.srv, ident, c.r); err != nil {
 		return nil, err
 	}
-	if err := c.r.CheckWrite(ident); err != nil {
+	if err := c.r.CheckWritable(ctx); err != nil {
 		return nil, err // encrypted, or not, unlike the objects just stored
 	}
 
@@ -358,7 +363,7 @@ func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOpti
 	c.objects = nil // stored: nothing to clean up any more
 	c.mu.Unlock()
 
-	slog.Debug("record stored", "after", time.Since(t0))
+	o.Log.Debug("record stored", "after", time.Since(t0))
 	res := &CreateResult{Meta: m, Notices: run.notices()}
 	if cat, err := repo.Scan(ctx, c.r); err == nil {
 		for _, b := range cat.Backups() {
@@ -369,7 +374,7 @@ func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOpti
 	} else {
 		res.Status.Reason = "could not check: " + err.Error()
 	}
-	slog.Debug("repository checked", "after", time.Since(t0))
+	o.Log.Debug("repository checked", "after", time.Since(t0))
 	return res, nil
 }
 

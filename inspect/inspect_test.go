@@ -482,12 +482,10 @@ func TestVerifyFullEncryptedKeys(t *testing.T) {
 	lb, _ := local.New(root)
 	oldID, _ := age.GenerateX25519Identity()
 	newID, _ := age.GenerateX25519Identity()
-	w := repo.New(lb, repo.LayoutAuto)
-	w.Create = true
-	w.Keys.Recipients = []age.Recipient{oldID.Recipient()}
+	w := repo.New(lb, repo.Options{Layout: repo.LayoutAuto, Create: true, Keys: repo.Keys{Recipients: []age.Recipient{oldID.Recipient()}}})
 	for s := uint64(1); s <= 3; s++ {
 		if s == 3 { // rotation
-			w.Keys.Recipients = []age.Recipient{newID.Recipient()}
+			w = repo.New(lb, repo.Options{Layout: repo.LayoutAuto, Create: true, Keys: repo.Keys{Recipients: []age.Recipient{newID.Recipient()}}})
 		}
 		n := seg(1, s)
 		data := waltest.Seeded(n, fakerepo.SysID, fakerepo.SegSize, byte(s))
@@ -499,8 +497,7 @@ func TestVerifyFullEncryptedKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r := repo.New(lb, repo.LayoutAuto)
-	r.Keys.Identities = []age.Identity{oldID}
+	r := repo.New(lb, repo.Options{Layout: repo.LayoutAuto, Keys: repo.Keys{Identities: []age.Identity{oldID}}})
 	c, err := repo.Scan(ctx, r)
 	if err != nil {
 		t.Fatal(err)

@@ -312,7 +312,7 @@ func TestFailedDeleteStopsAndReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	fb := &storagetest.Faulty{Backend: f.B, Fail: failOn(key.Key)}
-	res, err := Prune(context.Background(), repo.New(fb, repo.LayoutAuto), Options{Policy: Policy{Before: ptr(seg(1, 8))}})
+	res, err := Prune(context.Background(), repo.New(fb, repo.Options{Layout: repo.LayoutAuto}), Options{Policy: Policy{Before: ptr(seg(1, 8))}})
 	var de *DeleteError
 	if !errors.As(err, &de) || !slices.Contains(de.Failed, key.Key) || !errors.Is(err, os.ErrPermission) {
 		t.Fatalf("Prune with a failing delete: %v, want a DeleteError naming %s", err, key.Key)
@@ -328,7 +328,7 @@ func TestBatchDeletes(t *testing.T) {
 	f := fakerepo.New(t)
 	f.Segments(1, 1, 10)
 	fb := &storagetest.Faulty{Backend: f.B}
-	res, err := Prune(context.Background(), repo.New(storagetest.Batching(fb), repo.LayoutAuto), Options{Policy: Policy{Before: ptr(seg(1, 8))}, BatchSize: 3})
+	res, err := Prune(context.Background(), repo.New(storagetest.Batching(fb), repo.Options{Layout: repo.LayoutAuto}), Options{Policy: Policy{Before: ptr(seg(1, 8))}, BatchSize: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +375,7 @@ func TestConcurrentPushesUntouched(t *testing.T) {
 			})
 		}
 	}}
-	res, err := Prune(context.Background(), repo.New(pb, repo.LayoutAuto), Options{Policy: Policy{Before: ptr(seg(1, 6))}})
+	res, err := Prune(context.Background(), repo.New(pb, repo.Options{Layout: repo.LayoutAuto}), Options{Policy: Policy{Before: ptr(seg(1, 6))}})
 	if err != nil {
 		t.Fatal(err)
 	}

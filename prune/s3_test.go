@@ -24,14 +24,13 @@ func TestPruneS3(t *testing.T) {
 	srv := s3test.StartServer(t)
 	srv.Setenv(t)
 	ctx := context.Background()
-	raw, err := storage.Open(ctx, "s3://"+srv.NewBucket(t)+"/main", srv.Options())
+	raw, err := storage.Open(ctx, "s3://"+srv.NewBucket(t)+"/main", srv.Options(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cb := &storagetest.Faulty{Backend: raw}
 	batched := storagetest.Batching(cb)
-	r := repo.New(storage.WithRetry(batched, storage.DefaultRetry), repo.LayoutAuto)
-	r.Create = true
+	r := repo.New(storage.WithRetry(batched, storage.DefaultRetry), repo.Options{Layout: repo.LayoutAuto, Create: true})
 	for s := uint64(1); s <= 12; s++ {
 		n := seg(1, s)
 		data := waltest.FakeSegment(n, fakerepo.SysID, fakerepo.SegSize, nil)
@@ -50,7 +49,7 @@ func TestPruneS3(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	res, err := Prune(ctx, repo.New(storage.WithRetry(batched, storage.DefaultRetry), repo.LayoutAuto),
+	res, err := Prune(ctx, repo.New(storage.WithRetry(batched, storage.DefaultRetry), repo.Options{Layout: repo.LayoutAuto}),
 		Options{Policy: Policy{KeepBackups: 1}, BatchSize: 4, SystemID: fakerepo.SysID})
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +60,7 @@ func TestPruneS3(t *testing.T) {
 	if want := []int{4, 3}; !slices.Equal(cb.BatchSizes(), want) {
 		t.Errorf("multi-object deletes of %v keys, want %v", cb.BatchSizes(), want)
 	}
-	r = repo.New(storage.WithRetry(raw, storage.DefaultRetry), repo.LayoutAuto)
+	r = repo.New(storage.WithRetry(raw, storage.DefaultRetry), repo.Options{Layout: repo.LayoutAuto})
 	c, err := repo.Scan(ctx, r)
 	if err != nil {
 		t.Fatal(err)

@@ -33,10 +33,6 @@ import (
 // data of the database. An encrypted object of a stream carries a zero
 // content digest: a backup's objects are never compared with a re-push.
 
-// CheckWrite refuses to store objects that would not be encrypted as the
-// repository's (identity id) others are.
-func (r *Repo) CheckWrite(id Identity) error { return r.checkWrite(id) }
-
 // blobEncrypted reports whether the object is encrypted: every object of
 // a backup in an encrypted repository but its record.
 func (r *Repo) blobEncrypted(o BackupObject) bool { return o.Part.Kind != PartMeta && r.encrypted() }
@@ -150,14 +146,12 @@ func (r *Repo) PutFrame(ctx context.Context, o BackupObject, src io.Reader, chec
 // putBlob stores what encode writes as the backup object o, encrypted in
 // an encrypted repository; encode returns the size of the content.
 func (r *Repo) putBlob(ctx context.Context, o BackupObject, encode func(io.Writer) (int64, error)) (StreamInfo, error) {
-	id, haveID, err := r.Identity(ctx)
-	if err != nil {
-		return StreamInfo{}, err
-	}
-	if haveID && o.Part.Kind != PartMeta {
-		if err := r.checkWrite(id); err != nil {
+	if o.Part.Kind != PartMeta {
+		if err := r.CheckWritable(ctx); err != nil {
 			return StreamInfo{}, err
 		}
+	} else if _, _, err := r.Identity(ctx); err != nil {
+		return StreamInfo{}, err
 	}
 	encrypt := r.blobEncrypted(o)
 	var info StreamInfo
@@ -170,7 +164,7 @@ func (r *Repo) putBlob(ctx context.Context, o BackupObject, encode func(io.Write
 			var ew io.WriteCloser
 			if encrypt {
 				var err error
-				if ew, err = r.Keys.encrypter(out, [digestSize]byte{}); err != nil {
+				if ew, err = r.keys.encrypter(out, [digestSize]byte{}); err != nil {
 					return err
 				}
 				w = ew
@@ -189,7 +183,7 @@ func (r *Repo) putBlob(ctx context.Context, o BackupObject, encode func(io.Write
 		pw.CloseWithError(err) // nil: the store sees the end of the object
 		done <- err
 	}()
-	err = r.b.Put(storage.Long(ctx), o.Key(), pr, -1)
+	err := r.b.Put(storage.Long(ctx), o.Key(), pr, -1)
 	pr.CloseWithError(errPutStopped)
 	if err != nil {
 		var se *sourceError
@@ -254,7 +248,7 @@ func (r *Repo) OpenStream(ctx context.Context, o BackupObject) (io.ReadCloser, e
 	if err != nil {
 		return nil, err
 	}
-	return &blobReader{body: body, key: key, keys: r.Keys, encrypted: r.blobEncrypted(o)}, nil
+	return &blobReader{body: body, key: key, keys: r.keys, encrypted: r.blobEncrypted(o)}, nil
 }
 
 type blobReader struct {

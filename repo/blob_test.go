@@ -49,7 +49,7 @@ func readStream(t *testing.T, r *Repo, o BackupObject) ([]byte, error) {
 func TestStreamRoundTrip(t *testing.T) {
 	data := tarLike(3<<20 + 12345)
 	local, _ := localRepo(t, LayoutWalship)
-	for name, r := range map[string]*Repo{"local": local, "memory": New(storagetest.NewMem(), LayoutWalship)} {
+	for name, r := range map[string]*Repo{"local": local, "memory": New(storagetest.NewMem(), Options{Layout: LayoutWalship})} {
 		t.Run(name, func(t *testing.T) {
 			// A plain reader: nothing to seek, nothing known of its size.
 			info, err := r.PutStream(context.Background(), testObject, io.MultiReader(bytes.NewReader(data)))
@@ -253,7 +253,7 @@ func TestFrameRoundTrip(t *testing.T) {
 	data := tarLike(3<<20 + 12345)
 	frame := serverFrame(t, data)
 	local, _ := localRepo(t, LayoutWalship)
-	for name, r := range map[string]*Repo{"local": local, "memory": New(storagetest.NewMem(), LayoutWalship)} {
+	for name, r := range map[string]*Repo{"local": local, "memory": New(storagetest.NewMem(), Options{Layout: LayoutWalship})} {
 		t.Run(name, func(t *testing.T) {
 			var seen []byte
 			info, err := r.PutFrame(context.Background(), testObject, io.MultiReader(bytes.NewReader(frame)), keepContent(&seen))

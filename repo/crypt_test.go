@@ -24,9 +24,9 @@ func newIdentity(t *testing.T) *age.X25519Identity {
 func writer(t *testing.T, root string, ids ...*age.X25519Identity) *Repo {
 	t.Helper()
 	r := reopen(t, root, LayoutAuto)
-	r.Create = true
+	r.create = true
 	for _, id := range ids {
-		r.Keys.Recipients = append(r.Keys.Recipients, id.Recipient())
+		r.keys.Recipients = append(r.keys.Recipients, id.Recipient())
 	}
 	return r
 }
@@ -36,7 +36,7 @@ func reader(t *testing.T, root string, ids ...*age.X25519Identity) *Repo {
 	t.Helper()
 	r := reopen(t, root, LayoutAuto)
 	for _, id := range ids {
-		r.Keys.Identities = append(r.Keys.Identities, id)
+		r.keys.Identities = append(r.keys.Identities, id)
 	}
 	return r
 }
@@ -157,8 +157,8 @@ func TestEncryptionMixRefused(t *testing.T) {
 		t.Errorf("the clear repository holds %v", got)
 	}
 	plain := withCodec(reopen(t, filepath.Join(t.TempDir(), "plain"), LayoutPlain), "")
-	plain.Create = true
-	plain.Keys.Recipients = []age.Recipient{newIdentity(t).Recipient()}
+	plain.create = true
+	plain.keys.Recipients = []age.Recipient{newIdentity(t).Recipient()}
 	if err := plain.Claim(ctx, header(t, data)); !errors.Is(err, ErrMismatch) {
 		t.Errorf("an encrypted repository in the plain layout = %v, want refused", err)
 	}

@@ -205,8 +205,8 @@ func TestIdenticalPushSyncs(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "repo")
 	lb, _ := local.New(root)
 	sb := &syncing{Backend: lb}
-	r := New(sb, LayoutAuto)
-	r.Create = true
+	r := New(sb, Options{Layout: LayoutAuto})
+	r.create = true
 	n, data := segment(t, "000000010000000000000003", testSysID, 1)
 	if err := r.Claim(ctx, header(t, data)); err != nil {
 		t.Fatal(err)

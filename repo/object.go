@@ -140,7 +140,7 @@ func (r *Repo) location(ctx context.Context, n wal.Name) (Location, error) {
 	}
 	codec := CodecNone
 	if Compressible(n.Kind) {
-		if codec = r.Compress; r.ident != nil && r.ident.Codec != "" {
+		if codec = r.compress; r.ident != nil && r.ident.Codec != "" {
 			codec = r.ident.Codec
 		}
 		if codec == "" {
@@ -163,7 +163,7 @@ func (r *Repo) encrypted() bool {
 	if r.ident != nil {
 		return r.ident.Encryption != nil
 	}
-	return len(r.Keys.Recipients) > 0
+	return len(r.keys.Recipients) > 0
 }
 
 // sealed reports whether the object at key carries a checksum footer: an
@@ -183,7 +183,7 @@ func (r *Repo) sealed(key string, c Codec) bool {
 // mistyped prefix), an error matching ErrNoRepository: such a location
 // must not answer "not found", which would end a recovery early.
 func (r *Repo) notFound(ctx context.Context, op string, n wal.Name) error {
-	if r.ident == nil && !r.Create {
+	if r.ident == nil && !r.create {
 		has, err := r.hasWAL(ctx)
 		if err != nil {
 			return err
@@ -252,5 +252,5 @@ func (r *Repo) openAt(ctx context.Context, n wal.Name, loc Location) (*Object, e
 	if err != nil {
 		return nil, err
 	}
-	return &Object{Name: n, Location: loc, keys: r.Keys, body: body}, nil
+	return &Object{Name: n, Location: loc, keys: r.keys, body: body}, nil
 }

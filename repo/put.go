@@ -58,7 +58,7 @@ func (r *Repo) encryptTo(w io.Writer, loc Location, src io.ReadSeeker, size int6
 	if err != nil {
 		return err
 	}
-	ew, err := r.Keys.encrypter(w, digest)
+	ew, err := r.keys.encrypter(w, digest)
 	if err != nil {
 		return err
 	}
@@ -94,20 +94,8 @@ func (r *Repo) Put(ctx context.Context, n wal.Name, data []byte) (existed bool, 
 // A bare *os.File reaches a local backend as it is, so the kernel copies
 // it. It also returns the key the file is stored under.
 func (r *Repo) PutFrom(ctx context.Context, n wal.Name, src io.ReadSeeker, size int64) (key string, existed bool, err error) {
-	id, haveID, err := r.Identity(ctx)
-	if err != nil {
+	if err := r.CheckWritable(ctx); err != nil {
 		return "", false, err
-	}
-	if haveID {
-		if id.Format < Format {
-			return "", false, fmt.Errorf("%w: %s is of format %d, which has no checksums; walship writes format %d: archive into a new repository", ErrOldFormat, r, id.Format, Format)
-		}
-		if err := r.checkAsked(id); err != nil {
-			return "", false, err
-		}
-		if err := r.checkWrite(id); err != nil {
-			return "", false, err
-		}
 	}
 	loc, err := r.location(ctx, n)
 	if err != nil {

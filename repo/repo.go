@@ -87,12 +87,11 @@ var ErrMismatch = errors.New("setting disagrees with the repository")
 // older format, which walship reads but does not write.
 var ErrOldFormat = errors.New("repository of an older format")
 
-// Repo is an open repository.
-type Repo struct {
-	b       storage.Backend
-	layout  Layout // as asked; LayoutAuto until the identity says otherwise
-	ident   *Identity
-	checked bool // the location is known to exist
+// Options say how a repository is opened. They are fixed for the life of
+// the Repo.
+type Options struct {
+	// Layout is the layout asked for; "" is LayoutAuto.
+	Layout Layout
 	// Create lets writes create a repository whose location does not
 	// exist yet (archiving does); otherwise a missing location, or one
 	// that holds neither an identity file nor any WAL, is an error
@@ -106,12 +105,23 @@ type Repo struct {
 	// identities that decrypt (see crypt.go). An encrypted repository
 	// refuses writes without recipients, an unencrypted one writes with.
 	Keys Keys
-
 	// Cache, when set, keeps the identity file beside the server for a
 	// bounded time (spool.IdentityCache), so that not every call reads it
 	// from the store.
 	Cache IdentityCache
+}
 
+// Repo is an open repository.
+type Repo struct {
+	b        storage.Backend
+	layout   Layout // as asked; LayoutAuto until the identity says otherwise
+	create   bool
+	compress Codec
+	keys     Keys
+	cache    IdentityCache
+
+	ident     *Identity
+	checked   bool  // the location is known to exist
 	plainRoot *bool // a repository without identity holds WAL files at its top (cp's)
 }
 
@@ -122,12 +132,12 @@ type IdentityCache interface {
 	Store(data []byte)
 }
 
-// New wraps a backend. The identity file is read lazily.
-func New(b storage.Backend, layout Layout) *Repo {
-	if layout == "" {
-		layout = LayoutAuto
+// New opens the repository on backend b. The identity file is read lazily.
+func New(b storage.Backend, o Options) *Repo {
+	if o.Layout == "" {
+		o.Layout = LayoutAuto
 	}
-	return &Repo{b: b, layout: layout}
+	return &Repo{b: b, layout: o.Layout, create: o.Create, compress: o.Compress, keys: o.Keys, cache: o.Cache}
 }
 
 func (r *Repo) String() string { return r.b.String() }
@@ -137,8 +147,8 @@ func (r *Repo) Identity(ctx context.Context) (id Identity, ok bool, err error) {
 	if r.ident != nil {
 		return *r.ident, true, nil
 	}
-	if r.Cache != nil {
-		if data, ok := r.Cache.Load(); ok {
+	if r.cache != nil {
+		if data, ok := r.cache.Load(); ok {
 			if id, err := r.parseIdentity(data); err == nil {
 				return id, true, r.useIdentity(id)
 			}
@@ -146,7 +156,7 @@ func (r *Repo) Identity(ctx context.Context) (id Identity, ok bool, err error) {
 	}
 	rc, err := r.b.Open(ctx, IdentityKey)
 	if storage.IsNotExist(err) {
-		if !r.checked && !r.Create {
+		if !r.checked && !r.create {
 			if err := storage.Exists(ctx, r.b); err != nil {
 				if storage.IsNotExist(err) {
 					return Identity{}, false, fmt.Errorf("%w at %s: it does not exist", ErrNoRepository, r)
@@ -171,8 +181,8 @@ func (r *Repo) Identity(ctx context.Context) (id Identity, ok bool, err error) {
 	if err := r.useIdentity(id); err != nil {
 		return Identity{}, false, err
 	}
-	if r.Cache != nil {
-		r.Cache.Store(data)
+	if r.cache != nil {
+		r.cache.Store(data)
 	}
 	return id, true, nil
 }
@@ -222,19 +232,33 @@ func (r *Repo) checkAsked(id Identity) error {
 	if r.layout != LayoutAuto && id.Layout != "" && r.layout != id.Layout {
 		return fmt.Errorf("%w: %s is in the %s layout (%s), not %s as asked", ErrMismatch, r, id.Layout, IdentityKey, r.layout)
 	}
-	if r.Compress != "" && id.Format >= 2 && r.Compress != id.Codec {
-		return fmt.Errorf("%w: %s stores segments with compression %s (%s), not %s as asked", ErrMismatch, r, id.Codec, IdentityKey, r.Compress)
+	if r.compress != "" && id.Format >= 2 && r.compress != id.Codec {
+		return fmt.Errorf("%w: %s stores segments with compression %s (%s), not %s as asked", ErrMismatch, r, id.Codec, IdentityKey, r.compress)
 	}
 	return nil
 }
 
-// checkWrite refuses to write an object that would not be encrypted as
-// the repository's others are.
-func (r *Repo) checkWrite(id Identity) error {
+// CheckWritable is the one answer to "may this Repo write into the
+// repository": not into one of an older format (ErrOldFormat), not with
+// settings it disagrees with (ErrMismatch), and not objects that would be
+// encrypted otherwise than the repository's others are (ErrEncryption). A
+// repository without an identity file yet may be written (the first
+// segment archived makes it).
+func (r *Repo) CheckWritable(ctx context.Context) error {
+	id, ok, err := r.Identity(ctx)
+	if err != nil || !ok {
+		return err
+	}
+	if id.Format < Format {
+		return fmt.Errorf("%w: %s is of format %d; walship writes format %d: write into a new repository", ErrOldFormat, r, id.Format, Format)
+	}
+	if err := r.checkAsked(id); err != nil {
+		return err
+	}
 	switch {
-	case id.Encryption != nil && len(r.Keys.Recipients) == 0:
+	case id.Encryption != nil && len(r.keys.Recipients) == 0:
 		return fmt.Errorf("%w: %s is encrypted (%s), and no recipient to encrypt to was given", ErrEncryption, r, IdentityKey)
-	case id.Encryption == nil && len(r.Keys.Recipients) > 0:
+	case id.Encryption == nil && len(r.keys.Recipients) > 0:
 		return fmt.Errorf("%w: %s is not encrypted (%s); refusing to store encrypted objects beside clear ones", ErrEncryption, r, IdentityKey)
 	}
 	return nil
@@ -254,7 +278,7 @@ func (r *Repo) Claim(ctx context.Context, h wal.LongHeader) error {
 		if err != nil {
 			return err
 		}
-		codec := r.Compress
+		codec := r.compress
 		switch {
 		case codec != "":
 		case layout == LayoutPlain:
@@ -264,11 +288,11 @@ func (r *Repo) Claim(ctx context.Context, h wal.LongHeader) error {
 		}
 		id = Identity{Format: Format, ID: rand.Text(), SystemID: h.SysID, SegSize: h.SegSize, Layout: layout, Codec: codec,
 			PGVersion: h.Version(), Created: time.Now().UTC().Truncate(time.Second)}
-		if len(r.Keys.Recipients) > 0 {
+		if len(r.keys.Recipients) > 0 {
 			if layout == LayoutPlain {
 				return fmt.Errorf("%w: the plain layout holds files as cp writes them, never encrypted", ErrMismatch)
 			}
-			id.Encryption = &Encryption{Scheme: cryptScheme, Recipients: r.Keys.Fingerprints()}
+			id.Encryption = &Encryption{Scheme: cryptScheme, Recipients: r.keys.Fingerprints()}
 		}
 		data, _ := json.MarshalIndent(id, "", "  ")
 		data = append(data, '\n')
@@ -284,8 +308,8 @@ func (r *Repo) Claim(ctx context.Context, h wal.LongHeader) error {
 		} else {
 			r.ident = &id
 			r.layout = layout
-			if r.Cache != nil {
-				r.Cache.Store(data)
+			if r.cache != nil {
+				r.cache.Store(data)
 			}
 		}
 	}

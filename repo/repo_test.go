@@ -34,8 +34,8 @@ func localRepo(t *testing.T, layout Layout) (*Repo, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := New(b, layout)
-	r.Create = true
+	r := New(b, Options{Layout: layout})
+	r.create = true
 	return r, root
 }
 
@@ -47,7 +47,7 @@ func reopen(t *testing.T, root string, layout Layout) *Repo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(b, layout)
+	return New(b, Options{Layout: layout})
 }
 
 // segment is a fake segment whose body is compressible but not trivial.
@@ -110,7 +110,7 @@ func TestIdentityMissingDirectory(t *testing.T) {
 		t.Errorf("the directory was created: %v", err)
 	}
 
-	r.Create = true
+	r.create = true
 	if _, ok, err := r.Identity(ctx); err != nil || ok {
 		t.Errorf("Identity with Create = ok %v, %v; want no identity and no error", ok, err)
 	}
@@ -131,7 +131,7 @@ func TestIdentityMissingDirectory(t *testing.T) {
 	if _, err := r.Find(ctx, n); !errors.Is(err, ErrNoRepository) || errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Find in an empty directory = %v, want ErrNoRepository and not fs.ErrNotExist", err)
 	}
-	r.Create = true
+	r.create = true
 	if _, err := r.Open(ctx, n); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Open with Create in an empty directory = %v, want fs.ErrNotExist", err)
 	}
@@ -197,7 +197,7 @@ func TestClaimRace(t *testing.T) {
 	ctx := context.Background()
 	a, root := localRepo(t, LayoutAuto)
 	b := reopen(t, root, LayoutAuto)
-	b.Create = true
+	b.create = true
 	for _, r := range []*Repo{a, b} {
 		if _, ok, err := r.Identity(ctx); err != nil || ok {
 			t.Fatalf("Identity = %v, %v", ok, err)
@@ -651,8 +651,8 @@ func recorderRepo(t *testing.T, stream bool) (*Repo, *storagetest.Faulty, string
 		t.Fatal(err)
 	}
 	p := &storagetest.Faulty{Backend: b, Streams: stream}
-	r := New(p, LayoutWalship)
-	r.Create = true
+	r := New(p, Options{Layout: LayoutWalship})
+	r.create = true
 	return r, p, root
 }
 
@@ -732,6 +732,6 @@ func TestPutStreamFailures(t *testing.T) {
 
 // withCodec asks r for the compression c, as walship-archive --compress does.
 func withCodec(r *Repo, c Codec) *Repo {
-	r.Compress = c
+	r.compress = c
 	return r
 }

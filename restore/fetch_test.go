@@ -30,7 +30,7 @@ func openRepo(t *testing.T, root string, layout repo.Layout) *repo.Repo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return repo.New(b, layout)
+	return repo.New(b, repo.Options{Layout: layout})
 }
 
 func parseName(t *testing.T, s string) wal.Name {
@@ -52,8 +52,11 @@ func fakeSegment(t *testing.T, n string, sys uint64, seed byte) []byte {
 func archived(t *testing.T, layout repo.Layout, codec repo.Codec, files map[string][]byte) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "repo")
-	r := openRepo(t, root, layout)
-	r.Create, r.Compress = true, codec
+	b, err := local.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := repo.New(b, repo.Options{Layout: layout, Create: true, Compress: codec})
 	src := t.TempDir()
 	names := make([]string, 0, len(files))
 	for n := range files {

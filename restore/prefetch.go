@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/walship/walship/internal/logx"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/spool"
 	"github.com/walship/walship/storage"
@@ -24,6 +25,8 @@ type Prefetch struct {
 	N int
 	// Spool holds the prefetched segments (outside the data directory).
 	Spool string
+	// Log receives the worker's debug lines (nil: none).
+	Log *slog.Logger
 }
 
 // Check validates the settings.
@@ -208,7 +211,7 @@ func (p Prefetch) Fill(ctx context.Context, r *repo.Repo, cur wal.Name, segSize 
 			return nil // not archived yet: the server will ask for it
 		}
 		if err != nil {
-			slog.Debug("prefetch failed", "file", n, "err", err)
+			logx.Or(p.Log).Debug("prefetch failed", "file", n, "err", err)
 			return err
 		}
 	}

@@ -64,13 +64,11 @@ func TestRunWarnsAtRecoveryStart(t *testing.T) {
 		"postgresql.conf": "archive_mode = on\narchive_command = 'walship-archive --repo " + root + " %p %f'\n"})
 	os.Mkdir(filepath.Join(data, "pg_wal"), 0o700)
 	var log bytes.Buffer
-	prev := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	defer slog.SetDefault(prev)
+	logger := slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	call := func(name string) string {
 		t.Helper()
 		log.Reset()
-		Run(context.Background(), openRepo(t, root, ""), Request{Name: parseName(t, name), Dest: filepath.Join(data, "pg_wal", "RECOVERYXLOG"), DataDir: data})
+		Run(context.Background(), openRepo(t, root, ""), Request{Name: parseName(t, name), Dest: filepath.Join(data, "pg_wal", "RECOVERYXLOG"), DataDir: data, Log: logger})
 		return log.String()
 	}
 	if got := call("00000002.history"); !strings.Contains(got, "archive_mode = off") {

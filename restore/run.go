@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/walship/walship/internal/detach"
+	"github.com/walship/walship/internal/logx"
 	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/spool"
@@ -57,6 +58,21 @@ type Request struct {
 	// WorkerSegSize is set in a prefetch worker (WorkerFromEnv): the
 	// process fills the spool after Name instead of restoring it.
 	WorkerSegSize uint32
+	// Log receives what the call does (restored, from where) and its
+	// warnings (nil: none).
+	Log *slog.Logger
+}
+
+// IdentityCache is the cache the repository at location is to be opened
+// with for this request (repo.Options.Cache), or nil: the server's own
+// recovery, its history probes included, and the prefetch worker read the
+// identity from the spool's cache; never pg_rewind's calls, which want no
+// side effects.
+func (req Request) IdentityCache(location string) repo.IdentityCache {
+	if req.WorkerSegSize != 0 || req.Prefetch.Recovery(req.Dest) {
+		return spool.NewIdentityCache(req.Prefetch.Spool, location)
+	}
+	return nil
 }
 
 // ReadError is a failure to read the archive (or to write the file), with
@@ -83,21 +99,17 @@ func (e *ReadError) Unwrap() error { return e.Err }
 // without it); an error matching ErrInvalid for a request that cannot be
 // served; and a *ReadError for everything else.
 func Run(ctx context.Context, r *repo.Repo, req Request) (Result, error) {
-	if req.WorkerSegSize != 0 || req.Prefetch.Recovery(req.Dest) {
-		// The server's own recovery, its history probes included (never
-		// pg_rewind's calls, which want no side effects): the identity
-		// comes from the spool's cache.
-		r.Cache = spool.NewIdentityCache(req.Prefetch.Spool, r.String())
-	}
+	req.Log = logx.Or(req.Log)
+	req.Prefetch.Log = req.Log
 	if req.WorkerSegSize != 0 {
 		if err := req.Prefetch.Fill(ctx, r, req.Name, req.WorkerSegSize); err != nil {
-			slog.Debug("prefetch stopped", "after", req.Name, "err", err)
+			req.Log.Debug("prefetch stopped", "after", req.Name, "err", err)
 		}
 		return Result{}, nil
 	}
 	if startingRecovery(req) {
 		if msg := PromotionWarning(req.DataDir, r); msg != "" {
-			slog.Warn(msg)
+			req.Log.Warn(msg)
 		}
 	}
 	res, err := req.serve(ctx, r)
@@ -120,7 +132,7 @@ func (req Request) serve(ctx context.Context, r *repo.Repo) (Result, error) {
 	if active && (req.Standby == nil || !warmstandby.FastTriggered(*req.Standby)) {
 		pf.Clean(ctx, r, n)
 		if ok, err := pf.Take(ctx, r, n, req.Dest); ok {
-			slog.Info("restored from the prefetch spool", "file", n)
+			req.Log.Info("restored from the prefetch spool", "file", n)
 			if !req.startPrefetch(ctx, r, n) {
 				if segSize, err := SegSizeOf(req.Dest); err == nil {
 					req.spawn(ctx, r, n, segSize)
@@ -128,7 +140,7 @@ func (req Request) serve(ctx context.Context, r *repo.Repo) (Result, error) {
 			}
 			return Result{Name: n, Spooled: true}, nil
 		} else if err != nil {
-			slog.Warn("prefetched copy unusable, fetching again", "file", n, "err", err)
+			req.Log.Warn("prefetched copy unusable, fetching again", "file", n, "err", err)
 		}
 		// Not spooled: the worker fetches the next ones while this call
 		// fetches n (once the segment size is known: a repository
@@ -148,7 +160,7 @@ func (req Request) serve(ctx context.Context, r *repo.Repo) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	slog.Info("restored", "file", n, "from", res.Key, "bytes", res.Bytes)
+	req.Log.Info("restored", "file", n, "from", res.Key, "bytes", res.Bytes)
 	if active {
 		if segSize, err := SegSizeOf(req.Dest); err == nil {
 			req.spawn(ctx, r, n, segSize)
@@ -176,7 +188,7 @@ func (req Request) spawn(ctx context.Context, r *repo.Repo, n wal.Name, segSize 
 		return
 	}
 	if err := req.Spawn(segSize); err != nil {
-		slog.Debug("prefetch not started", "err", err)
+		req.Log.Debug("prefetch not started", "err", err)
 	}
 }
 

@@ -98,9 +98,9 @@ func TestHistoryProbesUseTheIdentityCache(t *testing.T) {
 	pgWal := dataDir(t)
 	probe := func(dest string) []string {
 		reads = nil
-		_, err := Run(context.Background(), repo.New(f, repo.LayoutAuto), Request{
-			Name: parseName(t, "00000002.history"), Dest: filepath.Join(pgWal, dest), DataDir: filepath.Dir(pgWal), Prefetch: p,
-		})
+		req := Request{Name: parseName(t, "00000002.history"), Dest: filepath.Join(pgWal, dest), DataDir: filepath.Dir(pgWal), Prefetch: p}
+		// As walship-restore opens it for the request.
+		_, err := Run(context.Background(), repo.New(f, repo.Options{Layout: repo.LayoutAuto, Cache: req.IdentityCache(f.String())}), req)
 		if !storage.IsNotExist(err) {
 			t.Fatalf("probe into %s: %v, want not found", dest, err)
 		}

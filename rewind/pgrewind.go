@@ -56,14 +56,19 @@ var (
 	reDiverged   = regexp.MustCompile(`servers diverged at WAL location ([0-9A-F]+/[0-9A-F]+) on timeline (\d+)`)
 	reCheckpoint = regexp.MustCompile(`rewinding from last common checkpoint at ([0-9A-F]+/[0-9A-F]+) on timeline (\d+)`)
 	reNeedCopy   = regexp.MustCompile(`need to copy (\d+) MB \(total source directory size is (\d+) MB\)`)
-	reRestored   = regexp.MustCompile(`\bmsg=restored\b.*\bfile=([0-9A-F]{24})\b.*\bbytes=(\d+)`)
 	reMessage    = regexp.MustCompile(`^(pg_rewind|walship-restore): (?:(error|fatal|detail|hint): )?`)
+	// What walship-restore (cliutil's log format) writes: its time and
+	// pid, then its name; a file restored, a log line of another level,
+	// or its one-line failure report.
+	reLogPrefix = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+ \[\d+\] `)
+	reRestored  = regexp.MustCompile(`^walship-restore: restored file=([0-9A-F]{24})\b.*\bbytes=(\d+)`)
+	reLogLevel  = regexp.MustCompile(`^walship-restore: (DEBUG|WARNING|ERROR): `)
 )
 
 // Line reads one line of output. It returns what to show the operator
 // with --progress ("" for nothing).
 func (o *RewindOutput) Line(line string) string {
-	line = strings.TrimSpace(line)
+	line = reLogPrefix.ReplaceAllString(strings.TrimSpace(line), "")
 	if line == "" {
 		return ""
 	}
@@ -72,7 +77,7 @@ func (o *RewindOutput) Line(line string) string {
 		o.Restored = append(o.Restored, Restored{Name: m[1], Bytes: n})
 		return fmt.Sprintf("fetched %s from the archive (%s; %d so far)", m[1], mib(n), len(o.Restored))
 	}
-	if strings.HasPrefix(line, "level=") { // walship-restore's other log lines (not found, ...)
+	if reLogLevel.MatchString(line) { // walship-restore's other log lines (not found, ...)
 		return ""
 	}
 	if m := reMessage.FindStringSubmatch(line); m != nil {

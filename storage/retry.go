@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"time"
+
+	"github.com/walship/walship/internal/logx"
 )
 
 // RetryPolicy bounds how long the retry wrapper keeps trying.
@@ -19,6 +21,8 @@ type RetryPolicy struct {
 	// FirstDelay is the pause after the first failed attempt; it doubles up
 	// to MaxDelay, with jitter.
 	FirstDelay, MaxDelay time.Duration
+	// Log receives a debug line for each retry (nil: none).
+	Log *slog.Logger
 }
 
 // DefaultRetry is what the binaries use unless told otherwise.
@@ -29,7 +33,10 @@ var DefaultRetry = RetryPolicy{OpTimeout: 30 * time.Second, Budget: 60 * time.Se
 // fail with ErrTransient (or time out) are tried again within Budget.
 // Not-found and already-exists answers are final and never retried. Put is
 // retried only when its reader can be rewound (io.Seeker).
-func WithRetry(b Backend, p RetryPolicy) Backend { return &retrying{b: b, p: p} }
+func WithRetry(b Backend, p RetryPolicy) Backend {
+	p.Log = logx.Or(p.Log)
+	return &retrying{b: b, p: p}
+}
 
 type retrying struct {
 	b Backend
@@ -70,7 +77,7 @@ func (r *retrying) do(ctx context.Context, op, key string, f func(ctx context.Co
 		if time.Now().Add(wait).After(deadline) {
 			return fmt.Errorf("gave up after %d attempts in %s: %w", attempt, r.p.Budget, err)
 		}
-		slog.Debug("storage call failed, retrying", "op", op, "key", key, "attempt", attempt, "err", err)
+		r.p.Log.Debug("storage call failed, retrying", "op", op, "key", key, "attempt", attempt, "err", err)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():

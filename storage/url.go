@@ -3,16 +3,20 @@ package storage
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/walship/walship/internal/logx"
 )
 
 // Opener creates a backend for a repository URL of its scheme.
-type Opener func(ctx context.Context, u *url.URL, opts Options) (Backend, error)
+// It logs through log (never nil).
+type Opener func(ctx context.Context, u *url.URL, opts Options, log *slog.Logger) (Backend, error)
 
 // Options are backend settings that do not belong in a URL. Each backend
 // reads the keys it knows ("endpoint", "region", ...); unknown keys are
@@ -37,8 +41,9 @@ func Register(scheme string, o Opener) {
 
 // Open turns a repository location into a backend. A location without a
 // scheme (or file://) is a local directory; others need their backend
-// registered (import it for its side effect).
-func Open(ctx context.Context, location string, opts Options) (Backend, error) {
+// registered (import it for its side effect). The backend logs through
+// log (nil: nowhere).
+func Open(ctx context.Context, location string, opts Options, log *slog.Logger) (Backend, error) {
 	if location == "" {
 		return nil, fmt.Errorf("no repository given")
 	}
@@ -58,7 +63,7 @@ func Open(ctx context.Context, location string, opts Options) (Backend, error) {
 	if !ok {
 		return nil, fmt.Errorf("repository %q: unknown scheme %q (known: %s)", location, u.Scheme, strings.Join(Schemes(), ", "))
 	}
-	return o(ctx, u, opts)
+	return o(ctx, u, opts, logx.Or(log))
 }
 
 func registered(scheme string) bool {

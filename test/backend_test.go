@@ -273,7 +273,7 @@ func (b localBackend) secrets() []string { return nil }
 
 func (b localBackend) repo(t testing.TB) *repo.Repo {
 	t.Helper()
-	return repo.New(b.store(t), repo.LayoutAuto)
+	return repo.New(b.store(t), repo.Options{Layout: repo.LayoutAuto})
 }
 
 func (b localBackend) store(t testing.TB) storage.Backend {
@@ -346,7 +346,7 @@ func (a *s3Backend) secrets() []string { return []string{a.srv.SecretKey} }
 
 func (a *s3Backend) repo(t testing.TB) *repo.Repo {
 	t.Helper()
-	return repo.New(a.store(t), repo.LayoutAuto)
+	return repo.New(a.store(t), repo.Options{Layout: repo.LayoutAuto})
 }
 
 func (a *s3Backend) store(t testing.TB) storage.Backend {

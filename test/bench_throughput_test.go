@@ -358,7 +358,7 @@ func walshipRestore(b *testing.B, c *pgtest.Cluster, dir string, store archiveBa
 	c.Conf(commandLine(b, store, "walship-restore", flags...))
 	return func(log string) {
 		fromSpool := strings.Count(log, "restored from the prefetch spool")
-		direct := strings.Count(log, "msg=restored ")
+		direct := strings.Count(log, "walship-restore: restored file=")
 		if prefetch > 0 && fromSpool == 0 {
 			b.Errorf("--prefetch %d served no segment from the spool (%d fetched directly)", prefetch, direct)
 		}

@@ -390,7 +390,7 @@ func TestPITRCopyPollution(t *testing.T) {
 		switchAndArchive(t, p)
 		warning := ""
 		for _, l := range strings.Split(p.Log(), "\n") {
-			if strings.Contains(l, "level=WARN") && strings.Contains(l, "branched off") {
+			if strings.Contains(l, "walship-archive: WARNING: ") && strings.Contains(l, "branched off") {
 				warning = l
 				break
 			}

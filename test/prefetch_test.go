@@ -40,7 +40,7 @@ func TestPITRWithPrefetch(t *testing.T) {
 	}
 	log := backup.Log()
 	fromSpool := strings.Count(log, "restored from the prefetch spool")
-	direct := strings.Count(log, "msg=restored ")
+	direct := strings.Count(log, "walship-restore: restored file=")
 	if fromSpool == 0 {
 		t.Fatalf("no segment was served from the prefetch spool (%d fetched directly)", direct)
 	}
@@ -70,7 +70,7 @@ func TestPgRewindWithPrefetchConfigured(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pg_rewind -c with walship-restore --prefetch: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "msg=restored") {
+	if !strings.Contains(out, "walship-restore: restored file=") {
 		t.Errorf("pg_rewind -c did not restore through walship-restore:\n%s", out)
 	}
 	if strings.Contains(out, "prefetch spool") {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/walship/walship/internal/logx"
 	"github.com/walship/walship/wal"
 )
 
@@ -37,7 +38,7 @@ type Options struct {
 	Settle time.Duration
 	// LogEvery is how often a long wait says it is still waiting. Default 1m.
 	LogEvery time.Duration
-	// Log receives the wait's messages; nil is slog.Default().
+	// Log receives the wait's messages (nil: none).
 	Log *slog.Logger
 	// NoWatch disables file system events (polling only).
 	NoWatch bool
@@ -60,9 +61,7 @@ func (o *Options) defaults() {
 	if o.DataDir == "" {
 		o.DataDir = "."
 	}
-	if o.Log == nil {
-		o.Log = slog.Default()
-	}
+	o.Log = logx.Or(o.Log)
 }
 
 // Reason is why a wait ended without the segment.

@@ -73,13 +73,13 @@ func newFixture(t *testing.T, l repo.Layout) *fixture {
 		t.Fatal(err)
 	}
 	f.backend = storage.WithRetry(lb, storage.RetryPolicy{OpTimeout: 5 * time.Second, Budget: time.Second, FirstDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond})
-	f.repo = repo.New(f.backend, l)
+	f.repo = repo.New(f.backend, repo.Options{Layout: l})
 	if l == repo.LayoutWalship {
 		h, _ := wal.ParseLongHeader(segment(t, "000000010000000000000001"))
 		if err := f.repo.Claim(context.Background(), h); err != nil {
 			t.Fatal(err)
 		}
-		f.repo = repo.New(f.backend, l) // as walship-restore opens it
+		f.repo = repo.New(f.backend, repo.Options{Layout: l}) // as walship-restore opens it
 	}
 	f.dest = filepath.Join(t.TempDir(), "RECOVERYXLOG")
 	f.opts = Options{DataDir: f.data, Poll: time.Hour, FirstPoll: 20 * time.Millisecond, Check: 20 * time.Millisecond,
@@ -233,7 +233,7 @@ func remote(b storage.Backend) storage.Backend { return &storagetest.Faulty{Back
 
 func TestWaitsByPollingAnyBackend(t *testing.T) {
 	f := newFixture(t, repo.LayoutWalship)
-	f.repo = repo.New(remote(f.backend), repo.LayoutWalship)
+	f.repo = repo.New(remote(f.backend), repo.Options{Layout: repo.LayoutWalship})
 	f.opts.Poll = 100 * time.Millisecond
 	done := f.start(context.Background(), "000000010000000000000004")
 	f.stillWaiting(done, "the segment was archived")
@@ -247,7 +247,7 @@ func TestStorageErrorIsMoreWaiting(t *testing.T) {
 	var down atomic.Bool
 	down.Store(true)
 	fb := &storagetest.Faulty{Backend: f.backend, Fail: storagetest.Down(down.Load)}
-	f.repo = repo.New(fb, repo.LayoutWalship)
+	f.repo = repo.New(fb, repo.Options{Layout: repo.LayoutWalship})
 	f.opts.Poll = 50 * time.Millisecond
 	done := f.start(context.Background(), "000000010000000000000005")
 	f.stillWaiting(done, "the storage came back")
@@ -304,7 +304,7 @@ func TestTriggerDuringWait(t *testing.T) {
 // found, even when its next poll is far away.
 func TestTriggerSmartLooksAgainBeforeStopping(t *testing.T) {
 	f := newFixture(t, repo.LayoutWalship)
-	f.repo = repo.New(remote(f.backend), repo.LayoutWalship)
+	f.repo = repo.New(remote(f.backend), repo.Options{Layout: repo.LayoutWalship})
 	f.opts.FirstPoll = time.Hour
 	f.trigger("-")
 	done := f.start(context.Background(), "000000010000000000000003")
@@ -341,7 +341,7 @@ func TestMaxWaitOverUnreadableArchive(t *testing.T) {
 			return nil
 		}
 		return denied
-	}}, repo.LayoutWalship)
+	}}, repo.Options{Layout: repo.LayoutWalship})
 	f.opts.MaxWait, f.opts.Poll = 300*time.Millisecond, 50*time.Millisecond
 	_, err := f.fetch("000000010000000000000003")
 	var se *StopError

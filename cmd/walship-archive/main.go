@@ -7,7 +7,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
@@ -62,29 +61,29 @@ func run(c *cli.Context) error {
 	if !c.IsSet("compress") {
 		codec = "" // the repository's own, lz4 for a new one
 	}
-	par := archive.Parallel{N: c.Int("parallel"), Spool: c.String("spool"), Worker: archive.WorkerFromEnv()}
+	log := cliutil.Logger(c)
+	par := archive.Parallel{N: c.Int("parallel"), Spool: c.String("spool"), Worker: archive.WorkerFromEnv(), Log: log}
 	if err := par.Check(); err != nil {
 		return cliutil.UsageError{Err: fmt.Errorf("--parallel %d --spool %q: %w", par.N, par.Spool, err)}
 	}
-	r, err := cliutil.OpenRepo(c, nil)
+	r, err := cliutil.OpenRepo(c, cliutil.Open{Create: true, Compress: codec, Cache: par.IdentityCache, Log: log})
 	if err != nil {
 		return err
 	}
-	r.Create, r.Compress = true, codec
 	res, err := archive.PushAhead(c.Context, r, args[0], n, par)
 	if err != nil {
 		return err
 	}
 	if res.Newer != nil {
-		slog.Warn(res.Newer.Warning(n), "file", args[1], "repo", r.String())
+		log.Warn(res.Newer.Warning(n), "file", args[1], "repo", r.String())
 	}
 	switch {
 	case res.Ahead:
-		slog.Info("already archived by a look-ahead push", "file", args[1], "repo", r.String())
+		log.Info("already archived by a look-ahead push", "file", args[1], "repo", r.String())
 	case res.Existed:
-		slog.Info("already archived with identical content", "file", args[1], "repo", r.String())
+		log.Info("already archived with identical content", "file", args[1], "repo", r.String())
 	default:
-		slog.Info("archived", "file", args[1], "bytes", res.Bytes, "repo", r.String())
+		log.Info("archived", "file", args[1], "bytes", res.Bytes, "repo", r.String())
 	}
 	return nil
 }

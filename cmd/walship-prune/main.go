@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -70,7 +69,8 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := cliutil.OpenRepo(c, nil)
+	log := cliutil.Logger(c)
+	r, err := cliutil.OpenRepo(c, cliutil.Open{Log: log})
 	if err != nil {
 		return err
 	}
@@ -80,7 +80,7 @@ func run(c *cli.Context) error {
 		err = fmt.Errorf("%w; to prune an archive of bare files (as cp writes them) say --layout plain", err)
 	}
 	for _, n := range res.Notes {
-		slog.Info(n)
+		log.Info(n)
 	}
 	if o.DryRun {
 		for _, f := range res.Remove {
@@ -95,7 +95,7 @@ func run(c *cli.Context) error {
 	}
 	if restartPoint && !o.DryRun {
 		// Under the server, quiet unless asked: its log is not a report.
-		slog.Info(res.Summary(), "repo", r.String())
+		log.Info(res.Summary(), "repo", r.String())
 		return nil
 	}
 	fmt.Println(res.Summary())
@@ -163,7 +163,7 @@ func options(c *cli.Context) (o prune.Options, restartPoint bool, err error) {
 		case explicit:
 			return prune.Options{}, false, fmt.Errorf("%w: cannot read the cluster's identity: %w", prune.ErrRefused, err)
 		case !errors.Is(err, fs.ErrNotExist):
-			slog.Debug("not checking the data directory's identity", "err", err)
+			cliutil.Logger(c).Debug("not checking the data directory's identity", "err", err)
 		}
 	}
 	return o, restartPoint, nil

@@ -12,7 +12,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
@@ -74,13 +73,13 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := cliutil.OpenRepo(c, nil)
+	r, err := cliutil.OpenRepo(c, cliutil.Open{Cache: req.IdentityCache, Log: req.Log})
 	if err != nil {
 		return req.Fail(err)
 	}
 	_, err = restore.Run(c.Context, r, req)
 	if storage.IsNotExist(err) {
-		slog.Debug("not in the archive", "file", args[0])
+		req.Log.Debug("not in the archive", "file", args[0])
 		return cliutil.Quiet{Err: err}
 	}
 	if errors.Is(err, restore.ErrInvalid) {
@@ -100,16 +99,17 @@ func request(c *cli.Context, f, p string) (restore.Request, error) {
 	if err != nil {
 		return usage(fmt.Errorf("--on-error: %w", err))
 	}
-	standby, err := standbyOptions(c)
+	standby, err := standbyOptions(c, cliutil.Logger(c))
 	if err != nil {
 		return usage(err)
 	}
+	log := cliutil.Logger(c)
 	pf := restore.Prefetch{N: c.Int("prefetch"), Spool: c.String("spool")}
 	if err := pf.Check(); err != nil {
 		return usage(fmt.Errorf("--prefetch %d --spool %q: %w", pf.N, pf.Spool, err))
 	}
 	return restore.Request{Name: n, Dest: p, DataDir: c.String("data-dir"), OnError: policy, Standby: standby,
-		Prefetch: pf, Spawn: restore.SpawnSelf, WorkerSegSize: restore.WorkerFromEnv()}, nil
+		Prefetch: pf, Spawn: restore.SpawnSelf, WorkerSegSize: restore.WorkerFromEnv(), Log: log}, nil
 }
 
 // exitCode is the one place walship-restore chooses its exit status.

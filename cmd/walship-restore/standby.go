@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -31,12 +30,12 @@ func standbyFlags() []cli.Flag {
 }
 
 // standbyOptions returns the wait's options, or nil without --standby.
-func standbyOptions(c *cli.Context) (*warmstandby.Options, error) {
+func standbyOptions(c *cli.Context, log *slog.Logger) (*warmstandby.Options, error) {
 	if !c.Bool("standby") {
 		// Not an error: a config file shared with one-shot uses may set them.
 		for _, f := range []string{"trigger", "max-wait"} {
 			if c.IsSet(f) {
-				slog.Warn(fmt.Sprintf("--%s has no effect without --standby: not waiting", f))
+				log.Warn(fmt.Sprintf("--%s has no effect without --standby: not waiting", f))
 			}
 		}
 		return nil, nil
@@ -49,16 +48,11 @@ func standbyOptions(c *cli.Context) (*warmstandby.Options, error) {
 	}
 	// The wait says when it starts and, rarely, that it goes on: those
 	// lines are for the server log even when walship is otherwise quiet.
-	level := slog.LevelInfo
-	if c.Bool("verbose") {
-		level = slog.LevelDebug
-	}
-	log := cliutil.NewLogger(c.App.Name, os.Stderr, level)
 	return &warmstandby.Options{
 		Trigger: c.String("trigger"),
 		DataDir: c.String("data-dir"),
 		MaxWait: c.Duration("max-wait"),
 		Poll:    c.Duration("poll"),
-		Log:     log,
+		Log:     cliutil.LoggerAt(c, slog.LevelInfo),
 	}, nil
 }

@@ -97,7 +97,7 @@ func run(c *cli.Context) error {
 	if abs, err := filepath.Abs(bin); err == nil {
 		bin = abs
 	}
-	r, err := cliutil.OpenRepo(c, nil)
+	r, err := cliutil.OpenRepo(c, cliutil.Open{})
 	if err != nil {
 		return err
 	}

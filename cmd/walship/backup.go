@@ -56,11 +56,12 @@ func backupCreate(c *cli.Context) error {
 	if c.String("dbname") == "" {
 		return cliutil.UsageError{Err: errors.New("no server: give -d/--dbname the connection string of the server to back up")}
 	}
-	r, err := cliutil.OpenRepo(c, nil)
+	r, err := cliutil.OpenRepo(c, cliutil.Open{Create: true})
 	if err != nil {
 		return err
 	}
 	res, err := backup.Create(c.Context, r, backup.CreateOptions{
+		Log:        cliutil.Logger(c),
 		ConnString: c.String("dbname"),
 		Label:      c.String("label"),
 		Checkpoint: c.String("checkpoint"),
@@ -113,7 +114,7 @@ func backupRestore(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := cliutil.OpenRepo(c, nil)
+	r, err := cliutil.OpenRepo(c, cliutil.Open{})
 	if err != nil {
 		return err
 	}
@@ -230,7 +231,7 @@ func backupRegister(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return cliutil.UsageError{Err: errors.New("give the directory pg_basebackup wrote the backup into: walship backup register DIR")}
 	}
-	r, err := cliutil.OpenRepo(c, nil)
+	r, err := cliutil.OpenRepo(c, cliutil.Open{})
 	if err != nil {
 		return err
 	}

@@ -62,7 +62,7 @@ func checkCommand() *cli.Command {
 }
 
 func runCheck(c *cli.Context) error {
-	r, err := cliutil.OpenRepo(c, nil)
+	r, err := cliutil.OpenRepo(c, cliutil.Open{})
 	if err != nil {
 		return unknownError{err}
 	}
@@ -90,7 +90,7 @@ func runCheck(c *cli.Context) error {
 // metrics is walship metrics: the report of a check without the forced
 // switch, as Prometheus metrics.
 func metrics(c *cli.Context) error {
-	r, err := cliutil.OpenRepo(c, nil)
+	r, err := cliutil.OpenRepo(c, cliutil.Open{})
 	if err != nil {
 		return err
 	}

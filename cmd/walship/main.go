@@ -103,7 +103,7 @@ func command(name, usage string, action cli.ActionFunc, own ...cli.Flag) *cli.Co
 }
 
 func scan(c *cli.Context) (*repo.Catalog, error) {
-	r, err := cliutil.OpenRepo(c, nil)
+	r, err := cliutil.OpenRepo(c, cliutil.Open{})
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +185,7 @@ func status(c *cli.Context) error {
 }
 
 func verify(c *cli.Context) error {
-	r, err := cliutil.OpenRepo(c, nil)
+	r, err := cliutil.OpenRepo(c, cliutil.Open{})
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -72,12 +73,22 @@ func S3Options(c *cli.Context) storage.Options {
 	return opts
 }
 
-// OpenRepo opens the repository the flags name, wrapped in the retry policy.
-// Nil opts means the backend settings of the flags (S3Options).
-func OpenRepo(c *cli.Context, opts storage.Options) (*repo.Repo, error) {
-	if opts == nil {
-		opts = S3Options(c)
-	}
+// Open is what a program asks of the repository it opens, besides what
+// the flags say.
+type Open struct {
+	// Create lets it create the repository (archiving, backups).
+	Create bool
+	// Compress is the codec asked for new segments ("": the repository's).
+	Compress repo.Codec
+	// Cache, when set, makes the identity cache for the backend's location.
+	Cache func(location string) repo.IdentityCache
+	// Log is what the storage logs through (nil: Logger(c)).
+	Log *slog.Logger
+}
+
+// OpenRepo opens the repository the flags name, wrapped in the retry
+// policy, once and for all: the Repo's settings come from the flags and o.
+func OpenRepo(c *cli.Context, o Open) (*repo.Repo, error) {
 	layout, err := repo.ParseLayout(c.String("layout"))
 	if err != nil {
 		return nil, UsageError{Err: err}
@@ -85,7 +96,11 @@ func OpenRepo(c *cli.Context, opts storage.Options) (*repo.Repo, error) {
 	if c.String("repo") == "" {
 		return nil, UsageError{Err: fmt.Errorf("no repository given: use --repo, WALSHIP_REPO or repo in the config file")}
 	}
-	b, err := storage.Open(c.Context, c.String("repo"), opts)
+	log := o.Log
+	if log == nil {
+		log = Logger(c)
+	}
+	b, err := storage.Open(c.Context, c.String("repo"), S3Options(c), log)
 	if err != nil {
 		return nil, UsageError{Err: err}
 	}
@@ -94,10 +109,12 @@ func OpenRepo(c *cli.Context, opts storage.Options) (*repo.Repo, error) {
 		return nil, err
 	}
 	p := storage.DefaultRetry
-	p.OpTimeout, p.Budget = c.Duration("op-timeout"), c.Duration("retry-budget")
-	r := repo.New(storage.WithRetry(b, p), layout)
-	r.Keys = keys
-	return r, nil
+	p.OpTimeout, p.Budget, p.Log = c.Duration("op-timeout"), c.Duration("retry-budget"), log
+	ro := repo.Options{Layout: layout, Create: o.Create, Compress: o.Compress, Keys: keys}
+	if o.Cache != nil {
+		ro.Cache = o.Cache(b.String())
+	}
+	return repo.New(storage.WithRetry(b, p), ro), nil
 }
 
 // Keys loads the encryption settings: recipients (--recipient,

@@ -17,15 +17,21 @@ import (
 // prefixRE is the time and pid every line on a non-terminal stderr begins with.
 var prefixRE = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [A-Z][A-Za-z0-9+-]* \[(\d+)\] `)
 
+// Every line, whatever its level, is the time, the pid, the program, then
+// the message: warnings say so after the name, failures do not.
 func TestLogLinesCarryTimeAndPid(t *testing.T) {
 	var buf bytes.Buffer
-	NewLogger("walship-restore", &buf, slog.LevelInfo).Info("waiting for the segment to be archived", "file", "000000010000000000000003")
+	log := NewLogger("walship-restore", &buf, slog.LevelInfo)
+	log.Info("waiting for the segment to be archived", "file", "000000010000000000000003")
+	log.With("repo", "/var/lib/walship").Warn("archive recovery from the repository it archives into", "detail", `say "no"`, "empty", "")
+	log.Debug("not written at level INFO")
 	printError(&buf, "walship-restore", errors.New("reading 000000010000000000000003: corrupt"), " (aborting recovery)")
 	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("got %q, want two lines", buf.String())
+	if len(lines) != 3 {
+		t.Fatalf("got %q, want three lines", buf.String())
 	}
-	wants := []string{`level=INFO msg="waiting for the segment to be archived" prog=walship-restore file=000000010000000000000003`,
+	wants := []string{`walship-restore: waiting for the segment to be archived file=000000010000000000000003`,
+		`walship-restore: WARNING: archive recovery from the repository it archives into repo=/var/lib/walship detail="say \"no\"" empty=""`,
 		`walship-restore: reading 000000010000000000000003: corrupt (aborting recovery)`}
 	for i, l := range lines {
 		m := prefixRE.FindStringSubmatch(l)

@@ -2,7 +2,6 @@ package cliutil
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -46,7 +45,7 @@ func ConfigFlagsUnlisted(flags []cli.Flag) []string {
 	return out
 }
 
-// Before loads the config file into the flags and sets up logging. Use it
+// Before loads the config file into the flags and checks them. Use it
 // as the app's Before hook.
 func Before(flags []cli.Flag) cli.BeforeFunc {
 	load := altsrc.InitInputSourceWithContext(flags, altsrc.NewTomlSourceFromFlagFunc("config"))
@@ -65,11 +64,6 @@ func Before(flags []cli.Flag) cli.BeforeFunc {
 		if err := checkDurations(c, flags); err != nil {
 			return UsageError{Err: err}
 		}
-		level := slog.LevelWarn
-		if c.Bool("verbose") {
-			level = slog.LevelDebug
-		}
-		SetLogger(c.App.Name, os.Stderr, level)
 		return nil
 	}
 }

@@ -20,7 +20,7 @@ func s3Opts(t *testing.T, args ...string) (storage.Options, string) {
 	flags := RepoFlags()
 	app := &cli.App{Name: "t", Flags: flags, Before: Before(flags), Action: func(c *cli.Context) error {
 		got = S3Options(c)
-		r, err := OpenRepo(c, nil)
+		r, err := OpenRepo(c, Open{})
 		if err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -28,7 +29,7 @@ import (
 )
 
 func init() {
-	storage.Register("file", func(_ context.Context, u *url.URL, _ storage.Options) (storage.Backend, error) {
+	storage.Register("file", func(_ context.Context, u *url.URL, _ storage.Options, _ *slog.Logger) (storage.Backend, error) {
 		if u.Host != "" && u.Host != "localhost" {
 			// file://tmp/x is the path /x on the host "tmp".
 			return nil, fmt.Errorf("repository %s: a file URL names no host: write file:///%s%s (three slashes) or the path itself", u, u.Host, u.Path)

@@ -57,7 +57,7 @@ func TestTempFilesAreInvisible(t *testing.T) {
 func TestOpenViaURL(t *testing.T) {
 	dir := t.TempDir()
 	for _, loc := range []string{dir, "file://" + dir} {
-		b, err := storage.Open(context.Background(), loc, nil)
+		b, err := storage.Open(context.Background(), loc, nil, nil)
 		if err != nil {
 			t.Fatalf("Open(%q): %v", loc, err)
 		}
@@ -65,7 +65,7 @@ func TestOpenViaURL(t *testing.T) {
 			t.Errorf("Open(%q) is rooted at %q, want %q", loc, b.String(), dir)
 		}
 	}
-	if _, err := storage.Open(context.Background(), "gopher://x/y", nil); err == nil || !strings.Contains(err.Error(), "unknown scheme") {
+	if _, err := storage.Open(context.Background(), "gopher://x/y", nil, nil); err == nil || !strings.Contains(err.Error(), "unknown scheme") {
 		t.Errorf("unknown scheme: got %v", err)
 	}
 	// Locations that would silently name another directory than meant.
@@ -77,11 +77,11 @@ func TestOpenViaURL(t *testing.T) {
 		"file://":         "no directory",  // nothing at all
 		"file:///x?y=1":   "no query",      // settings are not in the URL
 	} {
-		if _, err := storage.Open(context.Background(), loc, nil); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := storage.Open(context.Background(), loc, nil, nil); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Open(%q) = %v, want an error saying %q", loc, err, want)
 		}
 	}
-	if b, err := storage.Open(context.Background(), "file://localhost"+dir, nil); err != nil || b.String() != dir {
+	if b, err := storage.Open(context.Background(), "file://localhost"+dir, nil, nil); err != nil || b.String() != dir {
 		t.Errorf("Open(file://localhost%s) = %v, %v", dir, b, err)
 	}
 }

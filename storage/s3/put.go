@@ -11,7 +11,6 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -57,7 +56,7 @@ func (b *Backend) conditional() bool { return !b.cfg.NoConditionalPut && !b.noCo
 // notConditional records that the store does not do conditional writes.
 func (b *Backend) notConditional() {
 	if b.noConditional.CompareAndSwap(false, true) {
-		slog.Warn("the S3 store does not support conditional writes (If-None-Match); checking for the key before each write instead, which two writers of the same key at the same moment can race",
+		b.log.Warn("the S3 store does not support conditional writes (If-None-Match); checking for the key before each write instead, which two writers of the same key at the same moment can race",
 			"repo", b.String())
 	}
 }
@@ -115,7 +114,7 @@ func (b *Backend) send(ctx context.Context, in *s3.PutObjectInput, p piece) (*s3
 	if err == nil || in.ContentMD5 != nil || !checksumRefused(err) {
 		return out, err
 	}
-	slog.Debug("the S3 store refused the CRC-32C header; sending a Content-MD5 instead", "repo", b.String(), "err", err)
+	b.log.Debug("the S3 store refused the CRC-32C header; sending a Content-MD5 instead", "repo", b.String(), "err", err)
 	sum, serr := p.md5()
 	if serr != nil {
 		return nil, serr
@@ -241,7 +240,7 @@ func (b *Backend) putMultipart(ctx context.Context, key, k string, src *source) 
 		if _, aerr := b.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
 			Bucket: aws.String(b.cfg.Bucket), Key: aws.String(k), UploadId: id,
 		}); aerr != nil {
-			slog.Warn("could not abort a failed multipart upload; a bucket lifecycle rule for incomplete uploads would remove its parts",
+			b.log.Warn("could not abort a failed multipart upload; a bucket lifecycle rule for incomplete uploads would remove its parts",
 				"repo", b.String(), "key", key, "err", classify(aerr, b.cfg.Bucket))
 		}
 	}()

@@ -36,15 +36,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go/logging"
 
+	"github.com/walship/walship/internal/logx"
 	"github.com/walship/walship/storage"
 )
 
 func init() {
-	storage.Register("s3", func(ctx context.Context, u *url.URL, opts storage.Options) (storage.Backend, error) {
+	storage.Register("s3", func(ctx context.Context, u *url.URL, opts storage.Options, log *slog.Logger) (storage.Backend, error) {
 		cfg, err := ParseURL(u, opts)
 		if err != nil {
 			return nil, err
 		}
+		cfg.Log = log
 		return New(ctx, cfg)
 	})
 }
@@ -98,6 +100,8 @@ type Config struct {
 	// same key can then both succeed; the last one wins). Without it, Put
 	// switches to that mode by itself when the store answers 501.
 	NoConditionalPut bool
+	// Log receives the backend's warnings and debug lines (nil: none).
+	Log *slog.Logger
 }
 
 // ParseURL makes a Config from an s3://bucket/prefix URL and the options
@@ -164,6 +168,7 @@ type Backend struct {
 	noConditional atomic.Bool
 	// tls is whether requests go over TLS (every endpoint but http://).
 	tls bool
+	log *slog.Logger
 }
 
 // New checks cfg and prepares a client for it. It neither contacts the
@@ -171,7 +176,7 @@ type Backend struct {
 // so a call that needs no request (an answer from the spool) costs nothing.
 func New(ctx context.Context, cfg Config) (*Backend, error) {
 	b := &Backend{cfg: cfg, threshold: cfg.MultipartThreshold, partSize: cfg.PartSize,
-		tls: !strings.HasPrefix(strings.ToLower(cfg.Endpoint), "http://")}
+		tls: !strings.HasPrefix(strings.ToLower(cfg.Endpoint), "http://"), log: logx.Or(cfg.Log)}
 	if cfg.Bucket == "" {
 		return nil, errors.New("s3 repository: no bucket")
 	}
@@ -235,7 +240,7 @@ func newClient(b *Backend, cfg Config) (*s3.Client, error) {
 			if c == logging.Warn {
 				level = slog.LevelWarn
 			}
-			slog.Log(context.Background(), level, "aws sdk: "+fmt.Sprintf(format, v...))
+			b.log.Log(context.Background(), level, "aws sdk: "+fmt.Sprintf(format, v...))
 		})),
 	}
 	if cfg.Region != "" {

@@ -321,7 +321,7 @@ func TestOpenViaURL(t *testing.T) {
 	srv := s3test.StartServer(t)
 	bucket := srv.NewBucket(t)
 	srv.Setenv(t) // credentials from the default chain
-	b, err := storage.Open(context.Background(), "s3://"+bucket+"/a/b/", srv.Options())
+	b, err := storage.Open(context.Background(), "s3://"+bucket+"/a/b/", srv.Options(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +392,7 @@ func TestNoCredentials(t *testing.T) {
 	srv.Setenv(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", "")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
-	b, err := storage.Open(context.Background(), "s3://"+bucket+"/p", srv.Options())
+	b, err := storage.Open(context.Background(), "s3://"+bucket+"/p", srv.Options(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

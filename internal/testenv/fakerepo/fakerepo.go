@@ -53,8 +53,7 @@ func New(t testing.TB) *Repo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := repo.New(b, repo.LayoutAuto)
-	r.Create = true
+	r := repo.New(b, repo.Options{Layout: repo.LayoutAuto, Create: true})
 	return &Repo{t: t, Dir: dir, B: b, R: r, Codec: repo.CodecLZ4}
 }
 
@@ -63,7 +62,7 @@ func New(t testing.TB) *Repo {
 func NewPlain(t testing.TB) *Repo {
 	f := New(t)
 	f.plain, f.Codec = true, repo.CodecNone
-	f.R = repo.New(f.B, repo.LayoutPlain)
+	f.R = repo.New(f.B, repo.Options{Layout: repo.LayoutPlain})
 	return f
 }
 
@@ -75,7 +74,7 @@ func (f *Repo) Open(layout repo.Layout) *repo.Repo {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	return repo.New(storage.WithRetry(b, storage.RetryPolicy{OpTimeout: 10 * time.Second, Budget: time.Second, FirstDelay: time.Millisecond, MaxDelay: time.Millisecond}), layout)
+	return repo.New(storage.WithRetry(b, storage.RetryPolicy{OpTimeout: 10 * time.Second, Budget: time.Second, FirstDelay: time.Millisecond, MaxDelay: time.Millisecond}), repo.Options{Layout: layout})
 }
 
 func (f *Repo) put(n wal.Name, data []byte) {
@@ -87,17 +86,17 @@ func (f *Repo) put(n wal.Name, data []byte) {
 		return
 	}
 	ctx := context.Background()
-	f.R.Compress = f.Codec
+	w := repo.New(f.B, repo.Options{Layout: repo.LayoutAuto, Create: true, Compress: f.Codec})
 	if n.Kind == wal.KindSegment || n.Kind == wal.KindPartial {
 		h, err := wal.ParseLongHeader(data)
 		if err != nil {
 			f.t.Fatal(err)
 		}
-		if err := f.R.Claim(ctx, h); err != nil {
+		if err := w.Claim(ctx, h); err != nil {
 			f.t.Fatal(err)
 		}
 	}
-	if _, err := f.R.Put(ctx, n, data); err != nil {
+	if _, err := w.Put(ctx, n, data); err != nil {
 		f.t.Fatalf("storing %s: %v", n, err)
 	}
 }
