@@ -164,7 +164,7 @@ func check(ctx context.Context, r *repo.Repo, n wal.Name, f *os.File, size int64
 			return 0, fmt.Errorf("%w %s: file is %d bytes, its header says segments are %d", ErrInvalid, n, size, h.SegSize)
 		}
 		if err := r.Claim(ctx, h); err != nil {
-			if errors.Is(err, repo.ErrWrongCluster) {
+			if errors.Is(err, wal.ErrOtherCluster) {
 				return 0, fmt.Errorf("%w %s: %w", ErrInvalid, n, err)
 			}
 			// The store could not be read: not a refusal, PostgreSQL retries.

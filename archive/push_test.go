@@ -202,7 +202,7 @@ func TestPushWrongCluster(t *testing.T) {
 
 	const n = "000000010000000000000002"
 	_, err = pushC(t, openRepo(t, root, repo.LayoutAuto), n, fakeSegment(t, n, sysID+1, 1), repo.CodecLZ4)
-	if !errors.Is(err, repo.ErrWrongCluster) || !errors.Is(err, ErrInvalid) {
+	if !errors.Is(err, wal.ErrOtherCluster) || !errors.Is(err, ErrInvalid) {
 		t.Errorf("Push from another cluster = %v, want ErrWrongCluster and ErrInvalid", err)
 	}
 	notStored(t, root, n)
@@ -210,7 +210,7 @@ func TestPushWrongCluster(t *testing.T) {
 	// Another segment size is another cluster too.
 	big := waltest.FakeSegment(name(t, n), sysID, 2*segSize, nil)
 	_, err = pushC(t, openRepo(t, root, repo.LayoutAuto), n, big, repo.CodecLZ4)
-	if !errors.Is(err, repo.ErrWrongCluster) {
+	if !errors.Is(err, wal.ErrOtherCluster) {
 		t.Errorf("Push with 2MB segments into a 1MB repository = %v, want ErrWrongCluster", err)
 	}
 	notStored(t, root, n)

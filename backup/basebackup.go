@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/walship/walship/pgserver"
 	"github.com/walship/walship/repo"
 )
 
@@ -60,6 +61,7 @@ type bbRun struct {
 	// progress, when set, gets pg_basebackup's -P counts (kB).
 	progress func(doneKB, totalKB int64)
 	log      *slog.Logger
+	password string // for PGPASSWORD
 
 	mu     sync.Mutex
 	lines  []string // pg_basebackup's messages, the last few
@@ -77,7 +79,7 @@ func (b *bbRun) run(ctx context.Context) error {
 	defer errR.Close()
 	args := append(append([]string{}, b.args...), "-D", b.dir)
 	cmd := exec.Command(b.bin, args...)
-	cmd.Env = childEnv()
+	cmd.Env = pgserver.Env(true, b.password)
 	cmd.Stderr = errW
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

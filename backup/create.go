@@ -16,6 +16,7 @@ import (
 	"github.com/walship/walship/internal/logx"
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/pgdata"
+	"github.com/walship/walship/pgserver"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/wal"
@@ -86,13 +87,13 @@ func Create(ctx context.Context, r *repo.Repo, o CreateOptions) (*CreateResult, 
 	if o.CompressAt != "" && o.CompressAt != CompressServer && o.CompressAt != CompressClient {
 		return nil, badOption("compress at %q: %s or %s", o.CompressAt, CompressServer, CompressClient)
 	}
-	srv, err := InspectServer(ctx, o.ConnString)
+	srv, err := inspectServer(ctx, o.ConnString)
 	if err != nil {
 		return nil, err
 	}
-	o.Log.Debug("server inspected", "version", srv.VersionStr, "standby", srv.InRecovery, "tablespaces", len(srv.Tablespaces), "after", time.Since(t0))
+	o.Log.Debug("server inspected", "version", srv.VersionStr, "standby", srv.InRecovery, "tablespaces", len(srv.tablespaces), "after", time.Since(t0))
 	if srv.Version.Major < minVersion {
-		return nil, fmt.Errorf("%w: the server runs PostgreSQL %s; walship backup create needs %d or later (backup manifests)", ErrVersion, srv.VersionStr, minVersion)
+		return nil, fmt.Errorf("%w: the server runs PostgreSQL %s; walship backup create needs %d or later (backup manifests)", pgserver.ErrVersion, srv.VersionStr, minVersion)
 	}
 	// A new repository (r may create it): the server's archiving writes
 	// its identity while the backup runs (a primary waits for its last
@@ -102,25 +103,26 @@ func Create(ctx context.Context, r *repo.Repo, o CreateOptions) (*CreateResult, 
 		return nil, err
 	}
 	if haveID {
-		if err := sameCluster(srv, id, r); err != nil {
+		if err := id.Cluster().Check("the server", srv.Cluster(), "the repository "+r.String()); err != nil {
 			return nil, err
 		}
 		if err := r.CheckWritable(ctx); err != nil {
 			return nil, err
 		}
 	}
-	replID, err := CheckReplication(ctx, o.ConnString)
+	repl, sys, err := pgserver.ConnectReplication(ctx, o.ConnString)
 	if err != nil {
 		return nil, err
 	}
-	if replID != srv.SysID {
-		return nil, fmt.Errorf("the replication connection reaches database system %d, the SQL connection %d: check the connection string", replID, srv.SysID)
+	repl.Close(context.Background())
+	if sys.SystemID != srv.SystemID {
+		return nil, fmt.Errorf("the replication connection reaches database system %d, the SQL connection %d: check the connection string", sys.SystemID, srv.SystemID)
 	}
 	atServer, err := compressAtServer(srv, o.CompressAt)
 	if err != nil {
 		return nil, err
 	}
-	bin, err := findProgram(ctx, o.PGBin, "pg_basebackup", srv.Version)
+	bin, err := pgserver.FindProgram(ctx, o.PGBin, "pg_basebackup", srv.Version)
 	if err != nil {
 		return nil, err
 	}
@@ -158,9 +160,38 @@ func Create(ctx context.Context, r *repo.Repo, o CreateOptions) (*CreateResult, 
 	return res, nil
 }
 
+// server is what Create learns about the server to back up, over SQL,
+// before pg_basebackup starts.
+type server struct {
+	*pgserver.Info
+	lz4         bool // built with lz4
+	tablespaces []pgserver.Tablespace
+}
+
+// inspectServer reads what a backup of the server needs to know.
+func inspectServer(ctx context.Context, connString string) (*server, error) {
+	// pg_basebackup ignores the dbname; a SQL connection needs one.
+	conn, err := pgserver.Connect(ctx, connString, pgserver.ConnectOptions{Database: "postgres", AppName: "walship backup"})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	s := &server{}
+	if s.Info, err = pgserver.ReadInfo(ctx, conn); err != nil {
+		return nil, err
+	}
+	if s.lz4, err = pgserver.HasLZ4(ctx, conn); err != nil {
+		return nil, err
+	}
+	if s.tablespaces, err = pgserver.Tablespaces(ctx, conn); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 // compressAtServer decides whether the server compresses the backup.
-func compressAtServer(srv *Server, at string) (bool, error) {
-	can := srv.Version.Major >= serverLZ4Version && srv.LZ4
+func compressAtServer(srv *server, at string) (bool, error) {
+	can := srv.Version.Major >= serverLZ4Version && srv.lz4
 	switch at {
 	case CompressClient:
 		return false, nil
@@ -170,28 +201,17 @@ func compressAtServer(srv *Server, at string) (bool, error) {
 			if srv.Version.Major < serverLZ4Version {
 				why = fmt.Sprintf("it runs PostgreSQL %s; servers compress backups from %d on", srv.VersionStr, serverLZ4Version)
 			}
-			return false, fmt.Errorf("%w: the server cannot compress the backup with lz4: %s", ErrVersion, why)
+			return false, fmt.Errorf("%w: the server cannot compress the backup with lz4: %s", pgserver.ErrVersion, why)
 		}
 	}
 	return can, nil
-}
-
-// sameCluster refuses a server of another cluster than the repository's.
-func sameCluster(srv *Server, id repo.Identity, r *repo.Repo) error {
-	if srv.SysID != id.SystemID {
-		return fmt.Errorf("%w: the server is database system %d, the repository %s holds the WAL of %d", ErrOtherCluster, srv.SysID, r, id.SystemID)
-	}
-	if srv.SegSize != id.SegSize {
-		return fmt.Errorf("%w: the server has WAL segments of %s, the repository %s of %s", ErrOtherCluster, wal.FormatSize(srv.SegSize), r, wal.FormatSize(id.SegSize))
-	}
-	return nil
 }
 
 // creation is one backup being stored.
 type creation struct {
 	r        *repo.Repo
 	id       repo.BackupID
-	srv      *Server
+	srv      *server
 	atServer bool // the server compresses the tars
 	log      *slog.Logger
 
@@ -205,24 +225,28 @@ type creation struct {
 func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOptions, start time.Time) (*CreateResult, error) {
 	var parts []repo.BackupPart
 	locations := map[uint32]string{}
-	for _, ts := range c.srv.Tablespaces {
+	for _, ts := range c.srv.tablespaces {
 		parts = append(parts, repo.TablespacePart(ts.OID))
 		locations[ts.OID] = ts.Location
 	}
 	parts = append(parts, repo.BasePart)
 	var bar *progress.Bar
-	args := []string{"-d", o.ConnString, "-F", "tar", "-X", "none", "-c", o.Checkpoint, "-l", label, "--no-sync", "-v"}
+	// The password goes into pg_basebackup's environment, never its
+	// arguments, which every local user sees in ps.
+	conn, password := pgserver.ForChild(o.ConnString)
+	args := []string{"-d", conn, "-F", "tar", "-X", "none", "-c", o.Checkpoint, "-l", label, "--no-sync", "-v"}
 	suffix := ""
 	if c.atServer {
 		args, suffix = append(args, "--compress=server-lz4"), ".lz4"
 	}
 	run := &bbRun{
-		log:    c.log,
-		bin:    bin,
-		args:   args,
-		dir:    filepath.Join(tmp, "out"),
-		parts:  parts,
-		suffix: suffix,
+		log:      c.log,
+		password: password,
+		bin:      bin,
+		args:     args,
+		dir:      filepath.Join(tmp, "out"),
+		parts:    parts,
+		suffix:   suffix,
 		sink: func(ctx context.Context, p repo.BackupPart, src io.Reader) error {
 			var tap *tarTap
 			obj := repo.BackupObject{ID: c.id, Part: p}
@@ -318,16 +342,16 @@ func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOpti
 		return nil, err
 	}
 	if !haveID {
-		return nil, fmt.Errorf("%w: %s holds no WAL of this cluster (no %s): archive_command must archive into it with walship-archive, or the backup cannot be restored", ErrOtherCluster, c.r, repo.IdentityKey)
+		return nil, fmt.Errorf("%w: %s holds no WAL of this cluster (no %s): archive_command must archive into it with walship-archive, or the backup cannot be restored", wal.ErrOtherCluster, c.r, repo.IdentityKey)
 	}
-	if err := sameCluster(c.srv, ident, c.r); err != nil {
+	if err := ident.Cluster().Check("the server", c.srv.Cluster(), "the repository "+c.r.String()); err != nil {
 		return nil, err
 	}
 	if err := c.r.CheckWritable(ctx); err != nil {
 		return nil, err // encrypted, or not, unlike the objects just stored
 	}
 
-	m := repo.BackupMeta{ID: c.id, Label: bl.Label, From: from, SystemID: c.srv.SysID,
+	m := repo.BackupMeta{ID: c.id, Label: bl.Label, From: from, SystemID: c.srv.SystemID,
 		PGVersion: c.srv.VersionStr, PGVersionNum: c.srv.VersionNum, SegSize: c.srv.SegSize,
 		Start: startLSN, StartTimeline: startTLI, Stop: stopLSN, StopTimeline: stopTLI, Checkpoint: bl.Checkpoint,
 		StartTime: start.Truncate(time.Second), StopTime: stop.Add(time.Second).Truncate(time.Second), CheckpointMode: o.Checkpoint,

@@ -9,11 +9,6 @@ import (
 var (
 	// ErrOptions: the options given make no sense (an unknown value).
 	ErrOptions = errors.New("bad options")
-	// ErrOtherCluster: the server, or a backup, belongs to another cluster
-	// than the repository.
-	ErrOtherCluster = errors.New("another cluster")
-	// ErrVersion: the server or its programs cannot do what is asked.
-	ErrVersion = errors.New("unsupported PostgreSQL version")
 	// ErrBaseBackup: pg_basebackup failed.
 	ErrBaseBackup = errors.New("pg_basebackup failed")
 	// ErrNoBackup: no stored backup can reach the target.

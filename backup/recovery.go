@@ -1,19 +1,14 @@
 package backup
 
 import (
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/walship/walship/pgdata"
-	"github.com/walship/walship/rewind"
+	"github.com/walship/walship/pgserver"
 )
 
-// recovery is how a restored data directory recovers, for the server's
-// version.
+// recovery is how a restored data directory recovers: a copy recovered to
+// a target, or a standby (streaming, or archive-only).
 type recovery struct {
 	version        pgdata.Version
 	restoreCommand string
@@ -31,24 +26,25 @@ type recovery struct {
 }
 
 // write puts the recovery settings and the signal file into the data
-// directory dir and describes what it wrote.
+// directory dir (pgserver.Recovery) and describes what it wrote.
 func (rc recovery) write(dir string) ([]string, error) {
-	var settings, auto []pgdata.Setting
-	signal := pgdata.RecoverySignalFile
-	set := func(name, value string) { settings = append(settings, pgdata.Setting{Name: name, Value: value}) }
+	w := pgserver.Recovery{Version: rc.version, Header: "# Written by walship backup restore.\n"}
+	set := func(name, value string) { w.Settings = append(w.Settings, pgdata.Setting{Name: name, Value: value}) }
 	var desc []string
 	switch {
 	case rc.standby && rc.primaryConnInfo != "":
-		signal = pgdata.StandbySignalFile
-		desc = append(desc, "a standby of "+rewind.Redact(rc.primaryConnInfo))
+		w.Standby = true
+		w.Settings = pgserver.StandbySettings(rc.primaryConnInfo, rc.slot, rc.restoreCommand)
+		desc = append(desc, "a standby of "+pgserver.Redact(rc.primaryConnInfo))
 	case rc.standby:
 		set("restore_command", rc.restoreCommand)
 		set("recovery_target_timeline", "latest")
 		if rc.version.Major >= 15 {
 			set("recovery_prefetch", "off") // the waiting restore_command needs it
 		}
-		if rc.trigger == "" {
-			signal = pgdata.StandbySignalFile
+		// With a trigger file: archive recovery, which the file ends.
+		w.Standby = rc.trigger == ""
+		if w.Standby {
 			desc = append(desc, "an archive-only standby (promote it with pg_ctl promote)")
 		} else {
 			desc = append(desc, "an archive-only standby, promoted when "+rc.trigger+" appears")
@@ -74,72 +70,30 @@ func (rc recovery) write(dir string) ([]string, error) {
 			desc[0] += ", then " + rc.action
 		}
 		if !rc.keepArchiving {
-			auto = append(auto, pgdata.Setting{Name: "archive_mode", Value: "off"})
+			w.Conf = append(w.Conf, pgdata.Setting{Name: "archive_mode", Value: "off"})
 			desc = append(desc, "archive_mode = off")
 		}
 	}
-	standbyConf := rewind.StandbyConf{PrimaryConnInfo: rc.primaryConnInfo, RestoreCommand: rc.restoreCommand, SlotName: rc.slot}
-	autoPath := filepath.Join(dir, pgdata.AutoConfFile)
-	cur, err := readOptional(autoPath)
+	w.Conf = append(w.Conf, rc.extra...)
+	files, err := w.Write(dir)
 	if err != nil {
 		return nil, err
 	}
-	if rc.version.Major < 12 {
-		// recovery.conf, read before 12; standby_mode instead of the signal files.
-		var conf string
-		switch {
-		case rc.standby && rc.primaryConnInfo != "":
-			conf = rewind.RecoveryConf("", standbyConf)
-		default:
-			if rc.standby && rc.trigger == "" {
-				settings = append([]pgdata.Setting{{Name: "standby_mode", Value: "on"}}, settings...)
-			}
-			conf = pgdata.SetSettings("# Written by walship backup restore.\n", settings)
-		}
-		if err := writeFile(filepath.Join(dir, pgdata.RecoveryConfFile), conf); err != nil {
-			return nil, err
-		}
-		desc = append(desc, "recovery.conf")
-		if len(auto) > 0 || len(rc.extra) > 0 {
-			if err := writeFile(autoPath, pgdata.SetSettings(cur, append(auto, rc.extra...))); err != nil {
-				return nil, err
-			}
-		}
-		return desc, nil
-	}
-	next := cur
-	if rc.standby && rc.primaryConnInfo != "" {
-		next = rewind.AutoConfStandby(next, standbyConf)
-	}
-	next = pgdata.SetSettings(next, append(append(settings, auto...), rc.extra...))
-	if err := writeFile(autoPath, next); err != nil {
-		return nil, err
-	}
-	if err := writeFile(filepath.Join(dir, signal), ""); err != nil {
-		return nil, err
-	}
 	var names []string
-	for _, s := range append(settings, rc.extra...) {
+	for _, s := range append(append([]pgdata.Setting{}, w.Settings...), rc.extra...) {
 		names = append(names, s.Name)
 	}
-	if rc.standby && rc.primaryConnInfo != "" {
-		names = append(names, "primary_conninfo", "restore_command")
+	auto := ""
+	for _, f := range files {
+		switch {
+		case f == pgdata.AutoConfFile && rc.version.Major >= 12:
+			auto = f + ": " + strings.Join(names, ", ")
+		case f != pgdata.AutoConfFile:
+			desc = append(desc, f)
+		}
 	}
-	desc = append(desc, signal, "postgresql.auto.conf: "+strings.Join(names, ", "))
+	if auto != "" {
+		desc = append(desc, auto)
+	}
 	return desc, nil
-}
-
-func readOptional(p string) (string, error) {
-	b, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
-	}
-	return string(b), err
-}
-
-func writeFile(p, content string) error {
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		return fmt.Errorf("writing %s: %w", p, err)
-	}
-	return nil
 }

@@ -64,7 +64,7 @@ func Register(ctx context.Context, r *repo.Repo, dir string) (*repo.BackupMeta, 
 		return nil, fmt.Errorf("%w: %s has no %s", repo.ErrNoRepository, r, repo.IdentityKey)
 	}
 	if sysid != ident.SystemID {
-		return nil, fmt.Errorf("%w: the backup in %s is of database system %d, the repository %s holds the WAL of %d", ErrOtherCluster, dir, sysid, r, ident.SystemID)
+		return nil, fmt.Errorf("%w: the backup in %s is of database system %d, the repository %s holds the WAL of %d", wal.ErrOtherCluster, dir, sysid, r, ident.SystemID)
 	}
 	cat, err := repo.Scan(ctx, r)
 	if err != nil {

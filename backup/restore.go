@@ -19,8 +19,9 @@ import (
 
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/pgdata"
+	"github.com/walship/walship/pgserver"
 	"github.com/walship/walship/repo"
-	"github.com/walship/walship/rewind"
+	"github.com/walship/walship/wal"
 )
 
 // RestoreOptions say what to restore where, and how it recovers.
@@ -120,12 +121,12 @@ func Restore(ctx context.Context, r *repo.Repo, o RestoreOptions) (*RestoreResul
 	}
 	m := cand.meta
 	if m.SystemID != ident.SystemID {
-		return nil, fmt.Errorf("%w: backup %s is of database system %d, the repository holds the WAL of %d", ErrOtherCluster, m.ID, m.SystemID, ident.SystemID)
+		return nil, fmt.Errorf("%w: backup %s is of database system %d, the repository holds the WAL of %d", wal.ErrOtherCluster, m.ID, m.SystemID, ident.SystemID)
 	}
 	version := pgdata.VersionFromNum(m.PGVersionNum)
 	var pgCtl string
 	if o.Start {
-		if pgCtl, err = findProgram(ctx, o.PGBin, "pg_ctl", version); err != nil {
+		if pgCtl, err = pgserver.FindProgram(ctx, o.PGBin, "pg_ctl", version); err != nil {
 			return nil, err
 		}
 	}
@@ -372,7 +373,7 @@ func (run *restoreRun) restoreCommand() string {
 			args = append(args, "--trigger="+run.o.Trigger)
 		}
 	}
-	return rewind.RestoreCommand(run.o.RestoreBin, args)
+	return pgserver.RestoreCommand(run.o.RestoreBin, args)
 }
 
 // remapTablespaces points tablespace_map at the tablespaces' new

@@ -10,8 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/walship/walship/archive"
 	"github.com/walship/walship/pgdata"
+	"github.com/walship/walship/pgserver"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/wal"
@@ -102,9 +102,9 @@ func checkCommand(rep *Report, s *Server, r *repo.Repo, o Options, bad Status) b
 		rep.add("archive_command", bad, "archive_command is empty: nothing is archived and WAL piles up in pg_wal")
 		return false
 	}
-	cmd, ok := archive.ParseCommand(line)
+	cmd, ok := pgserver.ParseArchiveCommand(line)
 	if !ok {
-		rep.add("archive_command", Warning, "archive_command %q does not run %s: only the segment switch can tell whether it archives into %s", line, archive.Program, r)
+		rep.add("archive_command", Warning, "archive_command %q does not run %s: only the segment switch can tell whether it archives into %s", line, pgserver.ArchiveProgram, r)
 		return true
 	}
 	dataDir := o.DataDir

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/walship/walship/pgdata"
+	"github.com/walship/walship/pgserver"
 	"github.com/walship/walship/repo"
 )
 
@@ -227,25 +228,6 @@ func runServer(ctx context.Context, rep *Report, r *repo.Repo, o Options) error 
 	return nil
 }
 
-// ErrUnreachable is matched when the server cannot be connected to.
-var ErrUnreachable = fmt.Errorf("server unreachable")
-
-const connectTimeout = 15 * time.Second
-
 func connect(ctx context.Context, connString string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(connString)
-	if err != nil {
-		return nil, fmt.Errorf("connection string: %w", err)
-	}
-	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > connectTimeout {
-		cfg.ConnectTimeout = connectTimeout
-	}
-	cfg.RuntimeParams["application_name"] = "walship check"
-	cctx, cancel := context.WithTimeout(ctx, connectTimeout+5*time.Second)
-	defer cancel()
-	conn, err := pgx.ConnectConfig(cctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
-	}
-	return conn, nil
+	return pgserver.Connect(ctx, connString, pgserver.ConnectOptions{AppName: "walship check"})
 }

@@ -3,11 +3,11 @@ package check
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/walship/walship/pgserver"
 	"github.com/walship/walship/wal"
 )
 
@@ -63,36 +63,24 @@ var settingNames = []string{"archive_mode", "archive_command", "archive_library"
 // probe reads the server's role, identity, position, settings and
 // archiver.
 func probe(ctx context.Context, conn *pgx.Conn) (*Server, error) {
-	s := &Server{Settings: map[string]string{}}
-	var sysid int64
-	err := conn.QueryRow(ctx, `SELECT current_setting('server_version_num')::int, pg_is_in_recovery(),
-		(SELECT system_identifier FROM pg_control_system()), pg_backend_pid(), pg_postmaster_start_time()`).
-		Scan(&s.Version, &s.Standby, &sysid, &s.PID, &s.StartTime)
+	info, err := pgserver.ReadInfo(ctx, conn)
 	if err != nil {
-		return nil, fmt.Errorf("reading the server's identity: %w", err)
+		return nil, err
 	}
-	s.SystemID = uint64(sysid)
+	s := &Server{Version: info.VersionNum, Standby: info.InRecovery, SystemID: info.SystemID,
+		PID: info.BackendPID, StartTime: info.StartTime, Settings: map[string]string{}}
 	if err := s.readPosition(ctx, conn); err != nil {
 		return nil, err
 	}
-	rows, err := conn.Query(ctx, `SELECT name, setting, coalesce(unit, '') FROM pg_settings WHERE name = ANY($1)`, settingNames)
+	settings, err := pgserver.Settings(ctx, conn, settingNames...)
 	if err != nil {
-		return nil, fmt.Errorf("reading the server's settings: %w", err)
+		return nil, err
 	}
-	for rows.Next() {
-		var name, value, unit string
-		if err := rows.Scan(&name, &value, &unit); err != nil {
-			return nil, err
-		}
-		s.Settings[name] = value
-		if name == "archive_timeout" {
-			if n, err := strconv.ParseInt(value, 10, 64); err == nil && unit == "s" {
-				s.ArchiveTimeout = time.Duration(n) * time.Second
-			}
-		}
+	for name, v := range settings {
+		s.Settings[name] = v.Value
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading the server's settings: %w", err)
+	if d, ok := settings["archive_timeout"].Duration(); ok {
+		s.ArchiveTimeout = d
 	}
 	if err := s.readArchiver(ctx, conn); err != nil {
 		return nil, err
@@ -102,37 +90,11 @@ func probe(ctx context.Context, conn *pgx.Conn) (*Server, error) {
 }
 
 func (s *Server) readPosition(ctx context.Context, conn *pgx.Conn) error {
-	var lsn, recv string
-	if !s.Standby {
-		var seg string
-		if err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn())`).Scan(&lsn, &seg); err != nil {
-			return fmt.Errorf("reading the server's WAL position: %w", err)
-		}
-		n, err := wal.ParseName(seg)
-		if err != nil {
-			return fmt.Errorf("reading the server's timeline: %w", err)
-		}
-		s.Timeline = n.Timeline
-	} else {
-		var ckpt, recvTLI, minTLI int64
-		err := conn.QueryRow(ctx, `SELECT coalesce(pg_last_wal_replay_lsn(), '0/0')::text, coalesce(pg_last_wal_receive_lsn(), '0/0')::text,
-			(SELECT timeline_id FROM pg_control_checkpoint()),
-			coalesce((SELECT received_tli FROM pg_stat_wal_receiver), 0),
-			(SELECT min_recovery_end_timeline FROM pg_control_recovery())`).Scan(&lsn, &recv, &ckpt, &recvTLI, &minTLI)
-		if err != nil {
-			return fmt.Errorf("reading the server's replay position: %w", err)
-		}
-		s.Timeline = uint32(max(ckpt, recvTLI, minTLI))
-	}
-	var err error
-	if s.LSN, err = wal.ParseLSN(lsn); err != nil {
+	p, err := pgserver.ReadPosition(ctx, conn, s.Standby)
+	if err != nil {
 		return err
 	}
-	if recv != "" {
-		if s.Received, err = wal.ParseLSN(recv); err != nil {
-			return err
-		}
-	}
+	s.Timeline, s.LSN, s.Received = p.Timeline, p.LSN, p.Received
 	return nil
 }
 

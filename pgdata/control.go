@@ -78,6 +78,9 @@ type Control struct {
 	ControlVersion  int
 }
 
+// Cluster is the cluster the data directory belongs to.
+func (c Control) Cluster() wal.Cluster { return wal.Cluster{SystemID: c.SysID, SegSize: c.SegSize} }
+
 // TLI is the timeline the data directory is on, as pg_rewind computes it:
 // the later of the latest checkpoint's and the minimum recovery point's.
 func (c Control) TLI() uint32 { return max(c.CheckpointTLI, c.MinRecoveryTLI) }

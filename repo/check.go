@@ -22,7 +22,7 @@ const MaxTextFile = 1 << 20
 // CheckHeader parses the long page header at the start of a segment or
 // partial segment and checks it against the file's name and, when id is not
 // nil, against the repository's identity (a mismatch there matches
-// ErrWrongCluster).
+// wal.ErrOtherCluster).
 func CheckHeader(head []byte, n wal.Name, id *Identity) (wal.LongHeader, error) {
 	h, err := wal.ParseLongHeader(head)
 	if err != nil {
@@ -32,23 +32,11 @@ func CheckHeader(head []byte, n wal.Name, id *Identity) (wal.LongHeader, error) 
 		return wal.LongHeader{}, err
 	}
 	if id != nil {
-		if err := checkCluster(h, *id, "the repository"); err != nil {
+		if err := id.Cluster().Check("WAL", h.Cluster(), "the repository"); err != nil {
 			return wal.LongHeader{}, err
 		}
 	}
 	return h, nil
-}
-
-// checkCluster compares a segment's header with the identity of the
-// repository named by where.
-func checkCluster(h wal.LongHeader, id Identity, where string) error {
-	if h.SysID != id.SystemID {
-		return fmt.Errorf("%w: WAL has database system identifier %d, %s belongs to %d", ErrWrongCluster, h.SysID, where, id.SystemID)
-	}
-	if h.SegSize != id.SegSize {
-		return fmt.Errorf("%w: WAL segment size %s, %s has %s", ErrWrongCluster, wal.FormatSize(h.SegSize), where, wal.FormatSize(id.SegSize))
-	}
-	return nil
 }
 
 // Text is a parsed history or backup history file.

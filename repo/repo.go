@@ -71,10 +71,6 @@ type Identity struct {
 	Created    time.Time   `json:"created"`
 }
 
-// ErrWrongCluster is matched by errors about WAL that belongs to another
-// cluster than the repository's.
-var ErrWrongCluster = errors.New("WAL from another cluster")
-
 // ErrNoRepository is matched when a repository has no identity file and no
 // WAL was found in it.
 var ErrNoRepository = errors.New("no walship repository")
@@ -267,7 +263,7 @@ func (r *Repo) CheckWritable(ctx context.Context) error {
 // Claim makes sure the repository belongs to the cluster whose segment
 // header is h: it writes the identity file if there is none (create-only,
 // so two clusters racing for a new repository cannot both win) and
-// otherwise compares it. A mismatch gives an error matching ErrWrongCluster.
+// otherwise compares it. A mismatch gives an error matching wal.ErrOtherCluster.
 func (r *Repo) Claim(ctx context.Context, h wal.LongHeader) error {
 	id, ok, err := r.Identity(ctx)
 	if err != nil {
@@ -313,7 +309,12 @@ func (r *Repo) Claim(ctx context.Context, h wal.LongHeader) error {
 			}
 		}
 	}
-	return checkCluster(h, id, "repository "+r.String())
+	return id.Cluster().Check("WAL", h.Cluster(), "the repository "+r.String())
+}
+
+// Cluster is the cluster whose WAL the repository holds.
+func (id Identity) Cluster() wal.Cluster {
+	return wal.Cluster{SystemID: id.SystemID, SegSize: id.SegSize}
 }
 
 // Layout is the layout in force: the identity file's, the one asked for, or

@@ -178,11 +178,11 @@ func TestClaim(t *testing.T) {
 	for name, h := range map[string]wal.LongHeader{"system identifier": other, "segment size": bigger} {
 		t.Run(name, func(t *testing.T) {
 			err := reopen(t, root, LayoutAuto).Claim(ctx, h)
-			if !errors.Is(err, ErrWrongCluster) {
-				t.Errorf("Claim = %v, want ErrWrongCluster", err)
+			if !errors.Is(err, wal.ErrOtherCluster) {
+				t.Errorf("Claim = %v, want wal.ErrOtherCluster", err)
 			}
-			if err := r.Claim(ctx, h); !errors.Is(err, ErrWrongCluster) {
-				t.Errorf("Claim on the Repo that wrote it = %v, want ErrWrongCluster", err)
+			if err := r.Claim(ctx, h); !errors.Is(err, wal.ErrOtherCluster) {
+				t.Errorf("Claim on the Repo that wrote it = %v, want wal.ErrOtherCluster", err)
 			}
 		})
 	}
@@ -210,8 +210,8 @@ func TestClaimRace(t *testing.T) {
 	}
 	other := h
 	other.SysID = 42
-	if err := b.Claim(ctx, other); !errors.Is(err, ErrWrongCluster) {
-		t.Errorf("losing Claim = %v, want ErrWrongCluster", err)
+	if err := b.Claim(ctx, other); !errors.Is(err, wal.ErrOtherCluster) {
+		t.Errorf("losing Claim = %v, want wal.ErrOtherCluster", err)
 	}
 }
 

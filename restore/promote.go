@@ -5,8 +5,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/walship/walship/archive"
 	"github.com/walship/walship/pgdata"
+	"github.com/walship/walship/pgserver"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/wal"
@@ -35,7 +35,7 @@ func PromotionWarning(dataDir string, r *repo.Repo) string {
 	if conf.Settings["archive_library"] != "" {
 		return "" // archive_command is not used
 	}
-	cmd, ok := archive.ParseCommand(conf.Settings["archive_command"])
+	cmd, ok := pgserver.ParseArchiveCommand(conf.Settings["archive_command"])
 	if !ok {
 		return ""
 	}
@@ -50,7 +50,7 @@ func PromotionWarning(dataDir string, r *repo.Repo) string {
 	return fmt.Sprintf("archive recovery from %s, and this server archives into the same repository once promoted "+
 		"(archive_mode = %s, archive_command runs %s): its new timeline would mix with the primary's WAL there; "+
 		"for a PITR or test copy set archive_mode = off (or another repository) before it promotes, "+
-		"unless it is meant to replace the primary", r, mode, archive.Program)
+		"unless it is meant to replace the primary", r, mode, pgserver.ArchiveProgram)
 }
 
 // startingRecovery reports whether a call is one of the first of a

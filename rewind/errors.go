@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/walship/walship/pgdata"
+	"github.com/walship/walship/pgserver"
 )
 
 // Step names, as they appear in errors and progress lines.
@@ -21,13 +22,14 @@ const (
 // Sentinels that StepError wraps, for callers (and tests) that need to tell
 // the reasons apart with errors.Is.
 var (
-	ErrNotDataDir   = pgdata.ErrNotDataDir
-	ErrRunning      = errors.New("target server is running")
-	ErrOwner        = errors.New("not the data directory's owner")
-	ErrNoHints      = errors.New("target has neither data checksums nor wal_log_hints = on")
-	ErrVersion      = errors.New("PostgreSQL versions do not fit")
-	ErrUnreachable  = errors.New("source server unreachable")
-	ErrOtherSystem  = errors.New("source and target are different database systems")
+	ErrNotDataDir = pgdata.ErrNotDataDir
+	ErrRunning    = errors.New("target server is running")
+	ErrOwner      = errors.New("not the data directory's owner")
+	ErrNoHints    = errors.New("target has neither data checksums nor wal_log_hints = on")
+	// ErrVersion: the PostgreSQL versions do not fit (pgserver's error).
+	ErrVersion = pgserver.ErrVersion
+	// ErrUnreachable: the source cannot be connected to (pgserver's error).
+	ErrUnreachable  = pgserver.ErrUnreachable
 	ErrTargetAhead  = errors.New("target is ahead of the source on the same timeline")
 	ErrRepo         = errors.New("repository unusable for this target")
 	ErrRewindFailed = errors.New("pg_rewind failed")

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/walship/walship/pgdata"
+	"github.com/walship/walship/pgserver"
 	"github.com/walship/walship/wal"
 )
 
@@ -134,51 +134,14 @@ func atou32(s string) uint32 {
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
-// childEnv is the environment for pg_rewind and the programs it runs:
-// messages in English (walship reads them), and no WALSHIP_* variables, so
-// that walship-restore does exactly what its command line says (a
-// WALSHIP_STANDBY=true left in the environment would make it wait
-// forever); the repository settings are on that command line.
-func childEnv(cLocale bool) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "WALSHIP_") || (cLocale && (k == "LC_ALL" || k == "LC_MESSAGES" || k == "LANG" || k == "LANGUAGE")) {
-			continue
-		}
-		env = append(env, kv)
-	}
-	if cLocale {
-		env = append(env, "LC_ALL=C")
-	}
-	return env
-}
-
-// runTool runs a PostgreSQL program with the C locale and returns its
-// combined output.
-func runTool(ctx context.Context, bin string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = childEnv(true)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %w: %s", bin, strings.Join(args, " "), err, firstLine(string(out)))
-	}
-	return string(out), nil
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	l, _, _ := strings.Cut(s, "\n")
-	return l
-}
-
-// runPgRewind runs pg_rewind, feeding each output line to out.Line and
+// runPgRewind runs pg_rewind (with the source's password, if any, in its
+// environment: see pgserver.ForChild), feeding each output line to out.Line and
 // showing what it returns through show. When ctx ends, pg_rewind gets
 // SIGTERM (the terminal already sent SIGINT on Ctrl-C) and runPgRewind
 // waits for it to exit.
-func runPgRewind(ctx context.Context, bin string, args []string, out *RewindOutput, show func(string)) error {
+func runPgRewind(ctx context.Context, bin string, args []string, password string, out *RewindOutput, show func(string)) error {
 	cmd := exec.Command(bin, args...)
-	cmd.Env = childEnv(true)
+	cmd.Env = pgserver.Env(true, password)
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
@@ -217,33 +180,4 @@ func scanLinesOrCR(data []byte, atEOF bool) (int, []byte, error) {
 		return len(data), data, nil
 	}
 	return 0, nil, nil
-}
-
-// ToolVersion runs "prog --version" of a PostgreSQL program and returns the major version.
-func ToolVersion(ctx context.Context, bin string) (pgdata.Version, error) {
-	out, err := runTool(ctx, bin, "--version")
-	if err != nil {
-		return pgdata.Version{}, err
-	}
-	// "pg_rewind (PostgreSQL) 15.13 (Debian 15.13-0+deb12u1)"
-	f := strings.Fields(out)
-	for i, w := range f {
-		if w == "(PostgreSQL)" && i+1 < len(f) {
-			major, rest := leadingDigits(f[i+1])
-			if m, err := strconv.Atoi(major); err == nil && m < 10 && strings.HasPrefix(rest, ".") {
-				minor, _ := leadingDigits(rest[1:])
-				return pgdata.ParseVersion(major + "." + minor)
-			}
-			return pgdata.ParseVersion(major)
-		}
-	}
-	return pgdata.Version{}, fmt.Errorf("cannot read the version in %q", strings.TrimSpace(out))
-}
-
-func leadingDigits(s string) (digits, rest string) {
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	return s[:i], s[i:]
 }

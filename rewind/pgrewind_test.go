@@ -117,27 +117,6 @@ func TestRewindFailedWording(t *testing.T) {
 	}
 }
 
-func TestChildEnv(t *testing.T) {
-	t.Setenv("WALSHIP_STANDBY", "true")
-	t.Setenv("WALSHIP_REPO", "/elsewhere")
-	t.Setenv("LC_ALL", "de_DE.UTF-8")
-	t.Setenv("PGPASSWORD", "kept")
-	env := strings.Join(childEnv(true), "\n") + "\n"
-	for _, gone := range []string{"WALSHIP_STANDBY=", "WALSHIP_REPO=", "LC_ALL=de_DE"} {
-		if strings.Contains(env, gone) {
-			t.Errorf("child environment has %s", gone)
-		}
-	}
-	for _, kept := range []string{"LC_ALL=C\n", "PGPASSWORD=kept\n"} {
-		if !strings.Contains(env, kept) {
-			t.Errorf("child environment lacks %s", kept)
-		}
-	}
-	if !strings.Contains(strings.Join(childEnv(false), "\n"), "LC_ALL=de_DE.UTF-8") {
-		t.Error("childEnv(false) changed the locale")
-	}
-}
-
 // TestRunPgRewindCancel: when the context ends, pg_rewind gets SIGTERM and
 // runPgRewind returns once it has exited.
 func TestRunPgRewindCancel(t *testing.T) {
@@ -150,7 +129,7 @@ func TestRunPgRewindCancel(t *testing.T) {
 	var o RewindOutput
 	done := make(chan error, 1)
 	go func() {
-		done <- runPgRewind(ctx, bin, nil, &o, func(s string) {
+		done <- runPgRewind(ctx, bin, nil, "", &o, func(s string) {
 			if strings.Contains(s, "diverged") {
 				cancel()
 			}

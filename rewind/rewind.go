@@ -17,10 +17,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"time"
 
 	"github.com/walship/walship/pgdata"
+	"github.com/walship/walship/pgserver"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
 )
@@ -64,15 +66,20 @@ type runner struct {
 	o        Options
 	res      Result
 	t0       time.Time
-	ver      pgdata.Version
-	tools    tools
+	ver      pgdata.Version // the target's, and its pg_rewind's
+	bin      string         // the directory of pg_rewind and its installation
 	ctl      pgdata.Control
 	src      *Source
 	mainConf string // "" when it is DataDir/postgresql.conf
 	conf     ConfSet
 	tempCmd  string // restore_command for pg_rewind
-	standby  StandbyConf
+	standby  []pgdata.Setting
+	// restoreCmd is the standby's restore_command.
+	restoreCmd string
 }
+
+// program is the path of one of the target installation's programs.
+func (r *runner) program(name string) string { return filepath.Join(r.bin, name) }
 
 // Run rewinds and reconfigures the target. Every error is a *StepError.
 func Run(ctx context.Context, o Options) (*Result, error) {
@@ -165,10 +172,12 @@ func (r *runner) checkTarget(ctx context.Context) error {
 		return stepErr(StepTarget, fmt.Errorf("%w: postmaster.pid names process %d, which is alive", ErrRunning, pid),
 			fmt.Sprintf("stop it first (pg_ctl -D %s stop -m fast); it must not be started as a primary again before walship-rewind", dir))
 	}
-	if r.tools, err = findTools(ctx, r.o.PGBin, v); err != nil {
+	bin, err := pgserver.FindProgram(ctx, r.o.PGBin, "pg_rewind", v, "pg_controldata", "pg_ctl", "postgres")
+	if err != nil {
 		return stepErr(StepTools, err, fmt.Sprintf("install the PostgreSQL %s server programs or give --pg-bin the directory that holds its pg_rewind", v))
 	}
-	out, err := runTool(ctx, r.tools.path("pg_controldata"), "-D", dir)
+	r.bin = filepath.Dir(bin)
+	out, err := pgserver.Output(ctx, r.program("pg_controldata"), "-D", dir)
 	if err == nil {
 		r.ctl, err = pgdata.ParseControlData(out)
 	}
@@ -221,8 +230,8 @@ func (r *runner) findConf() error {
 		return stepErr(StepTarget, fmt.Errorf("no configuration file: %w", err),
 			"give --config-file the server's postgresql.conf (on Debian /etc/postgresql/<version>/main/postgresql.conf)")
 	}
-	if main != "" && r.tools.rewind.Major < 15 {
-		return stepErr(StepTools, fmt.Errorf("%w: the configuration is in %s, outside the data directory, and pg_rewind %s has no --config-file (15 and later)", ErrVersion, main, r.tools.rewind),
+	if main != "" && r.ver.Major < 15 {
+		return stepErr(StepTools, fmt.Errorf("%w: the configuration is in %s, outside the data directory, and pg_rewind %s has no --config-file (15 and later)", ErrVersion, main, r.ver),
 			"copy the configuration into the data directory for the rewind, or use pg_rewind 15 or later")
 	}
 	set, err := FindConf(dir, main)
@@ -243,9 +252,10 @@ func (r *runner) checkSource(ctx context.Context) error {
 	}
 	r.src = src
 	r.res.SourceTLI = src.TLI
-	what := Redact(r.o.SourceServer)
+	what := pgserver.Redact(r.o.SourceServer)
 	if src.SysID != r.ctl.SysID {
-		return stepErr(StepSource, fmt.Errorf("%w: the source %s is system %d, the target is system %d", ErrOtherSystem, what, src.SysID, r.ctl.SysID),
+		err := wal.Cluster{SystemID: r.ctl.SysID}.Check("the source "+what, wal.Cluster{SystemID: src.SysID}, "the target")
+		return stepErr(StepSource, fmt.Errorf("source and target are different database systems: %w", err),
 			"give --source-server the server that took over from this one (its promoted standby), not another cluster")
 	}
 	if src.Version.Text != r.ver.Text {
@@ -255,8 +265,8 @@ func (r *runner) checkSource(ctx context.Context) error {
 	role := "primary"
 	if src.InRecovery {
 		role = "standby (in recovery)"
-		if r.tools.rewind.Major < 14 {
-			return stepErr(StepSource, fmt.Errorf("%w: the source %s is a standby and pg_rewind %s copies only from a primary (14 and later copy from a standby)", ErrVersion, what, r.tools.rewind),
+		if r.ver.Major < 14 {
+			return stepErr(StepSource, fmt.Errorf("%w: the source %s is a standby and pg_rewind %s copies only from a primary (14 and later copy from a standby)", ErrVersion, what, r.ver),
 				"give --source-server the primary")
 		}
 	}
@@ -284,9 +294,10 @@ func (r *runner) checkRepo(ctx context.Context) error {
 		if err != nil {
 			return stepErr(StepRepo, fmt.Errorf("%w: %w", ErrRepo, err), next)
 		}
-		if ok && (id.SystemID != r.ctl.SysID || id.SegSize != r.ctl.SegSize) {
-			return stepErr(StepRepo, fmt.Errorf("%w: %s holds system %d with %s segments, the target is system %d with %s segments",
-				ErrRepo, r.o.Repo, id.SystemID, wal.FormatSize(id.SegSize), r.ctl.SysID, wal.FormatSize(r.ctl.SegSize)), next)
+		if ok {
+			if err := id.Cluster().Check("the target", r.ctl.Cluster(), r.o.Repo.String()); err != nil {
+				return stepErr(StepRepo, fmt.Errorf("%w: %w", ErrRepo, err), next)
+			}
 		}
 	}
 	bin := r.o.RestoreBin
@@ -301,8 +312,9 @@ func (r *runner) checkRepo(ctx context.Context) error {
 	if err := probeRestore(ctx, bin, tempArgs); err != nil {
 		return stepErr(StepRepo, fmt.Errorf("%w: %w", ErrRepo, err), next)
 	}
-	r.tempCmd = RestoreCommand(bin, tempArgs)
-	r.standby = StandbyConf{PrimaryConnInfo: r.o.PrimaryConnInfo, SlotName: r.o.SlotName, RestoreCommand: RestoreCommand(bin, r.o.RestoreArgs)}
+	r.tempCmd = pgserver.RestoreCommand(bin, tempArgs)
+	r.restoreCmd = pgserver.RestoreCommand(bin, r.o.RestoreArgs)
+	r.standby = pgserver.StandbySettings(r.o.PrimaryConnInfo, r.o.SlotName, r.restoreCmd)
 	// pg_rewind reads the value back through a buffer of 1024 bytes.
 	if len(r.tempCmd) > 1000 {
 		return stepErr(StepRepo, fmt.Errorf("%w: the restore_command for pg_rewind would be %d characters, more than pg_rewind reads (1023)", ErrRepo, len(r.tempCmd)),
@@ -325,12 +337,12 @@ func probeRestore(ctx context.Context, bin string, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	cmd := execCommand(ctx, bin, append(append([]string{}, args...), "FFFFFFFF.history", filepath.Join(tmp, "probe"))...)
-	cmd.Env = childEnv(false)
+	cmd := exec.CommandContext(ctx, bin, append(append([]string{}, args...), "FFFFFFFF.history", filepath.Join(tmp, "probe"))...)
+	cmd.Env = pgserver.Env(false, "")
 	out, err := cmd.CombinedOutput()
 	var ee interface{ ExitCode() int }
 	if err == nil || (errors.As(err, &ee) && ee.ExitCode() == 1) {
 		return nil
 	}
-	return fmt.Errorf("walship-restore does not answer as a restore_command should (%v): %s", err, firstLine(string(out)))
+	return fmt.Errorf("walship-restore does not answer as a restore_command should (%v): %s", err, pgserver.FirstLine(string(out)))
 }

@@ -7,13 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/walship/walship/pgdata"
+	"github.com/walship/walship/pgserver"
 	"github.com/walship/walship/wal"
 )
 
@@ -25,8 +23,8 @@ const tempMarker = "# walship-rewind: temporary, for pg_rewind --restore-target-
 // postgresql.auto.conf, and puts the target's configuration files back
 // afterwards, whatever happens.
 func (r *runner) rewind(ctx context.Context) (err error) {
-	if r.tools.rewind.Major < 13 {
-		return stepErr(StepTools, fmt.Errorf("%w: pg_rewind %s has no --restore-target-wal (13 and later), so it cannot fetch WAL from the archive", ErrVersion, r.tools.rewind),
+	if r.ver.Major < 13 {
+		return stepErr(StepTools, fmt.Errorf("%w: pg_rewind %s has no --restore-target-wal (13 and later), so it cannot fetch WAL from the archive", ErrVersion, r.ver),
 			"rebuild the target from a base backup of the source (pg_basebackup -R)")
 	}
 	if r.o.DryRun && r.res.CrashedTarget {
@@ -60,7 +58,7 @@ func (r *runner) rewind(ctx context.Context) (err error) {
 	if r.mainConf != "" {
 		args = append(args, "-c", "config_file="+r.mainConf)
 	}
-	out, err := runTool(ctx, r.tools.path("postgres"), append(args, "-C", "restore_command")...)
+	out, err := pgserver.Output(ctx, r.program("postgres"), append(args, "-C", "restore_command")...)
 	if err != nil {
 		return stepErr(StepConfig, fmt.Errorf("postgres -C restore_command: %w", err), "fix the target's configuration so that the server can start")
 	}
@@ -74,7 +72,10 @@ func (r *runner) rewind(ctx context.Context) (err error) {
 		mode = " --dry-run"
 	}
 	r.say(StepRewind, "--restore-target-wal%s, with restore_command = walship-restore set in postgresql.auto.conf for the run only", mode)
-	args = []string{"--target-pgdata=" + dir, "--source-server=" + r.o.SourceServer, "--restore-target-wal", "--progress"}
+	// The source's password goes into pg_rewind's environment, never its
+	// arguments, which every local user sees in ps.
+	source, password := pgserver.ForChild(r.o.SourceServer)
+	args = []string{"--target-pgdata=" + dir, "--source-server=" + source, "--restore-target-wal", "--progress"}
 	if r.o.DryRun {
 		args = append(args, "--dry-run")
 	}
@@ -87,7 +88,7 @@ func (r *runner) rewind(ctx context.Context) (err error) {
 			r.detail("%s", line)
 		}
 	}
-	runErr := runPgRewind(ctx, r.tools.path("pg_rewind"), args, o, show)
+	runErr := runPgRewind(ctx, r.program("pg_rewind"), args, password, o, show)
 	if ctx.Err() != nil {
 		return r.rewindFailed(fmt.Errorf("%w while pg_rewind ran", ErrInterrupted))
 	}
@@ -171,48 +172,26 @@ func fileMode(path string, def fs.FileMode) fs.FileMode {
 	return def
 }
 
-// writeStandby writes the standby configuration for the target's version:
-// standby.signal and postgresql.auto.conf for 12 and later, recovery.conf
-// with standby_mode = on before.
+// writeStandby writes the standby configuration for the target's version
+// (pgserver.Recovery): standby.signal and postgresql.auto.conf for 12 and
+// later, recovery.conf with standby_mode = on before.
 func (r *runner) writeStandby() error {
-	dir := r.o.DataDir
-	fail := func(err error) error {
+	names := make([]string, len(r.standby))
+	for i, s := range r.standby {
+		names[i] = s.Name
+		if s.Name == "recovery_target_timeline" {
+			names[i] += " = 'latest'"
+		}
+	}
+	rc := pgserver.Recovery{Version: r.ver, Standby: true, Settings: r.standby, Header: "# Written by walship-rewind: this server is a standby.\n"}
+	if _, err := rc.Write(r.o.DataDir); err != nil {
 		return stepErr(StepStandby, err, "the target is rewound but not configured as a standby: write its standby configuration by hand before starting it, or it starts as a second primary")
 	}
-	names := "primary_conninfo, restore_command, recovery_target_timeline = 'latest'"
-	if r.standby.SlotName != "" {
-		names = "primary_conninfo, primary_slot_name, restore_command, recovery_target_timeline = 'latest'"
-	}
 	if r.ver.Major < 12 {
-		p := filepath.Join(dir, "recovery.conf")
-		cur, err := os.ReadFile(p)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fail(err)
-		}
-		if err := writeFileAtomic(p, []byte(RecoveryConf(string(cur), r.standby)), fileMode(p, 0o600)); err != nil {
-			return fail(err)
-		}
-		r.res.WroteConf = []string{"recovery.conf: standby_mode = 'on', " + names}
-		return nil
+		r.res.WroteConf = []string{"recovery.conf: standby_mode = 'on', " + strings.Join(names, ", ")}
+	} else {
+		r.res.WroteConf = []string{"standby.signal", "postgresql.auto.conf: " + strings.Join(names, ", ")}
 	}
-	p := filepath.Join(dir, "postgresql.auto.conf")
-	cur, err := os.ReadFile(p)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fail(err)
-	}
-	if err := writeFileAtomic(p, []byte(AutoConfStandby(string(cur), r.standby)), fileMode(p, 0o600)); err != nil {
-		return fail(err)
-	}
-	sig := filepath.Join(dir, "standby.signal")
-	if _, err := os.Stat(sig); errors.Is(err, fs.ErrNotExist) {
-		if err := writeFileAtomic(sig, nil, 0o600); err != nil {
-			return fail(err)
-		}
-	}
-	if err := os.Remove(filepath.Join(dir, "recovery.signal")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fail(err)
-	}
-	r.res.WroteConf = []string{"standby.signal", "postgresql.auto.conf: " + names}
 	return nil
 }
 
@@ -225,23 +204,17 @@ func (r *runner) start(ctx context.Context) error {
 		logFile = filepath.Join(dir, "log", "walship-rewind-start.log")
 	}
 	next := fmt.Sprintf("see the server log %s; the target is rewound and configured as a standby: fix the cause and start it with pg_ctl -D %s start", logFile, dir)
-	if err := os.MkdirAll(filepath.Dir(logFile), 0o700); err != nil {
+	opts := ""
+	if r.mainConf != "" {
+		opts = "-c config_file=" + pgserver.ShellQuote(r.mainConf)
+	}
+	if err := pgserver.Start(ctx, r.program("pg_ctl"), dir, logFile, opts); err != nil {
 		return stepErr(StepStart, err, next)
 	}
-	args := []string{"-D", dir, "-l", logFile, "-w", "-t", strconv.Itoa(int(r.o.StartTimeout.Seconds()))}
-	if r.mainConf != "" {
-		args = append(args, "-o", "-c config_file="+shellQuote(r.mainConf))
-	}
-	cmd := execCommand(ctx, r.tools.path("pg_ctl"), append(args, "start")...)
-	cmd.Env = childEnv(false)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return stepErr(StepStart, fmt.Errorf("pg_ctl start: %w: %s", err, firstLine(string(out))), next)
-	}
 	r.say(StepStart, "pg_ctl start (server log %s); waiting until it streams from the source", logFile)
-	deadline := time.Now().Add(r.o.StartTimeout)
 	var last error
-	for {
-		st, err := r.standbyStatus(ctx)
+	_, err := pgserver.WaitFor(ctx, dir, logFile, r.o.StartTimeout, func(ctx context.Context, pf *pgdata.PIDFile, _ string) (string, bool) {
+		st, err := r.standbyStatus(ctx, pf)
 		if err == nil && st.status == "streaming" {
 			r.res.Streaming, r.res.StreamTLI = true, st.tli
 			lag := "unknown"
@@ -250,7 +223,7 @@ func (r *runner) start(ctx context.Context) error {
 				lag = fmt.Sprintf("%d bytes (source at %s, target replayed %s)", r.res.ReplayLag, src.LSN, st.replay)
 			}
 			r.say(StepStart, "streaming from the source on timeline %d; replay lag %s", st.tli, lag)
-			return nil
+			return "", true
 		}
 		if err == nil {
 			err = fmt.Errorf("WAL receiver status %q", st.status)
@@ -259,19 +232,18 @@ func (r *runner) start(ctx context.Context) error {
 			}
 		}
 		last = err
-		if _, alive, _ := pgdata.PostmasterPID(dir); !alive {
-			return stepErr(StepStart, fmt.Errorf("%w: the server stopped after it started (%v)", ErrNotStreaming, last), next)
-		}
-		if time.Now().After(deadline) {
-			return stepErr(StepStart, fmt.Errorf("%w after %s: %v", ErrNotStreaming, r.o.StartTimeout, last),
-				fmt.Sprintf("see the server log %s: the server runs as a standby; check primary_conninfo and that the source allows replication connections (pg_hba.conf)", logFile))
-		}
-		select {
-		case <-ctx.Done():
-			return stepErr(StepStart, fmt.Errorf("%w while waiting for streaming", ErrInterrupted), "the server runs as a standby; check pg_stat_wal_receiver on it")
-		case <-time.After(500 * time.Millisecond):
-		}
+		return "", false
+	}, nil)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return stepErr(StepStart, fmt.Errorf("%w while waiting for streaming", ErrInterrupted), "the server runs as a standby; check pg_stat_wal_receiver on it")
+	case errors.Is(err, pgserver.ErrStopped):
+		return stepErr(StepStart, fmt.Errorf("%w: the server stopped after it started (%v; %v)", ErrNotStreaming, last, err), next)
 	}
+	return stepErr(StepStart, fmt.Errorf("%w after %s: %v", ErrNotStreaming, r.o.StartTimeout, last),
+		fmt.Sprintf("see the server log %s: the server runs as a standby; check primary_conninfo and that the source allows replication connections (pg_hba.conf)", logFile))
 }
 
 type receiverStatus struct {
@@ -282,25 +254,8 @@ type receiverStatus struct {
 
 // standbyStatus asks the started target about its WAL receiver, connecting
 // with the source's connection settings at the address in postmaster.pid.
-func (r *runner) standbyStatus(ctx context.Context) (receiverStatus, error) {
-	pf, err := pgdata.ReadPIDFile(r.o.DataDir)
-	if err != nil {
-		return receiverStatus{}, err
-	}
-	host, port, err := pf.Address()
-	if err != nil {
-		return receiverStatus{}, err
-	}
-	cfg, err := pgx.ParseConfig(r.o.SourceServer)
-	if err != nil {
-		return receiverStatus{}, err
-	}
-	cfg.Host, cfg.Port, cfg.Fallbacks = host, uint16(port), nil
-	if strings.HasPrefix(host, "/") {
-		cfg.TLSConfig = nil
-	}
-	cfg.ConnectTimeout = 5 * time.Second
-	conn, err := connectConfig(ctx, cfg, fmt.Sprintf("target at %s:%d", host, port))
+func (r *runner) standbyStatus(ctx context.Context, pf *pgdata.PIDFile) (receiverStatus, error) {
+	conn, err := pgserver.ConnectLocal(ctx, pf, r.o.SourceServer)
 	if err != nil {
 		return receiverStatus{}, err
 	}
@@ -361,7 +316,7 @@ func (r *runner) summary() {
 	}
 	if r.o.DryRun {
 		lines = append(lines, "then: keep the target's own configuration files, write standby.signal and the standby settings, "+
-			fmt.Sprintf("restore_command = %s", r.standby.RestoreCommand))
+			fmt.Sprintf("restore_command = %s", r.restoreCmd))
 		fmt.Fprintf(r.o.Out, "dry run finished in %s; nothing was changed in %s\n", res.Elapsed.Round(time.Millisecond), r.o.DataDir)
 	} else {
 		if len(res.KeptConf) > 0 {
@@ -371,9 +326,9 @@ func (r *runner) summary() {
 		if res.Streaming {
 			lines = append(lines, fmt.Sprintf("streaming from the source on timeline %d, replay lag %d bytes", res.StreamTLI, res.ReplayLag))
 		} else {
-			lines = append(lines, "start it with pg_ctl start: it streams from "+Redact(r.o.PrimaryConnInfo)+" and restores from the archive")
+			lines = append(lines, "start it with pg_ctl start: it streams from "+pgserver.Redact(r.o.PrimaryConnInfo)+" and restores from the archive")
 		}
-		fmt.Fprintf(r.o.Out, "done in %s: %s is a standby of %s\n", res.Elapsed.Round(time.Millisecond), r.o.DataDir, Redact(r.o.SourceServer))
+		fmt.Fprintf(r.o.Out, "done in %s: %s is a standby of %s\n", res.Elapsed.Round(time.Millisecond), r.o.DataDir, pgserver.Redact(r.o.SourceServer))
 	}
 	for _, l := range lines {
 		r.detail("%s", l)

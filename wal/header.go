@@ -120,3 +120,6 @@ func (h LongHeader) Encode(b []byte) {
 	order.PutUint32(b[32:], h.SegSize)
 	order.PutUint32(b[36:], h.BlockSize)
 }
+
+// Cluster is the cluster the segment belongs to.
+func (h LongHeader) Cluster() Cluster { return Cluster{SystemID: h.SysID, SegSize: h.SegSize} }

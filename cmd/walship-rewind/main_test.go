@@ -6,6 +6,7 @@ import (
 
 	"github.com/walship/walship/internal/cliutil"
 	"github.com/walship/walship/rewind"
+	"github.com/walship/walship/wal"
 )
 
 func TestExitCode(t *testing.T) {
@@ -15,7 +16,7 @@ func TestExitCode(t *testing.T) {
 	}{
 		{nil, exitOK},
 		{cliutil.UsageError{Err: errors.New("no target")}, exitUsage},
-		{&rewind.StepError{Step: rewind.StepSource, Err: rewind.ErrOtherSystem}, exitFailed},
+		{&rewind.StepError{Step: rewind.StepSource, Err: wal.ErrOtherCluster}, exitFailed},
 		{&rewind.StepError{Step: rewind.StepRewind, Err: rewind.ErrRewindFailed}, exitFailed},
 		{&rewind.StepError{Step: rewind.StepRewind, Err: rewind.ErrRewindFailed, Changed: true}, exitDamaged},
 		{&rewind.StepError{Step: rewind.StepStandby, Err: errors.New("disk full")}, exitNotStandby},

@@ -1,4 +1,4 @@
-package archive
+package pgserver
 
 import (
 	"fmt"
@@ -9,12 +9,12 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// Program is the name of the archive_command binary.
-const Program = "walship-archive"
+// ArchiveProgram is the name of the archive_command binary.
+const ArchiveProgram = "walship-archive"
 
-// Command is what a server's archive_command says about walship-archive:
+// ArchiveCommand is what a server's archive_command says about walship-archive:
 // the word that runs it and the settings given on the line.
-type Command struct {
+type ArchiveCommand struct {
 	// Program is the word that runs walship-archive, as written: a bare
 	// name (looked up in the server's PATH) or a path (relative to the
 	// data directory, where the server runs the command).
@@ -26,12 +26,12 @@ type Command struct {
 	Env map[string]string
 }
 
-// ParseCommand reads an archive_command line the way sh splits it (white
+// ParseArchiveCommand reads an archive_command line the way sh splits it (white
 // space, single and double quotes, backslashes; ;, &, | and parentheses
 // end a command) and finds the command whose program is walship-archive
 // (any path whose last element is that name). ok is false when no command
 // on the line runs it.
-func ParseCommand(line string) (c Command, ok bool) {
+func ParseArchiveCommand(line string) (c ArchiveCommand, ok bool) {
 	words := shellWords(line)
 	start := 0
 	for i := 0; i <= len(words); i++ {
@@ -43,13 +43,13 @@ func ParseCommand(line string) (c Command, ok bool) {
 		}
 		start = i + 1
 	}
-	return Command{}, false
+	return ArchiveCommand{}, false
 }
 
 // parseSimple reads one simple command: assignments, the program, its
 // arguments.
-func parseSimple(words []string) (Command, bool) {
-	c := Command{Env: map[string]string{}}
+func parseSimple(words []string) (ArchiveCommand, bool) {
+	c := ArchiveCommand{Env: map[string]string{}}
 	i := 0
 	for ; i < len(words); i++ {
 		k, v, isAssign := strings.Cut(words[i], "=")
@@ -58,8 +58,8 @@ func parseSimple(words []string) (Command, bool) {
 		}
 		c.Env[k] = v
 	}
-	if i == len(words) || filepath.Base(words[i]) != Program {
-		return Command{}, false
+	if i == len(words) || filepath.Base(words[i]) != ArchiveProgram {
+		return ArchiveCommand{}, false
 	}
 	c.Program = words[i]
 	args := words[i+1:]
@@ -94,7 +94,7 @@ func parseSimple(words []string) (Command, bool) {
 // else repo in the config file (--config, else WALSHIP_CONFIG). A relative
 // config file path is taken from dir, the data directory. It returns ""
 // and an error saying why when the repository cannot be told.
-func (c Command) Repository(getenv func(string) string, dir string) (string, error) {
+func (c ArchiveCommand) Repository(getenv func(string) string, dir string) (string, error) {
 	env := func(k string) string {
 		if v, ok := c.Env[k]; ok {
 			return v
@@ -115,7 +115,7 @@ func (c Command) Repository(getenv func(string) string, dir string) (string, err
 		conf = env("WALSHIP_CONFIG")
 	}
 	if conf == "" {
-		return "", fmt.Errorf("%s names no repository (no --repo, --config or WALSHIP_REPO)", Program)
+		return "", fmt.Errorf("%s names no repository (no --repo, --config or WALSHIP_REPO)", ArchiveProgram)
 	}
 	if !filepath.IsAbs(conf) && dir != "" {
 		conf = filepath.Join(dir, conf)

@@ -1,4 +1,4 @@
-package archive
+package pgserver
 
 import (
 	"os"
@@ -26,9 +26,9 @@ func TestParseCommand(t *testing.T) {
 		{"", false, "", "", ""},
 		{"walship-archive-old --repo /r %p %f", false, "", "", ""},
 	} {
-		c, ok := ParseCommand(tc.line)
+		c, ok := ParseArchiveCommand(tc.line)
 		if ok != tc.ok || c.Program != tc.prog || c.Repo != tc.r || c.Config != tc.conf {
-			t.Errorf("ParseCommand(%q) = %+v, %v; want program %q repo %q config %q, %v", tc.line, c, ok, tc.prog, tc.r, tc.conf, tc.ok)
+			t.Errorf("ParseArchiveCommand(%q) = %+v, %v; want program %q repo %q config %q, %v", tc.line, c, ok, tc.prog, tc.r, tc.conf, tc.ok)
 		}
 	}
 }
@@ -41,9 +41,9 @@ func TestCommandRepository(t *testing.T) {
 	getenv := func(k string) string { return env[k] }
 	repoOf := func(line string) (string, error) {
 		t.Helper()
-		c, ok := ParseCommand(line)
+		c, ok := ParseArchiveCommand(line)
 		if !ok {
-			t.Fatalf("ParseCommand(%q): no walship-archive", line)
+			t.Fatalf("ParseArchiveCommand(%q): no walship-archive", line)
 		}
 		return c.Repository(getenv, dir)
 	}
