@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/walship/walship/inspect"
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
 )
@@ -74,22 +74,22 @@ func pgTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.999
 
 // candidate is a stored backup a restore can start from.
 type candidate struct {
-	b      repo.Backup
-	meta   *repo.BackupMeta
-	status inspect.BackupStatus
+	b      catalog.Backup
+	meta   *catalog.Record
+	status catalog.BackupStatus
 }
 
 // choose picks the backup a restore starts from: the one asked for, or
 // the newest restorable one that can reach the target. A restore point
 // cannot be located before the WAL is replayed: for a target name the
 // newest backup is taken unless one is asked for.
-func choose(c *repo.Catalog, t Target, id repo.BackupID) (candidate, error) {
+func choose(c *catalog.Catalog, t Target, id repo.BackupID) (candidate, error) {
 	var all, ok []candidate
 	for _, b := range c.Backups() { // newest first
-		if b.Stored == nil || b.Stored.Meta == nil {
+		if b.Stored == nil || b.Stored.Record == nil {
 			continue
 		}
-		cand := candidate{b: b, meta: b.Stored.Meta, status: inspect.BackupStatusOf(c, b)}
+		cand := candidate{b: b, meta: b.Stored.Record, status: c.BackupStatusOf(b)}
 		all = append(all, cand)
 		if cand.status.Restorable && !cand.meta.Registered {
 			ok = append(ok, cand)
@@ -152,14 +152,14 @@ func reaches(cand candidate, t Target) error {
 
 // afterArchive refuses a target that lies after the last WAL archived:
 // recovery would replay everything and fail without reaching it.
-func afterArchive(c *repo.Catalog, t Target) error {
+func afterArchive(c *catalog.Catalog, t Target) error {
 	segs := c.Segments(0)
 	if len(segs) == 0 {
 		return nil
 	}
 	switch t.Kind {
 	case TargetTime:
-		var last *repo.File
+		var last *catalog.File
 		for _, f := range segs {
 			if last == nil || f.Info.ModTime.After(last.Info.ModTime) {
 				last = f

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/internal/testenv/fakerepo"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
@@ -16,7 +17,7 @@ var day = time.Date(2024, 5, 1, 2, 0, 0, 0, time.UTC)
 
 // threeStored: segments 1..20 archived an hour apart from day, backups
 // stored in segments 3, 8 and 14 (each stops a minute after it starts).
-func threeStored(t *testing.T) (*repo.Catalog, [3]repo.BackupID) {
+func threeStored(t *testing.T) (*catalog.Catalog, [3]repo.BackupID) {
 	f := fakerepo.New(t)
 	f.Segments(1, 1, 20)
 	for s := uint64(1); s <= 20; s++ {
@@ -26,7 +27,7 @@ func threeStored(t *testing.T) (*repo.Catalog, [3]repo.BackupID) {
 	for i, s := range []uint64{3, 8, 14} {
 		ids[i] = f.StoredBackup(1, s, s, day.Add(time.Duration(s)*time.Hour), "primary")
 	}
-	c, err := repo.Scan(context.Background(), f.Open(repo.LayoutAuto))
+	c, err := catalog.Scan(context.Background(), f.Open(repo.LayoutAuto))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func TestChooseSkipsUnrestorable(t *testing.T) {
 	f.Segments(1, 1, 10)
 	good := f.StoredBackup(1, 2, 2, day, "primary")
 	f.StoredBackup(1, 9, 11, day.Add(time.Hour), "standby") // stops in a segment not archived yet
-	c, err := repo.Scan(context.Background(), f.Open(repo.LayoutAuto))
+	c, err := catalog.Scan(context.Background(), f.Open(repo.LayoutAuto))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +93,7 @@ func TestChooseSkipsUnrestorable(t *testing.T) {
 	}
 	f2 := fakerepo.New(t)
 	f2.Segments(1, 1, 3)
-	c, _ = repo.Scan(context.Background(), f2.Open(repo.LayoutAuto))
+	c, _ = catalog.Scan(context.Background(), f2.Open(repo.LayoutAuto))
 	if _, err := choose(c, Target{}, ""); !errors.Is(err, ErrNoBackup) || !strings.Contains(err.Error(), "holds no base backup") {
 		t.Errorf("no backups: %v", err)
 	}

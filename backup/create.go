@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/walship/walship/inspect"
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/internal/logx"
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/pgdata"
@@ -53,10 +53,10 @@ type CreateOptions struct {
 
 // CreateResult is what a backup stored.
 type CreateResult struct {
-	Meta repo.BackupMeta
+	Meta catalog.Record
 	// Status is the backup's status in the repository right after: from a
 	// standby its last WAL may not be archived yet.
-	Status  inspect.BackupStatus
+	Status  catalog.BackupStatus
 	Notices []string // pg_basebackup's notices and warnings
 	Elapsed time.Duration
 }
@@ -150,7 +150,7 @@ func Create(ctx context.Context, r *repo.Repo, o CreateOptions) (*CreateResult, 
 	}
 	defer os.RemoveAll(tmp)
 
-	c := &creation{r: r, id: bid, srv: srv, atServer: atServer, log: o.Log, objects: map[repo.BackupPart]repo.BackupMetaObject{}}
+	c := &creation{r: r, id: bid, srv: srv, atServer: atServer, log: o.Log, objects: map[repo.BackupPart]catalog.RecordObject{}}
 	res, err := c.run(ctx, bin, tmp, label, o, start)
 	if err != nil {
 		c.cleanup(ctx)
@@ -216,7 +216,7 @@ type creation struct {
 	log      *slog.Logger
 
 	mu      sync.Mutex
-	objects map[repo.BackupPart]repo.BackupMetaObject
+	objects map[repo.BackupPart]catalog.RecordObject
 	order   []repo.BackupPart
 	label   []byte // backup_label, from base.tar
 	files   int
@@ -269,7 +269,7 @@ func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOpti
 			}
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			c.objects[p] = repo.BackupMetaObject{Name: p.String(), Tablespace: p.Tablespace, Location: locations[p.Tablespace], Size: info.Raw, Stored: info.Stored}
+			c.objects[p] = catalog.RecordObject{Name: p.String(), Tablespace: p.Tablespace, Location: locations[p.Tablespace], Size: info.Raw, Stored: info.Stored}
 			c.order = append(c.order, p)
 			c.files += tap.files
 			if b, ok := tap.Kept("backup_label"); ok && p == repo.BasePart {
@@ -314,7 +314,7 @@ func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOpti
 	if err != nil {
 		return nil, fmt.Errorf("storing %s: %w", pgdata.ManifestFile, err)
 	}
-	c.objects[repo.ManifestPart] = repo.BackupMetaObject{Name: repo.ManifestPart.String(), Size: info.Raw, Stored: info.Stored}
+	c.objects[repo.ManifestPart] = catalog.RecordObject{Name: repo.ManifestPart.String(), Size: info.Raw, Stored: info.Stored}
 	c.order = append(c.order, repo.ManifestPart)
 
 	if c.label == nil {
@@ -351,17 +351,17 @@ func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOpti
 		return nil, err // encrypted, or not, unlike the objects just stored
 	}
 
-	m := repo.BackupMeta{ID: c.id, Label: bl.Label, From: from, SystemID: c.srv.SystemID,
+	m := catalog.Record{ID: c.id, Label: bl.Label, From: from, SystemID: c.srv.SystemID,
 		PGVersion: c.srv.VersionStr, PGVersionNum: c.srv.VersionNum, SegSize: c.srv.SegSize,
 		Start: startLSN, StartTimeline: startTLI, Stop: stopLSN, StopTimeline: stopTLI, Checkpoint: bl.Checkpoint,
 		StartTime: start.Truncate(time.Second), StopTime: stop.Add(time.Second).Truncate(time.Second), CheckpointMode: o.Checkpoint,
-		Manifest: &repo.ManifestInfo{Checksum: man.Checksum, Algorithm: man.Algorithm()}, Files: len(man.Files)}
+		Manifest: &catalog.ManifestInfo{Checksum: man.Checksum, Algorithm: man.Algorithm()}, Files: len(man.Files)}
 	m.Compression = "lz4"
 	if c.atServer {
 		m.Compression = "server-lz4"
 	}
-	if t, err := time.Parse("2006-01-02 15:04:05 MST", bl.StartTime); err == nil {
-		m.StartTime = t.UTC()
+	if t, ok := bl.Started(); ok {
+		m.StartTime = t
 	}
 	for _, p := range c.order {
 		obj := c.objects[p]
@@ -380,7 +380,7 @@ func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOpti
 			return nil, fmt.Errorf("%w: the stored %s has %d bytes, %d were written", ErrDamaged, p, st.Size, c.objects[p].Stored)
 		}
 	}
-	if err := c.r.PutBackupMeta(ctx, m); err != nil {
+	if err := catalog.PutRecord(ctx, c.r, m); err != nil {
 		return nil, fmt.Errorf("storing the backup's record: %w", err)
 	}
 	c.mu.Lock()
@@ -388,16 +388,7 @@ func (c *creation) run(ctx context.Context, bin, tmp, label string, o CreateOpti
 	c.mu.Unlock()
 
 	o.Log.Debug("record stored", "after", time.Since(t0))
-	res := &CreateResult{Meta: m, Notices: run.notices()}
-	if cat, err := repo.Scan(ctx, c.r); err == nil {
-		for _, b := range cat.Backups() {
-			if b.Stored != nil && b.Stored.ID == c.id {
-				res.Status = inspect.BackupStatusOf(cat, b)
-			}
-		}
-	} else {
-		res.Status.Reason = "could not check: " + err.Error()
-	}
+	res := &CreateResult{Meta: m, Notices: run.notices(), Status: catalog.StatusOfStored(ctx, c.r, c.id)}
 	o.Log.Debug("repository checked", "after", time.Since(t0))
 	return res, nil
 }
@@ -414,11 +405,11 @@ func (c *creation) cleanup(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	sb := &repo.StoredBackup{ID: c.id, Objects: map[repo.BackupPart]storage.Info{}}
+	sb := &catalog.Stored{ID: c.id, Objects: map[repo.BackupPart]storage.Info{}}
 	for _, p := range parts {
 		sb.Objects[p] = storage.Info{}
 	}
-	c.r.RemoveBackup(ctx, sb)
+	catalog.RemoveBackup(ctx, c.r, sb)
 }
 
 // Summary is the one line a backup prints when it is done.

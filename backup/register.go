@@ -15,6 +15,7 @@ import (
 
 	"github.com/pierrec/lz4/v4"
 
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
@@ -26,7 +27,7 @@ import (
 // reports whether it is restorable. dir is what pg_basebackup wrote, in
 // plain or tar format; it must hold backup_manifest (PostgreSQL 13 and
 // later). The files stay where they are.
-func Register(ctx context.Context, r *repo.Repo, dir string) (*repo.BackupMeta, error) {
+func Register(ctx context.Context, r *repo.Repo, dir string) (*catalog.Record, error) {
 	data, err := os.ReadFile(filepath.Join(dir, pgdata.ManifestFile))
 	if err != nil {
 		return nil, fmt.Errorf("%s: no backup manifest (pg_basebackup of PostgreSQL 13 or later writes one): %w", dir, err)
@@ -66,18 +67,18 @@ func Register(ctx context.Context, r *repo.Repo, dir string) (*repo.BackupMeta, 
 	if sysid != ident.SystemID {
 		return nil, fmt.Errorf("%w: the backup in %s is of database system %d, the repository %s holds the WAL of %d", wal.ErrOtherCluster, dir, sysid, r, ident.SystemID)
 	}
-	cat, err := repo.Scan(ctx, r)
+	cat, err := catalog.Scan(ctx, r)
 	if err != nil {
 		return nil, err
 	}
 	for _, sb := range cat.Stored {
-		if sb.Meta != nil && sb.Meta.Start == start && sb.Meta.StartTimeline == startTLI {
+		if sb.Record != nil && sb.Record.Start == start && sb.Record.StartTimeline == startTLI {
 			return nil, fmt.Errorf("the backup in %s is in the repository already, as %s", dir, sb.ID)
 		}
 	}
 	started := mi.ModTime().UTC()
-	if t, err := time.Parse("2006-01-02 15:04:05 MST", bl.StartTime); err == nil {
-		started = t.UTC()
+	if t, ok := bl.Started(); ok {
+		started = t
 	}
 	id := repo.NewBackupID(started)
 	for {
@@ -94,12 +95,12 @@ func Register(ctx context.Context, r *repo.Repo, dir string) (*repo.BackupMeta, 
 	if from == "" {
 		from = "primary"
 	}
-	m := repo.BackupMeta{ID: id, Label: bl.Label, From: from, Registered: true, SystemID: sysid,
+	m := catalog.Record{ID: id, Label: bl.Label, From: from, Registered: true, SystemID: sysid,
 		PGVersion: version.Text, PGVersionNum: version.Major * 10000, SegSize: ident.SegSize,
 		Start: start, StartTimeline: startTLI, Stop: stop, StopTimeline: stopTLI, Checkpoint: bl.Checkpoint,
 		StartTime: started, StopTime: mi.ModTime().UTC().Truncate(time.Second).Add(time.Second),
-		Manifest: &repo.ManifestInfo{Checksum: man.Checksum, Algorithm: man.Algorithm()}, Files: len(man.Files), Size: man.Size()}
-	if err := r.PutBackupMeta(ctx, m); err != nil {
+		Manifest: &catalog.ManifestInfo{Checksum: man.Checksum, Algorithm: man.Algorithm()}, Files: len(man.Files), Size: man.Size()}
+	if err := catalog.PutRecord(ctx, r, m); err != nil {
 		return nil, err
 	}
 	return &m, nil
@@ -175,7 +176,7 @@ func openBaseTar(dir string) (io.ReadCloser, string, error) {
 }
 
 // RegisterSummary is the line register prints.
-func RegisterSummary(m *repo.BackupMeta, status string) string {
+func RegisterSummary(m *catalog.Record, status string) string {
 	return fmt.Sprintf("registered the backup %s (from the %s, timeline %d, %s..%s, %d files); its files stay where they are; %s",
 		m.ID, m.From, m.StopTimeline, m.Start, m.Stop, m.Files, status)
 }

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/pgserver"
@@ -65,7 +66,7 @@ type RestoreOptions struct {
 
 // RestoreResult is what a restore did.
 type RestoreResult struct {
-	Backup  repo.BackupMeta
+	Backup  catalog.Record
 	Files   int
 	Bytes   int64
 	Wrote   []string // the recovery configuration
@@ -111,7 +112,7 @@ func Restore(ctx context.Context, r *repo.Repo, o RestoreOptions) (*RestoreResul
 	if !haveID {
 		return nil, fmt.Errorf("%w: %s has no %s", repo.ErrNoRepository, r, repo.IdentityKey)
 	}
-	cat, err := repo.Scan(ctx, r)
+	cat, err := catalog.Scan(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +162,7 @@ func Restore(ctx context.Context, r *repo.Repo, o RestoreOptions) (*RestoreResul
 // dest is where one tar of the backup goes.
 type dest struct {
 	part    repo.BackupPart
-	obj     repo.BackupMetaObject
+	obj     catalog.RecordObject
 	dir     string // the data directory, or the tablespace's directory
 	prefix  string // the tar's files in the manifest
 	staging string
@@ -169,7 +170,7 @@ type dest struct {
 }
 
 // destinations maps each tar of the backup to its directory.
-func destinations(m *repo.BackupMeta, o RestoreOptions) ([]*dest, error) {
+func destinations(m *catalog.Record, o RestoreOptions) ([]*dest, error) {
 	var out []*dest
 	used := map[string]bool{}
 	for _, obj := range m.Objects {
@@ -228,7 +229,7 @@ func emptyOrAbsent(dir string) error {
 type restoreRun struct {
 	r       *repo.Repo
 	o       RestoreOptions
-	m       *repo.BackupMeta
+	m       *catalog.Record
 	dests   []*dest
 	version pgdata.Version
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/pgserver"
 	"github.com/walship/walship/repo"
@@ -105,7 +106,7 @@ type Options struct {
 	// MaxAge is how old the newest archived segment, or the oldest one
 	// waiting to be archived, may be (0: DefaultMaxAge).
 	MaxAge time.Duration
-	// TailGrace is inspect.SecondWriters' grace (0: its default).
+	// TailGrace is catalog.SecondWriters' grace (0: its default).
 	TailGrace time.Duration
 	// Poll is how often the repository is looked at while waiting.
 	Poll time.Duration
@@ -136,7 +137,7 @@ type Report struct {
 	// Server is what was read from the server (nil without one).
 	Server *Server `json:"server,omitempty"`
 	// Catalog is the repository as scanned (nil when it could not be).
-	Catalog *repo.Catalog `json:"-"`
+	Catalog *catalog.Catalog `json:"-"`
 	// Ready is the server's .ready backlog, from SQL or the data
 	// directory; nil when neither could be read.
 	Ready *Backlog  `json:"-"`

@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
-	"github.com/walship/walship/inspect"
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/wal"
 )
 
@@ -42,7 +42,7 @@ func WriteMetrics(w io.Writer, rep *Report) error {
 	}
 	set("repository_up", "1 when the repository could be read and listed.", up)
 	if c := rep.Catalog; c != nil && c.SegSize != 0 {
-		s := inspect.Summarize(c)
+		s := c.Totals()
 		set("stored_bytes", "Bytes stored in the repository, all files.", float64(s.StoredBytes))
 		set("wal_bytes", "Bytes of WAL the repository holds, uncompressed.", float64(s.RawBytes))
 		set("history_files", "Timeline history files stored.", float64(s.Histories))
@@ -70,14 +70,14 @@ func WriteMetrics(w io.Writer, rep *Report) error {
 			lastTime.WithLabelValues(tl).Set(l.time)
 			lastLSN.WithLabelValues(tl).Set(l.end)
 		}
-		gaps, _ := inspect.Gaps(c, inspect.TimelineInfos(c))
+		gaps, _ := catalog.Gaps(c, catalog.TimelineInfos(c))
 		missing := 0.0
 		for _, g := range gaps {
 			missing += float64(g.Count)
 		}
 		set("missing_segments", "Segments missing where a timeline needs them (walship verify's gaps).", missing)
-		set("second_writers", "Older timelines still archived after a newer one branched off (two servers write into the repository).", float64(len(inspect.SecondWriters(c, rep.tailGrace))))
-		bs := inspect.BackupStatuses(c)
+		set("second_writers", "Older timelines still archived after a newer one branched off (two servers write into the repository).", float64(len(catalog.SecondWriters(c, rep.tailGrace))))
+		bs := c.BackupStatuses()
 		set("backups", "Base backups in the repository (stored or registered with walship backup, or known from backup history files).", float64(len(bs)))
 		if len(bs) > 0 {
 			set("newest_backup_restorable", "1 when the newest base backup can be restored from the repository.", bool01(bs[0].Restorable))

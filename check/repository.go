@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/walship/walship/inspect"
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
 )
@@ -32,7 +32,7 @@ func checkRepo(ctx context.Context, rep *Report, r *repo.Repo, o Options) {
 	default:
 		rep.add("identity", OK, "%s belongs to database system %d (%s segments)", r, id.SystemID, wal.FormatSize(id.SegSize))
 	}
-	c, err := repo.Scan(ctx, r)
+	c, err := catalog.Scan(ctx, r)
 	if err != nil {
 		rep.add("repository", Critical, "cannot read %s: %v", r, err)
 		return
@@ -45,7 +45,7 @@ func checkRepo(ctx context.Context, rep *Report, r *repo.Repo, o Options) {
 	checkAge(rep, c, o, now)
 	newest := checkBackups(rep, c, now)
 	checkGaps(rep, c, newest)
-	for _, w := range inspect.SecondWriters(c, o.TailGrace) {
+	for _, w := range catalog.SecondWriters(c, o.TailGrace) {
 		rep.add("second_writer", Critical, "%s", w.Problem())
 	}
 	if s != nil && s.Standby {
@@ -54,8 +54,8 @@ func checkRepo(ctx context.Context, rep *Report, r *repo.Repo, o Options) {
 }
 
 // lastArchived is the segment archived most recently.
-func lastArchived(c *repo.Catalog) *repo.File {
-	var last *repo.File
+func lastArchived(c *catalog.Catalog) *catalog.File {
+	var last *catalog.File
 	for _, f := range c.Segments(0) {
 		if last == nil || !f.Info.ModTime.Before(last.Info.ModTime) {
 			last = f
@@ -66,7 +66,7 @@ func lastArchived(c *repo.Catalog) *repo.File {
 
 // path is the history that leads to timeline tli, from its history file
 // in the repository (or just tli for timeline 1 or a missing file).
-func path(c *repo.Catalog, tli uint32) wal.History {
+func path(c *catalog.Catalog, tli uint32) wal.History {
 	if f := c.Histories()[tli]; f != nil && f.History != nil {
 		return *f.History
 	}
@@ -75,8 +75,8 @@ func path(c *repo.Catalog, tli uint32) wal.History {
 
 // head is the segment with the highest position on the history h: on its
 // own timeline, or on an ancestor before that one's switch point.
-func head(c *repo.Catalog, h wal.History) (*repo.File, bool) {
-	var best *repo.File
+func head(c *catalog.Catalog, h wal.History) (*catalog.File, bool) {
+	var best *catalog.File
 	for _, f := range c.Segments(0) {
 		if !h.Contains(f.Name.Timeline) {
 			continue
@@ -95,7 +95,7 @@ func head(c *repo.Catalog, h wal.History) (*repo.File, bool) {
 // only wrong when the server has WAL past it: a primary with
 // archive_timeout at or below MaxAge switches out any segment that holds
 // WAL within archive_timeout, so a quiet repository means a quiet server.
-func checkAge(rep *Report, c *repo.Catalog, o Options, now time.Time) {
+func checkAge(rep *Report, c *catalog.Catalog, o Options, now time.Time) {
 	s := rep.Server
 	last := lastArchived(c)
 	if last == nil {
@@ -144,14 +144,14 @@ func checkAge(rep *Report, c *repo.Catalog, o Options, now time.Time) {
 }
 
 // checkBackups reports on the newest base backup and returns it.
-func checkBackups(rep *Report, c *repo.Catalog, now time.Time) *repo.Backup {
+func checkBackups(rep *Report, c *catalog.Catalog, now time.Time) *catalog.Backup {
 	bs := c.Backups()
 	if len(bs) == 0 {
 		rep.add("backup", Warning, "no base backup in the repository (none stored, no .backup file): nothing to restore from")
 		return nil
 	}
 	b := bs[0]
-	st := inspect.BackupStatuses(c)[0]
+	st := c.BackupStatuses()[0]
 	when := fmt.Sprintf("taken %s ago", now.Sub(b.Time).Round(time.Second))
 	if !st.Restorable {
 		rep.add("backup", Critical, "the newest base backup %s (%s) is not restorable: %s", st.Name(), when, st.Reason)
@@ -164,9 +164,9 @@ func checkBackups(rep *Report, c *repo.Catalog, now time.Time) *repo.Backup {
 // checkGaps reports segments missing since the newest base backup (what
 // a restore of it to the end of the archive needs) as critical, older ones
 // as a warning, and missing or damaged history files.
-func checkGaps(rep *Report, c *repo.Catalog, newest *repo.Backup) {
-	gaps, _ := inspect.Gaps(c, inspect.TimelineInfos(c))
-	var since, before []inspect.Gap
+func checkGaps(rep *Report, c *catalog.Catalog, newest *catalog.Backup) {
+	gaps, _ := catalog.Gaps(c, catalog.TimelineInfos(c))
+	var since, before []catalog.Gap
 	var nSince, nBefore uint64
 	for _, g := range gaps {
 		if newest != nil && g.Last.SegNo(c.SegSize) >= newest.Info.Start.SegNo(c.SegSize) {
@@ -189,13 +189,13 @@ func checkGaps(rep *Report, c *repo.Catalog, newest *repo.Backup) {
 	case len(before) > 0:
 		rep.add("gaps", Warning, "%d segment(s) missing: %s", nBefore, ranges(before))
 	}
-	for _, p := range inspect.HistoryProblems(c) {
+	for _, p := range catalog.HistoryProblems(c) {
 		rep.add("history", Critical, "%s", p)
 	}
 }
 
 // ranges lists gaps, the first few of them.
-func ranges(gs []inspect.Gap) string {
+func ranges(gs []catalog.Gap) string {
 	var parts []string
 	for i, g := range gs {
 		if i == 3 {
@@ -214,7 +214,7 @@ func ranges(gs []inspect.Gap) string {
 // checkReplay compares a standby's replay position with the repository:
 // the archive holding the next segment for longer than MaxAge means replay
 // is stuck (or far behind).
-func checkReplay(rep *Report, c *repo.Catalog, o Options, now time.Time) {
+func checkReplay(rep *Report, c *catalog.Catalog, o Options, now time.Time) {
 	s := rep.Server
 	h := path(c, s.Timeline)
 	cur := s.LSN.SegNo(c.SegSize)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/repo"
@@ -16,15 +17,15 @@ import (
 // backups the catalog lists: a record that cannot be read is a problem;
 // objects without a record (an interrupted backup, or one running now)
 // are a note.
-func checkStoredBackups(c *repo.Catalog) (ps []Problem, notes []string) {
+func checkStoredBackups(c *catalog.Catalog) (ps []Problem, notes []string) {
 	for _, sb := range c.Stored {
 		if sb.Err != nil {
-			ps = append(ps, Problem{string(sb.ID), "the backup's record cannot be read: " + sb.Err.Error()})
+			ps = append(ps, Problem{File: string(sb.ID), Msg: "the backup's record cannot be read: " + sb.Err.Error()})
 		}
 	}
 	for _, sb := range c.Incomplete {
 		notes = append(notes, fmt.Sprintf("backup %s has %d object(s) (%s, the last stored %s) but no record: interrupted, or running now; walship-prune removes it %s after its last object",
-			sb.ID, len(sb.Objects), progress.Bytes(sb.Bytes()), sb.Newest.UTC().Format(time.RFC3339), repo.LeftoverAge))
+			sb.ID, len(sb.Objects), progress.Bytes(sb.Bytes()), sb.Newest.UTC().Format(time.RFC3339), catalog.LeftoverAge))
 	}
 	return ps, notes
 }
@@ -35,15 +36,15 @@ func checkStoredBackups(c *repo.Catalog) (ps []Problem, notes []string) {
 // names, and every file of the tars against the manifest (size and
 // checksum, none missing, none added). A problem with a backup is a
 // Problem; a failure to read storage, an error.
-func checkBackupObjects(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions) ([]Problem, []string, int, error) {
-	var todo []*repo.StoredBackup
+func checkBackupObjects(ctx context.Context, r *repo.Repo, c *catalog.Catalog, o VerifyOptions) ([]Problem, []string, int, error) {
+	var todo []*catalog.Stored
 	var total int64
 	for _, sb := range c.Stored {
-		if sb.Meta == nil || sb.Meta.Registered || sb.Missing() != "" {
+		if sb.Record == nil || sb.Record.Registered || sb.Missing() != "" {
 			continue // nothing to read, or reported already
 		}
 		todo = append(todo, sb)
-		total += sb.Meta.Size
+		total += sb.Record.Size
 	}
 	var bar *progress.Bar
 	if o.Bar != nil && len(todo) > 0 {
@@ -62,7 +63,7 @@ func checkBackupObjects(ctx context.Context, r *repo.Repo, c *repo.Catalog, o Ve
 		case err != nil:
 			return nil, nil, 0, err
 		case p != "":
-			ps = append(ps, Problem{string(sb.ID), "backup damaged: " + p})
+			ps = append(ps, Problem{File: string(sb.ID), Msg: "backup damaged: " + p})
 		}
 		checked++
 	}
@@ -70,8 +71,8 @@ func checkBackupObjects(ctx context.Context, r *repo.Repo, c *repo.Catalog, o Ve
 }
 
 // checkBackup reads one backup in full; it returns what is wrong with it.
-func checkBackup(ctx context.Context, r *repo.Repo, sb *repo.StoredBackup, bar *progress.Bar) (string, error) {
-	m := sb.Meta
+func checkBackup(ctx context.Context, r *repo.Repo, sb *catalog.Stored, bar *progress.Bar) (string, error) {
+	m := sb.Record
 	if m.Manifest == nil {
 		return "no manifest", nil
 	}

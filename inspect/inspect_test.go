@@ -11,6 +11,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/internal/testenv/fakerepo"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage/local"
@@ -40,7 +41,7 @@ func verify(t *testing.T, f *fakerepo.Repo, full bool) *Report {
 	t.Helper()
 	ctx := context.Background()
 	r := f.Open(repo.LayoutAuto)
-	c, err := repo.Scan(ctx, r)
+	c, err := catalog.Scan(ctx, r)
 	if err != nil {
 		t.Fatalf("Scan: %v", err)
 	}
@@ -94,15 +95,24 @@ func TestVerifyHealthy(t *testing.T) {
 	if !rep.Backups[0].Newest || rep.Backups[1].Newest {
 		t.Errorf("newest flags wrong: %+v", rep.Backups)
 	}
-	wantTL := []TimelineInfo{
+	wantTL := []catalog.TimelineInfo{
 		{Timeline: 1, Segments: 5, First: seg(1, 1).String(), Last: seg(1, 5).String(), End: fakerepo.SwitchPoint(6).String()},
 		{Timeline: 2, Segments: 4, First: seg(2, 6).String(), Last: seg(2, 9).String(), Parent: 1, Begin: fakerepo.SwitchPoint(6).String()},
 	}
-	for i := range rep.Timelines {
-		rep.Timelines[i].begin, rep.Timelines[i].end = 0, 0
-		rep.Timelines[i].hasBegin, rep.Timelines[i].hasEnd = false, false
+	// What the JSON report shows of each timeline.
+	type shown struct {
+		Timeline, Parent        uint32
+		Segments                int
+		First, Last, Begin, End string
 	}
-	if !slices.Equal(rep.Timelines, wantTL) {
+	show := func(tls []catalog.TimelineInfo) []shown {
+		var out []shown
+		for _, ti := range tls {
+			out = append(out, shown{ti.Timeline, ti.Parent, ti.Segments, ti.First, ti.Last, ti.Begin, ti.End})
+		}
+		return out
+	}
+	if !slices.Equal(show(rep.Timelines), show(wantTL)) {
 		t.Errorf("timelines\n%+v\nwant\n%+v", rep.Timelines, wantTL)
 	}
 }
@@ -224,7 +234,7 @@ func TestBackupStatuses(t *testing.T) {
 	good := f.Backup(1, 9, 10, day.AddDate(0, 0, 2))
 	f.Delete(seg(1, 7))
 	rep := verify(t, f, false)
-	got := map[string]BackupStatus{}
+	got := map[string]catalog.BackupStatus{}
 	for _, b := range rep.Backups {
 		got[b.File] = b
 	}
@@ -259,7 +269,7 @@ func TestStatusAndItems(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
 	f.Age(seg(2, 8), now.Add(time.Hour)) // the most recently archived
 	ctx := context.Background()
-	c, err := repo.Scan(ctx, f.Open(repo.LayoutAuto))
+	c, err := catalog.Scan(ctx, f.Open(repo.LayoutAuto))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +311,7 @@ func TestStatusAndItems(t *testing.T) {
 func TestScanPlainWithoutIdentity(t *testing.T) {
 	f := fakerepo.NewPlain(t)
 	f.Segments(1, 3, 5)
-	c, err := repo.Scan(context.Background(), f.Open(repo.LayoutAuto))
+	c, err := catalog.Scan(context.Background(), f.Open(repo.LayoutAuto))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,7 +508,7 @@ func TestVerifyFullEncryptedKeys(t *testing.T) {
 		}
 	}
 	r := repo.New(lb, repo.Options{Layout: repo.LayoutAuto, Keys: repo.Keys{Identities: []age.Identity{oldID}}})
-	c, err := repo.Scan(ctx, r)
+	c, err := catalog.Scan(ctx, r)
 	if err != nil {
 		t.Fatal(err)
 	}

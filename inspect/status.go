@@ -3,8 +3,7 @@ package inspect
 import (
 	"time"
 
-	"github.com/walship/walship/repo"
-	"github.com/walship/walship/wal"
+	"github.com/walship/walship/catalog"
 )
 
 // Item is one file as `walship ls` shows it.
@@ -26,7 +25,7 @@ type Item struct {
 }
 
 // Items lists the files of timeline tli (0: all), in catalog order.
-func Items(c *repo.Catalog, tli uint32) []Item {
+func Items(c *catalog.Catalog, tli uint32) []Item {
 	out := []Item{}
 	for _, f := range c.Files {
 		if tli != 0 && f.Name.Timeline != tli {
@@ -62,45 +61,29 @@ type Status struct {
 	RawBytes    int64 `json:"raw_bytes"`
 	StoredBytes int64 `json:"stored_bytes"`
 
-	Timelines    []TimelineInfo `json:"timelines"`
-	NewestBackup *BackupStatus  `json:"newest_backup,omitempty"`
+	Timelines    []catalog.TimelineInfo `json:"timelines"`
+	NewestBackup *catalog.BackupStatus  `json:"newest_backup,omitempty"`
 	// LastArchived is when the most recently archived segment was stored.
 	LastArchived     *time.Time `json:"last_archived,omitempty"`
 	LastArchivedFile string     `json:"last_archived_file,omitempty"`
 }
 
-// Status summarises the catalog.
-func Summarize(c *repo.Catalog) Status {
+// Summarize summarises the catalog.
+func Summarize(c *catalog.Catalog) Status {
+	t := c.Totals()
 	s := Status{Repository: c.Location, Layout: string(c.Layout), HaveIdentity: c.HaveIdentity, SegSize: c.SegSize,
-		Timelines: []TimelineInfo{}}
+		Timelines: []catalog.TimelineInfo{},
+		Files:     t.Files, Segments: t.Segments, Histories: t.Histories, Backups: t.Backups, Partials: t.Partials,
+		RawBytes: t.RawBytes, StoredBytes: t.StoredBytes, LastArchived: t.LastArchived, LastArchivedFile: t.LastArchivedFile}
 	if c.HaveIdentity {
 		s.SystemID, s.PGVersion = c.Identity.SystemID, c.Identity.PGVersion
 	}
-	for _, f := range c.Files {
-		s.Files++
-		s.StoredBytes += f.Size
-		s.RawBytes += f.RawSize(c.SegSize)
-		switch f.Name.Kind {
-		case wal.KindSegment:
-			s.Segments++
-			if s.LastArchived == nil || f.Info.ModTime.After(*s.LastArchived) {
-				t := f.Info.ModTime.UTC()
-				s.LastArchived, s.LastArchivedFile = &t, f.Name.String()
-			}
-		case wal.KindHistory:
-			s.Histories++
-		case wal.KindBackup:
-			s.Backups++
-		case wal.KindPartial:
-			s.Partials++
-		}
-	}
-	for _, ti := range TimelineInfos(c) {
+	for _, ti := range catalog.TimelineInfos(c) {
 		if ti.Segments > 0 {
 			s.Timelines = append(s.Timelines, ti)
 		}
 	}
-	if bs := BackupStatuses(c); len(bs) > 0 {
+	if bs := c.BackupStatuses(); len(bs) > 0 {
 		s.NewestBackup = &bs[0]
 	}
 	return s

@@ -1,6 +1,7 @@
-// Package inspect says what a walship repository holds (ls, status),
-// whether it is complete and intact (verify), and which base backups it
-// can restore, from the repo.Catalog of everything stored.
+// Package inspect says what a walship repository holds (ls, status) and
+// whether it is complete and intact (verify), from the catalog of
+// everything stored; what is restorable, and what a timeline lacks, the
+// catalog says.
 package inspect
 
 import (
@@ -13,15 +14,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage"
 )
 
+// Problem is one thing wrong with a repository (catalog.Problem).
+type Problem = catalog.Problem
+
 // Report is what Verify found.
 type Report struct {
-	Timelines []TimelineInfo `json:"timelines"`
-	Backups   []BackupStatus `json:"backups"`
+	Timelines []catalog.TimelineInfo `json:"timelines"`
+	Backups   []catalog.BackupStatus `json:"backups"`
 	// Problems make the repository fail verification.
 	Problems []Problem `json:"problems"`
 	// Notes are worth knowing but not wrong.
@@ -69,7 +74,7 @@ type VerifyOptions struct {
 	Bar func(total int64) *progress.Bar
 	// TailGrace is how long an older timeline may still be archived after
 	// a newer one branched off before it is a second writer (see
-	// SecondWriters); 0 is DefaultTailGrace.
+	// catalog.SecondWriters); 0 is catalog.DefaultTailGrace.
 	TailGrace time.Duration
 }
 
@@ -79,13 +84,13 @@ type VerifyOptions struct {
 // history files consistent, the newest base backup restorable; with Full,
 // the content of every segment. Storage failures return an error; everything wrong with
 // the repository itself is in the Report.
-func Verify(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions) (*Report, error) {
-	rep := &Report{Timelines: TimelineInfos(c)}
-	rep.Problems = append(rep.Problems, HistoryProblems(c)...)
+func Verify(ctx context.Context, r *repo.Repo, c *catalog.Catalog, o VerifyOptions) (*Report, error) {
+	rep := &Report{Timelines: catalog.TimelineInfos(c)}
+	rep.Problems = append(rep.Problems, catalog.HistoryProblems(c)...)
 	gaps, notes := checkGaps(c, rep.Timelines)
 	rep.Problems = append(rep.Problems, gaps...)
 	rep.Notes = append(rep.Notes, notes...)
-	for _, w := range SecondWriters(c, o.TailGrace) {
+	for _, w := range catalog.SecondWriters(c, o.TailGrace) {
 		rep.Problems = append(rep.Problems, w.Problem())
 	}
 	rep.Problems = append(rep.Problems, checkSizes(c)...)
@@ -94,7 +99,7 @@ func Verify(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions)
 		for i, f := range dup {
 			keys[i] = f.Key
 		}
-		rep.Problems = append(rep.Problems, Problem{dup[0].Name.String(), "stored more than once (" + strings.Join(keys, ", ") +
+		rep.Problems = append(rep.Problems, Problem{File: dup[0].Name.String(), Msg: "stored more than once (" + strings.Join(keys, ", ") +
 			"): a restore may hand out either; keep the one whose content PostgreSQL wrote and remove the others"})
 	}
 	for _, f := range c.Files {
@@ -116,14 +121,14 @@ func Verify(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions)
 	bps, bnotes := checkStoredBackups(c)
 	rep.Problems = append(rep.Problems, bps...)
 	rep.Notes = append(rep.Notes, bnotes...)
-	rep.Backups = BackupStatuses(c)
+	rep.Backups = c.BackupStatuses()
 	for _, b := range rep.Backups {
 		switch {
 		case b.Restorable:
 		case b.Newest:
-			rep.Problems = append(rep.Problems, Problem{b.Name(), "the newest base backup is not restorable: " + b.Reason})
+			rep.Problems = append(rep.Problems, Problem{File: b.Name(), Msg: "the newest base backup is not restorable: " + b.Reason})
 		case !b.Expired:
-			rep.Problems = append(rep.Problems, Problem{b.Name(), "base backup not restorable: " + b.Reason})
+			rep.Problems = append(rep.Problems, Problem{File: b.Name(), Msg: "base backup not restorable: " + b.Reason})
 		}
 	}
 	if o.Full {
@@ -143,32 +148,32 @@ func Verify(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions)
 		rep.Problems = []Problem{}
 	}
 	if rep.Backups == nil {
-		rep.Backups = []BackupStatus{}
+		rep.Backups = []catalog.BackupStatus{}
 	}
 	if rep.Timelines == nil {
-		rep.Timelines = []TimelineInfo{}
+		rep.Timelines = []catalog.TimelineInfo{}
 	}
 	return rep, nil
 }
 
 // checkSizes catches, from the listing alone, uncompressed segments of the
 // wrong size and empty objects.
-func checkSizes(c *repo.Catalog) []Problem {
+func checkSizes(c *catalog.Catalog) []Problem {
 	var ps []Problem
 	for _, f := range c.Files {
 		switch {
 		case f.Size == 0:
-			ps = append(ps, Problem{f.Key, "empty object"})
+			ps = append(ps, Problem{File: f.Key, Msg: "empty object"})
 		case repo.Compressible(f.Name.Kind) && f.Codec == repo.CodecNone && c.SegSize != 0 && f.RawSize(c.SegSize) != int64(c.SegSize):
-			ps = append(ps, Problem{f.Key, fmt.Sprintf("%d bytes, want the segment size %d", f.RawSize(c.SegSize), c.SegSize)})
+			ps = append(ps, Problem{File: f.Key, Msg: fmt.Sprintf("%d bytes, want the segment size %d", f.RawSize(c.SegSize), c.SegSize)})
 		}
 	}
 	return ps
 }
 
 // checkContents reads every segment and partial segment in full.
-func checkContents(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyOptions, rep *Report) error {
-	var todo []repo.File
+func checkContents(ctx context.Context, r *repo.Repo, c *catalog.Catalog, o VerifyOptions, rep *Report) error {
+	var todo []catalog.File
 	var total int64
 	for _, f := range c.Files {
 		if repo.Compressible(f.Name.Kind) {
@@ -259,6 +264,21 @@ func checkContents(ctx context.Context, r *repo.Repo, c *repo.Catalog, o VerifyO
 	return nil
 }
 
+// checkGaps reports the Gaps as problems.
+func checkGaps(c *catalog.Catalog, tls []catalog.TimelineInfo) (ps []Problem, notes []string) {
+	if c.SegSize == 0 {
+		if len(c.Segments(0)) > 0 {
+			ps = append(ps, Problem{File: c.Location, Msg: "segment size unknown (no walship.json and no readable segment header): gaps not checked"})
+		}
+		return ps, nil
+	}
+	gs, notes := catalog.Gaps(c, tls)
+	for _, g := range gs {
+		ps = append(ps, g.Problem())
+	}
+	return ps, notes
+}
+
 // checked is what reading one object found.
 type checked struct {
 	problem     *Problem
@@ -269,7 +289,7 @@ type checked struct {
 // checkObject decodes one segment and checks it (repo.Object.Copy). A
 // problem with the object is in the result; a failure to read storage is
 // an error.
-func checkObject(ctx context.Context, r *repo.Repo, c *repo.Catalog, f repo.File) (checked, error) {
+func checkObject(ctx context.Context, r *repo.Repo, c *catalog.Catalog, f catalog.File) (checked, error) {
 	o, err := r.OpenEntry(ctx, f.Entry)
 	if storage.IsNotExist(err) {
 		return checked{}, nil // pruned since the listing
@@ -287,7 +307,7 @@ func checkObject(ctx context.Context, r *repo.Repo, c *repo.Catalog, f repo.File
 	res := checked{recipients: o.Recipients()}
 	switch {
 	case errors.As(err, &ce):
-		res.problem = &Problem{f.Key, "corrupt: " + ce.Reason}
+		res.problem = &Problem{File: f.Key, Msg: "corrupt: " + ce.Reason}
 	case errors.Is(err, repo.ErrEncryption):
 		res.undecrypted = true
 	case err != nil:

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/internal/testenv/fakerepo"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
@@ -47,10 +48,10 @@ func TestSecondWriterPITRCopy(t *testing.T) {
 
 	// Within a grace of an hour it is the tail of an old primary.
 	c := scan(t, f)
-	if ws := SecondWriters(c, time.Hour); len(ws) != 0 {
+	if ws := catalog.SecondWriters(c, time.Hour); len(ws) != 0 {
 		t.Errorf("with an hour's grace: %+v", ws)
 	}
-	ws := SecondWriters(c, 0)
+	ws := catalog.SecondWriters(c, 0)
 	if len(ws) != 1 || ws[0].Old != 1 || ws[0].New != 2 || ws[0].Segments != 2 || !ws[0].Since.Equal(day) {
 		t.Errorf("SecondWriters = %+v", ws)
 	}
@@ -67,7 +68,7 @@ func TestSecondWriterLateBacklog(t *testing.T) {
 	f.Segments(1, 4, 4)
 	f.Age(history2, day)
 	f.Age(seg(1, 4), day.Add(time.Hour)) // before the switch point in segment 5
-	if ws := SecondWriters(scan(t, f), 0); len(ws) != 0 {
+	if ws := catalog.SecondWriters(scan(t, f), 0); len(ws) != 0 {
 		t.Errorf("SecondWriters = %+v, want none", ws)
 	}
 }
@@ -97,14 +98,14 @@ func TestSecondWriterSibling(t *testing.T) {
 	wantProblem(t, rep, seg(2, 7).String()+".."+seg(2, 8).String(), "timeline 2 is still being archived after timeline 3 (which does not descend from it) appeared")
 	// Timeline 1 was left before timeline 3 appeared, and timeline 2 is
 	// only compared with newer timelines.
-	if ws := SecondWriters(scan(t, f), 0); len(ws) != 1 || ws[0].Old != 2 || ws[0].New != 3 || ws[0].SwitchPoint != "" {
+	if ws := catalog.SecondWriters(scan(t, f), 0); len(ws) != 1 || ws[0].Old != 2 || ws[0].New != 3 || ws[0].SwitchPoint != "" {
 		t.Errorf("SecondWriters = %+v", ws)
 	}
 }
 
-func scan(t *testing.T, f *fakerepo.Repo) *repo.Catalog {
+func scan(t *testing.T, f *fakerepo.Repo) *catalog.Catalog {
 	t.Helper()
-	c, err := repo.Scan(context.Background(), f.Open(repo.LayoutAuto))
+	c, err := catalog.Scan(context.Background(), f.Open(repo.LayoutAuto))
 	if err != nil {
 		t.Fatal(err)
 	}

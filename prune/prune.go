@@ -16,13 +16,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
 )
 
-// ErrNoPolicy is returned when no policy says what to keep.
-var ErrNoPolicy = errors.New("no retention policy: nothing says what to keep")
+// ErrNoPolicy is returned when no policy says what to keep (the
+// catalog's error).
+var ErrNoPolicy = catalog.ErrNoPolicy
 
 // ErrRefused is matched by errors that stop a prune for safety: a
 // repository of another cluster, or one that does not say whose it is.
@@ -33,22 +35,8 @@ var ErrRefused = errors.New("refusing to prune")
 // bare files written by cp is pruned in the plain layout instead).
 var ErrNoIdentity = errors.New("no identity file")
 
-// Policy says what to keep. Each rule that is set keeps some WAL; a file
-// goes only if no rule keeps it.
-type Policy struct {
-	// Before keeps everything from this position on, on every timeline
-	// (%r or --before): only the 16 hex digits after the timeline count.
-	Before *wal.Name
-	// KeepBackups keeps the WAL the N newest base backups need (0: unset).
-	KeepBackups int
-	// KeepAge keeps the WAL archived within this window and everything
-	// after it, and the newest base backup taken before the window with
-	// the WAL from its start, so that every moment of the window can be
-	// restored (nil: unset).
-	KeepAge *time.Duration
-}
-
-func (p Policy) empty() bool { return p.Before == nil && p.KeepBackups == 0 && p.KeepAge == nil }
+// Policy says what to keep (catalog.Policy).
+type Policy = catalog.Policy
 
 // Options tune Prune.
 type Options struct {
@@ -77,15 +65,15 @@ type Plan struct {
 	// Reason names the rule that set the cutoff.
 	Reason string
 	// Remove lists what goes, oldest first.
-	Remove []repo.File
+	Remove []catalog.File
 	// Bytes is the stored size of Remove; RawBytes the WAL they held.
 	Bytes, RawBytes int64
 	// Backups are the stored base backups that expire with their WAL
 	// (they start before the cutoff), oldest first; Leftovers the objects
-	// of backups that were interrupted more than repo.LeftoverAge ago. Their
+	// of backups that were interrupted more than catalog.LeftoverAge ago. Their
 	// bytes are in BackupBytes.
-	Backups     []*repo.StoredBackup
-	Leftovers   []*repo.StoredBackup
+	Backups     []*catalog.Stored
+	Leftovers   []*catalog.Stored
 	BackupBytes int64
 	// OldestKept is the oldest segment left, if any.
 	OldestKept     wal.Name
@@ -94,90 +82,21 @@ type Plan struct {
 	Notes []string
 }
 
-// limit is one rule's cutoff.
-type limit struct {
-	pos    wal.Name
-	reason string
-}
-
-// keepAll is a cutoff no file is before.
-var keepAll = wal.Name{Kind: wal.KindSegment, Timeline: 1}
-
-// MakePlan decides, from a scanned repository and a policy, what goes.
-func MakePlan(c *repo.Catalog, p Policy, now time.Time) (Plan, error) {
-	if p.empty() {
-		return Plan{}, ErrNoPolicy
+// MakePlan decides, from a scanned repository and a policy, what goes:
+// what the policy keeps is the catalog's to say (catalog.Retain); the
+// files before its cutoff go.
+func MakePlan(c *catalog.Catalog, p Policy, now time.Time) (Plan, error) {
+	kept, err := c.Retain(p, now)
+	if err != nil {
+		return Plan{}, err
 	}
-	if p.KeepBackups < 0 {
-		return Plan{}, fmt.Errorf("keeping %d base backups: must be at least 1", p.KeepBackups)
+	plan := Plan{Cutoff: kept.Cutoff, Reason: kept.Reason, Backups: kept.Expired, Leftovers: kept.Interrupted, Notes: kept.Notes}
+	for _, sb := range append(append([]*catalog.Stored{}, kept.Expired...), kept.Interrupted...) {
+		plan.BackupBytes += sb.Bytes()
 	}
-	if p.KeepAge != nil && *p.KeepAge < 0 {
-		return Plan{}, fmt.Errorf("keeping what was archived within %s: the window must not be negative", *p.KeepAge)
-	}
-	var plan Plan
-	var limits []limit
-	if p.Before != nil {
-		limits = append(limits, limit{p.Before.SegmentName(), "before " + p.Before.SegmentName().String()})
-	}
-	backups := c.Backups()
-	if p.KeepBackups > 0 {
-		var live []repo.Backup
-		for _, b := range backups {
-			if c.Live(b) {
-				live = append(live, b)
-			}
-		}
-		if len(live) < p.KeepBackups {
-			plan.Notes = append(plan.Notes, fmt.Sprintf("%d base backup(s) with their WAL in the repository, %d to keep: keeping all WAL", len(live), p.KeepBackups))
-			limits = append(limits, limit{keepAll, fmt.Sprintf("the %d newest base backups", p.KeepBackups)})
-		} else {
-			kept := live[:p.KeepBackups]
-			oldest := kept[0]
-			for _, b := range kept[1:] {
-				if wal.ComparePosition(b.Start, oldest.Start) < 0 {
-					oldest = b
-				}
-			}
-			limits = append(limits, limit{oldest.Start, fmt.Sprintf("the %d newest base backups: base backup %s", p.KeepBackups, oldest.Name())})
-		}
-	}
-	if p.KeepAge != nil {
-		limits = append(limits, ageLimit(c, *p.KeepAge, now))
-		if l, ok := windowBackup(c, backups, *p.KeepAge, now); ok {
-			limits = append(limits, l)
-		}
-	}
-	cut := limits[0]
-	for _, l := range limits[1:] {
-		if wal.ComparePosition(l.pos, cut.pos) < 0 {
-			cut = l
-		}
-	}
-	// The newest base backup is never given up, whatever the policy.
-	if len(backups) > 0 {
-		if newest := backups[0]; wal.ComparePosition(newest.Start, cut.pos) < 0 {
-			cut = limit{newest.Start, fmt.Sprintf("the newest base backup %s", newest.Name())}
-		}
-	}
-	plan.Cutoff, plan.Reason = cut.pos, cut.reason
-
-	// A stored backup whose WAL goes goes with it, oldest first.
-	for i := len(backups) - 1; i >= 0; i-- {
-		if b := backups[i]; b.Stored != nil && wal.ComparePosition(b.Start, cut.pos) < 0 {
-			plan.Backups = append(plan.Backups, b.Stored)
-			plan.BackupBytes += b.Stored.Bytes()
-		}
-	}
-	for _, sb := range c.Incomplete {
-		if now.Sub(sb.Newest) >= repo.LeftoverAge {
-			plan.Leftovers = append(plan.Leftovers, sb)
-			plan.BackupBytes += sb.Bytes()
-		}
-	}
-
 	removed := map[string]bool{}
 	for _, f := range c.Files {
-		if !goes(c, f, cut.pos) {
+		if !goes(c, f, kept.Cutoff) {
 			continue
 		}
 		plan.Remove = append(plan.Remove, f)
@@ -194,20 +113,8 @@ func MakePlan(c *repo.Catalog, p Policy, now time.Time) (Plan, error) {
 	return plan, nil
 }
 
-// windowBackup keeps the newest base backup taken before the window of
-// age: without it the start of the window could not be restored.
-func windowBackup(c *repo.Catalog, backups []repo.Backup, age time.Duration, now time.Time) (limit, bool) {
-	since := now.Add(-age)
-	for _, b := range backups { // newest first
-		if b.Time.Before(since) && c.Live(b) {
-			return limit{b.Start, fmt.Sprintf("archived within %s: base backup %s, the newest taken before %s", age, b.Name(), since.UTC().Format(time.RFC3339))}, true
-		}
-	}
-	return limit{}, false
-}
-
 // goes decides one file against the cutoff.
-func goes(c *repo.Catalog, f repo.File, cutoff wal.Name) bool {
+func goes(c *catalog.Catalog, f catalog.File, cutoff wal.Name) bool {
 	switch f.Name.Kind {
 	case wal.KindHistory:
 		return false // needed to follow timelines, and tiny
@@ -221,23 +128,6 @@ func goes(c *repo.Catalog, f repo.File, cutoff wal.Name) bool {
 		return wal.ComparePosition(f.Name, cutoff) < 0 && !c.HasSegment(f.Name)
 	}
 	return false
-}
-
-// ageLimit keeps every segment archived at or after now-age, everything
-// after the oldest of them, and in any case the newest segment.
-func ageLimit(c *repo.Catalog, age time.Duration, now time.Time) limit {
-	since := now.Add(-age)
-	segs := c.Segments(0)
-	if len(segs) == 0 {
-		return limit{keepAll, "archived within " + age.String()}
-	}
-	newest := segs[len(segs)-1].Name
-	for _, f := range c.Files {
-		if f.Name.HasSegment() && !f.Info.ModTime.Before(since) && wal.ComparePosition(f.Name, newest) < 0 {
-			return limit{f.Name.SegmentName(), fmt.Sprintf("archived within %s: %s was archived at %s", age, f.Name, f.Info.ModTime.UTC().Format(time.RFC3339))}
-		}
-	}
-	return limit{newest, fmt.Sprintf("archived within %s: the newest segment is always kept", age)}
 }
 
 // Result is what Prune did.
@@ -320,7 +210,7 @@ func (e *DeleteError) Unwrap() error { return e.Err }
 // removes. On a failed removal it stops, so that what remains has no holes,
 // and returns a *DeleteError with the Result of what was done.
 func Prune(ctx context.Context, r *repo.Repo, o Options) (Result, error) {
-	if o.Policy.empty() {
+	if o.Policy.Empty() {
 		return Result{}, ErrNoPolicy
 	}
 	id, haveID, err := r.Identity(ctx)
@@ -330,7 +220,7 @@ func Prune(ctx context.Context, r *repo.Repo, o Options) (Result, error) {
 	if !haveID && r.Layout() != repo.LayoutPlain {
 		return Result{}, fmt.Errorf("%w: %s has %w (%s), so it cannot be told whose WAL it holds", ErrRefused, r, ErrNoIdentity, repo.IdentityKey)
 	}
-	c, err := repo.Scan(ctx, r)
+	c, err := catalog.Scan(ctx, r)
 	if err != nil {
 		return Result{}, err
 	}
@@ -358,14 +248,14 @@ func Prune(ctx context.Context, r *repo.Repo, o Options) (Result, error) {
 	// their WAL: whatever stops the run, no backup that is listed lacks
 	// its objects or its WAL.
 	for _, sb := range plan.Leftovers {
-		if err := r.RemoveBackup(ctx, sb); err != nil {
+		if err := catalog.RemoveBackup(ctx, r, sb); err != nil {
 			return res, &DeleteError{Failed: sb.Keys(), Err: err, Removed: res.Removed}
 		}
 		res.RemovedLeftovers++
 		res.RemovedBackupBytes += sb.Bytes()
 	}
 	for _, sb := range plan.Backups {
-		if err := r.RemoveBackup(ctx, sb); err != nil {
+		if err := catalog.RemoveBackup(ctx, r, sb); err != nil {
 			return res, &DeleteError{Failed: sb.Keys(), Err: err, Removed: res.Removed}
 		}
 		res.RemovedBackups++
@@ -379,7 +269,7 @@ func Prune(ctx context.Context, r *repo.Repo, o Options) (Result, error) {
 		bar = o.Bar(int64(len(plan.Remove)))
 	}
 	defer bar.Done()
-	err = remove(ctx, r, plan.Remove, o.BatchSize, func(f repo.File) {
+	err = remove(ctx, r, plan.Remove, o.BatchSize, func(f catalog.File) {
 		res.Removed++
 		res.RemovedBytes += f.Size
 		bar.Add(1)
@@ -397,7 +287,7 @@ func Prune(ctx context.Context, r *repo.Repo, o Options) (Result, error) {
 // checkSystem refuses a repository that belongs to another cluster than
 // the one named by o.SystemID. Without an identity file, the header of the
 // newest segment says whose the WAL is.
-func checkSystem(ctx context.Context, r *repo.Repo, c *repo.Catalog, id repo.Identity, haveID bool, o Options) error {
+func checkSystem(ctx context.Context, r *repo.Repo, c *catalog.Catalog, id repo.Identity, haveID bool, o Options) error {
 	from := o.SystemIDFrom
 	if from == "" {
 		from = "the system identifier given"

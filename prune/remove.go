@@ -3,6 +3,7 @@ package prune
 import (
 	"context"
 
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/repo"
 )
 
@@ -10,7 +11,7 @@ import (
 // many keys in one call (S3), else one by one. It stops at the first
 // failure, so the files left form an unbroken run from the oldest one
 // kept; done is called for every file known to be gone.
-func remove(ctx context.Context, r *repo.Repo, files []repo.File, batch int, done func(repo.File)) error {
+func remove(ctx context.Context, r *repo.Repo, files []catalog.File, batch int, done func(catalog.File)) error {
 	if batch <= 0 {
 		batch = 1000
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/inspect"
 	"github.com/walship/walship/internal/testenv/fakerepo"
 	"github.com/walship/walship/internal/testenv/s3test"
@@ -61,7 +62,7 @@ func TestPruneS3(t *testing.T) {
 		t.Errorf("multi-object deletes of %v keys, want %v", cb.BatchSizes(), want)
 	}
 	r = repo.New(storage.WithRetry(raw, storage.DefaultRetry), repo.Options{Layout: repo.LayoutAuto})
-	c, err := repo.Scan(ctx, r)
+	c, err := catalog.Scan(ctx, r)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/wal"
@@ -107,4 +108,19 @@ func (r *Repo) Watch(ctx context.Context, n wal.Name) (<-chan struct{}, error) {
 		keys = append(keys, loc.Key)
 	}
 	return w.Watch(ctx, keys)
+}
+
+// ReadHeader reads and parses the long page header of a stored segment or
+// partial segment.
+func ReadHeader(ctx context.Context, r *Repo, e Entry) (wal.LongHeader, error) {
+	o, err := r.OpenEntry(ctx, e)
+	if err != nil {
+		return wal.LongHeader{}, err
+	}
+	defer o.Close()
+	head := make([]byte, wal.LongHeaderSize)
+	if _, err := io.ReadFull(o, head); err != nil {
+		return wal.LongHeader{}, fmt.Errorf("reading the header of %s: %w", e.Key, err)
+	}
+	return wal.ParseLongHeader(head)
 }

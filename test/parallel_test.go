@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/internal/testenv/archsim"
 	"github.com/walship/walship/internal/testenv/pgtest"
-	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
 	"github.com/walship/walship/wal/waltest"
 )
@@ -148,7 +148,7 @@ func TestParallelArchiveSurvivesKillsMidBatch(t *testing.T) {
 		}
 		ctx, cancel := ioContext()
 		defer cancel()
-		c, err := repo.Scan(ctx, store.repo(t))
+		c, err := catalog.Scan(ctx, store.repo(t))
 		if err != nil {
 			t.Fatal(err)
 		}

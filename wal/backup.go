@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // BackupInfo is what a backup history file (…​.backup) records about one
@@ -119,3 +120,22 @@ func parseLocation(s string) (LSN, Name, error) {
 	}
 	return l, n, nil
 }
+
+// BackupTimeLayout is how PostgreSQL writes START TIME and STOP TIME in a
+// backup label or backup history file.
+const BackupTimeLayout = "2006-01-02 15:04:05 MST"
+
+// Started is when the backup started, as START TIME says; ok is false
+// when it says nothing readable.
+func (b BackupInfo) Started() (t time.Time, ok bool) { return parseBackupTime(b.StartTime) }
+
+// Stopped is when the backup stopped, as STOP TIME says.
+func (b BackupInfo) Stopped() (t time.Time, ok bool) { return parseBackupTime(b.StopTime) }
+
+func parseBackupTime(s string) (time.Time, bool) {
+	t, err := time.Parse(BackupTimeLayout, strings.TrimSpace(s))
+	return t.UTC(), err == nil
+}
+
+// FormatBackupTime writes t as START TIME and STOP TIME are written, in UTC.
+func FormatBackupTime(t time.Time) string { return t.UTC().Format(BackupTimeLayout) }

@@ -15,7 +15,7 @@ import (
 	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/walship/walship/backup"
-	"github.com/walship/walship/inspect"
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/internal/cliutil"
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/pgdata"
@@ -240,14 +240,8 @@ func backupRegister(c *cli.Context) error {
 		return err
 	}
 	status := "restorable"
-	if cat, err := repo.Scan(c.Context, r); err == nil {
-		for _, b := range cat.Backups() {
-			if b.Stored != nil && b.Stored.ID == m.ID {
-				if s := inspect.BackupStatusOf(cat, b); !s.Restorable {
-					status = "not restorable yet: " + s.Reason
-				}
-			}
-		}
+	if s := catalog.StatusOfStored(c.Context, r, m.ID); !s.Restorable {
+		status = "not restorable yet: " + s.Reason
 	}
 	fmt.Println(backup.RegisterSummary(m, status))
 	return nil
@@ -258,10 +252,10 @@ func backupList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	list := inspect.BackupStatuses(cat)
+	list := cat.BackupStatuses()
 	if c.Bool("json") {
 		if list == nil {
-			list = []inspect.BackupStatus{}
+			list = []catalog.BackupStatus{}
 		}
 		return printJSON(list)
 	}
@@ -287,8 +281,8 @@ func backupList(c *cli.Context) error {
 }
 
 // startTime shows when a backup started, in RFC 3339 whatever its source.
-func startTime(b inspect.BackupStatus) string {
-	for _, layout := range []string{time.RFC3339, "2006-01-02 15:04:05 MST"} {
+func startTime(b catalog.BackupStatus) string {
+	for _, layout := range []string{time.RFC3339, wal.BackupTimeLayout} {
 		if t, err := time.Parse(layout, b.StartTime); err == nil {
 			return t.UTC().Format(time.RFC3339)
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/check"
 	"github.com/walship/walship/inspect"
 	"github.com/walship/walship/internal/cliutil"
@@ -84,7 +85,7 @@ func newApp() *cli.App {
 // tailGraceFlag is how verify, check and metrics tell an old primary's last
 // segments after a failover from a second writer.
 func tailGraceFlag() cli.Flag {
-	return altsrc.NewDurationFlag(&cli.DurationFlag{Name: "tail-grace", Value: inspect.DefaultTailGrace, EnvVars: []string{"WALSHIP_TAIL_GRACE"},
+	return altsrc.NewDurationFlag(&cli.DurationFlag{Name: "tail-grace", Value: catalog.DefaultTailGrace, EnvVars: []string{"WALSHIP_TAIL_GRACE"},
 		Usage: "an older timeline archived longer than this after a newer one branched off is a second writer (a PROBLEM); " +
 			"the last segments an old primary leaves at a failover arrive sooner"})
 }
@@ -102,12 +103,12 @@ func command(name, usage string, action cli.ActionFunc, own ...cli.Flag) *cli.Co
 		}}
 }
 
-func scan(c *cli.Context) (*repo.Catalog, error) {
+func scan(c *cli.Context) (*catalog.Catalog, error) {
 	r, err := cliutil.OpenRepo(c, cliutil.Open{})
 	if err != nil {
 		return nil, err
 	}
-	return repo.Scan(c.Context, r)
+	return catalog.Scan(c.Context, r)
 }
 
 func printJSON(v any) error {
@@ -189,7 +190,7 @@ func verify(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cat, err := repo.Scan(c.Context, r)
+	cat, err := catalog.Scan(c.Context, r)
 	if err != nil {
 		return err
 	}
@@ -238,7 +239,7 @@ func printReport(w io.Writer, rep *inspect.Report, full bool) {
 	}
 }
 
-func switches(t inspect.TimelineInfo) string {
+func switches(t catalog.TimelineInfo) string {
 	var parts []string
 	if t.Begin != "" {
 		parts = append(parts, fmt.Sprintf("branched off timeline %d at %s", t.Parent, t.Begin))
@@ -252,7 +253,7 @@ func switches(t inspect.TimelineInfo) string {
 	return "; " + strings.Join(parts, ", ")
 }
 
-func restorable(b inspect.BackupStatus) string {
+func restorable(b catalog.BackupStatus) string {
 	if b.Restorable {
 		return fmt.Sprintf("restorable (timeline %d, %s .. %s)", b.Timeline, b.Start, b.Stop)
 	}

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/repo"
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/storage/local"
@@ -156,7 +157,7 @@ func (f *Repo) Backup(tli uint32, start, stop uint64, at time.Time) wal.Name {
 	stopLSN := wal.LSN(stop*uint64(SegSize) + 0x100)
 	n := Seg(tli, start)
 	n.Kind, n.Offset = wal.KindBackup, 0x28
-	ts := at.UTC().Format("2006-01-02 15:04:05 MST")
+	ts := wal.FormatBackupTime(at)
 	text := fmt.Sprintf("START WAL LOCATION: %s (file %s)\nSTOP WAL LOCATION: %s (file %s)\n"+
 		"CHECKPOINT LOCATION: %s\nBACKUP METHOD: streamed\nBACKUP FROM: primary\nSTART TIME: %s\n"+
 		"LABEL: fake\nSTART TIMELINE: %d\nSTOP TIME: %s\nSTOP TIMELINE: %d\n",
@@ -316,10 +317,10 @@ func (f *Repo) storedBackup(tli uint32, start, stop uint64, at time.Time, from s
 	manSum := hex.EncodeToString(sum[:])
 	fmt.Fprintf(&man, "\"Manifest-Checksum\": \"%s\"}\n", manSum)
 
-	m := repo.BackupMeta{ID: id, Label: "fake", From: from, SystemID: SysID, PGVersion: "15.4", PGVersionNum: 150004,
+	m := catalog.Record{ID: id, Label: "fake", From: from, SystemID: SysID, PGVersion: "15.4", PGVersionNum: 150004,
 		SegSize: SegSize, Start: startLSN, StartTimeline: tli, Stop: stopLSN, StopTimeline: tli, Checkpoint: startLSN + 0x38,
 		StartTime: at.UTC().Truncate(time.Second), StopTime: at.UTC().Truncate(time.Second).Add(time.Minute),
-		Manifest: &repo.ManifestInfo{Checksum: manSum, Algorithm: "CRC32C"}, Files: len(names)}
+		Manifest: &catalog.ManifestInfo{Checksum: manSum, Algorithm: "CRC32C"}, Files: len(names)}
 	for _, p := range []struct {
 		part repo.BackupPart
 		data []byte
@@ -328,11 +329,11 @@ func (f *Repo) storedBackup(tli uint32, start, stop uint64, at time.Time, from s
 		if err != nil {
 			f.t.Fatal(err)
 		}
-		m.Objects = append(m.Objects, repo.BackupMetaObject{Name: p.part.String(), Size: info.Raw, Stored: info.Stored})
+		m.Objects = append(m.Objects, catalog.RecordObject{Name: p.part.String(), Size: info.Raw, Stored: info.Stored})
 		m.Size += info.Raw
 		m.Stored += info.Stored
 	}
-	if err := f.R.PutBackupMeta(ctx, m); err != nil {
+	if err := catalog.PutRecord(ctx, f.R, m); err != nil {
 		f.t.Fatal(err)
 	}
 	if from == "primary" {

@@ -1,4 +1,4 @@
-package repo
+package catalog
 
 import (
 	"bytes"
@@ -8,18 +8,19 @@ import (
 	"io"
 	"time"
 
+	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
 )
 
-// BackupMetaFormat is the version of the backup record walship writes.
-const BackupMetaFormat = 1
+// RecordFormat is the version of the backup record walship writes.
+const RecordFormat = 1
 
-// BackupMeta is walship's record of one base backup, stored as the last
+// Record is walship's record of one base backup, stored as the last
 // object of the backup: a backup exists when its record does.
-type BackupMeta struct {
-	Format int      `json:"format"`
-	ID     BackupID `json:"id"`
-	Label  string   `json:"label"`
+type Record struct {
+	Format int           `json:"format"`
+	ID     repo.BackupID `json:"id"`
+	Label  string        `json:"label"`
 	// From is where the backup was taken: "primary" or "standby".
 	From string `json:"from"`
 	// Registered: taken by other means (pg_basebackup by hand) and
@@ -48,7 +49,7 @@ type BackupMeta struct {
 
 	// Objects are the backup's tar files and manifest, in the order
 	// pg_basebackup sent them.
-	Objects []BackupMetaObject `json:"objects"`
+	Objects []RecordObject `json:"objects"`
 	// Manifest describes backup_manifest (13 and later).
 	Manifest *ManifestInfo `json:"manifest,omitempty"`
 	Files    int           `json:"files,omitempty"` // files in the manifest
@@ -57,8 +58,8 @@ type BackupMeta struct {
 	Stored int64 `json:"stored"` // bytes stored for them
 }
 
-// BackupMetaObject is one stored object of a backup.
-type BackupMetaObject struct {
+// RecordObject is one stored object of a backup.
+type RecordObject struct {
 	Name string `json:"name"` // base.tar, 16384.tar, backup_manifest
 	// Tablespace is the OID of the tablespace a tar holds (0: the data
 	// directory), and Location its directory on the server.
@@ -69,7 +70,7 @@ type BackupMetaObject struct {
 }
 
 // Part is the object's part, from its name.
-func (o BackupMetaObject) Part() (BackupPart, bool) { return ParseBackupPart(o.Name) }
+func (o RecordObject) Part() (repo.BackupPart, bool) { return repo.ParseBackupPart(o.Name) }
 
 // ManifestInfo says how to check a backup against its manifest.
 type ManifestInfo struct {
@@ -82,24 +83,24 @@ type ManifestInfo struct {
 // maxMeta bounds a backup record.
 const maxMeta = 1 << 20
 
-// PutBackupMeta stores the record of a backup, create-only, as its last
+// PutRecord stores the record of a backup, create-only, as its last
 // object.
-func (r *Repo) PutBackupMeta(ctx context.Context, m BackupMeta) error {
+func PutRecord(ctx context.Context, r *repo.Repo, m Record) error {
 	if m.Format == 0 {
-		m.Format = BackupMetaFormat
+		m.Format = RecordFormat
 	}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	_, err = r.PutStream(ctx, BackupObject{ID: m.ID, Part: MetaPart}, bytes.NewReader(append(data, '\n')))
+	_, err = r.PutStream(ctx, repo.BackupObject{ID: m.ID, Part: repo.MetaPart}, bytes.NewReader(append(data, '\n')))
 	return err
 }
 
-// ReadBackupMeta reads and checks the record of backup id. A missing record
-// gives an error matching fs.ErrNotExist; a damaged one, ErrCorrupt.
-func (r *Repo) ReadBackupMeta(ctx context.Context, id BackupID) (*BackupMeta, error) {
-	o := BackupObject{ID: id, Part: MetaPart}
+// ReadRecord reads and checks the record of backup id. A missing record
+// gives an error matching fs.ErrNotExist; a damaged one, repo.ErrCorrupt.
+func ReadRecord(ctx context.Context, r *repo.Repo, id repo.BackupID) (*Record, error) {
+	o := repo.BackupObject{ID: id, Part: repo.MetaPart}
 	rc, err := r.OpenStream(ctx, o)
 	if err != nil {
 		return nil, err
@@ -110,25 +111,25 @@ func (r *Repo) ReadBackupMeta(ctx context.Context, id BackupID) (*BackupMeta, er
 		return nil, err
 	}
 	if len(data) > maxMeta {
-		return nil, &CorruptError{Key: o.Key(), Reason: "larger than any backup record"}
+		return nil, &repo.CorruptError{Key: o.Key(), Reason: "larger than any backup record"}
 	}
-	var m BackupMeta
+	var m Record
 	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, &CorruptError{Key: o.Key(), Reason: err.Error()}
+		return nil, &repo.CorruptError{Key: o.Key(), Reason: err.Error()}
 	}
 	if err := m.check(id); err != nil {
-		return nil, &CorruptError{Key: o.Key(), Reason: err.Error()}
+		return nil, &repo.CorruptError{Key: o.Key(), Reason: err.Error()}
 	}
 	return &m, nil
 }
 
 // check refuses a record that cannot describe backup id.
-func (m *BackupMeta) check(id BackupID) error {
+func (m *Record) check(id repo.BackupID) error {
 	switch {
 	case m.Format < 1:
 		return fmt.Errorf("no format")
-	case m.Format > BackupMetaFormat:
-		return fmt.Errorf("format %d, newer than this walship reads (%d)", m.Format, BackupMetaFormat)
+	case m.Format > RecordFormat:
+		return fmt.Errorf("format %d, newer than this walship reads (%d)", m.Format, RecordFormat)
 	case m.ID != id:
 		return fmt.Errorf("the record is of backup %s", m.ID)
 	case m.Start == 0 || m.StartTimeline == 0:

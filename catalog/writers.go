@@ -1,10 +1,9 @@
-package inspect
+package catalog
 
 import (
 	"fmt"
 	"time"
 
-	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
 )
 
@@ -59,7 +58,7 @@ func (w SecondWriter) Problem() Problem {
 // point from the older one, or anywhere when it does not descend from it.
 // Each older timeline is reported once, against the first newer timeline
 // it outlived. Archive times are the stored objects' modification times.
-func SecondWriters(c *repo.Catalog, grace time.Duration) []SecondWriter {
+func SecondWriters(c *Catalog, grace time.Duration) []SecondWriter {
 	if grace == 0 {
 		grace = DefaultTailGrace
 	}

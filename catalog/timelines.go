@@ -1,10 +1,9 @@
-package inspect
+package catalog
 
 import (
 	"fmt"
 	"slices"
 
-	"github.com/walship/walship/repo"
 	"github.com/walship/walship/wal"
 )
 
@@ -38,7 +37,7 @@ type TimelineInfo struct {
 // switchPoints collects, from every parsed history file, where each
 // timeline began and ended. A timeline that several others branched off
 // ends at the latest of those switch points.
-func switchPoints(c *repo.Catalog) (begin map[uint32]wal.HistoryEntry, end map[uint32]wal.LSN) {
+func switchPoints(c *Catalog) (begin map[uint32]wal.HistoryEntry, end map[uint32]wal.LSN) {
 	begin, end = map[uint32]wal.HistoryEntry{}, map[uint32]wal.LSN{}
 	for _, f := range c.Files {
 		if f.History == nil {
@@ -62,7 +61,7 @@ func switchPoints(c *repo.Catalog) (begin map[uint32]wal.HistoryEntry, end map[u
 }
 
 // TimelineInfos summarises every timeline the repository mentions.
-func TimelineInfos(c *repo.Catalog) []TimelineInfo {
+func TimelineInfos(c *Catalog) []TimelineInfo {
 	begin, end := switchPoints(c)
 	var out []TimelineInfo
 	for _, tli := range c.Timelines() {
@@ -90,7 +89,7 @@ func TimelineInfos(c *repo.Catalog) []TimelineInfo {
 // 00000002.history, 00000003.history, ... in turn and stops at the first
 // that is missing, so every timeline from 2 to the newest one mentioned
 // anywhere needs its file.
-func HistoryProblems(c *repo.Catalog) []Problem {
+func HistoryProblems(c *Catalog) []Problem {
 	var ps []Problem
 	hist := c.Histories()
 	for _, f := range c.Files {
@@ -150,7 +149,7 @@ func (g Gap) Problem() Problem {
 // was never left. Past its switch point a timeline may go on (an old
 // primary that kept writing) and gaps there are expected; notes say how
 // far each goes on. The segment size must be known.
-func Gaps(c *repo.Catalog, tls []TimelineInfo) (out []Gap, notes []string) {
+func Gaps(c *Catalog, tls []TimelineInfo) (out []Gap, notes []string) {
 	oldest, ok := c.OldestSegment()
 	if !ok || c.SegSize == 0 {
 		return nil, nil
@@ -199,21 +198,6 @@ func Gaps(c *repo.Catalog, tls []TimelineInfo) (out []Gap, notes []string) {
 		}
 	}
 	return out, notes
-}
-
-// checkGaps reports the Gaps as problems.
-func checkGaps(c *repo.Catalog, tls []TimelineInfo) (ps []Problem, notes []string) {
-	if c.SegSize == 0 {
-		if len(c.Segments(0)) > 0 {
-			ps = append(ps, Problem{c.Location, "segment size unknown (no walship.json and no readable segment header): gaps not checked"})
-		}
-		return ps, nil
-	}
-	gs, notes := Gaps(c, tls)
-	for _, g := range gs {
-		ps = append(ps, g.Problem())
-	}
-	return ps, notes
 }
 
 // countFrom counts the values in sorted that are v or more.

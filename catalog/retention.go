@@ -1,0 +1,157 @@
+package catalog
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/walship/walship/wal"
+)
+
+// Policy says what to keep. Each rule that is set keeps some WAL; a file
+// goes only if no rule keeps it.
+type Policy struct {
+	// Before keeps everything from this position on, on every timeline
+	// (%r or --before): only the 16 hex digits after the timeline count.
+	Before *wal.Name
+	// KeepBackups keeps the WAL the N newest base backups need (0: unset).
+	KeepBackups int
+	// KeepAge keeps the WAL archived within this window and everything
+	// after it, and the newest base backup taken before the window with
+	// the WAL from its start, so that every moment of the window can be
+	// restored (nil: unset).
+	KeepAge *time.Duration
+}
+
+// Empty reports whether the policy says nothing.
+func (p Policy) Empty() bool { return p.Before == nil && p.KeepBackups == 0 && p.KeepAge == nil }
+
+// ErrNoPolicy is returned when no policy says what to keep.
+var ErrNoPolicy = errors.New("no retention policy: nothing says what to keep")
+
+// Retention is what a policy keeps of a repository.
+type Retention struct {
+	// Cutoff: files before this position go (history files never). Only
+	// its position matters; its timeline is the one of the file it came
+	// from, for messages.
+	Cutoff wal.Name
+	// Reason names the rule that set the cutoff.
+	Reason string
+	// Expired are the stored base backups that go with their WAL (they
+	// start before the cutoff), oldest first; Interrupted the backup
+	// directories without a record that were left LeftoverAge ago.
+	Expired     []*Stored
+	Interrupted []*Stored
+	// Notes explain decisions worth knowing (a policy that kept everything).
+	Notes []string
+}
+
+// limit is one rule's cutoff.
+type limit struct {
+	pos    wal.Name
+	reason string
+}
+
+// keepAll is a cutoff no file is before.
+var keepAll = wal.Name{Kind: wal.KindSegment, Timeline: 1}
+
+// Retain decides what a policy keeps of the catalog at time now.
+func (c *Catalog) Retain(p Policy, now time.Time) (Retention, error) {
+	if p.Empty() {
+		return Retention{}, ErrNoPolicy
+	}
+	if p.KeepBackups < 0 {
+		return Retention{}, fmt.Errorf("keeping %d base backups: must be at least 1", p.KeepBackups)
+	}
+	if p.KeepAge != nil && *p.KeepAge < 0 {
+		return Retention{}, fmt.Errorf("keeping what was archived within %s: the window must not be negative", *p.KeepAge)
+	}
+	var plan Retention
+	var limits []limit
+	if p.Before != nil {
+		limits = append(limits, limit{p.Before.SegmentName(), "before " + p.Before.SegmentName().String()})
+	}
+	backups := c.Backups()
+	if p.KeepBackups > 0 {
+		var live []Backup
+		for _, b := range backups {
+			if c.Live(b) {
+				live = append(live, b)
+			}
+		}
+		if len(live) < p.KeepBackups {
+			plan.Notes = append(plan.Notes, fmt.Sprintf("%d base backup(s) with their WAL in the repository, %d to keep: keeping all WAL", len(live), p.KeepBackups))
+			limits = append(limits, limit{keepAll, fmt.Sprintf("the %d newest base backups", p.KeepBackups)})
+		} else {
+			kept := live[:p.KeepBackups]
+			oldest := kept[0]
+			for _, b := range kept[1:] {
+				if wal.ComparePosition(b.Start, oldest.Start) < 0 {
+					oldest = b
+				}
+			}
+			limits = append(limits, limit{oldest.Start, fmt.Sprintf("the %d newest base backups: base backup %s", p.KeepBackups, oldest.Name())})
+		}
+	}
+	if p.KeepAge != nil {
+		limits = append(limits, ageLimit(c, *p.KeepAge, now))
+		if l, ok := windowBackup(c, backups, *p.KeepAge, now); ok {
+			limits = append(limits, l)
+		}
+	}
+	cut := limits[0]
+	for _, l := range limits[1:] {
+		if wal.ComparePosition(l.pos, cut.pos) < 0 {
+			cut = l
+		}
+	}
+	// The newest base backup is never given up, whatever the policy.
+	if len(backups) > 0 {
+		if newest := backups[0]; wal.ComparePosition(newest.Start, cut.pos) < 0 {
+			cut = limit{newest.Start, fmt.Sprintf("the newest base backup %s", newest.Name())}
+		}
+	}
+	plan.Cutoff, plan.Reason = cut.pos, cut.reason
+
+	// A stored backup whose WAL goes goes with it, oldest first.
+	for i := len(backups) - 1; i >= 0; i-- {
+		if b := backups[i]; b.Stored != nil && wal.ComparePosition(b.Start, cut.pos) < 0 {
+			plan.Expired = append(plan.Expired, b.Stored)
+		}
+	}
+	for _, sb := range c.Incomplete {
+		if sb.Interrupted(now) {
+			plan.Interrupted = append(plan.Interrupted, sb)
+		}
+	}
+	return plan, nil
+}
+
+// windowBackup keeps the newest base backup taken before the window of
+// age: without it the start of the window could not be restored.
+func windowBackup(c *Catalog, backups []Backup, age time.Duration, now time.Time) (limit, bool) {
+	since := now.Add(-age)
+	for _, b := range backups { // newest first
+		if b.Time.Before(since) && c.Live(b) {
+			return limit{b.Start, fmt.Sprintf("archived within %s: base backup %s, the newest taken before %s", age, b.Name(), since.UTC().Format(time.RFC3339))}, true
+		}
+	}
+	return limit{}, false
+}
+
+// ageLimit keeps every segment archived at or after now-age, everything
+// after the oldest of them, and in any case the newest segment.
+func ageLimit(c *Catalog, age time.Duration, now time.Time) limit {
+	since := now.Add(-age)
+	segs := c.Segments(0)
+	if len(segs) == 0 {
+		return limit{keepAll, "archived within " + age.String()}
+	}
+	newest := segs[len(segs)-1].Name
+	for _, f := range c.Files {
+		if f.Name.HasSegment() && !f.Info.ModTime.Before(since) && wal.ComparePosition(f.Name, newest) < 0 {
+			return limit{f.Name.SegmentName(), fmt.Sprintf("archived within %s: %s was archived at %s", age, f.Name, f.Info.ModTime.UTC().Format(time.RFC3339))}
+		}
+	}
+	return limit{newest, fmt.Sprintf("archived within %s: the newest segment is always kept", age)}
+}
