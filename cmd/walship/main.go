@@ -11,23 +11,15 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/check"
-	"github.com/walship/walship/inspect"
 	"github.com/walship/walship/internal/cliutil"
-	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/repo"
 )
 
@@ -103,182 +95,6 @@ func command(name, usage string, action cli.ActionFunc, own ...cli.Flag) *cli.Co
 		}}
 }
 
-func scan(c *cli.Context) (*catalog.Catalog, error) {
-	r, err := cliutil.OpenRepo(c, cliutil.Open{})
-	if err != nil {
-		return nil, err
-	}
-	return catalog.Scan(c.Context, r)
-}
-
-func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-func ls(c *cli.Context) error {
-	cat, err := scan(c)
-	if err != nil {
-		return err
-	}
-	items := inspect.Items(cat, uint32(c.Uint("timeline")))
-	if c.Bool("json") {
-		return printJSON(items)
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "KIND\tNAME\tSTORED\tCODEC\tARCHIVED\t")
-	for _, it := range items {
-		var extra string
-		switch {
-		case it.Problem != "":
-			extra = "damaged: " + it.Problem
-		case it.Kind == "backup":
-			extra = fmt.Sprintf("start %s stop %s", it.Start, it.Stop)
-			if it.Label != "" {
-				extra += fmt.Sprintf(" label %q", it.Label)
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", it.Kind, it.Name, progress.Bytes(it.Stored), it.Codec,
-			it.Archived.Format(time.RFC3339), extra)
-	}
-	return tw.Flush()
-}
-
-func status(c *cli.Context) error {
-	cat, err := scan(c)
-	if err != nil {
-		return err
-	}
-	s := inspect.Summarize(cat)
-	if c.Bool("json") {
-		return printJSON(s)
-	}
-	w := os.Stdout
-	fmt.Fprintf(w, "repository     %s (layout %s)\n", s.Repository, s.Layout)
-	if s.HaveIdentity {
-		fmt.Fprintf(w, "cluster        database system identifier %d, PostgreSQL %s, %s segments\n", s.SystemID, orDash(s.PGVersion), segSize(s.SegSize))
-	} else {
-		fmt.Fprintf(w, "cluster        unknown: no walship.json (segments of %s)\n", segSize(s.SegSize))
-	}
-	fmt.Fprintf(w, "files          %d: %d segments, %d history, %d backup history, %d partial\n", s.Files, s.Segments, s.Histories, s.Backups, s.Partials)
-	fmt.Fprintf(w, "size           %s of WAL, %s stored", progress.Bytes(s.RawBytes), progress.Bytes(s.StoredBytes))
-	if s.RawBytes > 0 {
-		fmt.Fprintf(w, " (%.1f%%)", float64(s.StoredBytes)*100/float64(s.RawBytes))
-	}
-	fmt.Fprintln(w)
-	for _, t := range s.Timelines {
-		fmt.Fprintf(w, "timeline %-5d %s .. %s (%d segments)%s\n", t.Timeline, t.First, t.Last, t.Segments, switches(t))
-	}
-	if b := s.NewestBackup; b != nil {
-		fmt.Fprintf(w, "newest backup  %s", b.Name())
-		if b.StartTime != "" {
-			fmt.Fprintf(w, " started %s", b.StartTime)
-		}
-		fmt.Fprintf(w, ", %s\n", restorable(*b))
-	} else {
-		fmt.Fprintln(w, "newest backup  none (no stored backup, no .backup file)")
-	}
-	if s.LastArchived != nil {
-		fmt.Fprintf(w, "last archived  %s at %s\n", s.LastArchivedFile, s.LastArchived.Format(time.RFC3339))
-	}
-	return nil
-}
-
-func verify(c *cli.Context) error {
-	r, err := cliutil.OpenRepo(c, cliutil.Open{})
-	if err != nil {
-		return err
-	}
-	cat, err := catalog.Scan(c.Context, r)
-	if err != nil {
-		return err
-	}
-	rep, err := inspect.Verify(c.Context, r, cat, inspect.VerifyOptions{Full: c.Bool("full"), TailGrace: c.Duration("tail-grace"),
-		Bar: func(total int64) *progress.Bar { return progress.New("walship verify", "bytes", total) }})
-	if err != nil {
-		return err
-	}
-	if c.Bool("json") {
-		if err := printJSON(rep); err != nil {
-			return err
-		}
-	} else {
-		printReport(os.Stdout, rep, c.Bool("full"))
-	}
-	if !rep.OK() {
-		return problemsError(len(rep.Problems))
-	}
-	return nil
-}
-
-func printReport(w io.Writer, rep *inspect.Report, full bool) {
-	for _, t := range rep.Timelines {
-		if t.Segments == 0 {
-			fmt.Fprintf(w, "timeline %d: no segments%s\n", t.Timeline, switches(t))
-			continue
-		}
-		fmt.Fprintf(w, "timeline %d: %s .. %s, %d segments%s\n", t.Timeline, t.First, t.Last, t.Segments, switches(t))
-	}
-	for _, b := range rep.Backups {
-		fmt.Fprintf(w, "backup %s: %s\n", b.Name(), restorable(b))
-	}
-	for _, n := range rep.Notes {
-		fmt.Fprintf(w, "note: %s\n", n)
-	}
-	if full {
-		fmt.Fprintf(w, "read %d segments and %d stored base backup(s) in full\n", rep.Checked, rep.BackupsChecked)
-	}
-	for _, p := range rep.Problems {
-		fmt.Fprintf(w, "PROBLEM %s\n", p)
-	}
-	if rep.OK() {
-		fmt.Fprintln(w, "ok: no problems found")
-	} else {
-		fmt.Fprintf(w, "%d problem(s) found\n", len(rep.Problems))
-	}
-}
-
-func switches(t catalog.TimelineInfo) string {
-	var parts []string
-	if t.Begin != "" {
-		parts = append(parts, fmt.Sprintf("branched off timeline %d at %s", t.Parent, t.Begin))
-	}
-	if t.End != "" {
-		parts = append(parts, "left at "+t.End)
-	}
-	if len(parts) == 0 {
-		return ""
-	}
-	return "; " + strings.Join(parts, ", ")
-}
-
-func restorable(b catalog.BackupStatus) string {
-	if b.Restorable {
-		return fmt.Sprintf("restorable (timeline %d, %s .. %s)", b.Timeline, b.Start, b.Stop)
-	}
-	return "NOT restorable: " + b.Reason
-}
-
-func segSize(n uint32) string {
-	if n == 0 {
-		return "unknown size"
-	}
-	return progress.Bytes(int64(n))
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// problemsError is verify's verdict when something is wrong.
-type problemsError int
-
-func (e problemsError) Error() string { return fmt.Sprintf("verify found %d problem(s)", int(e)) }
-
 // exitCode is the one place walship chooses its exit status: verify's
 // problems and an unreadable repository both mean "not done" (1), as for
 // every program; walship check exits with its report's status, and
@@ -301,16 +117,4 @@ func exitCode(err error) int {
 		return code
 	}
 	return exitFailed
-}
-
-func keygen(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return cliutil.UsageError{Err: errors.New("keygen takes the file to write the secret key to")}
-	}
-	recipient, err := repo.GenerateKey(c.Args().First())
-	if err != nil {
-		return err
-	}
-	fmt.Println(recipient)
-	return nil
 }
