@@ -142,10 +142,14 @@ type BackupStatus struct {
 	StopTime  string `json:"stop_time,omitempty"`
 	// Stored: the repository holds the backup's files (walship backup
 	// create), Size of them before compression, StoredBytes after.
-	Stored      bool  `json:"stored"`
-	Registered  bool  `json:"registered,omitempty"` // its files are kept elsewhere
-	Size        int64 `json:"size,omitempty"`
-	StoredBytes int64 `json:"stored_bytes,omitempty"`
+	Stored     bool `json:"stored"`
+	Registered bool `json:"registered,omitempty"` // its files are kept elsewhere
+	// Type is "full" or "incremental" (of a backup walship stored);
+	// Parent the backup an incremental was taken relative to.
+	Type        string `json:"type,omitempty"`
+	Parent      string `json:"parent,omitempty"`
+	Size        int64  `json:"size,omitempty"`
+	StoredBytes int64  `json:"stored_bytes,omitempty"`
 	// Compression is who compressed its tars: lz4 (walship) or
 	// server-lz4 (the server).
 	Compression string `json:"compression,omitempty"`
@@ -191,6 +195,10 @@ func (c *Catalog) BackupStatusOf(b Backup) BackupStatus {
 		s.Stored, s.Registered = !m.Registered, m.Registered
 		s.Size, s.StoredBytes, s.Compression = m.Size, m.Stored, m.Compression
 		s.StartTime, s.StopTime = m.StartTime.UTC().Format(time.RFC3339), m.StopTime.UTC().Format(time.RFC3339)
+		s.Type, s.Parent = "full", string(m.Parent)
+		if m.Parent != "" {
+			s.Type = "incremental"
+		}
 	}
 	if b.Err != nil {
 		s.Reason = "backup history file is damaged: " + b.Err.Error()
@@ -219,6 +227,17 @@ func (c *Catalog) BackupStatusOf(b Backup) BackupStatus {
 		if why := b.Stored.Missing(); why != "" {
 			s.Reason = why
 			return s
+		}
+		chain, err := c.Chain(b)
+		if err != nil {
+			s.Reason = err.Error()
+			return s
+		}
+		for _, a := range chain[:len(chain)-1] {
+			if why := a.Stored.Missing(); why != "" {
+				s.Reason = fmt.Sprintf("backup %s, which it builds on: %s", a.Stored.ID, why)
+				return s
+			}
 		}
 	}
 	startTL, stopTL := b.Info.StartTimeline, b.Info.StopTimeline
@@ -280,4 +299,38 @@ func StatusOfStored(ctx context.Context, r *repo.Repo, id repo.BackupID) BackupS
 		}
 	}
 	return BackupStatus{ID: string(id), Reason: "not in the repository"}
+}
+
+// Chain is the chain a stored backup belongs to, oldest first: the full
+// backup, the incremental backups taken each relative to the one before,
+// and b itself last (alone when b is a full backup). A member that is not
+// in the repository, or a record that cannot be read, is an error naming
+// it: restoring b needs every member.
+func (c *Catalog) Chain(b Backup) ([]Backup, error) {
+	if b.Stored == nil || b.Stored.Record == nil {
+		return []Backup{b}, nil
+	}
+	byID := map[repo.BackupID]Backup{}
+	for _, x := range c.Backups() {
+		if x.Stored != nil {
+			byID[x.Stored.ID] = x
+		}
+	}
+	chain := []Backup{b}
+	for cur := b; cur.Stored.Record.Parent != ""; {
+		id := cur.Stored.Record.Parent
+		p, ok := byID[id]
+		switch {
+		case !ok && c.StoredByID(id) != nil:
+			return nil, fmt.Errorf("backup %s, which backup %s builds on, has no readable record", id, cur.Stored.ID)
+		case !ok:
+			return nil, fmt.Errorf("backup %s, which backup %s builds on, is not in the repository", id, cur.Stored.ID)
+		case len(chain) > len(byID):
+			return nil, fmt.Errorf("the chain of backup %s goes round in a circle", b.Stored.ID)
+		}
+		chain = append(chain, p)
+		cur = p
+	}
+	slices.Reverse(chain)
+	return chain, nil
 }

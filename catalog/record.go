@@ -23,6 +23,10 @@ type Record struct {
 	Label  string        `json:"label"`
 	// From is where the backup was taken: "primary" or "standby".
 	From string `json:"from"`
+	// Parent, for an incremental backup (PostgreSQL 17 and later), is the
+	// backup it was taken relative to: restoring it needs every backup of
+	// its chain, down to a full one. "" for a full backup.
+	Parent repo.BackupID `json:"parent,omitempty"`
 	// Registered: taken by other means (pg_basebackup by hand) and
 	// recorded with walship backup register, so that retention and verify
 	// count it; the repository holds none of its files.
@@ -138,6 +142,13 @@ func (m *Record) check(id repo.BackupID) error {
 		return fmt.Errorf("stops at %s, before its start %s", m.Stop, m.Start)
 	case !m.Registered && len(m.Objects) == 0:
 		return fmt.Errorf("no objects")
+	case m.Parent == id:
+		return fmt.Errorf("its own parent")
+	}
+	if m.Parent != "" {
+		if _, err := repo.ParseBackupID(string(m.Parent)); err != nil {
+			return fmt.Errorf("parent: %w", err)
+		}
 	}
 	for _, o := range m.Objects {
 		if _, ok := o.Part(); !ok {

@@ -111,6 +111,9 @@ func (c *Catalog) Retain(p Policy, now time.Time) (Retention, error) {
 			cut = limit{newest.Start, fmt.Sprintf("the newest base backup %s", newest.Name())}
 		}
 	}
+	// A kept backup keeps every backup it builds on: a full backup goes
+	// only with its last incremental.
+	cut = c.keepChains(backups, cut)
 	plan.Cutoff, plan.Reason = cut.pos, cut.reason
 
 	// A stored backup whose WAL goes goes with it, oldest first.
@@ -154,4 +157,28 @@ func ageLimit(c *Catalog, age time.Duration, now time.Time) limit {
 		}
 	}
 	return limit{newest, fmt.Sprintf("archived within %s: the newest segment is always kept", age)}
+}
+
+// keepChains lowers the cutoff until no backup kept (starting at or
+// after it) builds on one that would go.
+func (c *Catalog) keepChains(backups []Backup, cut limit) limit {
+	for changed := true; changed; {
+		changed = false
+		for _, b := range backups {
+			if wal.ComparePosition(b.Start, cut.pos) < 0 {
+				continue
+			}
+			chain, err := c.Chain(b)
+			if err != nil {
+				continue // not restorable anyway; keeps nothing
+			}
+			for _, a := range chain[:len(chain)-1] {
+				if wal.ComparePosition(a.Start, cut.pos) < 0 {
+					cut = limit{a.Start, fmt.Sprintf("base backup %s, which the kept backup %s builds on", a.Name(), b.Name())}
+					changed = true
+				}
+			}
+		}
+	}
+	return cut
 }

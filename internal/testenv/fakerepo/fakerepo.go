@@ -266,7 +266,14 @@ var BackupFiles = map[string]string{
 // history file, as PostgreSQL archives one. It returns the backup's ID.
 func (f *Repo) StoredBackup(tli uint32, start, stop uint64, at time.Time, from string) repo.BackupID {
 	f.t.Helper()
-	return f.storedBackup(tli, start, stop, at, from, BackupFiles)
+	return f.storedBackup(tli, start, stop, at, from, BackupFiles, "")
+}
+
+// StoredIncremental is StoredBackup of an incremental backup taken from a
+// standby relative to parent.
+func (f *Repo) StoredIncremental(tli uint32, start, stop uint64, at time.Time, parent repo.BackupID) repo.BackupID {
+	f.t.Helper()
+	return f.storedBackup(tli, start, stop, at, "standby", BackupFiles, parent)
 }
 
 // StoredBackupMismatch is StoredBackup whose base.tar holds other content
@@ -278,10 +285,10 @@ func (f *Repo) StoredBackupMismatch(tli uint32, start, stop uint64, at time.Time
 		files[k] = v
 	}
 	files["PG_VERSION"] = "16\n"
-	return f.storedBackup(tli, start, stop, at, "standby", files)
+	return f.storedBackup(tli, start, stop, at, "standby", files, "")
 }
 
-func (f *Repo) storedBackup(tli uint32, start, stop uint64, at time.Time, from string, tarFiles map[string]string) repo.BackupID {
+func (f *Repo) storedBackup(tli uint32, start, stop uint64, at time.Time, from string, tarFiles map[string]string, parent repo.BackupID) repo.BackupID {
 	f.t.Helper()
 	ctx := context.Background()
 	id := repo.NewBackupID(at)
@@ -320,7 +327,7 @@ func (f *Repo) storedBackup(tli uint32, start, stop uint64, at time.Time, from s
 	m := catalog.Record{ID: id, Label: "fake", From: from, SystemID: SysID, PGVersion: "15.4", PGVersionNum: 150004,
 		SegSize: SegSize, Start: startLSN, StartTimeline: tli, Stop: stopLSN, StopTimeline: tli, Checkpoint: startLSN + 0x38,
 		StartTime: at.UTC().Truncate(time.Second), StopTime: at.UTC().Truncate(time.Second).Add(time.Minute),
-		Manifest: &catalog.ManifestInfo{Checksum: manSum, Algorithm: "CRC32C"}, Files: len(names)}
+		Manifest: &catalog.ManifestInfo{Checksum: manSum, Algorithm: "CRC32C"}, Files: len(names), Parent: parent}
 	for _, p := range []struct {
 		part repo.BackupPart
 		data []byte
