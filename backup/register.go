@@ -95,7 +95,11 @@ func Register(ctx context.Context, r *repo.Repo, dir string) (*catalog.Record, e
 	if from == "" {
 		from = "primary"
 	}
-	m := catalog.Record{ID: id, Label: bl.Label, From: from, Registered: true, SystemID: sysid,
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	m := catalog.Record{ID: id, Label: bl.Label, From: from, Registered: true, Directory: abs, SystemID: sysid,
 		PGVersion: version.Text, PGVersionNum: version.Major * 10000, SegSize: ident.SegSize,
 		Start: start, StartTimeline: startTLI, Stop: stop, StopTimeline: stopTLI, Checkpoint: bl.Checkpoint,
 		StartTime: started, StopTime: mi.ModTime().UTC().Truncate(time.Second).Add(time.Second),

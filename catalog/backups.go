@@ -36,6 +36,13 @@ type Backup struct {
 	Err error
 }
 
+// FilesKnown reports whether walship knows where the backup's files are:
+// stored in the repository, or registered with their directory. A backup
+// known only from the backup history file PostgreSQL archived may have
+// files anywhere, or none (a backup that failed after the server ended
+// it).
+func (b Backup) FilesKnown() bool { return b.Stored != nil && b.Stored.Record != nil }
+
 // Name names the backup for messages: its ID, or its backup history file.
 func (b Backup) Name() string {
 	if b.Stored != nil {
@@ -144,6 +151,12 @@ type BackupStatus struct {
 	// create), Size of them before compression, StoredBytes after.
 	Stored     bool `json:"stored"`
 	Registered bool `json:"registered,omitempty"` // its files are kept elsewhere
+	// Files says where the backup's files are: "repository" (stored by
+	// walship backup create), "registered" (in Directory, recorded by
+	// walship backup register), or "unknown" (only the backup history
+	// file PostgreSQL archived says the backup was taken).
+	Files     string `json:"files"`
+	Directory string `json:"directory,omitempty"`
 	// Type is "full" or "incremental" (of a backup walship stored);
 	// Parent the backup an incremental was taken relative to.
 	Type        string `json:"type,omitempty"`
@@ -159,6 +172,20 @@ type BackupStatus struct {
 	// the oldest segment kept), which is retention at work, not damage.
 	Expired bool   `json:"expired,omitempty"`
 	Reason  string `json:"reason,omitempty"`
+}
+
+// Where says in words where the backup's files are.
+func (s BackupStatus) Where() string {
+	switch s.Files {
+	case "repository":
+		return "files in the repository"
+	case "registered":
+		if s.Directory != "" {
+			return "registered: files in " + s.Directory
+		}
+		return "registered: files kept elsewhere"
+	}
+	return "files not known: only its backup history file"
 }
 
 // Name names the backup: its ID, else its backup history file.
@@ -188,6 +215,13 @@ func (c *Catalog) BackupStatusOf(b Backup) BackupStatus {
 		StopTime: b.Info.StopTime, From: b.Info.From}
 	if b.File != nil {
 		s.File = b.File.Name.String()
+	}
+	s.Files = "unknown"
+	if b.FilesKnown() {
+		s.Files = "repository"
+		if b.Stored.Record.Registered {
+			s.Files, s.Directory = "registered", b.Stored.Record.Directory
+		}
 	}
 	if sb := b.Stored; sb != nil {
 		s.ID = string(sb.ID)

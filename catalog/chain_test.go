@@ -118,3 +118,19 @@ func TestRetentionKeepsWholeChains(t *testing.T) {
 		t.Errorf("expired %v, want only %s", ids, old)
 	}
 }
+
+// Each backup says where its files are: in the repository, registered
+// elsewhere, or not known (a backup history file alone).
+func TestBackupFilesWhere(t *testing.T) {
+	f := fakerepo.New(t)
+	f.Segments(1, 1, 10)
+	stored := f.StoredBackup(1, 2, 3, day, "standby")
+	hist := f.Backup(1, 6, 7, day.Add(time.Hour))
+	st := statuses(scan(t, f))
+	if s := st[string(stored)]; s.Files != "repository" || !strings.Contains(s.Where(), "in the repository") {
+		t.Errorf("stored backup: files %q, %q", s.Files, s.Where())
+	}
+	if s := st[hist.String()]; s.Files != "unknown" || !strings.Contains(s.Where(), "not known") {
+		t.Errorf("backup history file alone: files %q, %q", s.Files, s.Where())
+	}
+}

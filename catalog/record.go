@@ -31,6 +31,9 @@ type Record struct {
 	// recorded with walship backup register, so that retention and verify
 	// count it; the repository holds none of its files.
 	Registered bool `json:"registered,omitempty"`
+	// Directory is where a registered backup's files are (what walship
+	// backup register was given).
+	Directory string `json:"directory,omitempty"`
 
 	SystemID     uint64 `json:"system_identifier,string"`
 	PGVersion    string `json:"pg_version"`     // "15.4"

@@ -72,18 +72,13 @@ func (c *Catalog) Retain(p Policy, now time.Time) (Retention, error) {
 		limits = append(limits, limit{p.Before.SegmentName(), "before " + p.Before.SegmentName().String()})
 	}
 	backups := c.Backups()
+	ranked := c.rankForRetention(backups)
 	if p.KeepBackups > 0 {
-		var live []Backup
-		for _, b := range backups {
-			if c.Live(b) {
-				live = append(live, b)
-			}
-		}
-		if len(live) < p.KeepBackups {
-			plan.Notes = append(plan.Notes, fmt.Sprintf("%d base backup(s) with their WAL in the repository, %d to keep: keeping all WAL", len(live), p.KeepBackups))
+		if len(ranked) < p.KeepBackups {
+			plan.Notes = append(plan.Notes, fmt.Sprintf("%d restorable base backup(s) in the repository, %d to keep: keeping all WAL", len(ranked), p.KeepBackups))
 			limits = append(limits, limit{keepAll, fmt.Sprintf("the %d newest base backups", p.KeepBackups)})
 		} else {
-			kept := live[:p.KeepBackups]
+			kept := ranked[:p.KeepBackups]
 			oldest := kept[0]
 			for _, b := range kept[1:] {
 				if wal.ComparePosition(b.Start, oldest.Start) < 0 {
@@ -95,7 +90,7 @@ func (c *Catalog) Retain(p Policy, now time.Time) (Retention, error) {
 	}
 	if p.KeepAge != nil {
 		limits = append(limits, ageLimit(c, *p.KeepAge, now))
-		if l, ok := windowBackup(c, backups, *p.KeepAge, now); ok {
+		if l, ok := windowBackup(ranked, *p.KeepAge, now); ok {
 			limits = append(limits, l)
 		}
 	}
@@ -105,10 +100,13 @@ func (c *Catalog) Retain(p Policy, now time.Time) (Retention, error) {
 			cut = l
 		}
 	}
-	// The newest base backup is never given up, whatever the policy.
-	if len(backups) > 0 {
-		if newest := backups[0]; wal.ComparePosition(newest.Start, cut.pos) < 0 {
-			cut = limit{newest.Start, fmt.Sprintf("the newest base backup %s", newest.Name())}
+	// The newest base backup is never given up, whatever the policy; nor
+	// the newest restorable one whose files are known (a backup history
+	// file alone, left by a backup whose files never reached the
+	// repository, may be newer).
+	for _, newest := range [][]Backup{backups, ranked} {
+		if len(newest) > 0 && wal.ComparePosition(newest[0].Start, cut.pos) < 0 {
+			cut = limit{newest[0].Start, fmt.Sprintf("the newest base backup %s", newest[0].Name())}
 		}
 	}
 	// A kept backup keeps every backup it builds on: a full backup goes
@@ -131,15 +129,37 @@ func (c *Catalog) Retain(p Policy, now time.Time) (Retention, error) {
 }
 
 // windowBackup keeps the newest base backup taken before the window of
-// age: without it the start of the window could not be restored.
-func windowBackup(c *Catalog, backups []Backup, age time.Duration, now time.Time) (limit, bool) {
+// age (of ranked, the restorable ones, those whose files are known
+// first): without it the start of the window could not be restored.
+func windowBackup(ranked []Backup, age time.Duration, now time.Time) (limit, bool) {
 	since := now.Add(-age)
-	for _, b := range backups { // newest first
-		if b.Time.Before(since) && c.Live(b) {
+	for _, b := range ranked {
+		if b.Time.Before(since) {
 			return limit{b.Start, fmt.Sprintf("archived within %s: base backup %s, the newest taken before %s", age, b.Name(), since.UTC().Format(time.RFC3339))}, true
 		}
 	}
 	return limit{}, false
+}
+
+// rankForRetention lists the backups a retention policy may keep, in the
+// order it keeps them: the restorable backups whose files are known (in
+// the repository, or registered) newest first, then the restorable ones
+// known only from their backup history file, newest first. A backup whose
+// files are nowhere to be found thus never takes the place of one that
+// can be restored.
+func (c *Catalog) rankForRetention(backups []Backup) []Backup {
+	var known, unknown []Backup
+	for _, b := range backups {
+		if !c.BackupStatusOf(b).Restorable {
+			continue
+		}
+		if b.FilesKnown() {
+			known = append(known, b)
+		} else {
+			unknown = append(unknown, b)
+		}
+	}
+	return append(known, unknown...)
 }
 
 // ageLimit keeps every segment archived at or after now-age, everything

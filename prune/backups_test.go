@@ -153,3 +153,39 @@ func TestLeftoversOfInterruptedBackups(t *testing.T) {
 		t.Errorf("Summary = %q", s)
 	}
 }
+
+// A backup history file whose backup's files are nowhere (a walship
+// backup create that failed after the server ended the backup, or a
+// backup taken by hand and lost) never takes the place of a stored,
+// restorable backup: with --keep-backups 1 and --keep-age, the newest
+// stored backup stays, with its WAL and objects.
+func TestPhantomBackupNeverDisplacesAStoredOne(t *testing.T) {
+	for name, policy := range map[string]func(now time.Time) Options{
+		"keep-backups 1": func(time.Time) Options { return Options{Policy: Policy{KeepBackups: 1}} },
+		"keep-age": func(now time.Time) Options {
+			return Options{Policy: Policy{KeepAge: ptr(30 * time.Minute)}, Now: func() time.Time { return now }}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := fakerepo.New(t)
+			f.Segments(1, 1, 20)
+			now := day0.Add(48 * time.Hour)
+			for s := uint64(1); s <= 20; s++ {
+				f.Age(seg(1, s), day0.Add(time.Duration(s)*time.Hour)) // archived well before the window
+			}
+			older := f.StoredBackup(1, 3, 4, day0, "standby")
+			stored := f.StoredBackup(1, 8, 9, day0.Add(24*time.Hour), "standby")
+			phantom := f.Backup(1, 14, 15, now.Add(-time.Hour)) // its files never reached the repository
+			res := run(t, f, policy(now))
+			if !exists(f.BackupPath(stored, repo.BasePart)) || !exists(f.BackupPath(stored, repo.MetaPart)) || !f.Has(seg(1, 8)) {
+				t.Errorf("the newest stored backup %s went (cutoff %s: %s), keeping %s whose files are nowhere", stored, res.Cutoff, res.Reason, phantom)
+			}
+			if !f.Has(phantom) || !f.Has(seg(1, 14)) {
+				t.Errorf("the newer backup history file or its WAL went")
+			}
+			if exists(f.BackupPath(older, repo.MetaPart)) {
+				t.Errorf("the older stored backup %s was kept (cutoff %s: %s)", older, res.Cutoff, res.Reason)
+			}
+		})
+	}
+}

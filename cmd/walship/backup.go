@@ -267,9 +267,9 @@ func backupList(c *cli.Context) error {
 		case b.Stored:
 			size, stored = progress.Bytes(b.Size), progress.Bytes(b.StoredBytes)
 		case b.Registered:
-			size, stored = progress.Bytes(b.Size), "registered: files kept elsewhere"
+			size, stored = progress.Bytes(b.Size), b.Where()
 		default:
-			stored = "backup history file only"
+			stored = b.Where()
 		}
 		state := "yes"
 		if !b.Restorable {

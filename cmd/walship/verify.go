@@ -51,7 +51,7 @@ func printReport(w io.Writer, rep *inspect.Report, full bool) {
 		fmt.Fprintf(w, "timeline %d: %s .. %s, %d segments%s\n", t.Timeline, t.First, t.Last, t.Segments, switches(t))
 	}
 	for _, b := range rep.Backups {
-		fmt.Fprintf(w, "backup %s: %s\n", b.Name(), restorable(b))
+		fmt.Fprintf(w, "backup %s: %s; %s\n", b.Name(), restorable(b), b.Where())
 	}
 	for _, n := range rep.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
