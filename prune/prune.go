@@ -238,6 +238,11 @@ func Prune(ctx context.Context, r *repo.Repo, o Options) (Result, error) {
 		return Result{}, err
 	}
 	res := Result{Plan: plan, DryRun: o.DryRun}
+	if !o.DryRun {
+		if err := r.CheckOwner(); err != nil {
+			return res, err
+		}
+	}
 	if res.Swept, res.SweptBytes, err = r.Sweep(ctx, !o.DryRun); err != nil {
 		return res, err
 	}

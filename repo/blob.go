@@ -150,6 +150,8 @@ func (r *Repo) putBlob(ctx context.Context, o BackupObject, encode func(io.Write
 		if err := r.CheckWritable(ctx); err != nil {
 			return StreamInfo{}, err
 		}
+	} else if err := r.CheckOwner(); err != nil {
+		return StreamInfo{}, err
 	} else if _, _, err := r.Identity(ctx); err != nil {
 		return StreamInfo{}, err
 	}

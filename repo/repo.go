@@ -235,12 +235,16 @@ func (r *Repo) checkAsked(id Identity) error {
 }
 
 // CheckWritable is the one answer to "may this Repo write into the
-// repository": not into one of an older format (ErrOldFormat), not with
+// repository": not as another user than a local repository's owner
+// (storage.ErrNotOwner), not into one of an older format (ErrOldFormat), not with
 // settings it disagrees with (ErrMismatch), and not objects that would be
 // encrypted otherwise than the repository's others are (ErrEncryption). A
 // repository without an identity file yet may be written (the first
 // segment archived makes it).
 func (r *Repo) CheckWritable(ctx context.Context) error {
+	if err := r.CheckOwner(); err != nil {
+		return err
+	}
 	id, ok, err := r.Identity(ctx)
 	if err != nil || !ok {
 		return err
@@ -260,6 +264,10 @@ func (r *Repo) CheckWritable(ctx context.Context) error {
 	return nil
 }
 
+// CheckOwner refuses a write (or removal) into a local repository that
+// another user than the one running owns (storage.ErrNotOwner).
+func (r *Repo) CheckOwner() error { return storage.CheckOwner(r.b) }
+
 // Claim makes sure the repository belongs to the cluster whose segment
 // header is h: it writes the identity file if there is none (create-only,
 // so two clusters racing for a new repository cannot both win) and
@@ -270,6 +278,9 @@ func (r *Repo) Claim(ctx context.Context, h wal.LongHeader) error {
 		return err
 	}
 	if !ok {
+		if err := r.CheckOwner(); err != nil {
+			return err
+		}
 		layout, err := r.writeLayout(ctx)
 		if err != nil {
 			return err

@@ -121,6 +121,27 @@ func Exists(ctx context.Context, b Backend) error {
 	return nil
 }
 
+// ErrNotOwner is matched when a program would write into a repository
+// that belongs to another user than the one running it: what it wrote
+// could be unreadable to the repository's own user (the server's).
+var ErrNotOwner = errors.New("not the repository's owner")
+
+// OwnerChecker is implemented by backends whose objects belong to a local
+// user (a directory): CheckOwner returns an error matching ErrNotOwner,
+// naming the owner, when the running user is another one.
+type OwnerChecker interface {
+	CheckOwner() error
+}
+
+// CheckOwner asks b, or the backend it wraps, whether the running user may
+// write into it as its owner. A backend without owners (S3) says yes.
+func CheckOwner(b Backend) error {
+	if o, ok := As[OwnerChecker](b); ok {
+		return o.CheckOwner()
+	}
+	return nil
+}
+
 // As returns b, or the first backend b wraps (through an Unwrap() Backend
 // method, as the retry wrapper has), that implements T: the way to reach an
 // optional capability (Exister, Streamer, Watcher, BatchRemover) under any

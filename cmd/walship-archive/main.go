@@ -14,6 +14,7 @@ import (
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/internal/cliutil"
 	"github.com/walship/walship/repo"
+	"github.com/walship/walship/storage"
 	"github.com/walship/walship/wal"
 )
 
@@ -102,7 +103,7 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &usage), errors.Is(err, repo.ErrMismatch), errors.Is(err, repo.ErrEncryption):
+	case errors.As(err, &usage), errors.Is(err, repo.ErrMismatch), errors.Is(err, repo.ErrEncryption), errors.Is(err, storage.ErrNotOwner):
 		return exitUsage
 	}
 	return exitFailed

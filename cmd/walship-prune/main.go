@@ -18,6 +18,7 @@ import (
 	"github.com/walship/walship/internal/cliutil"
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/prune"
+	"github.com/walship/walship/storage"
 )
 
 // Exit statuses (cliutil's table).
@@ -104,7 +105,7 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &usage), errors.Is(err, prune.ErrNoPolicy):
+	case errors.As(err, &usage), errors.Is(err, prune.ErrNoPolicy), errors.Is(err, storage.ErrNotOwner):
 		return exitUsage
 	}
 	// Refused too (prune.ErrRefused: the repository is not the cluster's,

@@ -21,6 +21,7 @@ import (
 	"github.com/walship/walship/check"
 	"github.com/walship/walship/internal/cliutil"
 	"github.com/walship/walship/repo"
+	"github.com/walship/walship/storage"
 )
 
 // Exit statuses (cliutil's table). walship check has the monitoring-plugin
@@ -110,8 +111,8 @@ func exitCode(err error) int {
 		return int(v)
 	case errors.As(err, &unknown):
 		return int(check.Unknown)
-	case errors.As(err, &usage), errors.Is(err, repo.ErrMismatch), errors.Is(err, repo.ErrEncryption):
-		return exitUsage // a setting (layout, compression, keys) the repository disagrees with
+	case errors.As(err, &usage), errors.Is(err, repo.ErrMismatch), errors.Is(err, repo.ErrEncryption), errors.Is(err, storage.ErrNotOwner):
+		return exitUsage // a setting (layout, compression, keys) the repository disagrees with, or the wrong user
 	}
 	if code, ok := backupExitCode(err); ok {
 		return code

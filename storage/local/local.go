@@ -17,8 +17,10 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -278,6 +280,36 @@ func (b *Backend) Exists(ctx context.Context) error {
 		return wrap("stat", "", fmt.Errorf("%s is not a directory", b.root))
 	}
 	return nil
+}
+
+// CheckOwner refuses to write into a repository directory that another
+// user owns: what root (or anyone else) writes there, directories of mode
+// 0700 and files of 0600, the repository's own user (the server's) could
+// not read. A directory that does not exist yet is made by whoever writes
+// first.
+func (b *Backend) CheckOwner() error {
+	fi, err := os.Stat(b.root)
+	if err != nil {
+		return nil
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	euid := os.Geteuid()
+	if int(st.Uid) == euid {
+		return nil
+	}
+	owner := strconv.FormatUint(uint64(st.Uid), 10)
+	if u, err := user.LookupId(owner); err == nil {
+		owner = u.Username
+	}
+	me := strconv.Itoa(euid)
+	if u, err := user.LookupId(me); err == nil {
+		me = u.Username
+	}
+	return fmt.Errorf("%w: %s belongs to %s, and this runs as %s: run it as %s (runuser -u %s -- ...), or what it writes may be unreadable to %s",
+		storage.ErrNotOwner, b.root, owner, me, owner, owner, owner)
 }
 
 var (

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,5 +124,36 @@ func TestSweep(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Errorf("a fresh temporary file was removed: %v", err)
+	}
+}
+
+// A repository directory another user owns is refused for writing, with
+// one line that names the user to run as; one the running user owns, or
+// one that does not exist yet, is not. (The refusal needs a directory of
+// another user: made by chown, as root, which CI runs as.)
+func TestCheckOwner(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "repo")
+	b, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CheckOwner(); err != nil {
+		t.Errorf("a directory that does not exist yet: %v", err)
+	}
+	if err := os.Mkdir(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CheckOwner(); err != nil {
+		t.Errorf("the running user's own directory: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("making a directory of another user needs root")
+	}
+	if err := os.Chown(root, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	err = storage.CheckOwner(storage.WithRetry(b, storage.DefaultRetry))
+	if !errors.Is(err, storage.ErrNotOwner) || !strings.Contains(err.Error(), "run it as ") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("root writing into a directory of uid 65534: %v, want ErrNotOwner in one line naming the owner", err)
 	}
 }
