@@ -96,7 +96,7 @@ func (p Prefetch) Take(ctx context.Context, r *repo.Repo, n wal.Name, dest strin
 	if haveID {
 		idp = &id
 	}
-	if err := unseal(d.Path(n.String()), n, idp); err != nil {
+	if err := unseal(d, n, idp); err != nil {
 		d.Remove(n.String())
 		return false, fmt.Errorf("prefetched %s: %w", n, err)
 	}
@@ -108,8 +108,8 @@ func (p Prefetch) Take(ctx context.Context, r *repo.Repo, n wal.Name, dest strin
 
 // unseal checks a spooled segment (the segment, then the checksum footer
 // of its content) and cuts the footer off.
-func unseal(path string, n wal.Name, id *repo.Identity) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+func unseal(d *spool.Dir, n wal.Name, id *repo.Identity) error {
+	f, err := d.Open(n.String(), os.O_RDWR)
 	if err != nil {
 		return err
 	}

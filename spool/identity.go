@@ -3,6 +3,7 @@ package spool
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -22,31 +23,44 @@ const IdentityTTL = 10 * time.Second
 // spool for IdentityTTL, so that calls in quick succession need not read it
 // from the store each time (repo.IdentityCache).
 type IdentityCache struct {
-	path string
-	ttl  time.Duration
+	root, name string
+	ttl        time.Duration
 }
 
 // NewIdentityCache is the cache of the identity of the repository at
-// location, in the spool at root.
+// location (storage.CacheKey: with an S3 store's endpoint), in the spool
+// at root.
 func NewIdentityCache(root, location string) *IdentityCache {
 	sum := sha256.Sum256([]byte(location))
-	return &IdentityCache{path: filepath.Join(root, "identity-"+hex.EncodeToString(sum[:8])+".json"), ttl: IdentityTTL}
+	return &IdentityCache{root: root, name: "identity-" + hex.EncodeToString(sum[:8]) + ".json", ttl: IdentityTTL}
 }
 
+// dir is the trusted spool directory the cache is in, made if need be.
+func (c *IdentityCache) dir() (string, error) { return trustRoot(c.root) }
+
 // Load returns the cached identity file when it was stored less than the
-// TTL ago.
+// TTL ago, in a spool no other user can write into.
 func (c *IdentityCache) Load() ([]byte, bool) {
-	fi, err := os.Stat(c.path)
+	dir, err := c.dir()
+	if err != nil {
+		return nil, false
+	}
+	f, err := openFile(filepath.Join(dir, c.name), os.O_RDONLY)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil || time.Since(fi.ModTime()) >= c.ttl || time.Since(fi.ModTime()) < -time.Minute {
 		return nil, false
 	}
-	data, err := os.ReadFile(c.path)
+	data, err := io.ReadAll(io.LimitReader(f, 1<<16))
 	return data, err == nil
 }
 
 // Store keeps data, just read from (or written to) the store.
 func (c *IdentityCache) Store(data []byte) {
-	if os.MkdirAll(filepath.Dir(c.path), 0o700) == nil {
-		atomicfile.WriteFile(c.path, data, atomicfile.Options{})
+	if dir, err := c.dir(); err == nil {
+		atomicfile.WriteFile(filepath.Join(dir, c.name), data, atomicfile.Options{})
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,8 +37,19 @@ const StaleAfter = 10 * time.Minute
 
 // Check refuses a spool directory where the server's own tools would copy
 // it: inside a data directory (pg_basebackup and pg_rewind copy what is
-// there, and a restored copy would carry another server's cache).
+// there, and a restored copy would carry another server's cache); and one
+// another user could change (ErrUntrusted). It makes the directory (0700)
+// if it does not exist.
 func Check(root string) error {
+	if err := checkPlace(root); err != nil {
+		return err
+	}
+	_, err := trustRoot(root)
+	return err
+}
+
+// checkPlace refuses a spool directory inside a data directory.
+func checkPlace(root string) error {
 	if root == "" {
 		return ErrNone
 	}
@@ -58,34 +70,64 @@ func Check(root string) error {
 	}
 }
 
-// Dir is one repository's subdirectory of a spool. It is created when
-// something is first written into it.
+// Dir is one repository's subdirectory of a spool.
 type Dir struct{ path string }
 
 // Open returns the subdirectory of the spool at root that belongs to the
-// repository named by key (repo.Repo.SpoolKey: its location and identity).
+// repository named by key (repo.Repo.SpoolKey: its location and identity),
+// making both if need be. The spool, the directories above it and the
+// subdirectory must be safe from every other user (ErrUntrusted; see
+// trustRoot): the spool hands files to the server and removes what it
+// finds there.
 func Open(root, key string) (*Dir, error) {
-	if err := Check(root); err != nil {
+	if err := checkPlace(root); err != nil {
+		return nil, err
+	}
+	real, err := trustRoot(root)
+	if err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256([]byte(key))
-	return &Dir{path: filepath.Join(root, hex.EncodeToString(sum[:8]))}, nil
+	p, err := ownSub(real, hex.EncodeToString(sum[:8]))
+	if err != nil {
+		return nil, err
+	}
+	return &Dir{path: p}, nil
 }
 
 // Path is where the file called name is (or would be) kept.
 func (d *Dir) Path(name string) string { return filepath.Join(d.path, name) }
 
-// Make creates the directory (mode 0700) if it does not exist.
-func (d *Dir) Make() error { return os.MkdirAll(d.path, 0o700) }
+// Make creates the directory (mode 0700) if it was removed since Open.
+func (d *Dir) Make() error {
+	err := os.Mkdir(d.path, 0o700)
+	if err == nil || errors.Is(err, fs.ErrExist) {
+		return ownDir(d.path, true)
+	}
+	return err
+}
 
-// Has reports whether the complete file name is in the spool.
+// Has reports whether the complete file name is in the spool (a regular
+// file: a link is not).
 func (d *Dir) Has(name string) bool {
-	_, err := os.Stat(d.Path(name))
-	return err == nil
+	fi, err := os.Lstat(d.Path(name))
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // Read returns the content of the file name.
-func (d *Dir) Read(name string) ([]byte, error) { return os.ReadFile(d.Path(name)) }
+func (d *Dir) Read(name string) ([]byte, error) {
+	f, err := d.Open(name, os.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
+// Open opens the file name of the spool (flag: os.O_RDONLY or os.O_RDWR),
+// never through a symbolic link, and only a regular file of the running
+// user.
+func (d *Dir) Open(name string, flag int) (*os.File, error) { return openFile(d.Path(name), flag) }
 
 // WriteFile stores data as the file name, atomically, replacing any
 // earlier one.
@@ -106,7 +148,7 @@ func (d *Dir) Remove(name string) {
 // the file is not in the spool.
 func (d *Dir) Take(name, dest string) (ok bool, err error) {
 	src := d.Path(name)
-	if _, err := os.Stat(src); err != nil {
+	if !d.Has(name) {
 		return false, nil
 	}
 	err = os.Rename(src, dest)
@@ -121,7 +163,7 @@ func (d *Dir) Take(name, dest string) (ok bool, err error) {
 }
 
 func copyInto(src, dest string) error {
-	in, err := os.Open(src)
+	in, err := openFile(src, os.O_RDONLY)
 	if err != nil {
 		return err
 	}
@@ -255,7 +297,7 @@ func (d *Dir) Clean(keep func(name string) bool) {
 // Age is how long ago the file name was written; ok is false when it is
 // not there.
 func (d *Dir) Age(name string) (age time.Duration, ok bool) {
-	fi, err := os.Stat(d.Path(name))
+	fi, err := os.Lstat(d.Path(name))
 	if err != nil {
 		return 0, false
 	}

@@ -16,7 +16,7 @@ func TestCheck(t *testing.T) {
 	if err := Check("/var/lib/postgresql/15/main/pg_wal/spool"); err == nil {
 		t.Error("a spool inside pg_wal was accepted")
 	}
-	if err := Check("/var/tmp/walship-spool"); err != nil {
+	if err := Check(filepath.Join(t.TempDir(), "walship-spool")); err != nil {
 		t.Errorf("Check of a spool outside the data directory: %v", err)
 	}
 }
@@ -163,7 +163,7 @@ func TestIdentityCacheExpires(t *testing.T) {
 	}
 	for _, age := range []time.Duration{-2 * time.Minute, 11 * time.Second, time.Hour} {
 		at := time.Now().Add(-age)
-		if err := os.Chtimes(c.path, at, at); err != nil {
+		if err := os.Chtimes(filepath.Join(c.root, c.name), at, at); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok := c.Load(); ok {
@@ -171,8 +171,79 @@ func TestIdentityCacheExpires(t *testing.T) {
 		}
 	}
 	at := time.Now().Add(-5 * time.Second)
-	os.Chtimes(c.path, at, at)
+	os.Chtimes(filepath.Join(c.root, c.name), at, at)
 	if _, ok := c.Load(); !ok {
 		t.Error("a cache stored 5s ago did not answer")
+	}
+}
+
+// A spool another user could change is refused: one that belongs to
+// someone else (a directory squatted under /tmp), one others may write
+// into, a repository's subdirectory swapped for a symbolic link; and a
+// file planted by someone else, or a link, is never read or handed out.
+func TestUntrustedSpoolRefused(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "spool")
+	os.Mkdir(root, 0o777)
+	os.Chmod(root, 0o777)
+	if _, err := Open(root, "r"); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("a spool others may write into: %v, want ErrUntrusted", err)
+	}
+	if _, ok := NewIdentityCache(root, "r").Load(); ok {
+		t.Error("the identity cache of such a spool answered")
+	}
+	os.Chmod(root, 0o700)
+	d, err := Open(root, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The subdirectory swapped for a link to a data directory: refused,
+	// and nothing there is touched.
+	victim := t.TempDir()
+	os.WriteFile(filepath.Join(victim, "PG_VERSION"), []byte("15\n"), 0o600)
+	os.RemoveAll(d.path)
+	if err := os.Symlink(victim, d.path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(root, "r"); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("a subdirectory that is a link: %v, want ErrUntrusted", err)
+	}
+	if _, err := os.Stat(filepath.Join(victim, "PG_VERSION")); err != nil {
+		t.Errorf("the data directory behind the link lost PG_VERSION: %v", err)
+	}
+	os.Remove(d.path)
+	d, err = Open(root, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A link planted as a file: not there, not read, not taken.
+	os.Symlink(filepath.Join(victim, "PG_VERSION"), d.Path("000000010000000000000001"))
+	if d.Has("000000010000000000000001") {
+		t.Error("a link counts as a spooled file")
+	}
+	if _, err := d.Read("000000010000000000000001"); err == nil {
+		t.Error("a link was read")
+	}
+	if ok, _ := d.Take("000000010000000000000001", filepath.Join(t.TempDir(), "dest")); ok {
+		t.Error("a link was handed out")
+	}
+
+	if os.Geteuid() != 0 {
+		t.Skip("another user's spool and files need root to make")
+	}
+	d.WriteFile("000000010000000000000002", []byte("planted"))
+	os.Chown(d.Path("000000010000000000000002"), 65534, 65534)
+	if _, err := d.Read("000000010000000000000002"); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("a file of another user: %v, want ErrUntrusted", err)
+	}
+	other := filepath.Join(t.TempDir(), "squatted")
+	os.Mkdir(other, 0o700)
+	os.Chown(other, 65534, 65534)
+	if _, err := Open(other, "r"); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("a spool of another user: %v, want ErrUntrusted", err)
+	}
+	if _, ok := NewIdentityCache(other, "r").Load(); ok {
+		t.Error("the identity cache in another user's spool answered")
 	}
 }

@@ -65,3 +65,36 @@ func TestWritersRefuseAnotherUsersRepository(t *testing.T) {
 		t.Errorf("walship verify as root: %v", r)
 	}
 }
+
+// TestSquattedSpoolRefused: a spool directory another user made first (a
+// path under /tmp squatted by someone else) or may write into is refused
+// in one line by walship-archive --parallel and walship-restore --prefetch,
+// instead of being used: its owner could plant the segment the server
+// gets, or a link the spool's cleanup would follow.
+func TestSquattedSpoolRefused(t *testing.T) {
+	pgtest.Require(t)
+	if os.Geteuid() != 0 || pgtest.Credential(t) == nil {
+		t.Skip("needs root and a server user to tell apart")
+	}
+	base := pgtest.Dir(t)
+	repoDir := filepath.Join(base, "repo")
+	name := "000000010000000000000001"
+	path := writeSegment(t, filepath.Join(base, "wal"), name, waltest.FakeSegment(mustName(t, name), 7000000000000000078, segSize, nil))
+	squatted := filepath.Join(base, "squatted")
+	if err := os.Mkdir(squatted, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(squatted, 0o777) // root's, open to all: the server's user did not make it
+
+	r := walship(t, runOpts{}, "walship-archive", "--repo", repoDir, "--parallel", "4", "--spool", squatted, path, name)
+	wantOneLine(t, "walship-archive with a squatted spool", r, []int{2}, "walship-archive", "spool directory not safe")
+	if _, err := os.Stat(repoDir); err == nil {
+		t.Error("walship-archive archived with a squatted spool")
+	}
+	wantOK(t, "archive", walship(t, runOpts{}, "walship-archive", "--repo", repoDir, path, name))
+	r, _, wrote := restoreInto(t, nil, false, name, "--repo", repoDir, "--prefetch", "2", "--spool", squatted)
+	wantOneLine(t, "walship-restore with a squatted spool", r, []int{255}, "walship-restore", "spool directory not safe")
+	if wrote {
+		t.Error("walship-restore restored with a squatted spool")
+	}
+}
