@@ -211,16 +211,18 @@ func (r *Repo) useIdentity(id Identity) error {
 }
 
 // SpoolKey names the repository for a local cache beside the server: its
-// location and, once it has one, its identity (system identifier, random
-// id and creation time), so that what was cached for a repository is never taken
-// for one that replaced it at the same location. ok is false while the
-// repository has no identity yet.
+// whole location (storage.Place: an S3 store's endpoint too, so that two
+// stores with the same bucket and prefix are two) and, once it has one,
+// its identity (system identifier, random id and creation time), so that
+// what was cached for a repository is never taken for one that replaced
+// it at the same location. ok is false while the repository has no
+// identity yet.
 func (r *Repo) SpoolKey(ctx context.Context) (key string, ok bool, err error) {
 	id, ok, err := r.Identity(ctx)
 	if err != nil || !ok {
-		return r.String(), false, err
+		return storage.Place(r.b), false, err
 	}
-	return fmt.Sprintf("%s|%d|%s|%s", r, id.SystemID, id.ID, id.Created.UTC().Format(time.RFC3339Nano)), true, nil
+	return fmt.Sprintf("%s|%d|%s|%s", storage.Place(r.b), id.SystemID, id.ID, id.Created.UTC().Format(time.RFC3339Nano)), true, nil
 }
 
 // checkAsked refuses settings asked for that disagree with the identity.

@@ -102,6 +102,10 @@ func Run(ctx context.Context, r *repo.Repo, req Request) (Result, error) {
 	req.Log = logx.Or(req.Log)
 	req.Prefetch.Log = req.Log
 	if req.WorkerSegSize != 0 {
+		if err := req.checkServer(ctx, r); err != nil {
+			req.Log.Debug("prefetch not started", "err", err)
+			return Result{}, nil
+		}
 		if err := req.Prefetch.Fill(ctx, r, req.Name, req.WorkerSegSize); err != nil {
 			req.Log.Debug("prefetch stopped", "after", req.Name, "err", err)
 		}
@@ -127,6 +131,9 @@ func (req Request) Fail(err error) error {
 }
 
 func (req Request) serve(ctx context.Context, r *repo.Repo) (Result, error) {
+	if err := req.checkServer(ctx, r); err != nil {
+		return Result{}, err
+	}
 	n, pf := req.Name, req.Prefetch
 	active := pf.Active(n, req.Dest)
 	if active && (req.Standby == nil || !warmstandby.FastTriggered(*req.Standby)) {
@@ -211,4 +218,27 @@ func WorkerFromEnv() uint32 {
 		return 0
 	}
 	return uint32(v)
+}
+
+// checkServer compares the repository's cluster with the server's own, in
+// the data directory's global/pg_control, when the data directory has one
+// (the server runs restore_command there; pg_rewind's calls come from
+// elsewhere): the server never gets another cluster's WAL, whatever a
+// cache or a spool beside it says. Every segment is checked against the
+// repository's cluster on its way (repo.Object.Copy, the spool's Take),
+// and so against the server's.
+func (req Request) checkServer(ctx context.Context, r *repo.Repo) error {
+	dir := req.DataDir
+	if dir == "" {
+		dir = "."
+	}
+	sysid, err := pgdata.SystemID(dir)
+	if err != nil {
+		return nil // not a data directory's call
+	}
+	id, ok, err := r.Identity(ctx)
+	if err != nil || !ok {
+		return err
+	}
+	return wal.Cluster{SystemID: sysid, SegSize: id.SegSize}.Check("the repository "+r.String(), id.Cluster(), "the server in "+dir)
 }

@@ -2,7 +2,9 @@ package restore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +15,7 @@ import (
 	"github.com/walship/walship/storage"
 	"github.com/walship/walship/storage/local"
 	"github.com/walship/walship/storage/storagetest"
+	"github.com/walship/walship/wal"
 )
 
 // dataDirWith makes a data directory holding the given files.
@@ -112,5 +115,60 @@ func TestHistoryProbesUseTheIdentityCache(t *testing.T) {
 	}
 	if got := probe("00000002.history"); !slices.Contains(got, repo.IdentityKey) {
 		t.Errorf("a request naming its file (pg_rewind) did not read %s from the store (%v)", repo.IdentityKey, got)
+	}
+}
+
+// pgControl is the start of a pg_control file of the cluster sysid.
+func pgControl(sysid uint64) string {
+	b := binary.NativeEndian.AppendUint64(nil, sysid)
+	return string(binary.NativeEndian.AppendUint32(b, 1300)) + strings.Repeat("\x00", 500)
+}
+
+// The server never gets another cluster's WAL, whatever the cache beside
+// it says: a repository replaced at the same location by another
+// cluster's, while the identity cache and the prefetch spool still hold
+// the first one's (here the first cluster's spooled segment and cached
+// walship.json, served to the second cluster's server). The call checks
+// the repository's cluster against the server's pg_control and refuses,
+// writing nothing.
+func TestServerGetsOnlyItsClusterWAL(t *testing.T) {
+	ctx := context.Background()
+	files, names := segments(t, 1, 3)
+	root := archived(t, repo.LayoutWalship, repo.CodecLZ4, files)
+	spool := t.TempDir()
+	data := dataDirWith(t, map[string]string{"recovery.signal": "", "PG_VERSION": "15\n"})
+	os.MkdirAll(filepath.Join(data, "global"), 0o700)
+	os.Mkdir(filepath.Join(data, "pg_wal"), 0o700)
+	call := func(name string) (Result, error) {
+		req := Request{Name: parseName(t, name), Dest: filepath.Join(data, "pg_wal", "RECOVERYXLOG"), DataDir: data,
+			Prefetch: Prefetch{N: 2, Spool: spool}}
+		b, err := local.New(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Run(ctx, repo.New(b, repo.Options{Cache: req.IdentityCache(b.String())}), req)
+	}
+	// The first cluster's server restores a segment: the identity is
+	// cached, the next ones are spooled.
+	os.WriteFile(filepath.Join(data, "global", "pg_control"), []byte(pgControl(sysID)), 0o600)
+	if _, err := call(names[0]); err != nil {
+		t.Fatal(err)
+	}
+	p := Prefetch{N: 2, Spool: spool}
+	if err := p.Fill(ctx, openRepo(t, root, repo.LayoutAuto), parseName(t, names[0]), segSize); err != nil {
+		t.Fatal(err)
+	}
+	// Now the data directory is another cluster's (the repository it
+	// reads was replaced): the cached identity and the spool still say
+	// the first.
+	os.WriteFile(filepath.Join(data, "global", "pg_control"), []byte(pgControl(sysID+1)), 0o600)
+	os.Remove(filepath.Join(data, "pg_wal", "RECOVERYXLOG"))
+	_, err := call(names[1])
+	var re *ReadError
+	if !errors.As(err, &re) || !re.Abort || !errors.Is(err, wal.ErrOtherCluster) {
+		t.Fatalf("a segment for another cluster's server: %v, want an aborting ReadError of another cluster", err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "pg_wal", "RECOVERYXLOG")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%%p was written: %v", err)
 	}
 }

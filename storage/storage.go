@@ -121,6 +121,23 @@ func Exists(ctx context.Context, b Backend) error {
 	return nil
 }
 
+// Placer is implemented by backends whose String does not name their
+// store whole: Place adds what it leaves out (an S3 store's endpoint), so
+// that two stores are never taken for one.
+type Placer interface {
+	Place() string
+}
+
+// Place names the store b writes to completely, for keys of local caches
+// (the spool): an S3 bucket and prefix with the endpoint that serves them;
+// b.String() for other backends.
+func Place(b Backend) string {
+	if p, ok := As[Placer](b); ok {
+		return p.Place()
+	}
+	return b.String()
+}
+
 // ErrNotOwner is matched when a program would write into a repository
 // that belongs to another user than the one running it: what it wrote
 // could be unreadable to the repository's own user (the server's).

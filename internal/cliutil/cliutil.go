@@ -112,7 +112,7 @@ func OpenRepo(c *cli.Context, o Open) (*repo.Repo, error) {
 	p.OpTimeout, p.Budget, p.Log = c.Duration("op-timeout"), c.Duration("retry-budget"), log
 	ro := repo.Options{Layout: layout, Create: o.Create, Compress: o.Compress, Keys: keys}
 	if o.Cache != nil {
-		ro.Cache = o.Cache(b.String())
+		ro.Cache = o.Cache(storage.Place(b))
 	}
 	return repo.New(storage.WithRetry(b, p), ro), nil
 }

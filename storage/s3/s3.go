@@ -290,6 +290,16 @@ func (b *Backend) Client() *s3.Client {
 }
 
 // String is s3://bucket/prefix.
+// Place is the store named whole: the endpoint (or AWS and the region),
+// the bucket and the prefix (storage.Placer).
+func (b *Backend) Place() string {
+	endpoint := b.cfg.Endpoint
+	if endpoint == "" {
+		endpoint = "aws:" + b.cfg.Region
+	}
+	return b.String() + "@" + strings.TrimRight(strings.ToLower(endpoint), "/")
+}
+
 func (b *Backend) String() string {
 	if b.cfg.Prefix == "" {
 		return "s3://" + b.cfg.Bucket

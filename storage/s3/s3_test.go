@@ -655,3 +655,26 @@ func TestUploadChecksums(t *testing.T) {
 		}
 	}
 }
+
+// Two stores with the same bucket and prefix are two places: a local
+// cache keyed by storage.Place never answers for the other one.
+func TestPlaceNamesTheEndpoint(t *testing.T) {
+	ctx := context.Background()
+	open := func(endpoint string) storage.Backend {
+		b, err := storage.Open(ctx, "s3://bucket/pg", storage.Options{"endpoint": endpoint, "region": "us-east-1"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	a, b := open("http://127.0.0.1:9000"), open("http://127.0.0.1:9001")
+	if a.String() != b.String() {
+		t.Fatalf("String() %q and %q: the test wants the same bucket and prefix", a, b)
+	}
+	if pa, pb := storage.Place(a), storage.Place(b); pa == pb || !strings.Contains(pa, "127.0.0.1:9000") {
+		t.Errorf("Place %q and %q, want two places naming their endpoints", pa, pb)
+	}
+	if p := storage.Place(storage.WithRetry(a, storage.DefaultRetry)); p != storage.Place(a) {
+		t.Errorf("Place through the retry wrapper = %q", p)
+	}
+}
