@@ -166,7 +166,7 @@ func (r *Repo) putBlob(ctx context.Context, o BackupObject, encode func(io.Write
 			var ew io.WriteCloser
 			if encrypt {
 				var err error
-				if ew, err = r.keys.encrypter(out, [digestSize]byte{}); err != nil {
+				if ew, err = r.keys.encrypter(out, o.Key(), [digestSize]byte{}); err != nil {
 					return err
 				}
 				w = ew

@@ -24,7 +24,18 @@ import (
 //
 // An encrypted object is one line of clear text, then the age file:
 //
-//	walship-age v1 xxh3=<hex of the WAL file's XXH3-128> keys=<fp>,<fp>\n
+//	walship-age v2 xxh3=<hex of the WAL file's XXH3-128> keys=<fp>,<fp>\n
+//
+// whose plaintext starts with the object's own key, then the object as it
+// is stored unencrypted (compressed or sealed):
+//
+//	walship-key wal/0000000100000000/000000010000000000000003.lz4\n
+//
+// age authenticates the plaintext, key line included, so an object copied
+// under another name (a history file of timeline 2 as timeline 3's, a
+// segment of timeline 1 as timeline 2's) is refused by every reader: it is
+// bound to its name. Objects of v1, written before, have no key line and
+// are still read.
 //
 // keys are the fingerprints of the recipients it was encrypted to (so that
 // verify can say which objects need which key, across a rotation), and the
@@ -189,8 +200,9 @@ func GenerateKey(path string) (recipient string, err error) {
 
 // cryptHeader is the clear-text line before an object's age file.
 type cryptHeader struct {
-	sum  [digestSize]byte
-	keys []string
+	version int // 1: no key line in the plaintext; 2: bound to its key
+	sum     [digestSize]byte
+	keys    []string
 }
 
 // digestSize is the size of a content digest (XXH3-128).
@@ -216,10 +228,18 @@ func Digest(src io.ReadSeeker, size int64) ([digestSize]byte, error) {
 	return sum, err
 }
 
-const cryptMagic = "walship-age v1 "
+// cryptMagic starts the clear-text line; cryptVersion is the version
+// written, after it.
+const (
+	cryptMagic   = "walship-age v"
+	cryptVersion = 2
+)
+
+// keyLine starts the plaintext of an object of version 2: its key.
+const keyLine = "walship-key "
 
 func (h cryptHeader) bytes() []byte {
-	return fmt.Appendf(nil, "%sxxh3=%x keys=%s\n", cryptMagic, h.sum, strings.Join(h.keys, ","))
+	return fmt.Appendf(nil, "%s%d xxh3=%x keys=%s\n", cryptMagic, cryptVersion, h.sum, strings.Join(h.keys, ","))
 }
 
 // readCryptHeader reads the clear-text line of an encrypted object.
@@ -235,11 +255,14 @@ func readCryptHeader(br *bufio.Reader, key string) (cryptHeader, error) {
 	var h cryptHeader
 	var sum, keys string
 	if ok {
-		_, err = fmt.Sscanf(rest, "xxh3=%s keys=%s", &sum, &keys)
+		_, err = fmt.Sscanf(rest, "%d xxh3=%s keys=%s", &h.version, &sum, &keys)
 	}
 	b, herr := hex.DecodeString(sum)
 	if !ok || err != nil || herr != nil || len(b) != digestSize {
 		return cryptHeader{}, &CorruptError{Key: key, Reason: "damaged walship-age line"}
+	}
+	if h.version < 1 || h.version > cryptVersion {
+		return cryptHeader{}, &CorruptError{Key: key, Reason: fmt.Sprintf("encrypted object of version %d, which this walship does not read", h.version)}
 	}
 	copy(h.sum[:], b)
 	h.keys = strings.Split(keys, ",")
@@ -247,12 +270,20 @@ func readCryptHeader(br *bufio.Reader, key string) (cryptHeader, error) {
 }
 
 // encrypter wraps w: what is written to the result goes to w encrypted to
-// the recipients, after the clear-text line for content of digest sum.
-func (k Keys) encrypter(w io.Writer, sum [digestSize]byte) (io.WriteCloser, error) {
+// the recipients, after the clear-text line for content of digest sum and
+// the object's key, which binds the object to its name.
+func (k Keys) encrypter(w io.Writer, key string, sum [digestSize]byte) (io.WriteCloser, error) {
 	if _, err := w.Write(cryptHeader{sum: sum, keys: k.Fingerprints()}.bytes()); err != nil {
 		return nil, err
 	}
-	return age.Encrypt(w, k.Recipients...)
+	ew, err := age.Encrypt(w, k.Recipients...)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.WriteString(ew, keyLine+key+"\n"); err != nil {
+		return nil, err
+	}
+	return ew, nil
 }
 
 // decrypter reads an encrypted object: the clear-text line, then the
@@ -276,7 +307,32 @@ func (k Keys) decrypter(body io.Reader, key string) (io.Reader, []string, error)
 		}
 		return nil, h.keys, &CorruptError{Key: key, Reason: "cannot decrypt: " + err.Error()}
 	}
-	return ageReader{r, key}, h.keys, nil
+	ar := ageReader{r, key}
+	if h.version >= 2 {
+		if err := checkKeyLine(ar, key); err != nil {
+			return nil, h.keys, err
+		}
+	}
+	return ar, h.keys, nil
+}
+
+// checkKeyLine reads the key line that starts the plaintext of a bound
+// object and refuses one stored under another key than its own.
+func checkKeyLine(r io.Reader, key string) error {
+	want := keyLine + key + "\n"
+	got := make([]byte, len(want))
+	n, err := io.ReadFull(r, got)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if string(got[:n]) != want {
+		line, _, _ := strings.Cut(string(got[:n]), "\n")
+		if other, ok := strings.CutPrefix(line, keyLine); ok {
+			return &CorruptError{Key: key, Reason: fmt.Sprintf("it is the object of %s, stored under another name: refused", other)}
+		}
+		return &CorruptError{Key: key, Reason: "its encrypted content does not name it"}
+	}
+	return nil
 }
 
 // ageReader reports a failed authentication of the ciphertext (tampering)

@@ -156,10 +156,16 @@ func (r *Repo) describe(key string, c Codec) Location {
 	return Location{Key: key, Codec: c, Sealed: r.sealed(key, c), Encrypted: r.encrypted()}
 }
 
-// encrypted reports whether the repository's objects are encrypted: as
-// its identity file says, or, before it has one, as the keys it was
-// opened with say (the first history file of a new repository).
+// encrypted reports whether the repository's objects are encrypted: for
+// a reader given identities, always (whatever walship.json says or lacks:
+// who can write into the store can edit or remove it, and plant objects
+// in clear); otherwise as its identity file says, or, before it has one,
+// as the keys it was opened with say (the first history file of a new
+// repository).
 func (r *Repo) encrypted() bool {
+	if len(r.keys.Identities) > 0 {
+		return true
+	}
 	if r.ident != nil {
 		return r.ident.Encryption != nil
 	}

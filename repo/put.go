@@ -58,7 +58,7 @@ func (r *Repo) encryptTo(w io.Writer, loc Location, src io.ReadSeeker, size int6
 	if err != nil {
 		return err
 	}
-	ew, err := r.keys.encrypter(w, digest)
+	ew, err := r.keys.encrypter(w, loc.Key, digest)
 	if err != nil {
 		return err
 	}

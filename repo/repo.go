@@ -203,6 +203,10 @@ func (r *Repo) useIdentity(id Identity) error {
 	if err := r.checkAsked(id); err != nil {
 		return err
 	}
+	if id.Encryption == nil && len(r.keys.Identities) > 0 {
+		return fmt.Errorf("%w: an identity was given to decrypt %s, and its %s says it is not encrypted: refusing to read objects in clear (an edited %s?); read an unencrypted repository without --identity",
+			ErrEncryption, r, IdentityKey, IdentityKey)
+	}
 	r.ident = &id
 	if r.layout == LayoutAuto && id.Layout != "" {
 		r.layout = id.Layout
