@@ -2,13 +2,10 @@ package archive
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 
 	"github.com/walship/walship/repo"
-	"github.com/walship/walship/storage"
 	"github.com/walship/walship/wal"
 )
 
@@ -19,17 +16,19 @@ import (
 // promoted PITR copy with the primary's archive_command, an old primary
 // still running): the segment is archived all the same, since pg_rewind may
 // need it, and the warning says which.
-type Branch struct {
-	Timeline    uint32  `json:"timeline"`     // the newer timeline
-	SwitchPoint wal.LSN `json:"switch_point"` // where it left the segment's timeline
-	// Unread: the history file is encrypted and this archiver holds no key
-	// to read it (writers hold public keys only), so the switch point is
-	// not known: the newer timeline's mere existence is reported.
-	Unread bool `json:"unread,omitempty"`
+type Branch = repo.Branch
+
+// Warning is the line walship-archive logs when the segment it archived
+// lies past a newer timeline's switch point (Newer), "" otherwise.
+func (res Result) Warning() string {
+	if res.Newer == nil {
+		return ""
+	}
+	b, n := res.Newer, res.Name
+	return warning(b, n)
 }
 
-// Warning is the line walship-archive logs.
-func (b Branch) Warning(n wal.Name) string {
+func warning(b *Branch, n wal.Name) string {
 	if b.Unread {
 		return fmt.Sprintf("archiving %s of timeline %d while the repository holds %s, encrypted (its switch point cannot be read without a key): "+
 			"if timeline %d branched off before this segment, another server has been promoted from this cluster's WAL and both archive here; "+
@@ -42,53 +41,17 @@ func (b Branch) Warning(n wal.Name) string {
 		n, n.Timeline, b.SwitchPoint, b.Timeline, wal.Name{Kind: wal.KindHistory, Timeline: b.Timeline})
 }
 
-// maxBranchProbe bounds how many newer history files are read, one after
-// the other, once the next one exists (which it does not in a repository
-// with one writer).
-const maxBranchProbe = 16
-
 // branchedBefore looks for a newer timeline that left n's timeline at or
-// before n's start. It costs one look at the store, for the history file
-// of the next timeline, unless that exists; a failure to look is no
-// answer (logged at debug level), never an error: the push decides.
+// before n's start (repo.NewerTimeline). A failure to look is no answer
+// (logged at debug level), never an error: the push decides.
 func branchedBefore(ctx context.Context, r *repo.Repo, n wal.Name, segSize uint32, log *slog.Logger) *Branch {
-	start := n.StartLSN(segSize)
-	for tli := n.Timeline + 1; tli <= n.Timeline+maxBranchProbe && tli > n.Timeline; tli++ {
-		hn := wal.Name{Kind: wal.KindHistory, Timeline: tli}
-		h, err := readHistory(ctx, r, hn)
-		if storage.IsNotExist(err) {
-			return nil
-		}
-		if errors.Is(err, repo.ErrEncryption) {
-			return &Branch{Timeline: tli, Unread: true}
-		}
-		if err != nil {
-			log.Debug("looking for newer timelines", "file", hn, "err", err)
-			return nil
-		}
-		if sp, ok := h.SwitchPoint(n.Timeline); ok {
-			if start >= sp {
-				return &Branch{Timeline: tli, SwitchPoint: sp}
-			}
-			return nil // branched off after this segment: it is on both histories
-		}
-	}
-	return nil
-}
-
-func readHistory(ctx context.Context, r *repo.Repo, n wal.Name) (wal.History, error) {
-	o, err := r.Open(ctx, n)
+	b, err := r.NewerTimeline(ctx, n.Timeline)
 	if err != nil {
-		return wal.History{}, err
+		log.Debug("looking for newer timelines", "file", n, "err", err)
+		return nil
 	}
-	defer o.Close()
-	data, err := io.ReadAll(io.LimitReader(o, repo.MaxTextFile+1))
-	if err != nil {
-		return wal.History{}, err
+	if b == nil || (!b.Unread && n.StartLSN(segSize) < b.SwitchPoint) {
+		return nil // none, or branched off after this segment: it is on both histories
 	}
-	text, err := repo.ParseText(n, data, nil)
-	if err != nil || text.History == nil {
-		return wal.History{}, fmt.Errorf("%s: %w", n, err)
-	}
-	return *text.History, nil
+	return b
 }

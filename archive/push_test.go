@@ -412,7 +412,7 @@ func TestPushNewerTimeline(t *testing.T) {
 	if res.Newer == nil || res.Newer.Timeline != 2 || res.Newer.SwitchPoint.String() != "0/304000" {
 		t.Fatalf("segment 4 of timeline 1, past the switch point: Newer %+v, want timeline 2 at 0/304000", res.Newer)
 	}
-	w := res.Newer.Warning(name(t, "000000010000000000000004"))
+	w := res.Warning()
 	for _, want := range []string{"000000010000000000000004", "timeline 1", "timeline 2", "0/304000", "00000002.history", "archive_mode = off"} {
 		if !strings.Contains(w, want) {
 			t.Errorf("warning %q does not say %q", w, want)
@@ -451,7 +451,7 @@ func TestPushNewerTimelineEncrypted(t *testing.T) {
 	if res.Newer == nil || res.Newer.Timeline != 2 || !res.Newer.Unread {
 		t.Fatalf("Newer = %+v, want timeline 2, unread", res.Newer)
 	}
-	if w := res.Newer.Warning(name(t, "000000010000000000000002")); !strings.Contains(w, "00000002.history, encrypted") {
+	if w := res.Warning(); !strings.Contains(w, "00000002.history, encrypted") {
 		t.Errorf("warning %q", w)
 	}
 }

@@ -95,17 +95,19 @@ func (r *Repo) Sweep(ctx context.Context, remove bool) (count int, bytes int64, 
 // ErrNoWatch is returned by Watch for a store that cannot be watched.
 var ErrNoWatch = errors.New("the store cannot be watched for new objects")
 
-// Watch sends on the returned channel whenever name may have appeared in
+// Watch sends on the returned channel whenever one of names may have appeared in
 // the repository (see storage.Watcher), until ctx ends. A store that
 // cannot be watched gives an error matching ErrNoWatch: poll it instead.
-func (r *Repo) Watch(ctx context.Context, n wal.Name) (<-chan struct{}, error) {
+func (r *Repo) Watch(ctx context.Context, names ...wal.Name) (<-chan struct{}, error) {
 	w, ok := storage.As[storage.Watcher](r.b)
 	if !ok {
 		return nil, ErrNoWatch
 	}
 	var keys []string
-	for _, loc := range Candidates(r.layout, n) {
-		keys = append(keys, loc.Key)
+	for _, n := range names {
+		for _, loc := range Candidates(r.layout, n) {
+			keys = append(keys, loc.Key)
+		}
 	}
 	return w.Watch(ctx, keys)
 }

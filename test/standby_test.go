@@ -223,3 +223,39 @@ func TestWarmStandbyOnCpArchive(t *testing.T) {
 	t.Logf("%d segments copied by cp; the standby met %d of them half-copied", len(segs),
 		strings.Count(log, "not complete yet"))
 }
+
+// TestWarmStandbyFollowsAFailover: a primary archives, a streaming standby
+// of it and an archive-only warm standby (walship-restore --standby) read
+// the same repository. The primary dies and the streaming standby is
+// promoted: it archives timeline 2. The warm standby, waiting for timeline
+// 1's next segment, which will never come, stops waiting (its log says
+// why), follows timeline 2 and applies the new primary's rows.
+func TestWarmStandbyFollowsAFailover(t *testing.T) {
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	repoDir := filepath.Join(base, "repo")
+	a, b := newPrimaryStandby(t, base, repoDir)
+	w := a.BaseBackup(base, "warm")
+	w.Conf(pgtest.RestoreCommand(t, repoDir, "--standby", "--poll", "1s"),
+		"recovery_prefetch = off", "hot_standby = on", "archive_mode = off", "recovery_target_timeline = 'latest'")
+	w.Touch("standby.signal")
+	w.Start()
+	a.Query("INSERT INTO t (who) SELECT 'before failover' FROM generate_series(1, 100)")
+	switchAndArchive(t, a)
+	want := a.Query("SELECT count(*) FROM t")
+	w.WaitQuery("SELECT count(*) FROM t", want, 60*time.Second)
+	waitForWaiter(t, w)
+
+	a.Stop("immediate")
+	b.Promote()
+	b.Query("INSERT INTO t (who) SELECT 'after failover' FROM generate_series(1, 300)")
+	b.Query("SELECT pg_switch_wal()")
+	want = b.Query("SELECT count(*) FROM t")
+	w.WaitQuery("SELECT count(*) FROM t", want, 90*time.Second)
+	if got := w.Query("SELECT timeline_id FROM pg_control_checkpoint()"); got != "2" && !strings.Contains(w.Log(), "new target timeline is 2") {
+		t.Errorf("the warm standby is on timeline %s; its log:\n%s", got, w.Log())
+	}
+	if !strings.Contains(w.Log(), "timeline 2 branched off timeline 1") {
+		t.Errorf("the warm standby's log does not say why it stopped waiting for timeline 1:\n%s", w.Log())
+	}
+}

@@ -78,6 +78,10 @@ const (
 	MaxWaitReached
 	// ServerGone: the postmaster (or our parent) exited.
 	ServerGone
+	// Branched: a newer timeline in the repository left the segment's
+	// timeline at or before the segment: the server follows it once told
+	// the segment is not there (recovery_target_timeline = 'latest').
+	Branched
 )
 
 // ErrStopped is matched by every StopError.

@@ -110,6 +110,8 @@ func (w *waiter) stop(reason Reason, detail string) error {
 		msg = "promotion: " + msg + " so that the server promotes"
 	case ServerGone:
 		msg = "the server is gone, giving up"
+	case Branched:
+		msg += " so that the server follows the newer timeline"
 	}
 	w.log.Warn(msg, "why", detail)
 	return &StopError{Name: w.n, Reason: reason, Detail: detail}
@@ -128,6 +130,11 @@ func (w *waiter) run(ctx context.Context) error {
 	if stopErr := w.stopNow(st); stopErr != nil {
 		return stopErr
 	}
+	if st == missing {
+		if stopErr := w.branched(ctx); stopErr != nil {
+			return stopErr
+		}
+	}
 
 	w.live = newLiveness(w.o.DataDir)
 	w.log.Info("waiting for the segment to be archived", "repo", w.r.String(), "state", w.describe(st))
@@ -141,7 +148,10 @@ func (w *waiter) run(ctx context.Context) error {
 		wctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		var err error
-		if events, err = w.r.Watch(wctx, w.n); err == nil {
+		// The segment, and the history file of a newer timeline that
+		// would end the wait (branched).
+		next := wal.Name{Kind: wal.KindHistory, Timeline: w.n.Timeline + 1}
+		if events, err = w.r.Watch(wctx, w.n, next); err == nil {
 			pollEvery, backoff = w.o.Poll, false
 			// The object may have appeared before the watch was in place.
 			if st, err = w.try(ctx); st == restored || st == fatal {
@@ -190,6 +200,11 @@ func (w *waiter) run(ctx context.Context) error {
 		}
 		if stopErr := w.stopNow(st); stopErr != nil {
 			return stopErr
+		}
+		if look && st == missing {
+			if stopErr := w.branched(ctx); stopErr != nil {
+				return stopErr
+			}
 		}
 		if why := w.live.gone(); why != "" {
 			return w.stop(ServerGone, why)
@@ -342,4 +357,36 @@ func (w *waiter) plainComplete(ctx context.Context, e repo.Entry) (bool, string)
 		return false, fmt.Sprintf("%d of %d bytes", e.Size, segSize)
 	}
 	return true, ""
+}
+
+// branched ends the wait when a newer timeline in the repository left the
+// segment's timeline at or before the segment's last byte: the segment
+// will never be archived on this timeline (its primary was replaced; only
+// a second writer would still archive it), and the server, once told it
+// is not there, looks for newer timelines (recovery_target_timeline =
+// 'latest') and asks for that timeline's segment instead. Without this, a
+// warm standby waits for ever after a failover.
+func (w *waiter) branched(ctx context.Context) error {
+	segSize := w.segSize(ctx)
+	if segSize == 0 {
+		return nil
+	}
+	b, err := w.r.NewerTimeline(ctx, w.n.Timeline)
+	if err != nil || b == nil || b.Unread {
+		return nil
+	}
+	if end := w.n.StartLSN(segSize) + wal.LSN(segSize); b.SwitchPoint >= end {
+		return nil // branched off after this segment: it is on both histories
+	}
+	return w.stop(Branched, fmt.Sprintf("timeline %d branched off timeline %d at %s (%s is in the repository), before the end of this segment",
+		b.Timeline, w.n.Timeline, b.SwitchPoint, wal.Name{Kind: wal.KindHistory, Timeline: b.Timeline}))
+}
+
+// segSize is the repository's segment size, 0 while it has no identity.
+func (w *waiter) segSize(ctx context.Context) uint32 {
+	id, ok, err := w.r.Identity(ctx)
+	if err != nil || !ok {
+		return 0
+	}
+	return id.SegSize
 }

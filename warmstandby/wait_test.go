@@ -487,3 +487,33 @@ func TestSmartTriggerGivesUpOnStalledPlainCopy(t *testing.T) {
 	f.trigger("")
 	f.wantStop(f.wait(done).err, Triggered)
 }
+
+// After a failover the new primary archives timeline 2, which left
+// timeline 1 in segment 3: a warm standby waiting for timeline 1's segment
+// 3 or later waits no more, so that the server follows timeline 2 (it
+// asks for 00000002.history once told the segment is not there), and says
+// why; a segment before the switch point, which timeline 1 still owes,
+// is still waited for.
+func TestWaitEndsWhenANewerTimelineBranchedOff(t *testing.T) {
+	// Segment 3 of 1 MiB segments is 0/300000..0/400000.
+	hist := []byte("1\t0/3000A0\tno recovery target specified\n")
+	f := newFixture(t, repo.LayoutWalship)
+	before := f.start(context.Background(), "000000010000000000000002")
+	waiting := f.start(context.Background(), "000000010000000000000003")
+	f.stillWaiting(waiting, "timeline 2 appeared")
+	if _, err := f.repo.Put(context.Background(), segName(t, "00000002.history"), hist); err != nil {
+		t.Fatal(err)
+	}
+	err := f.wait(waiting).err
+	f.wantStop(err, Branched)
+	if !bytes.Contains(f.logs.Bytes(), []byte("timeline 2 branched off timeline 1 at 0/3000A0")) {
+		t.Errorf("the log does not say why the wait ended:\n%s", f.logs)
+	}
+	_, err = f.fetch("000000010000000000000004")
+	f.wantStop(err, Branched)
+	f.stillWaiting(before, "segment 2 is archived (timeline 1 still owes it)")
+	f.put("000000010000000000000002")
+	if r := f.wait(before); r.err != nil {
+		t.Fatalf("segment 2 before the switch point: %v", r.err)
+	}
+}

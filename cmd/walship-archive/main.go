@@ -75,8 +75,8 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if res.Newer != nil {
-		log.Warn(res.Newer.Warning(n), "file", args[1], "repo", r.String())
+	if w := res.Warning(); w != "" {
+		log.Warn(w, "file", args[1], "repo", r.String())
 	}
 	switch {
 	case res.Ahead:
