@@ -28,9 +28,11 @@ build:
 # test server if it is missing (s3-server), then runs the unit tests of
 # every package and the end-to-end tests of test/ (real PostgreSQL and a
 # real S3 server; under CI=true a missing one fails, elsewhere its tests
-# skip) in one go test, which runs the packages side by side.
+# skip) in one go test, which runs the packages side by side. testsum
+# (internal/tools/testsum) shows each test as it ends, a failing one with
+# its whole output, keeps go test's closing lines and exits as go test did.
 test: build lint s3-server
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) run ./internal/tools/testsum $(GO) test -count=1 -timeout 20m ./...
 
 # The version matrix: TestVersions on every major of PG_VERSIONS, side by
 # side (the servers come from pg-versions; 15 is Debian's).
