@@ -44,7 +44,7 @@ done
 if command -v man >/dev/null 2>&1; then
   man -w walship-restore | grep -q '^/usr/share/man/man1/walship-restore.1.gz$' || fail "man -w walship-restore does not find the page"
 fi
-for f in README.md contrib/walship.toml contrib/cron/walship-prune contrib/systemd/walship-prune.timer; do
+for f in README.md docs/archiving.md docs/exit-status.md contrib/walship.toml contrib/cron/walship-prune contrib/systemd/walship-prune.timer; do
   [ -f /usr/share/doc/walship/$f ] || fail "not installed: /usr/share/doc/walship/$f"
 done
 ! grep -rq /usr/local/bin /usr/share/doc/walship/contrib /usr/lib/systemd/system/walship-*.service ||

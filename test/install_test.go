@@ -108,7 +108,7 @@ func TestMakeInstall(t *testing.T) {
 		}
 		renderedManPage(t, filepath.Join(prefix, "share/man/man1", prog+".1"))
 	}
-	for _, f := range []string{"README.md", "CHANGELOG.md", "LICENSE", "contrib/walship.toml", "contrib/cron/walship-prune",
+	for _, f := range []string{"README.md", "CHANGELOG.md", "LICENSE", "docs/archiving.md", "docs/BENCHMARKS.md", "contrib/walship.toml", "contrib/cron/walship-prune",
 		"contrib/systemd/walship-prune.service", "contrib/systemd/walship-verify.timer"} {
 		if _, err := os.Stat(filepath.Join(prefix, "share/doc/walship", f)); err != nil {
 			t.Errorf("not installed: %v", err)
