@@ -56,7 +56,9 @@ func main() {
 }
 
 var (
-	tagRE  = regexp.MustCompile(`^v?([0-9][0-9A-Za-z.]*)(?:-([0-9]+)-g([0-9a-f]+))?(-dirty)?$`)
+	// A tag: v and a digit (v1, v1.2.0), or a dotted version (1.2.0); a
+	// bare commit such as 55e1c76 is none, even when it starts with a digit.
+	tagRE  = regexp.MustCompile(`^(?:v([0-9][0-9A-Za-z.]*)|([0-9]+\.[0-9A-Za-z.]*))(?:-([0-9]+)-g([0-9a-f]+))?(-dirty)?$`)
 	hashRE = regexp.MustCompile(`^([0-9a-f]{4,40})(-dirty)?$`)
 )
 
@@ -67,11 +69,11 @@ var (
 // +dirty.
 func debVersion(describe, date string) string {
 	if m := tagRE.FindStringSubmatch(describe); m != nil {
-		v := m[1]
-		if m[2] != "" {
-			v += "+" + m[2] + ".g" + m[3]
+		v := m[1] + m[2]
+		if m[3] != "" {
+			v += "+" + m[3] + ".g" + m[4]
 		}
-		if m[4] != "" {
+		if m[5] != "" {
 			v += "+dirty"
 		}
 		return v

@@ -21,6 +21,10 @@ func TestDebVersion(t *testing.T) {
 		{"v1.2.0-dirty", "", "1.2.0+dirty"},
 		{"a98be70", "20261207034500", "0.0.0~git20261207034500.a98be70"},
 		{"a98be70-dirty", "", "0.0.0~gita98be70+dirty"},
+		{"55e1c76", "20261207040000", "0.0.0~git20261207040000.55e1c76"},
+		{"1234567-dirty", "", "0.0.0~git1234567+dirty"},
+		{"v2", "", "2"},
+		{"v2-1-gabcdef0", "", "2+1.gabcdef0"},
 		{"", "", "0.0.0~gitunknown"},
 	} {
 		if got := debVersion(tt.describe, tt.date); got != tt.want {
