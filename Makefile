@@ -15,7 +15,7 @@ COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 LDFLAGS := -s -w $(if $(VERSION),-X github.com/walship/walship/internal/buildinfo.version=$(VERSION)) \
 	$(if $(COMMIT),-X github.com/walship/walship/internal/buildinfo.commit=$(COMMIT))
 
-.PHONY: all build test test-versions s3-server pg-versions unit e2e bench demo lint fuzz man install uninstall clean
+.PHONY: all build test test-versions s3-server pg-versions unit e2e bench demo lint fuzz man install uninstall deb clean
 
 all: build
 
@@ -28,9 +28,11 @@ build:
 # test server if it is missing (s3-server), then runs the unit tests of
 # every package and the end-to-end tests of test/ (real PostgreSQL and a
 # real S3 server; under CI=true a missing one fails, elsewhere its tests
-# skip) in one go test, which runs the packages side by side.
+# skip) in one go test, which runs the packages side by side. testsum
+# (internal/tools/testsum) shows each test as it ends, a failing one with
+# its whole output, keeps go test's closing lines and exits as go test did.
 test: build lint s3-server
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) run ./internal/tools/testsum $(GO) test -count=1 -timeout 20m ./...
 
 # The version matrix: TestVersions on every major of PG_VERSIONS, side by
 # side (the servers come from pg-versions; 15 is Debian's).
@@ -104,6 +106,8 @@ install: build man
 	install -m 755 $(addprefix $(BIN)/,$(CMDS)) $(DESTDIR)$(BINDIR)/
 	install -m 644 $(BIN)/man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 README.md CHANGELOG.md LICENSE $(DESTDIR)$(DOCDIR)/
+	install -d $(DESTDIR)$(DOCDIR)/docs
+	install -m 644 docs/*.md $(DESTDIR)$(DOCDIR)/docs/
 	cd contrib && for f in $$(find . -type f | sort); do \
 	  install -d "$(DESTDIR)$(DOCDIR)/contrib/$$(dirname $$f)" && \
 	  sed 's|/usr/local/bin|$(BINDIR)|g' "$$f" > "$(DESTDIR)$(DOCDIR)/contrib/$$f" && \
@@ -114,9 +118,25 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(CMDS)) $(patsubst %,$(DESTDIR)$(MANDIR)/man1/%.1,$(CMDS))
 	rm -rf $(DESTDIR)$(DOCDIR)
 
+# make deb: walship_<version>_<arch>.deb in this directory, built by
+# internal/tools/mkdeb (nfpm, a Go module; a module of its own, so its
+# dependencies stay out of the programs) from what make install writes
+# with PREFIX=/usr: the binaries in /usr/bin, man pages, documents and
+# contrib examples, the systemd units in /usr/lib/systemd/system and
+# /etc/walship/walship.toml (a conffile). scripts/check-deb.sh installs
+# it with apt-get and tries it.
+DEBSTAGE = $(CURDIR)/$(BIN)/deb
+COMMIT_DATE ?= $(shell git log -1 --format=%cd --date=format-local:%Y%m%d%H%M%S 2>/dev/null)
+deb:
+	rm -rf $(DEBSTAGE)
+	$(MAKE) install DESTDIR=$(DEBSTAGE) PREFIX=/usr
+	cd internal/tools/mkdeb && $(GO) vet . && $(GO) test -count=1 . && \
+	  $(GO) run . -stage $(DEBSTAGE) -version '$(VERSION)' -date '$(COMMIT_DATE)' -out $(CURDIR)
+	rm -rf $(DEBSTAGE)
+
 demo: build
 	bash scripts/demo.sh
 	bash scripts/demo-failback.sh
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) walship_*.deb

@@ -106,8 +106,9 @@ func TestMakeInstall(t *testing.T) {
 				t.Errorf("%s.1 lacks %q", prog, want)
 			}
 		}
+		renderedManPage(t, filepath.Join(prefix, "share/man/man1", prog+".1"))
 	}
-	for _, f := range []string{"README.md", "CHANGELOG.md", "LICENSE", "contrib/walship.toml", "contrib/cron/walship-prune",
+	for _, f := range []string{"README.md", "CHANGELOG.md", "LICENSE", "docs/archiving.md", "docs/BENCHMARKS.md", "contrib/walship.toml", "contrib/cron/walship-prune",
 		"contrib/systemd/walship-prune.service", "contrib/systemd/walship-verify.timer"} {
 		if _, err := os.Stat(filepath.Join(prefix, "share/doc/walship", f)); err != nil {
 			t.Errorf("not installed: %v", err)
@@ -116,5 +117,38 @@ func TestMakeInstall(t *testing.T) {
 	unit, _ := os.ReadFile(filepath.Join(prefix, "share/doc/walship/contrib/systemd/walship-prune.service"))
 	if !strings.Contains(string(unit), "ExecStart=/opt/walship/bin/walship-prune ") || strings.Contains(string(unit), "/usr/local/bin") {
 		t.Errorf("installed walship-prune.service does not run the installed binary:\n%s", unit)
+	}
+}
+
+// renderedManPage renders a man page as a reader sees it (man -l, 100
+// columns) and checks what the markdown to roff conversion used to
+// mangle: the underscores of the environment variables (read as
+// emphasis, WALSHIP_CONFIG came out as "WALSHIPCONFIG"), and options
+// split by hyphenation ("--con-" / "fig").
+func renderedManPage(t *testing.T, page string) {
+	t.Helper()
+	if _, err := exec.LookPath("man"); err != nil {
+		if pgtest.InCI() {
+			t.Fatal("man (Debian's man-db) is required in CI: .ci/run installs it")
+		}
+		t.Log("no man: the man pages are not rendered")
+		return
+	}
+	cmd := exec.Command("man", "-l", page)
+	cmd.Env = append(os.Environ(), "MANWIDTH=100", "MANPAGER=cat", "PAGER=cat", "MAN_KEEP_FORMATTING=")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("man -l %s: %v", page, err)
+	}
+	text := strings.Join(strings.Fields(string(out)), " ")
+	for _, want := range []string{"WALSHIP_CONFIG names", "environment as WALSHIP_ and the name", "(WALSHIP_REPO, WALSHIP_OP_TIMEOUT)", "EXIT STATUS"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("man -l %s does not show %q:\n%s", filepath.Base(page), want, out)
+		}
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasSuffix(line, "\u2010") { // groff's hyphenation mark
+			t.Errorf("man -l %s hyphenates a word at the end of a line: %q", filepath.Base(page), line)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/cpuguy83/go-md2man/v2/md2man"
 	"github.com/urfave/cli/v2"
 )
 
@@ -21,7 +22,7 @@ func init() { manPage = writeManPage }
 
 // manTemplate is urfave/cli's MarkdownDocTemplate with the sections a
 // man page of a walship program also needs.
-const manTemplate = `% {{ .App.Name }} {{ .SectionNum }} "" "walship {{ .App.Version }}" "walship manual"
+const manTemplate = `% {{ .App.Name }} 1 "" "walship {{ .App.Version }}" "walship manual"
 
 # NAME
 
@@ -92,10 +93,15 @@ func writeManPage(app *cli.App) {
 	app.Metadata = map[string]any{"exit": exit.String(), "exitnote": note,
 		"seealso": strings.Join(append(others, "**postgres**(1)", "**pg_rewind**(1)"), ", ")}
 	cli.MarkdownDocTemplate = manTemplate
-	man, err := app.ToManWithSection(1)
+	md, err := app.ToMarkdown()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: man page: %v\n", filepath.Base(os.Args[0]), err)
 		os.Exit(1)
 	}
+	// The markdown renderer reads "_" as emphasis (WALSHIP_CONFIG came
+	// out as WALSHIP and an italic CONFIG): escape it outside code.
+	man := string(md2man.Render([]byte(escapeManMarkdown(md))))
+	// No hyphenation: an option split as --con- / fig cannot be pasted.
+	man = ".nr HY 0\n" + man
 	fmt.Print(man)
 }
