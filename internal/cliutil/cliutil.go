@@ -269,9 +269,9 @@ func Run(ctx context.Context, app *cli.App, args ...string) error {
 	return prepare(app).RunContext(ctx, append([]string{app.Name}, args...))
 }
 
-// Main runs app with a context that ends on SIGINT or SIGTERM, prints a
-// failure as one line on stderr, and exits with the code exitCode picks for
-// the error. When a signal ended the run, the process dies of that same
+// Main runs app with a context that ends on SIGINT, SIGTERM or SIGHUP (a
+// closed terminal), prints a failure as one line on stderr, and exits with
+// the code exitCode picks for the error. When a signal ended the run, the process dies of that same
 // signal after cleaning up, so PostgreSQL sees what it sent (it treats a
 // restore_command killed by SIGTERM as a shutdown, not as "not found");
 // if the run does not end within a grace period of the signal (a call
@@ -287,7 +287,7 @@ func Main(app *cli.App, exitCode func(error) int) {
 	debug.SetMemoryLimit(512 << 20)
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	// The server's immediate shutdown sends SIGQUIT: leave at once, without
 	// the goroutine dump Go would write into the server log.
 	quit := make(chan os.Signal, 1)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/cpuguy83/go-md2man/v2/md2man"
@@ -74,7 +75,11 @@ func writeManPage(app *cli.App) {
 		if e.Code == ExitUsage && app.Name == "walship-restore" {
 			continue // it aborts instead
 		}
-		fmt.Fprintf(&exit, "\n**%d**\n: %s\n", e.Code, e.Meaning)
+		label := strconv.Itoa(e.Code)
+		if e.Label != "" {
+			label = e.Label
+		}
+		fmt.Fprintf(&exit, "\n**%s**\n: %s\n", label, e.Meaning)
 	}
 	var others []string
 	for _, p := range Programs {
