@@ -52,15 +52,23 @@ func (w SecondWriter) Problem() Problem {
 		w.Since.UTC().Format(time.RFC3339), w.Old, w.New)}
 }
 
+// NoGrace asks SecondWriters for every segment archived after the newer
+// timeline's history file, with no grace at all.
+const NoGrace = time.Duration(-1)
+
 // SecondWriters finds every older timeline with segments archived after a
-// newer timeline's history file (plus grace; 0 is DefaultTailGrace) at
+// newer timeline's history file (plus grace; 0 is DefaultTailGrace, NoGrace
+// none) at
 // positions that newer timeline does not pass through: past its switch
 // point from the older one, or anywhere when it does not descend from it.
 // Each older timeline is reported once, against the first newer timeline
 // it outlived. Archive times are the stored objects' modification times.
 func SecondWriters(c *Catalog, grace time.Duration) []SecondWriter {
-	if grace == 0 {
+	switch {
+	case grace == 0:
 		grace = DefaultTailGrace
+	case grace < 0:
+		grace = 0
 	}
 	if c.SegSize == 0 {
 		return nil // positions unknown; verify reports that

@@ -272,3 +272,45 @@ func TestLookPath(t *testing.T) {
 		t.Error("not executable: no error")
 	}
 }
+
+// TestSecondWriterWithinGrace: an older timeline archived past a newer
+// one's switch point is at least a WARNING from its first segment, and
+// CRITICAL once past --tail-grace.
+func TestSecondWriterWithinGrace(t *testing.T) {
+	f := healthy(t)
+	f.History(2, [2]uint64{1, 4})
+	f.Segments(2, 4, 5)
+	f.Age(wal.Name{Kind: wal.KindHistory, Timeline: 2}, now.Add(-2*time.Minute))
+	ageAll(f, 1, 1, 4, now.Add(-2*time.Hour))
+	ageAll(f, 1, 5, 6, now.Add(-time.Minute)) // past the switch point, after timeline 2
+	rep := runRepo(t, f, nil, Options{})
+	want(t, rep, "second_writer", Warning, "timeline 1 got 2 segment(s) past where timeline 2 branched off", "CRITICAL if it goes on for more than 10m0s")
+	rep = runRepo(t, f, nil, Options{TailGrace: 30 * time.Second})
+	want(t, rep, "second_writer", Critical, "timeline 1 is still being archived after timeline 2 branched off")
+}
+
+// TestReplayOnAnAbandonedTimeline: after a failover the repository holds
+// timeline 2, which left timeline 1 in segment 4; a standby still on
+// timeline 1, waiting for its segment 4 (which will never come), is stuck:
+// CRITICAL once 00000002.history is older than --max-age, not OK "at the
+// newest segment".
+func TestReplayOnAnAbandonedTimeline(t *testing.T) {
+	f := fakerepo.New(t)
+	f.Segments(1, 1, 3)
+	f.Backup(1, 2, 3, now.Add(-time.Hour))
+	f.History(2, [2]uint64{1, 4})
+	f.Segments(2, 4, 6)
+	ageAll(f, 1, 1, 3, now.Add(-2*time.Hour))
+	ageAll(f, 2, 4, 6, now.Add(-time.Minute))
+	hist := wal.Name{Kind: wal.KindHistory, Timeline: 2}
+	sb := primaryAt(inSeg(3, 0x2000))
+	sb.Standby = true
+	f.Age(hist, now.Add(-10*time.Second))
+	if rep := runRepo(t, f, sb, Options{MaxAge: 20 * time.Second}); len(rep.Of("replay")) != 1 || rep.Of("replay")[0].Status == Critical {
+		t.Errorf("timeline 2 appeared 10s ago (max age 20s): %s", findings(rep))
+	}
+	f.Age(hist, now.Add(-time.Minute))
+	want(t, runRepo(t, f, sb, Options{MaxAge: 20 * time.Second}), "replay", Critical, "stuck", "timeline 2 branched off timeline 1", seg(1, 4).String())
+	sb.Timeline, sb.LSN = 2, inSeg(6, 0x100) // it followed
+	want(t, runRepo(t, f, sb, Options{MaxAge: 20 * time.Second}), "replay", OK, "timeline 2")
+}

@@ -45,9 +45,7 @@ func checkRepo(ctx context.Context, rep *Report, r *repo.Repo, o Options) {
 	checkAge(rep, c, o, now)
 	newest := checkBackups(rep, c, now)
 	checkGaps(rep, c, newest)
-	for _, w := range catalog.SecondWriters(c, o.TailGrace) {
-		rep.add("second_writer", Critical, "%s", w.Problem())
-	}
+	checkSecondWriters(rep, c, o)
 	if s != nil && s.Standby {
 		checkReplay(rep, c, o, now)
 	}
@@ -220,6 +218,9 @@ func checkReplay(rep *Report, c *catalog.Catalog, o Options, now time.Time) {
 	cur := s.LSN.SegNo(c.SegSize)
 	next := cur + 1
 	nextName := wal.SegmentFromNo(h.TimelineAt(wal.LSN((next+1)*uint64(c.SegSize)-1)), next, c.SegSize)
+	if abandoned(rep, c, o, now, nextName) {
+		return
+	}
 	top, ok := head(c, h)
 	if !ok || top.Name.SegNo(c.SegSize) <= cur {
 		rep.add("replay", OK, "replays %s (timeline %d), at or past the newest segment the repository holds for it", s.LSN, s.Timeline)
@@ -237,4 +238,61 @@ func checkReplay(rep *Report, c *catalog.Catalog, o Options, now time.Time) {
 		}
 	}
 	rep.add("replay", OK, "replays %s (timeline %d), %d segment(s) behind the repository's %s", s.LSN, s.Timeline, behind, top.Name)
+}
+
+// abandoned reports (CRITICAL) a standby that waits for a segment of a
+// timeline the repository has left: a newer timeline branched off it at or
+// before that segment's end, and its history file has been there longer
+// than MaxAge. The repository will get no more of the old timeline (but
+// from a second writer): the standby must follow the new one
+// (recovery_target_timeline = 'latest'), and has not.
+func abandoned(rep *Report, c *catalog.Catalog, o Options, now time.Time, next wal.Name) bool {
+	s := rep.Server
+	hist := c.Histories()
+	for _, tli := range c.Timelines() {
+		f := hist[tli]
+		if tli <= s.Timeline || f == nil || f.History == nil {
+			continue
+		}
+		sp, descends := f.History.SwitchPoint(s.Timeline)
+		end := next.StartLSN(c.SegSize) + wal.LSN(c.SegSize)
+		if !descends || sp >= end || s.LSN > sp || c.HasSegment(next) {
+			continue
+		}
+		age := now.Sub(f.Info.ModTime)
+		if age <= o.MaxAge {
+			continue // it follows the new timeline at its next look
+		}
+		rep.add("replay", Critical, "replay is stuck at %s on timeline %d, waiting for %s: timeline %d branched off timeline %d at %s (%s was archived %s ago), "+
+			"and the repository gets no more of timeline %d: the standby must follow timeline %d (recovery_target_timeline = 'latest'; "+
+			"a waiting walship-restore --standby ends its wait for it by itself)",
+			s.LSN, s.Timeline, next, tli, s.Timeline, sp, f.Name, age.Round(time.Second), s.Timeline, tli)
+		return true
+	}
+	return false
+}
+
+// checkSecondWriters reports older timelines still archived after a newer
+// one branched off: CRITICAL once past the tail grace (two servers write
+// into the repository), WARNING within it (an old primary's last segments
+// at a failover, or the first of a second writer's).
+func checkSecondWriters(rep *Report, c *catalog.Catalog, o Options) {
+	critical := map[uint32]bool{}
+	for _, w := range catalog.SecondWriters(c, o.TailGrace) {
+		critical[w.Old] = true
+		rep.add("second_writer", Critical, "%s", w.Problem())
+	}
+	for _, w := range catalog.SecondWriters(c, catalog.NoGrace) {
+		if critical[w.Old] {
+			continue
+		}
+		grace := o.TailGrace
+		if grace == 0 {
+			grace = catalog.DefaultTailGrace
+		}
+		rep.add("second_writer", Warning, "timeline %d got %d segment(s) past where timeline %d branched off it (%s..%s, the last at %s), after %s was archived: "+
+			"an old primary's last segments at a failover, or a second server writing into this repository (CRITICAL if it goes on for more than %s)",
+			w.Old, w.Segments, w.New, w.First, w.Last, w.LastTime.UTC().Format(time.RFC3339),
+			wal.Name{Kind: wal.KindHistory, Timeline: w.New}, grace)
+	}
 }
