@@ -98,6 +98,14 @@ func Restore(ctx context.Context, r *repo.Repo, o RestoreOptions) (*RestoreResul
 	if os.Geteuid() == 0 {
 		return nil, errors.New("refusing to restore as root: the server refuses a data directory it does not own; run as the user that runs the server (sudo -u postgres ...)")
 	}
+	if o.Trigger != "" {
+		// Left from an earlier standby, it would promote the new one at
+		// once: a second primary, archiving a new timeline beside the
+		// running one.
+		if _, err := os.Lstat(o.Trigger); err == nil {
+			return nil, fmt.Errorf("the trigger file %s exists already (left from an earlier standby?): the new standby would promote at once; remove it first", o.Trigger)
+		}
+	}
 	if fi, err := os.Stat(o.RestoreBin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
 		return nil, fmt.Errorf("walship-restore for the restore_command: %s is not an executable program", o.RestoreBin)
 	}

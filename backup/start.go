@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -40,33 +41,56 @@ func (run *restoreRun) start(ctx context.Context, pgCtl string) (string, error) 
 
 // reached tells whether the running server is where the restore wanted
 // it: asked over SQL when it takes connections, else read in its log.
-func (run *restoreRun) reached(ctx context.Context, pf *pgdata.PIDFile, log string) (string, bool) {
+func (run *restoreRun) reached(ctx context.Context, pf *pgdata.PIDFile, log string) (string, bool, error) {
 	o := run.o
 	inRecovery, paused, streaming, sqlErr := run.ask(ctx, pf)
+	if o.Standby && sqlErr == nil && !inRecovery {
+		// A standby that left recovery (a trigger file, promote) is a
+		// second primary now: not what was asked.
+		return "", false, fmt.Errorf("%w: the server was to be a standby, and it left recovery: it is a primary now (%s)", errNotAsked, lastPromotion(log))
+	}
 	switch {
 	case o.Standby && o.PrimaryConnInfo != "":
 		if sqlErr == nil && streaming {
-			return "the standby streams from the primary", true
+			return "the standby streams from the primary", true, nil
 		}
-		if strings.Contains(log, "started streaming WAL from primary") {
-			return "the standby streams from the primary", true
+		if strings.Contains(log, "started streaming WAL from primary") && !promoted(log) {
+			return "the standby streams from the primary", true, nil
 		}
 	case o.Standby:
-		if (sqlErr == nil && inRecovery) || strings.Contains(log, "consistent recovery state reached") {
-			return "the standby is consistent and applies each segment as it is archived", true
+		if (sqlErr == nil && inRecovery) || (strings.Contains(log, "consistent recovery state reached") && !promoted(log)) {
+			return "the standby is consistent and applies each segment as it is archived", true, nil
 		}
 	case o.Target.Kind != TargetLatest && o.Action == "pause":
 		if (sqlErr == nil && paused) || strings.Contains(log, "pausing at the end of recovery") {
-			return "recovery paused at " + o.Target.String() + " (SELECT pg_wal_replay_resume() promotes it)", true
+			return "recovery paused at " + o.Target.String() + " (SELECT pg_wal_replay_resume() promotes it)", true, nil
 		}
 	case o.Target.Kind != TargetLatest && o.Action == "shutdown":
 		// It stops by itself at the target.
 	default:
 		if sqlErr == nil && !inRecovery {
-			return "the server reached " + o.Target.String() + " and was promoted", true
+			return "the server reached " + o.Target.String() + " and was promoted", true, nil
 		}
 	}
-	return "", false
+	return "", false, nil
+}
+
+// errNotAsked is a started server that went elsewhere than asked.
+var errNotAsked = errors.New("not the state asked for")
+
+// promoted reports whether the server log says the server left recovery.
+func promoted(log string) bool {
+	return strings.Contains(log, "selected new timeline ID") || strings.Contains(log, "archive recovery complete")
+}
+
+// lastPromotion is the log line that says why the server left recovery.
+func lastPromotion(log string) string {
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "trigger") || strings.Contains(l, "promot") {
+			return strings.TrimSpace(l)
+		}
+	}
+	return "see the server log"
 }
 
 // ask queries the restored server at the address in its postmaster.pid.

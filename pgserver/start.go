@@ -44,8 +44,10 @@ var (
 )
 
 // Reached tells whether the running server (its postmaster.pid read, its
-// log's tail) is where the caller wants it, and says so in words.
-type Reached func(ctx context.Context, pf *pgdata.PIDFile, log string) (string, bool)
+// log's tail) is where the caller wants it, and says so in words; an error
+// says it went somewhere else, where it will not come back from (promoted
+// when it should stay a standby), and ends the wait.
+type Reached func(ctx context.Context, pf *pgdata.PIDFile, log string) (string, bool, error)
 
 // WaitFor waits until the server started in dataDir is where reached
 // wants it, polling every 300 ms. When the server is gone (it stopped, or
@@ -64,7 +66,11 @@ func WaitFor(ctx context.Context, dataDir, logFile string, timeout time.Duration
 		log := LogTail(logFile)
 		if alive {
 			seen = true
-			if what, ok := reached(ctx, pf, log); ok {
+			what, ok, err := reached(ctx, pf, log)
+			if err != nil {
+				return "", err
+			}
+			if ok {
 				return what, nil
 			}
 		} else if seen || time.Since(started) > 10*time.Second {

@@ -213,7 +213,7 @@ func (r *runner) start(ctx context.Context) error {
 	}
 	r.say(StepStart, "pg_ctl start (server log %s); waiting until it streams from the source", logFile)
 	var last error
-	_, err := pgserver.WaitFor(ctx, dir, logFile, r.o.StartTimeout, func(ctx context.Context, pf *pgdata.PIDFile, _ string) (string, bool) {
+	_, err := pgserver.WaitFor(ctx, dir, logFile, r.o.StartTimeout, func(ctx context.Context, pf *pgdata.PIDFile, _ string) (string, bool, error) {
 		st, err := r.standbyStatus(ctx, pf)
 		if err == nil && st.status == "streaming" {
 			r.res.Streaming, r.res.StreamTLI = true, st.tli
@@ -223,7 +223,7 @@ func (r *runner) start(ctx context.Context) error {
 				lag = fmt.Sprintf("%d bytes (source at %s, target replayed %s)", r.res.ReplayLag, src.LSN, st.replay)
 			}
 			r.say(StepStart, "streaming from the source on timeline %d; replay lag %s", st.tli, lag)
-			return "", true
+			return "", true, nil
 		}
 		if err == nil {
 			err = fmt.Errorf("WAL receiver status %q", st.status)
@@ -232,7 +232,7 @@ func (r *runner) start(ctx context.Context) error {
 			}
 		}
 		last = err
-		return "", false
+		return "", false, nil
 	}, nil)
 	switch {
 	case err == nil:

@@ -3,8 +3,10 @@ package test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -258,6 +260,15 @@ func TestBackupWarmStandby(t *testing.T) {
 	s.WaitQuery("SELECT pg_is_in_recovery()", "f", 120*time.Second)
 	if got := s.Query("SELECT count(*) FROM shipped"); got != final {
 		t.Errorf("promoted standby has %s rows, the primary had %s", got, final)
+	}
+
+	// The trigger file is left over: a new standby with it would promote
+	// at once (a second primary archiving a new timeline) and report
+	// success. Refused before anything is written.
+	again, r := backupRestore(t, store, base, "warm-again", "--standby", "--trigger", trigger, "--start")
+	wantOneLine(t, "a standby with a leftover trigger file", r, []int{1}, "walship", "trigger file", "exists already")
+	if _, err := os.Stat(again.Data); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the new data directory was made: %v", err)
 	}
 }
 
