@@ -420,6 +420,8 @@ func TestRewindRefusesBadInput(t *testing.T) {
 	script := fmt.Sprintf(`#!/bin/sh
 if [ "$1" = --version ]; then echo '%s'; exit 0; fi
 for a; do case "$a" in --target-pgdata=*) d="${a#--target-pgdata=}";; esac; done
+echo "pg_rewind: arguments: $*"
+echo "pg_rewind: PGPASSWORD=$PGPASSWORD"
 echo "pg_rewind: temporary restore_command: $(%s/postgres -D "$d" -C restore_command)"
 exec sleep 60
 `, version, fake)
@@ -427,7 +429,11 @@ exec sleep 60
 		t.Fatal(err)
 	}
 	before := hashTree(t, p.Data)
-	cmd := pgtest.Command(t, pgtest.Bin(t, "walship-rewind"), "--repo", repoDir, "-D", p.Data, "--source-server", s.ConnString(), "--pg-bin", fake, "--progress")
+	// A password in --source-server reaches pg_rewind through its
+	// environment, never its arguments (every local user sees those in
+	// ps); trust authentication lets it be any.
+	const secret = "s3cr3t-pw-77"
+	cmd := pgtest.Command(t, pgtest.Bin(t, "walship-rewind"), "--repo", repoDir, "-D", p.Data, "--source-server", s.ConnString()+" password="+secret, "--pg-bin", fake, "--progress")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -459,6 +465,14 @@ exec sleep 60
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	for range seen { // read to the end before Wait
+	}
+	for _, l := range strings.Split(transcript.String(), "\n") {
+		if strings.Contains(l, "pg_rewind: arguments:") && (strings.Contains(l, secret) || !strings.Contains(l, "--source-server=")) {
+			t.Errorf("pg_rewind's arguments: %q, want the source without its password", l)
+		}
+	}
+	if !strings.Contains(transcript.String(), "pg_rewind: PGPASSWORD="+secret+"\n") {
+		t.Errorf("pg_rewind did not get the password in its environment:\n%s", transcript.String())
 	}
 	err = cmd.Wait()
 	var ee *exec.ExitError
