@@ -3,6 +3,7 @@ package catalog
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -236,6 +237,9 @@ func (c *Catalog) BackupStatusOf(b Backup) BackupStatus {
 	}
 	if b.Err != nil {
 		s.Reason = "backup history file is damaged: " + b.Err.Error()
+		if errors.Is(b.Err, repo.ErrEncryption) {
+			s.Reason = "its backup history file is encrypted, and no identity was given to read it (--identity)"
+		}
 		return s
 	}
 	s.Start, s.Stop = b.Info.Start.String(), b.Info.Stop.String()

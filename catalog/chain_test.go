@@ -7,9 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/internal/testenv/fakerepo"
 	"github.com/walship/walship/repo"
+	"github.com/walship/walship/wal"
+	"github.com/walship/walship/wal/waltest"
 )
 
 var day = time.Date(2024, 5, 1, 2, 0, 0, 0, time.UTC)
@@ -132,5 +136,34 @@ func TestBackupFilesWhere(t *testing.T) {
 	}
 	if s := st[hist.String()]; s.Files != "unknown" || !strings.Contains(s.Where(), "not known") {
 		t.Errorf("backup history file alone: files %q, %q", s.Files, s.Where())
+	}
+}
+
+// Without an identity, an encrypted backup history file is not "damaged":
+// the status says it is encrypted and which flag reads it.
+func TestEncryptedBackupFileWithoutIdentity(t *testing.T) {
+	ctx := context.Background()
+	key, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fakerepo.New(t)
+	w := repo.New(f.B, repo.Options{Create: true, Keys: repo.Keys{Recipients: []age.Recipient{key.Recipient()}}})
+	seg := waltest.FakeSegment(fakerepo.Seg(1, 2), fakerepo.SysID, fakerepo.SegSize, nil)
+	h, _ := wal.ParseLongHeader(seg)
+	if err := w.Claim(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Put(ctx, fakerepo.Seg(1, 2), seg); err != nil {
+		t.Fatal(err)
+	}
+	bn := fakerepo.Name(t, "000000010000000000000002.00000028.backup")
+	label := "START WAL LOCATION: 0/200028 (file 000000010000000000000002)\nSTOP WAL LOCATION: 0/200100 (file 000000010000000000000002)\n"
+	if _, err := w.Put(ctx, bn, []byte(label)); err != nil {
+		t.Fatal(err)
+	}
+	s := statuses(scan(t, f))[bn.String()]
+	if s.Restorable || strings.Contains(s.Reason, "damaged") || !strings.Contains(s.Reason, "encrypted") || !strings.Contains(s.Reason, "--identity") {
+		t.Errorf("an encrypted backup history file read without an identity: %q", s.Reason)
 	}
 }

@@ -446,3 +446,14 @@ func TestStreamsPutsThroughRetry(t *testing.T) {
 		t.Error("a Streamer behind the retry wrapper reported as not streaming")
 	}
 }
+
+// An error about the whole store names the operation alone, never an
+// empty key ("list : ...").
+func TestErrorWithoutKey(t *testing.T) {
+	if got := (&Error{Op: "list", Err: errors.New("permission denied")}).Error(); got != "list: permission denied" {
+		t.Errorf("got %q", got)
+	}
+	if got := (&Error{Op: "open", Key: "walship.json", Err: errors.New("gone")}).Error(); got != "open walship.json: gone" {
+		t.Errorf("got %q", got)
+	}
+}
