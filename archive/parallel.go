@@ -200,6 +200,15 @@ func work(ctx context.Context, r *repo.Repo, path string, n wal.Name, p Parallel
 				<-slots
 				continue
 			}
+			// The list is as old as the wait for a slot: the server may
+			// have archived the file meanwhile (its own call, which leaves
+			// no record), and a second push would cost a whole upload and
+			// a download to compare.
+			if !stillReady(walDir, next) {
+				claim()
+				<-slots
+				continue
+			}
 			started = true
 			wg.Add(1)
 			go func() {
@@ -289,6 +298,13 @@ func answerFromMarker(ctx context.Context, r *repo.Repo, sp *spool.Dir, path str
 		}
 	}
 	return Result{Name: n, Key: m.Key, Existed: true, Bytes: int(m.Size), Ahead: true, Newer: m.Newer}, true
+}
+
+// stillReady reports whether the server still waits for n to be archived
+// (its .ready file is there).
+func stillReady(walDir string, n wal.Name) bool {
+	_, err := os.Stat(filepath.Join(walDir, "archive_status", n.String()+".ready"))
+	return err == nil
 }
 
 // readyAfter lists up to max WAL files that the server has marked ready for

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -482,5 +483,42 @@ func TestRecordsForEveryEncoding(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A file the server archived itself while the worker waited for a free
+// slot (its .ready file became .done) is not pushed again: a second push
+// costs a whole upload, refused, and a download to compare.
+func TestWorkerSkipsFilesArchivedMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	walDir, names := fakeWAL(t, 4)
+	root := filepath.Join(t.TempDir(), "repo")
+	var puts []string
+	p := lookAheadVia(t, walDir, 2, func(p Parallel) *repo.Repo {
+		r, f := remoteFor(t, root, p)
+		f.Before = func(op, key string) {
+			if op != "put" {
+				return
+			}
+			puts = append(puts, key)
+			if strings.Contains(key, names[1]) { // meanwhile the server archives names[2]
+				st := filepath.Join(walDir, "archive_status", names[2])
+				os.Rename(st+".ready", st+".done")
+			}
+		}
+		return r
+	})
+	r, _ := remoteFor(t, root, p)
+	if _, err := PushAhead(ctx, r, filepath.Join(walDir, names[0]), name(t, names[0]), p); err != nil {
+		t.Fatal(err)
+	}
+	var pushed []string
+	for _, k := range puts {
+		if strings.Contains(k, names[2]) {
+			pushed = append(pushed, k)
+		}
+	}
+	if len(pushed) != 0 || !slices.ContainsFunc(puts, func(k string) bool { return strings.Contains(k, names[3]) }) {
+		t.Errorf("the worker pushed %v; want nothing of %s (archived meanwhile), and %s", puts, names[2], names[3])
 	}
 }
