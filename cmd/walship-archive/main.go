@@ -22,7 +22,7 @@ func main() { cliutil.Main(newApp(), exitCode) }
 
 // newApp defines the command line.
 func newApp() *cli.App {
-	flags := append(cliutil.RepoFlags(),
+	flags := append(append(cliutil.RepoFlags(), cliutil.WriterFlags()...),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "compress", Value: "lz4", EnvVars: []string{"WALSHIP_COMPRESS"},
 			Usage: "lz4 or none: how a new repository stores segments (recorded in walship.json; a repository keeps its own, and a different one asked for is refused)"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "parallel", Value: 1, EnvVars: []string{"WALSHIP_PARALLEL"},

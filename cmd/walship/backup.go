@@ -29,12 +29,12 @@ func backupCommand() *cli.Command {
 		Usage: "base backups in the repository: create, list, restore, register",
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return cliutil.UsageError{Err: errors.New("no backup command given: use create, list, restore or register (walship backup --help)")}
+				return cliutil.UsageError{Err: errors.New("no backup command given: use create, list, restore or register")}
 			}
-			return cliutil.UsageError{Err: fmt.Errorf("unknown backup command %q: use create, list, restore or register (walship backup --help)", c.Args().First())}
+			return cliutil.UsageError{Err: fmt.Errorf("unknown backup command %q: use create, list, restore or register", c.Args().First())}
 		},
 		Subcommands: []*cli.Command{
-			command("create", "take a base backup with pg_basebackup and stream it into the repository", backupCreate,
+			writerCommand("create", "take a base backup with pg_basebackup and stream it into the repository", backupCreate,
 				altsrc.NewStringFlag(&cli.StringFlag{Name: "dbname", Aliases: []string{"d"}, EnvVars: []string{"WALSHIP_DBNAME"},
 					Usage: "libpq connection string of the server to back up, a primary or a standby (pg_basebackup -d; it needs the replication privilege)"}),
 				&cli.StringFlag{Name: "label", Aliases: []string{"l"}, Usage: "the backup's label (default: walship and the backup's ID)"},

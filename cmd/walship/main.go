@@ -39,7 +39,7 @@ func main() { cliutil.Main(newApp(), exitCode) }
 func newApp() *cli.App {
 	return &cli.App{
 		Name:  "walship",
-		Usage: "look into a walship repository: what it holds, and whether it is whole",
+		Usage: "look into a walship repository, check the server's archiving, keep base backups in it",
 		Description: "For the operator, by hand or from cron or a systemd timer:\n\n" +
 			"    walship status --config /etc/walship/walship.toml\n" +
 			"    walship verify --config /etc/walship/walship.toml --full\n" +
@@ -47,9 +47,9 @@ func newApp() *cli.App {
 		// Reached only without a known command.
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return cliutil.UsageError{Err: errors.New("no command given: use ls, status, verify, check, metrics or backup (walship --help)")}
+				return cliutil.UsageError{Err: errors.New("no command given: use ls, status, verify, check, metrics or backup")}
 			}
-			return cliutil.UsageError{Err: fmt.Errorf("unknown command %q: use ls, status, verify, check, metrics or backup (walship --help)", c.Args().First())}
+			return cliutil.UsageError{Err: fmt.Errorf("unknown command %q: use ls, status, verify, check, metrics or backup", c.Args().First())}
 		},
 		Commands: []*cli.Command{
 			command("ls", "list the repository's segments, history files, backup history files and partial segments", ls,
@@ -84,7 +84,17 @@ func tailGraceFlag() cli.Flag {
 }
 
 func command(name, usage string, action cli.ActionFunc, own ...cli.Flag) *cli.Command {
-	flags := append(cliutil.RepoFlags(), own...)
+	return commandWith(cliutil.RepoFlags(), name, usage, action, own...)
+}
+
+// writerCommand is a command that stores new objects: it takes the
+// recipients to encrypt them to.
+func writerCommand(name, usage string, action cli.ActionFunc, own ...cli.Flag) *cli.Command {
+	return commandWith(append(cliutil.RepoFlags(), cliutil.WriterFlags()...), name, usage, action, own...)
+}
+
+func commandWith(repoFlags []cli.Flag, name, usage string, action cli.ActionFunc, own ...cli.Flag) *cli.Command {
+	flags := append(repoFlags, own...)
 	return &cli.Command{Name: name, Usage: usage, Flags: flags, Before: cliutil.Before(flags),
 		// A bad flag is one line and exit 2, not the help text.
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return cliutil.UsageError{Err: err} },

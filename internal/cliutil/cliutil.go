@@ -49,13 +49,22 @@ func RepoFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-sse", Category: "S3", Usage: "server-side encryption: AES256 or aws:kms", EnvVars: []string{"WALSHIP_S3_SSE"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-sse-kms-key-id", Category: "S3", Usage: "KMS key for --s3-sse aws:kms (default: the account's S3 key)", EnvVars: []string{"WALSHIP_S3_SSE_KMS_KEY_ID"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-profile", Category: "S3", Usage: "profile in the shared AWS config files (default: AWS_PROFILE)", EnvVars: []string{"WALSHIP_S3_PROFILE"}}),
-		// Encryption (age): writers need only the public recipients.
+		// Encryption (age): readers need the secret keys (identities);
+		// writers need only the public recipients (WriterFlags).
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "identity", Category: "Encryption", EnvVars: []string{"WALSHIP_IDENTITY"}, TakesFile: true,
+			Usage: "decrypt with the age secret keys in this file (mode 0600, owned by the user running); needed to read an encrypted repository, never to write one"}),
+	}
+}
+
+// WriterFlags are the flags of the programs that store new objects
+// (walship-archive, walship backup create): the public keys they encrypt
+// to.
+func WriterFlags() []cli.Flag {
+	return []cli.Flag{
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "recipient", Category: "Encryption", EnvVars: []string{"WALSHIP_RECIPIENT"},
 			Usage: "encrypt new objects to this age public key (age1...; repeatable); a repository is encrypted or not from its first segment on"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "recipients-file", Category: "Encryption", EnvVars: []string{"WALSHIP_RECIPIENTS_FILE"}, TakesFile: true,
 			Usage: "encrypt new objects to the age public keys in this file (one per line)"}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "identity", Category: "Encryption", EnvVars: []string{"WALSHIP_IDENTITY"}, TakesFile: true,
-			Usage: "decrypt with the age secret keys in this file (mode 0600, owned by the user running); needed to read an encrypted repository, never to write one"}),
 	}
 }
 
@@ -145,8 +154,7 @@ func RepoArgs(c *cli.Context) []string {
 	var args []string
 	for _, f := range RepoFlags() {
 		name := f.Names()[0]
-		// Recipients only write; walship-restore reads.
-		if name == "verbose" || name == "recipient" || name == "recipients-file" || !c.IsSet(name) {
+		if name == "verbose" || !c.IsSet(name) {
 			continue
 		}
 		v := fmt.Sprint(c.Value(name))
@@ -240,8 +248,15 @@ func prepare(app *cli.App) *cli.App {
 		// A bad flag is one line like any other error, not the help text.
 		app.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return UsageError{Err: err} }
 	}
-	for _, cmd := range app.Commands {
-		path := app.Name + " " + cmd.Name
+	tagCommands(app.Name, app.Commands)
+	return app
+}
+
+// tagCommands makes the usage errors of every command (and of its own
+// commands, walship backup create) name it: their hint is its --help.
+func tagCommands(parent string, cmds []*cli.Command) {
+	for _, cmd := range cmds {
+		path := parent + " " + cmd.Name
 		tag := func(err error) error {
 			if err != nil {
 				return inCommand{err, path}
@@ -259,8 +274,8 @@ func prepare(app *cli.App) *cli.App {
 		if action := cmd.Action; action != nil {
 			cmd.Action = func(c *cli.Context) error { return tag(action(c)) }
 		}
+		tagCommands(path, cmd.Subcommands)
 	}
-	return app
 }
 
 // Run runs app in this process with the arguments after the program name
