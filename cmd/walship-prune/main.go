@@ -32,13 +32,8 @@ func main() { cliutil.Main(newApp(), exitCode) }
 
 // newApp defines the command line.
 func newApp() *cli.App {
-	flags := append(cliutil.RepoFlags(),
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "keep-backups", EnvVars: []string{"WALSHIP_KEEP_BACKUPS"},
-			Usage: "keep the `N` newest base backups (stored with walship backup, from a primary or a standby, or known from .backup files) and the WAL they need"}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "keep-age", EnvVars: []string{"WALSHIP_KEEP_AGE"},
-			Usage: "keep the WAL archived within this `DURATION` (7d, 2w, 36h, 90m), everything after it, and the newest base backup taken before it"}),
+	flags := append(append(cliutil.RepoFlags(), cliutil.RetentionFlags()...),
 		&cli.StringFlag{Name: "before", Usage: "remove the files before `SEGMENT` on every timeline, as %r does"},
-		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "list what would be removed and the bytes freed; remove nothing"},
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "system-identifier", EnvVars: []string{"WALSHIP_SYSTEM_IDENTIFIER"},
 			Usage: "refuse unless the repository belongs to the cluster with this database system `ID`"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "data-dir", Aliases: []string{"D"}, EnvVars: []string{"WALSHIP_DATA_DIR"},

@@ -15,14 +15,14 @@ func TestParseAge(t *testing.T) {
 		"0": 0, "90m": 90 * time.Minute, "36h": 36 * time.Hour, "7d": 7 * 24 * time.Hour,
 		"2w": 14 * 24 * time.Hour, "1d12h": 36 * time.Hour, "1w2d": 9 * 24 * time.Hour, " 3d ": 72 * time.Hour,
 	} {
-		got, err := parseAge(in)
+		got, err := cliutil.ParseAge(in)
 		if err != nil || got != want {
-			t.Errorf("parseAge(%q) = %v, %v; want %v", in, got, err, want)
+			t.Errorf("cliutil.ParseAge(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"", "d", "7", "7x", "1.5d", "-3h", "7d-1h", "99999999d", "week"} {
-		if got, err := parseAge(in); err == nil {
-			t.Errorf("parseAge(%q) = %v, want an error", in, got)
+		if got, err := cliutil.ParseAge(in); err == nil {
+			t.Errorf("cliutil.ParseAge(%q) = %v, want an error", in, got)
 		}
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -39,17 +37,8 @@ func options(c *cli.Context) (o prune.Options, restartPoint bool, err error) {
 		}
 		o.Before = &n
 	}
-	if c.IsSet("keep-backups") {
-		if o.KeepBackups = c.Int("keep-backups"); o.KeepBackups < 1 {
-			return usage("--keep-backups %d: must be at least 1", o.KeepBackups)
-		}
-	}
-	if s := c.String("keep-age"); s != "" {
-		d, err := parseAge(s)
-		if err != nil {
-			return usage("%v", err)
-		}
-		o.KeepAge = &d
+	if o.KeepBackups, o.KeepAge, err = cliutil.Retention(c); err != nil {
+		return prune.Options{}, false, err
 	}
 	if o.Before == nil && o.KeepBackups == 0 && o.KeepAge == nil {
 		return prune.Options{}, false, cliutil.UsageError{Err: fmt.Errorf("%w: give %%r (archive_cleanup_command), --before SEGMENT, --keep-backups N or --keep-age DURATION", prune.ErrNoPolicy)}
@@ -81,45 +70,4 @@ func options(c *cli.Context) (o prune.Options, restartPoint bool, err error) {
 		}
 	}
 	return o, restartPoint, nil
-}
-
-// parseAge reads a duration that may start with days and weeks (7d, 2w,
-// 1d12h), which time.ParseDuration lacks.
-func parseAge(s string) (time.Duration, error) {
-	bad := fmt.Errorf("--keep-age %q: use a duration like 7d, 2w, 36h or 90m", s)
-	rest := strings.TrimSpace(s)
-	if rest == "" {
-		return 0, bad
-	}
-	var total time.Duration
-	for rest != "" {
-		i := 0
-		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
-			i++
-		}
-		if i == 0 || i == len(rest) || (rest[i] != 'd' && rest[i] != 'w') {
-			break
-		}
-		n, err := strconv.ParseInt(rest[:i], 10, 32)
-		if err != nil {
-			return 0, bad
-		}
-		unit := 24 * time.Hour
-		if rest[i] == 'w' {
-			unit *= 7
-		}
-		total += time.Duration(n) * unit
-		rest = rest[i+1:]
-	}
-	if rest != "" {
-		d, err := time.ParseDuration(rest)
-		if err != nil || d < 0 {
-			return 0, bad
-		}
-		total += d
-	}
-	if total < 0 || total > 100*365*24*time.Hour {
-		return 0, bad
-	}
-	return total, nil
 }

@@ -26,12 +26,12 @@ import (
 func backupCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "backup",
-		Usage: "base backups in the repository: create, list, restore, register",
+		Usage: "base backups in the repository: create, list, restore, register, delete, expire",
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return cliutil.UsageError{Err: errors.New("no backup command given: use create, list, restore or register")}
+				return cliutil.UsageError{Err: errors.New("no backup command given: use create, list, restore, register, delete or expire")}
 			}
-			return cliutil.UsageError{Err: fmt.Errorf("unknown backup command %q: use create, list, restore or register", c.Args().First())}
+			return cliutil.UsageError{Err: fmt.Errorf("unknown backup command %q: use create, list, restore, register, delete or expire", c.Args().First())}
 		},
 		Subcommands: []*cli.Command{
 			writerCommand("create", "take a base backup with pg_basebackup and stream it into the repository", backupCreate,
@@ -48,6 +48,10 @@ func backupCommand() *cli.Command {
 				&cli.BoolFlag{Name: "json", Usage: "one JSON array"}),
 			command("restore", "restore a base backup into a new data directory, to a point in time or as a standby", backupRestore, restoreFlags()...),
 			withArgs(command("register", "record a base backup taken by hand (pg_basebackup output in DIR, with its manifest), so that retention and verify count it", nil), "DIR", backupRegister),
+			withArgs(command("delete", "delete the backup ID from the repository (not the newest restorable one, nor one another builds on, without --force)", nil,
+				&cli.BoolFlag{Name: "force", Usage: "delete it even when it is the newest restorable backup or another builds on it"}), "ID", backupDelete),
+			command("expire", "apply a retention policy, as walship-prune does: remove the backups and the WAL it does not keep", backupExpire,
+				cliutil.RetentionFlags()...),
 		},
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -17,6 +18,7 @@ import (
 	"github.com/walship/walship/check"
 	"github.com/walship/walship/internal/cliutil"
 	"github.com/walship/walship/internal/testenv/fakerepo"
+	"github.com/walship/walship/repo"
 )
 
 func TestConfigKeysListed(t *testing.T) {
@@ -52,6 +54,11 @@ func TestBackupUsage(t *testing.T) {
 		{"backup", "restore", "--repo", repoDir, "-D", "/x", "--set", "noequals"},
 		{"backup", "restore", "--repo", repoDir, "-D", "/x", "--backup", "last-tuesday"},
 		{"backup", "register", "--repo", repoDir},
+		{"backup", "delete", "--repo", repoDir},
+		{"backup", "delete", "--repo", repoDir, "yesterday"},
+		{"backup", "expire", "--repo", repoDir},
+		{"backup", "expire", "--repo", repoDir, "--keep-backups", "0"},
+		{"backup", "expire", "--repo", repoDir, "--keep-age", "soon"},
 	} {
 		err := cliutil.Run(context.Background(), newApp(), args...)
 		if code := exitCode(err); code != exitUsage {
@@ -158,5 +165,31 @@ func TestMetricsFile(t *testing.T) {
 	data, _ = os.ReadFile(out)
 	if mfs, err = p.TextToMetricFamilies(bytes.NewReader(data)); err != nil || mfs["walship_repository_up"].GetMetric()[0].GetGauge().GetValue() != 0 {
 		t.Errorf("unreadable repository: %v\n%s", err, data)
+	}
+}
+
+// walship backup expire applies walship-prune's policy: --dry-run lists
+// and removes nothing; the real run removes the expired stored backup and
+// the WAL only it needed.
+func TestBackupExpire(t *testing.T) {
+	f := fakerepo.New(t)
+	f.Segments(1, 1, 12)
+	day := time.Date(2024, 5, 1, 2, 0, 0, 0, time.UTC)
+	old := f.StoredBackup(1, 2, 3, day, "standby")
+	f.StoredBackup(1, 8, 9, day.Add(time.Hour), "standby")
+	run := func(args ...string) {
+		t.Helper()
+		if err := cliutil.Run(context.Background(), newApp(), append([]string{"backup", "expire", "--repo", f.Dir, "--keep-backups", "1"}, args...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	meta := f.BackupPath(old, repo.MetaPart)
+	run("--dry-run")
+	if _, err := os.Stat(meta); err != nil || !f.Has(fakerepo.Seg(1, 2)) {
+		t.Fatalf("--dry-run removed something: %v", err)
+	}
+	run()
+	if _, err := os.Stat(meta); !errors.Is(err, os.ErrNotExist) || f.Has(fakerepo.Seg(1, 7)) || !f.Has(fakerepo.Seg(1, 8)) {
+		t.Errorf("after expire: the old backup's record %v, segment 7 kept %v, segment 8 kept %v", err, f.Has(fakerepo.Seg(1, 7)), f.Has(fakerepo.Seg(1, 8)))
 	}
 }
