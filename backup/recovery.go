@@ -25,6 +25,9 @@ type recovery struct {
 	extra           []pgdata.Setting
 }
 
+// standbyArchiving says what a standby's summary says of archive_mode.
+const standbyArchiving = "archive_mode as the backup has it: once promoted, the standby archives as its primary did (it is to replace it)"
+
 // write puts the recovery settings and the signal file into the data
 // directory dir (pgserver.Recovery) and describes what it wrote.
 func (rc recovery) write(dir string) ([]string, error) {
@@ -35,7 +38,7 @@ func (rc recovery) write(dir string) ([]string, error) {
 	case rc.standby && rc.primaryConnInfo != "":
 		w.Standby = true
 		w.Settings = pgserver.StandbySettings(rc.primaryConnInfo, rc.slot, rc.restoreCommand)
-		desc = append(desc, "a standby of "+pgserver.Redact(rc.primaryConnInfo))
+		desc = append(desc, "a standby of "+pgserver.Redact(rc.primaryConnInfo), standbyArchiving)
 	case rc.standby:
 		set("restore_command", rc.restoreCommand)
 		set("recovery_target_timeline", "latest")
@@ -49,6 +52,7 @@ func (rc recovery) write(dir string) ([]string, error) {
 		} else {
 			desc = append(desc, "an archive-only standby, promoted when "+rc.trigger+" appears")
 		}
+		desc = append(desc, standbyArchiving)
 	default:
 		set("restore_command", rc.restoreCommand)
 		switch rc.target.Kind {

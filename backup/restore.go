@@ -56,7 +56,7 @@ type RestoreOptions struct {
 	// Start starts the server and waits until it reaches the target,
 	// streams (a standby), or is consistent (an archive-only standby).
 	Start        bool
-	StartLog     string // pg_ctl -l; default DataDir/log/walship-backup-restore.log
+	StartLog     string // pg_ctl -l; default pgserver.StartLog(DataDir, "walship-backup-restore")
 	StartTimeout time.Duration
 	Bar          func(total int64) *progress.Bar
 }
@@ -342,14 +342,18 @@ func firstError(errs []error) error {
 	return sorted[0]
 }
 
-// Summary is the line a restore prints.
+// Summary is what a restore prints: one fact a line, what it restored
+// first.
 func (res *RestoreResult) Summary(dir string) string {
 	m := res.Backup
-	s := fmt.Sprintf("restored backup %s (%s, from the %s, consistent at %s) into %s: %d files, %s, in %s; %s",
+	lines := []string{fmt.Sprintf("restored backup %s (%s, from the %s, consistent at %s) into %s: %d files, %s, in %s",
 		m.ID, m.StartTime.UTC().Format(time.RFC3339), m.From, m.Stop, dir, res.Files, progress.Bytes(res.Bytes),
-		res.Elapsed.Round(100*time.Millisecond), strings.Join(res.Wrote, "; "))
-	if res.Started != "" {
-		s += "; " + res.Started
+		res.Elapsed.Round(100*time.Millisecond))}
+	for _, w := range res.Wrote {
+		lines = append(lines, "  "+w)
 	}
-	return s
+	if res.Started != "" {
+		lines = append(lines, "  "+res.Started)
+	}
+	return strings.Join(lines, "\n")
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"github.com/walship/walship/pgdata"
@@ -19,7 +18,7 @@ func (run *restoreRun) start(ctx context.Context, pgCtl string) (string, error) 
 	dir := run.o.DataDir
 	logFile := run.o.StartLog
 	if logFile == "" {
-		logFile = filepath.Join(dir, "log", "walship-backup-restore.log")
+		logFile = pgserver.StartLog(dir, "walship-backup-restore")
 	}
 	fail := func(err error) error {
 		return fmt.Errorf("%w: %w (server log %s; the data directory is restored and configured: start it with pg_ctl -D %s start)", ErrStart, err, logFile, dir)
@@ -36,7 +35,7 @@ func (run *restoreRun) start(ctx context.Context, pgCtl string) (string, error) 
 	if err != nil {
 		return "", fail(err)
 	}
-	return what, nil
+	return what + " (server log " + logFile + ")", nil
 }
 
 // reached tells whether the running server is where the restore wanted

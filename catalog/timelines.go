@@ -27,8 +27,9 @@ type TimelineInfo struct {
 	Parent uint32 `json:"parent,omitempty"`
 	Begin  string `json:"begin,omitempty"`
 	// End is where the timeline was left for a newer one (the latest such
-	// switch when several timelines branched off it).
-	End string `json:"end,omitempty"`
+	// switch when several timelines branched off it), LeftFor that one.
+	End     string `json:"end,omitempty"`
+	LeftFor uint32 `json:"left_for,omitempty"`
 
 	begin, end       wal.LSN
 	hasBegin, hasEnd bool
@@ -37,32 +38,32 @@ type TimelineInfo struct {
 // switchPoints collects, from every parsed history file, where each
 // timeline began and ended. A timeline that several others branched off
 // ends at the latest of those switch points.
-func switchPoints(c *Catalog) (begin map[uint32]wal.HistoryEntry, end map[uint32]wal.LSN) {
-	begin, end = map[uint32]wal.HistoryEntry{}, map[uint32]wal.LSN{}
+func switchPoints(c *Catalog) (begin map[uint32]wal.HistoryEntry, end map[uint32]wal.LSN, leftFor map[uint32]uint32) {
+	begin, end, leftFor = map[uint32]wal.HistoryEntry{}, map[uint32]wal.LSN{}, map[uint32]uint32{}
 	for _, f := range c.Files {
 		if f.History == nil {
 			continue
 		}
 		h := f.History
 		for i, e := range h.Entries {
-			if cur, ok := end[e.Timeline]; !ok || e.SwitchPoint > cur {
-				end[e.Timeline] = e.SwitchPoint
-			}
 			next := h.Timeline
 			if i+1 < len(h.Entries) {
 				next = h.Entries[i+1].Timeline
+			}
+			if cur, ok := end[e.Timeline]; !ok || e.SwitchPoint > cur {
+				end[e.Timeline], leftFor[e.Timeline] = e.SwitchPoint, next
 			}
 			if _, ok := begin[next]; !ok || next == h.Timeline {
 				begin[next] = e // a timeline's own history file wins
 			}
 		}
 	}
-	return begin, end
+	return begin, end, leftFor
 }
 
 // TimelineInfos summarises every timeline the repository mentions.
 func TimelineInfos(c *Catalog) []TimelineInfo {
-	begin, end := switchPoints(c)
+	begin, end, leftFor := switchPoints(c)
 	var out []TimelineInfo
 	for _, tli := range c.Timelines() {
 		ti := TimelineInfo{Timeline: tli}
@@ -77,7 +78,7 @@ func TimelineInfos(c *Catalog) []TimelineInfo {
 		}
 		if l, ok := end[tli]; ok {
 			ti.end, ti.hasEnd = l, true
-			ti.End = l.String()
+			ti.End, ti.LeftFor = l.String(), leftFor[tli]
 		}
 		out = append(out, ti)
 	}

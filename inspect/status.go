@@ -61,8 +61,12 @@ type Status struct {
 	RawBytes    int64 `json:"raw_bytes"`
 	StoredBytes int64 `json:"stored_bytes"`
 
-	Timelines    []catalog.TimelineInfo `json:"timelines"`
-	NewestBackup *catalog.BackupStatus  `json:"newest_backup,omitempty"`
+	Timelines []catalog.TimelineInfo `json:"timelines"`
+	// BackupCount counts the base backups (stored, registered, or known
+	// from backup history files), Restorable those that can be restored.
+	BackupCount  int                   `json:"base_backups"`
+	Restorable   int                   `json:"restorable_base_backups"`
+	NewestBackup *catalog.BackupStatus `json:"newest_backup,omitempty"`
 	// LastArchived is when the most recently archived segment was stored.
 	LastArchived     *time.Time `json:"last_archived,omitempty"`
 	LastArchivedFile string     `json:"last_archived_file,omitempty"`
@@ -83,8 +87,15 @@ func Summarize(c *catalog.Catalog) Status {
 			s.Timelines = append(s.Timelines, ti)
 		}
 	}
-	if bs := c.BackupStatuses(); len(bs) > 0 {
+	bs := c.BackupStatuses()
+	if len(bs) > 0 {
 		s.NewestBackup = &bs[0]
+	}
+	s.BackupCount = len(bs)
+	for _, b := range bs {
+		if b.Restorable {
+			s.Restorable++
+		}
 	}
 	return s
 }

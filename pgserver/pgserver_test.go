@@ -228,3 +228,12 @@ func TestEnv(t *testing.T) {
 		t.Errorf("a password given replaces PGPASSWORD:\n%s", env)
 	}
 }
+
+// A server walship starts logs beside its data directory, never inside it
+// (where every base backup would carry the log).
+func TestStartLogBesideTheDataDirectory(t *testing.T) {
+	got := StartLog("/var/lib/postgresql/15/main/", "walship-backup-restore")
+	if got != "/var/lib/postgresql/15/main.walship-backup-restore.log" || strings.HasPrefix(got, "/var/lib/postgresql/15/main/") {
+		t.Errorf("StartLog = %q", got)
+	}
+}

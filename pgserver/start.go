@@ -36,6 +36,15 @@ func Start(ctx context.Context, pgCtl, dataDir, logFile, opts string) error {
 	return nil
 }
 
+// StartLog is where a server walship starts logs until its own logging
+// settings take over (pg_ctl -l): beside its data directory, never inside
+// it, where it would grow for ever and every base backup of the server
+// would carry it (/var/lib/postgresql/15/main.NAME.log).
+func StartLog(dataDir, name string) string {
+	dir := filepath.Clean(dataDir)
+	return filepath.Join(filepath.Dir(dir), filepath.Base(dir)+"."+name+".log")
+}
+
 // ErrStopped and ErrNotReached are how a wait for a started server ends
 // when it does not get where it should.
 var (

@@ -41,7 +41,7 @@ type Options struct {
 	DryRun          bool       // report what would happen, change nothing
 	Progress        bool       // show pg_rewind's progress and every WAL file fetched
 	Start           bool       // start the target and wait until it streams
-	StartLog        string     // pg_ctl -l; default DataDir/log/walship-rewind-start.log
+	StartLog        string     // pg_ctl -l; default pgserver.StartLog(DataDir, "walship-rewind-start")
 	StartTimeout    time.Duration
 	Out             io.Writer // steps, progress and the summary
 }

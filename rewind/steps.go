@@ -201,7 +201,7 @@ func (r *runner) start(ctx context.Context) error {
 	dir := r.o.DataDir
 	logFile := r.o.StartLog
 	if logFile == "" {
-		logFile = filepath.Join(dir, "log", "walship-rewind-start.log")
+		logFile = pgserver.StartLog(dir, "walship-rewind-start")
 	}
 	next := fmt.Sprintf("see the server log %s; the target is rewound and configured as a standby: fix the cause and start it with pg_ctl -D %s start", logFile, dir)
 	opts := ""

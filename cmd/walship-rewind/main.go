@@ -57,7 +57,7 @@ func newApp() *cli.App {
 			Usage: "show pg_rewind's progress and every WAL file fetched from the archive"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "start", Usage: "start the target (pg_ctl start) and wait until it streams from the source"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "start-log", TakesFile: true,
-			Usage: "server log for --start (pg_ctl -l; default: <data-dir>/log/walship-rewind-start.log)"}),
+			Usage: "server log for --start (pg_ctl -l; default: beside the data directory, <data-dir>.walship-rewind-start.log)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "start-timeout", Value: 5 * time.Minute,
 			Usage: "with --start: how long to wait for the server to start and stream"}),
 	)

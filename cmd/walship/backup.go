@@ -108,7 +108,7 @@ func restoreFlags() []cli.Flag {
 			Usage: "directory of pg_ctl of the backup's version, for --start (default: PATH, then /usr/lib/postgresql/<version>/bin)"}),
 		&cli.BoolFlag{Name: "no-sync", Usage: "do not flush the restored files to disk (for tests)"},
 		&cli.BoolFlag{Name: "start", Usage: "start the server and wait until it reaches the target, streams, or (archive-only standby) is consistent"},
-		&cli.StringFlag{Name: "start-log", TakesFile: true, Usage: "server log for --start (pg_ctl -l; default: <data-dir>/log/walship-backup-restore.log)"},
+		&cli.StringFlag{Name: "start-log", TakesFile: true, Usage: "server log for --start (pg_ctl -l; default: beside the data directory, <data-dir>.walship-backup-restore.log)"},
 		&cli.DurationFlag{Name: "start-timeout", Value: 10 * time.Minute, Usage: "with --start: how long to wait"},
 	}
 }

@@ -85,6 +85,7 @@ func status(c *cli.Context) error {
 	for _, t := range s.Timelines {
 		fmt.Fprintf(w, "timeline %-5d %s .. %s (%d segments)%s\n", t.Timeline, t.First, t.Last, t.Segments, switches(t))
 	}
+	fmt.Fprintf(w, "base backups   %d, %d restorable\n", s.BackupCount, s.Restorable)
 	if b := s.NewestBackup; b != nil {
 		fmt.Fprintf(w, "newest backup  %s", b.Name())
 		if b.StartTime != "" {
@@ -106,7 +107,7 @@ func switches(t catalog.TimelineInfo) string {
 		parts = append(parts, fmt.Sprintf("branched off timeline %d at %s", t.Parent, t.Begin))
 	}
 	if t.End != "" {
-		parts = append(parts, "left at "+t.End)
+		parts = append(parts, fmt.Sprintf("timeline %d branched off it at %s", t.LeftFor, t.End))
 	}
 	if len(parts) == 0 {
 		return ""
