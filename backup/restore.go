@@ -236,6 +236,11 @@ func (run *restoreRun) fetch(ctx context.Context) (*RestoreResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	made, err := completeConfig(base)
+	if err != nil {
+		return nil, err
+	}
+	wrote = append(wrote, made...)
 	if !run.o.NoSync {
 		for _, d := range run.dests {
 			if err := syncFS(d.staging); err != nil {

@@ -655,3 +655,56 @@ func TestBackupRegister(t *testing.T) {
 		t.Errorf("the refused registrations stored objects: %v, before %v", got, keys)
 	}
 }
+
+// TestBackupOfAClusterConfiguredOutsideItsDataDirectory: Debian keeps a
+// cluster's postgresql.conf, pg_hba.conf and pg_ident.conf in
+// /etc/postgresql/<version>/<cluster> and starts it with pg_ctl -D on that
+// directory (data_directory names the data). Its base backups hold none of
+// those files; walship backup restore --start gives the copy the least
+// that starts it (local peer connections only) and the copy reaches the
+// end of the archive, where it failed before ("could not access the server
+// configuration file", exit 4).
+func TestBackupOfAClusterConfiguredOutsideItsDataDirectory(t *testing.T) {
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	store := localBackend{dir: filepath.Join(base, "repo")}
+	p := newCluster(t, store, base, "primary")
+	p.Conf("archive_mode = on", commandLine(t, store, "walship-archive"), "archive_timeout = 0")
+	etc := pgtest.Mkdir(t, filepath.Join(base, "etc"))
+	for _, f := range []string{"postgresql.conf", "pg_hba.conf", "pg_ident.conf"} {
+		if err := os.Rename(filepath.Join(p.Data, f), filepath.Join(etc, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(etc, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "data_directory = '%s'\nhba_file = '%s/pg_hba.conf'\nident_file = '%s/pg_ident.conf'\n", p.Data, etc, etc)
+	f.Close()
+	start := pgtest.Command(t, p.Server.Tool("pg_ctl"), "-D", etc, "-l", p.LogFile, "-w", "-t", "120", "start")
+	start.Env = append(start.Env, p.Env...)
+	if out, err := start.CombinedOutput(); err != nil {
+		t.Fatalf("pg_ctl -D %s start: %v\n%s", etc, err, out)
+	}
+	defer pgtest.RunErr(t, p.Server.Tool("pg_ctl"), "-D", p.Data, "-m", "immediate", "-w", "stop")
+	p.Query("CREATE TABLE t AS SELECT generate_series(1, 1000) AS x")
+	id, _ := backupCreate(t, store, p)
+	p.Query("INSERT INTO t SELECT generate_series(1, 500)")
+	switchAndArchive(t, p)
+
+	c, r := backupRestore(t, store, base, "copy", "--start", "--set", "unix_socket_directories="+base)
+	if r.code != 0 || !strings.Contains(r.stdout, "restored backup "+id) || !strings.Contains(r.stdout, "was promoted") {
+		t.Fatalf("walship backup restore --start of a backup without postgresql.conf: %s", r)
+	}
+	if !strings.Contains(r.stdout, "the backup holds no postgresql.conf, pg_hba.conf, pg_ident.conf") {
+		t.Errorf("the summary does not say what restore wrote: %s", r.stdout)
+	}
+	if got := c.Query("SELECT count(*) FROM t"); got != "1500" {
+		t.Errorf("the copy has %s rows, want 1500", got)
+	}
+	hba, _ := os.ReadFile(filepath.Join(c.Data, "pg_hba.conf"))
+	if strings.Contains(string(hba), "host") || !strings.Contains(string(hba), "peer") {
+		t.Errorf("pg_hba.conf of the copy:\n%s", hba)
+	}
+}
