@@ -559,7 +559,7 @@ func TestBackupEncrypted(t *testing.T) {
 			if bytes.HasPrefix(data, []byte("walship-age")) {
 				t.Errorf("the record %s is encrypted: retention could not read it without a key", key)
 			}
-		} else if !bytes.HasPrefix(data, []byte("walship-age v1 ")) {
+		} else if !bytes.HasPrefix(data, []byte("walship-age v2 ")) {
 			t.Errorf("%s is not encrypted", key)
 		}
 	}

@@ -110,7 +110,7 @@ func TestEncryptedArchivePITRAndRotation(t *testing.T) {
 			if bytes.Contains(data, []byte(secret)) {
 				t.Errorf("%s holds clear text", key)
 			}
-			if key != repo.IdentityKey && !bytes.HasPrefix(data, []byte("walship-age v1 ")) {
+			if key != repo.IdentityKey && !bytes.HasPrefix(data, []byte("walship-age v2 ")) {
 				t.Errorf("%s is not an encrypted object", key)
 			}
 			sawNew = sawNew || bytes.Contains(data[:min(len(data), 200)], []byte("keys="+newFP))
