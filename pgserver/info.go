@@ -21,6 +21,7 @@ type Info struct {
 	VersionStr string // server_version, "15.4"
 	InRecovery bool   // a standby (or a server in archive recovery)
 	SegSize    uint32
+	BlockSize  int // of relation files (block_size)
 	// BackendPID is the process serving this connection; StartTime when
 	// the postmaster started.
 	BackendPID int
@@ -37,8 +38,9 @@ func ReadInfo(ctx context.Context, conn *pgx.Conn) (*Info, error) {
 	var segSize string
 	err := conn.QueryRow(ctx, `SELECT (SELECT system_identifier FROM pg_control_system()),
 		current_setting('server_version_num')::int, current_setting('server_version'),
-		pg_is_in_recovery(), current_setting('wal_segment_size'), pg_backend_pid(), pg_postmaster_start_time()`).
-		Scan(&sysid, &s.VersionNum, &s.VersionStr, &s.InRecovery, &segSize, &s.BackendPID, &s.StartTime)
+		pg_is_in_recovery(), current_setting('wal_segment_size'), pg_backend_pid(), pg_postmaster_start_time(),
+		current_setting('block_size')::int`).
+		Scan(&sysid, &s.VersionNum, &s.VersionStr, &s.InRecovery, &segSize, &s.BackendPID, &s.StartTime, &s.BlockSize)
 	if err != nil {
 		return nil, fmt.Errorf("reading the server's identity: %w", err)
 	}
@@ -210,4 +212,16 @@ func ParseSize(s string) (uint32, error) {
 		return 0, fmt.Errorf("not a size")
 	}
 	return uint32(n * u), nil
+}
+
+// ClockSkew is how far the server's clock is ahead of walship's (negative
+// when behind), read over one round trip and taken at its middle.
+func ClockSkew(ctx context.Context, conn *pgx.Conn) (time.Duration, error) {
+	var at time.Time
+	t0 := time.Now()
+	if err := conn.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&at); err != nil {
+		return 0, fmt.Errorf("reading the server's clock: %w", err)
+	}
+	t1 := time.Now()
+	return at.Sub(t0.Add(t1.Sub(t0) / 2)), nil
 }

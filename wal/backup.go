@@ -23,6 +23,12 @@ type BackupInfo struct {
 	// From is where the backup was taken: "primary" or "standby" (BACKUP
 	// FROM, 9.6 and later); empty when the file does not say.
 	From string
+	// IncrementalFrom and IncrementalFromTimeline are, in the label of an
+	// incremental backup (17 and later), the start of the backup it was
+	// taken relative to (INCREMENTAL FROM LSN, INCREMENTAL FROM TLI); 0
+	// in a full backup's.
+	IncrementalFrom         LSN
+	IncrementalFromTimeline uint32
 }
 
 // ParseBackup parses a backup history file. START and STOP WAL LOCATION are
@@ -71,15 +77,24 @@ func parseBackup(r io.Reader, what string, needStop bool) (BackupInfo, error) {
 				return BackupInfo{}, fmt.Errorf("%s: %s: %w", what, key, err)
 			}
 			b.Checkpoint = l
-		case "START TIMELINE", "STOP TIMELINE":
+		case "INCREMENTAL FROM LSN":
+			l, err := ParseLSN(strings.TrimSpace(val))
+			if err != nil {
+				return BackupInfo{}, fmt.Errorf("%s: %s: %w", what, key, err)
+			}
+			b.IncrementalFrom = l
+		case "START TIMELINE", "STOP TIMELINE", "INCREMENTAL FROM TLI":
 			t, err := strconv.ParseUint(strings.TrimSpace(val), 10, 32)
 			if err != nil {
 				return BackupInfo{}, fmt.Errorf("%s: %s: bad timeline %q", what, key, val)
 			}
-			if key[:4] == "STAR" {
+			switch key[:4] {
+			case "STAR":
 				b.StartTimeline = uint32(t)
-			} else {
+			case "STOP":
 				b.StopTimeline = uint32(t)
+			default:
+				b.IncrementalFromTimeline = uint32(t)
 			}
 		case "LABEL":
 			b.Label = val

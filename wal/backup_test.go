@@ -133,6 +133,21 @@ func TestParseBackupLabel(t *testing.T) {
 	}
 }
 
+// The label of an incremental backup (17 and later) names the start of the
+// backup it builds on.
+func TestParseIncrementalLabel(t *testing.T) {
+	label := "START WAL LOCATION: 0/5000028 (file 000000010000000000000005)\nCHECKPOINT LOCATION: 0/5000080\n" +
+		"BACKUP METHOD: streamed\nBACKUP FROM: primary\nSTART TIME: 2026-12-07 04:08:15 UTC\nLABEL: x\n" +
+		"START TIMELINE: 1\nINCREMENTAL FROM LSN: 0/2000028\nINCREMENTAL FROM TLI: 1\n"
+	got, err := ParseBackupLabel(strings.NewReader(label))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.IncrementalFrom != 0x2000028 || got.IncrementalFromTimeline != 1 || got.Start != 0x5000028 || got.StartTimeline != 1 {
+		t.Errorf("ParseBackupLabel = %+v, want incremental from 0/2000028 on timeline 1", got)
+	}
+}
+
 func TestLSNText(t *testing.T) {
 	l := LSN(0x16_B3000028)
 	b, err := l.MarshalText()
