@@ -13,6 +13,7 @@ import (
 //	backups/20240102T030405Z/base.tar.lz4         the data directory's tar
 //	backups/20240102T030405Z/backup_manifest.lz4  PostgreSQL's manifest (13+)
 //	backups/20240102T030405Z/backup.json.lz4      walship's record, written last
+//	backups/20240102T030405Z/claim.lz4            the ID taken, while a backup runs
 //
 // A backup is whatever has its record; objects under an ID without one are
 // the leftovers of an interrupted backup (or prune). Every key is built and
@@ -56,6 +57,7 @@ const (
 	PartManifest                       // backup_manifest
 	PartBase                           // base.tar: the data directory
 	PartTablespace                     // <oid>.tar: one tablespace
+	PartClaim                          // the claim of the ID by a backup being taken
 )
 
 // BackupPart is one object of a backup.
@@ -69,6 +71,7 @@ var (
 	MetaPart     = BackupPart{Kind: PartMeta}
 	ManifestPart = BackupPart{Kind: PartManifest}
 	BasePart     = BackupPart{Kind: PartBase}
+	ClaimPart    = BackupPart{Kind: PartClaim}
 )
 
 // TablespacePart is the tar of the tablespace with this OID.
@@ -90,6 +93,8 @@ func (p BackupPart) String() string {
 		return "base.tar"
 	case PartTablespace:
 		return strconv.FormatUint(uint64(p.Tablespace), 10) + ".tar"
+	case PartClaim:
+		return "claim"
 	}
 	return "?"
 }
@@ -103,6 +108,8 @@ func ParseBackupPart(s string) (BackupPart, bool) {
 		return ManifestPart, true
 	case "base.tar":
 		return BasePart, true
+	case "claim":
+		return ClaimPart, true
 	}
 	oid, ok := strings.CutSuffix(s, ".tar")
 	if !ok || oid == "" || oid[0] == '0' || len(oid) > 10 {

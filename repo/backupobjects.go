@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"strings"
 
 	"github.com/walship/walship/storage"
 )
@@ -58,4 +60,31 @@ func (r *Repo) RemoveBackupObjects(ctx context.Context, objs []BackupObject) err
 		keys[i] = o.Key()
 	}
 	return storage.RemoveMany(ctx, r.b, keys)
+}
+
+// ClaimBackupID takes the first free ID from id on for a backup being
+// taken: it stores the claim object (note, a line saying who took it)
+// create-only under the ID, so that two backups started in the same second
+// never share one; an ID already used is passed over for the next second.
+// The claim is an object of the backup like the others: removed with it,
+// or, when the backup never gets its record, with the leftovers of an
+// interrupted backup.
+func (r *Repo) ClaimBackupID(ctx context.Context, id BackupID, note string) (BackupID, error) {
+	for range 60 {
+		taken, err := r.BackupTaken(ctx, id)
+		if err != nil {
+			return "", err
+		}
+		if !taken {
+			_, err = r.PutStream(ctx, BackupObject{ID: id, Part: ClaimPart}, strings.NewReader(note))
+			if err == nil {
+				return id, nil
+			}
+			if !errors.Is(err, fs.ErrExist) {
+				return "", fmt.Errorf("claiming backup ID %s: %w", id, err)
+			}
+		}
+		id = id.Next()
+	}
+	return "", fmt.Errorf("no free backup ID in the minute from %s", id)
 }
