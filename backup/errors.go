@@ -9,8 +9,12 @@ import (
 var (
 	// ErrOptions: the options given make no sense (an unknown value).
 	ErrOptions = errors.New("bad options")
-	// ErrBaseBackup: pg_basebackup failed.
-	ErrBaseBackup = errors.New("pg_basebackup failed")
+	// ErrBaseBackup: the server's base backup failed, or what it sent is
+	// not a backup.
+	ErrBaseBackup = errors.New("the base backup failed")
+	// ErrNoIncremental: an incremental backup was asked for where none
+	// can be taken (before PostgreSQL 17, summarize_wal off, no parent).
+	ErrNoIncremental = errors.New("no incremental backup")
 	// ErrNoBackup: no stored backup can reach the target.
 	ErrNoBackup = errors.New("no backup can reach the target")
 	// ErrAfterArchive: the target lies after the end of the archive.

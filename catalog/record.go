@@ -39,6 +39,10 @@ type Record struct {
 	PGVersion    string `json:"pg_version"`     // "15.4"
 	PGVersionNum int    `json:"pg_version_num"` // 150004
 	SegSize      uint32 `json:"wal_segment_size"`
+	// BlockSize is the size of a block of the relation files (8192 but
+	// in builds that chose otherwise), which an incremental file's blocks
+	// have; 0 in records written before walship took incremental backups.
+	BlockSize int `json:"block_size,omitempty"`
 
 	Start         wal.LSN   `json:"start_lsn"`
 	StartTimeline uint32    `json:"start_timeline"`

@@ -8,9 +8,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -457,10 +457,14 @@ func TestBackupBadInput(t *testing.T) {
 	})
 }
 
-// TestBackupInterrupted: a backup stopped half-way (SIGTERM while base.tar
-// streams, the tablespace's tar stored already) stops pg_basebackup, removes
-// what it stored, and leaves nothing that list, verify or restore would
-// take for a backup, nor local files.
+// TestBackupInterrupted: a backup stopped half-way (while base.tar
+// streams, the tablespace's tar stored already), by SIGTERM or by kill -9,
+// ends the server's backup and leaves nothing that list, verify or
+// restore would take for a backup, nor any local file (the backup runs
+// over the replication protocol: no temporary directory at all). After
+// SIGTERM it removes what it stored; after kill -9 the objects it left
+// are an interrupted backup's, which verify notes and walship-prune
+// removes later.
 func TestBackupInterrupted(t *testing.T) {
 	pgtest.Require(t)
 	base := pgtest.Dir(t)
@@ -472,58 +476,54 @@ func TestBackupInterrupted(t *testing.T) {
 	p.Pgbench("-i", "-s", "3", "-q")
 	switchAndArchive(t, p)
 
-	// pg_basebackup limited to 2 MB/s, so that the backup takes a while.
-	slow := pgtest.Mkdir(t, filepath.Join(base, "slowbin"))
-	script := fmt.Sprintf("#!/bin/sh\n[ \"$1\" = --version ] && exec %s --version\nexec %s -r 2M \"$@\"\n",
-		pgtest.Tool(t, "pg_basebackup"), pgtest.Tool(t, "pg_basebackup"))
-	if err := os.WriteFile(filepath.Join(slow, "pg_basebackup"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tmpBefore, _ := filepath.Glob(filepath.Join(os.TempDir(), "walship-backup-*"))
-	cmd := walshipCmd(t, runOpts{}, "walship", "backup", "create", "--repo", store.dir, "-d", p.ConnString(), "--checkpoint", "fast", "--pg-bin", slow)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// The tablespace's tar is stored, base.tar is on its way.
-	pgtest.Eventually(t, 60*time.Second, "the backup streaming into "+store.dir, func() bool {
-		var tsTar, baseTmp bool
-		filepath.WalkDir(filepath.Join(store.dir, "backups"), func(_ string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() {
-				tsTar = tsTar || (strings.HasSuffix(d.Name(), ".tar.lz4") && d.Name() != "base.tar.lz4")
-				baseTmp = baseTmp || strings.HasPrefix(d.Name(), ".base.tar.lz4.tmp-")
-			}
-			return nil
-		})
-		return tsTar && baseTmp
-	})
-	cmd.Process.Signal(syscall.SIGTERM)
-	err := cmd.Wait()
-	if err == nil {
-		t.Fatalf("walship backup create finished despite SIGTERM: %s", stderr.String())
-	}
-	if keys := backupKeys(t, store); len(keys) != 0 {
-		t.Errorf("the interrupted backup left %v", keys)
-	}
-	for _, l := range backupList(t, store) {
-		if l.Stored {
-			t.Errorf("the interrupted backup is listed: %+v", l)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		tmpBefore, _ := filepath.Glob(filepath.Join(os.TempDir(), "walship-backup-*"))
+		// The server sends at 2 MB/s, so that the backup takes a while.
+		cmd := walshipCmd(t, runOpts{}, "walship", "backup", "create", "--repo", store.dir, "-d", p.ConnString(), "--checkpoint", "fast", "--max-rate", "2M")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
+		// The tablespace's tar is stored, base.tar is on its way.
+		pgtest.Eventually(t, 60*time.Second, "the backup streaming into "+store.dir, func() bool {
+			var tsTar, baseTmp bool
+			filepath.WalkDir(filepath.Join(store.dir, "backups"), func(_ string, d os.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					tsTar = tsTar || (strings.HasSuffix(d.Name(), ".tar.lz4") && d.Name() != "base.tar.lz4")
+					baseTmp = baseTmp || strings.HasPrefix(d.Name(), ".base.tar.lz4.tmp-")
+				}
+				return nil
+			})
+			return tsTar && baseTmp
+		})
+		cmd.Process.Signal(sig)
+		if err := cmd.Wait(); err == nil {
+			t.Fatalf("walship backup create finished despite %s: %s", sig, stderr.String())
+		}
+		if keys := backupKeys(t, store); sig == syscall.SIGTERM && len(keys) != 0 {
+			t.Errorf("the backup stopped by SIGTERM left %v", keys)
+		}
+		for _, l := range backupList(t, store) {
+			if l.Stored {
+				t.Errorf("the backup stopped by %s is listed: %+v", sig, l)
+			}
+		}
+		r := walship(t, runOpts{}, "walship", "verify", "--repo", store.dir)
+		if r.code != 0 || (sig == syscall.SIGKILL && !strings.Contains(r.stdout, "no record: interrupted, or running now")) {
+			t.Errorf("walship verify after a backup stopped by %s: %s", sig, r)
+		}
+		_, r = backupRestore(t, store, base, "none-"+strconv.Itoa(int(sig)))
+		wantOneLine(t, "a restore with no backup", r, []int{1}, "walship", "holds no base backup taken with walship backup create")
+		tmpAfter, _ := filepath.Glob(filepath.Join(os.TempDir(), "walship-backup-*"))
+		if len(tmpAfter) > len(tmpBefore) {
+			t.Errorf("the backup stopped by %s left %v", sig, tmpAfter)
+		}
+		// The server ends the backup when the connection goes.
+		pgtest.Eventually(t, 30*time.Second, "the server's walsender to end", func() bool {
+			return p.Query("SELECT count(*) FROM pg_stat_replication") == "0"
+		})
 	}
-	if r := walship(t, runOpts{}, "walship", "verify", "--repo", store.dir); r.code != 0 {
-		t.Errorf("walship verify after an interrupted backup: %s", r)
-	}
-	_, r := backupRestore(t, store, base, "none")
-	wantOneLine(t, "a restore with no backup", r, []int{1}, "walship", "holds no base backup taken with walship backup create")
-	tmpAfter, _ := filepath.Glob(filepath.Join(os.TempDir(), "walship-backup-*"))
-	if len(tmpAfter) > len(tmpBefore) {
-		t.Errorf("the interrupted backup left %v", tmpAfter)
-	}
-	pgtest.Eventually(t, 10*time.Second, "pg_basebackup to end", func() bool {
-		out, _ := exec.Command("pgrep", "-f", "pg_basebackup -r 2M").Output()
-		return len(strings.TrimSpace(string(out))) == 0
-	})
 }
 
 // TestBackupEncrypted: in an encrypted repository walship backup create,

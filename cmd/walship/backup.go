@@ -5,8 +5,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -34,16 +36,18 @@ func backupCommand() *cli.Command {
 			return cliutil.UsageError{Err: fmt.Errorf("unknown backup command %q: use create, list, restore, register, delete or expire", c.Args().First())}
 		},
 		Subcommands: []*cli.Command{
-			writerCommand("create", "take a base backup with pg_basebackup and stream it into the repository", backupCreate,
+			writerCommand("create", "take a base backup over a replication connection and stream it into the repository", backupCreate,
 				altsrc.NewStringFlag(&cli.StringFlag{Name: "dbname", Aliases: []string{"d"}, EnvVars: []string{"WALSHIP_DBNAME"},
-					Usage: "libpq connection string of the server to back up, a primary or a standby (pg_basebackup -d; it needs the replication privilege)"}),
-				&cli.StringFlag{Name: "label", Aliases: []string{"l"}, Usage: "the backup's label (default: walship and the backup's ID)"},
+					Usage: "libpq connection string of the server to back up, a primary or a standby (it needs the replication privilege)"}),
+				&cli.StringFlag{Name: "label", Aliases: []string{"l"}, Usage: "the backup's label (default: walship backup)"},
 				altsrc.NewStringFlag(&cli.StringFlag{Name: "checkpoint", Aliases: []string{"c"}, Value: "spread", EnvVars: []string{"WALSHIP_CHECKPOINT"},
-					Usage: "fast or spread: how the server runs the checkpoint that starts the backup (pg_basebackup -c)"}),
+					Usage: "fast or spread: how the server runs the checkpoint that starts the backup"}),
 				altsrc.NewStringFlag(&cli.StringFlag{Name: "compress-at", EnvVars: []string{"WALSHIP_COMPRESS_AT"},
-					Usage: "server or client: where the tars are compressed with lz4: by the server (pg_basebackup --compress=server-lz4, PostgreSQL 15 or later built with lz4), or by walship (default: the server where it can)"}),
-				altsrc.NewStringFlag(&cli.StringFlag{Name: "pg-bin", TakesFile: true,
-					Usage: "directory of pg_basebackup of the server's version (default: PATH, then /usr/lib/postgresql/<version>/bin)"})),
+					Usage: "server or client: who compresses the tars with lz4 (default: the server where it can: 15 or later, built with lz4)"}),
+				altsrc.NewStringFlag(&cli.StringFlag{Name: "max-rate", EnvVars: []string{"WALSHIP_MAX_RATE"},
+					Usage: "limit how fast the server sends the backup: kB/s, or with a suffix k or M (32k to 1024M; default: no limit)"}),
+				&cli.BoolFlag{Name: "incremental", Usage: "an incremental backup (PostgreSQL 17 or later, summarize_wal = on) on the newest stored backup; refused where none can be taken"},
+				&cli.BoolFlag{Name: "incremental-or-full", Usage: "an incremental backup where one can be taken, else a full one, saying why (for scheduled runs)"}),
 			command("list", "list the base backups: time, WAL range, sizes, and whether each can be restored", backupList,
 				&cli.BoolFlag{Name: "json", Usage: "one JSON array"}),
 			command("restore", "restore a base backup into a new data directory, to a point in time or as a standby", backupRestore, restoreFlags()...),
@@ -64,15 +68,33 @@ func backupCreate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := backup.Create(c.Context, r, backup.CreateOptions{
+	kind := backup.Full
+	switch {
+	case c.Bool("incremental") && c.Bool("incremental-or-full"):
+		return cliutil.UsageError{Err: errors.New("--incremental or --incremental-or-full: give one")}
+	case c.Bool("incremental"):
+		kind = backup.Incremental
+	case c.Bool("incremental-or-full"):
+		kind = backup.IncrementalOrFull
+	}
+	rate, err := parseRate(c.String("max-rate"))
+	if err != nil {
+		return cliutil.UsageError{Err: err}
+	}
+	o := backup.CreateOptions{
+		MaxRate:    rate,
 		Log:        cliutil.Logger(c),
+		Status:     cliutil.LoggerAt(c, slog.LevelInfo),
 		ConnString: c.String("dbname"),
 		Label:      c.String("label"),
 		Checkpoint: c.String("checkpoint"),
 		CompressAt: c.String("compress-at"),
-		PGBin:      c.String("pg-bin"),
-		Bar:        func(total int64) *progress.Bar { return progress.New("walship backup", "bytes", total) },
-	})
+		Kind:       kind,
+	}
+	if progress.IsTerminal(os.Stderr) {
+		o.Bar = func(total int64) *progress.Bar { return progress.New("walship backup", "bytes", total) }
+	}
+	res, err := backup.Create(c.Context, r, o)
 	if errors.Is(err, backup.ErrOptions) {
 		return cliutil.UsageError{Err: err}
 	}
@@ -80,10 +102,29 @@ func backupCreate(c *cli.Context) error {
 		return err
 	}
 	for _, n := range res.Notices {
-		fmt.Fprintf(os.Stderr, "walship backup: pg_basebackup: %s\n", n)
+		o.Status.Info("the server says: " + n)
 	}
 	fmt.Println(res.Summary())
 	return nil
+}
+
+// parseRate reads --max-rate: kB/s, or with a suffix k or M.
+func parseRate(s string) (int, error) {
+	if s == "" {
+		return 0, nil
+	}
+	orig, mult := s, 1
+	switch {
+	case strings.HasSuffix(s, "M"):
+		s, mult = strings.TrimSuffix(s, "M"), 1024
+	case strings.HasSuffix(s, "k"):
+		s = strings.TrimSuffix(s, "k")
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n*mult < 32 || n*mult > 1048576 {
+		return 0, fmt.Errorf("--max-rate %q: kB/s from 32 to 1048576, or with a suffix k or M (2M)", orig)
+	}
+	return n * mult, nil
 }
 
 func restoreFlags() []cli.Flag {
@@ -264,7 +305,7 @@ func backupList(c *cli.Context) error {
 		return printJSON(list)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "BACKUP\tSTARTED\tFROM\tTIMELINE\tWAL\tSIZE\tSTORED\tRESTORABLE")
+	fmt.Fprintln(tw, "BACKUP\tTYPE\tSTARTED\tLABEL\tFROM\tTIMELINE\tWAL\tSIZE\tSTORED\tRESTORABLE")
 	for _, b := range list {
 		size, stored := "-", "-"
 		switch {
@@ -279,7 +320,11 @@ func backupList(c *cli.Context) error {
 		if !b.Restorable {
 			state = "no: " + b.Reason
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s..%s\t%s\t%s\t%s\n", b.Name(), startTime(b), orDash(b.From), b.Timeline, b.Start, b.Stop, size, stored, state)
+		typ := orDash(b.Type)
+		if b.Parent != "" {
+			typ = "incremental on " + b.Parent
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s..%s\t%s\t%s\t%s\n", b.Name(), typ, startTime(b), orDash(b.Label), orDash(b.From), b.Timeline, b.Start, b.Stop, size, stored, state)
 	}
 	return tw.Flush()
 }
