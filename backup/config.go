@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 )
 
@@ -29,16 +28,16 @@ var missingConfig = []struct{ name, content string }{
 // completeConfig writes into the restored data directory dir each
 // configuration file the backup does not hold, and says which. A file is
 // created, never written through a name the backup put there.
-func completeConfig(dir string) ([]string, error) {
+func completeConfig(root *os.Root) ([]string, error) {
 	var made []string
 	for _, f := range missingConfig {
-		p := filepath.Join(dir, f.name)
-		if _, err := os.Lstat(p); err == nil {
+		p := f.name
+		if _, err := root.Lstat(p); err == nil {
 			continue
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
-		fd, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		fd, err := root.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("writing %s: %w", p, err)
 		}

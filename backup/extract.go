@@ -7,8 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
+	"path"
 	"sync"
 
 	"github.com/walship/walship/internal/progress"
@@ -16,62 +15,105 @@ import (
 	"github.com/walship/walship/repo"
 )
 
-// extractor unpacks the tars of one backup and checks every file against
-// the backup's manifest as it is written (pgdata.WalkBackupTar).
-type extractor struct {
-	check *pgdata.ManifestCheck
-	bar   *progress.Bar
+// unpacker unpacks the tars of a backup's chain into the stages, checking
+// every file it uses against the manifest of the member it comes from as
+// its content streams by (pgdata.WalkBackupTar).
+type unpacker struct {
+	bar *progress.Bar
+	bs  int // block size of the relation files
 }
 
-// extract unpacks the tar r into dir; prefix is where the tar's files are
-// in the manifest ("" for base.tar, "pg_tblspc/<oid>/" for a tablespace).
-// It reads r to its end, so that the object's checksum is checked.
-func (x *extractor) extract(ctx context.Context, r io.Reader, dir, prefix string) error {
-	err := pgdata.WalkBackupTar(&barReader{r: r, bar: x.bar}, prefix, x.check, func(e pgdata.TarEntry) error {
+// newest unpacks the tar r of the newest member (the backup restored)
+// into st: every file whole, and for an incremental backup every
+// incremental file's blocks, the file then waiting for the rest. prefix
+// is where the tar's files are in the manifest ("" for base.tar,
+// "pg_tblspc/<oid>/" for a tablespace). It reads r to its end, so that
+// the object's checksum is checked.
+func (u *unpacker) newest(ctx context.Context, r io.Reader, st *stage, prefix string, check *pgdata.ManifestCheck, incremental bool) error {
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	err := pgdata.WalkBackupTar(&barReader{r: r, bar: u.bar}, prefix, check, func(e pgdata.TarEntry) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		target := filepath.Join(dir, filepath.FromSlash(e.Name))
 		h := e.Header
-		mode := fs.FileMode(h.Mode).Perm() | 0o600
+		mode := fs.FileMode(h.Mode)
 		switch h.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o700); err != nil {
-				return err
-			}
-			return os.Chmod(target, mode|0o700)
+			return wrapWrite(e.Name, st.mkdir(e.Name, mode))
 		case tar.TypeSymlink:
-			if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
-				return err
+			return wrapWrite(e.Name, st.symlink(h.Linkname, e.Name))
+		}
+		if name, ok := isIncremental(e.Name); ok {
+			if !incremental {
+				return fmt.Errorf("%w: a full backup holding the incremental file %s", ErrDamaged, prefix+e.Name)
 			}
-			return os.Symlink(h.Linkname, target)
+			return st.newest(name, mode, h.ModTime, h.Size, e.Content, u.bs, *buf)
 		}
-		if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
-			return err
-		}
-		f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-		if err != nil {
-			return err
-		}
-		w := &fileWriter{f: f}
-		_, err = io.Copy(w, e.Content)
-		if cerr := f.Close(); w.err == nil {
-			w.err = cerr
-		}
-		if w.err != nil {
-			return &writeError{target, w.err}
-		}
-		if err != nil {
-			return err // reading the backup
-		}
-		return os.Chtimes(target, h.ModTime, h.ModTime)
+		return st.writeFile(e.Name, mode, h.ModTime, e.Content, *buf)
 	})
+	return classify(err)
+}
+
+// older reads the tar r of an older member and gives the pending files of
+// st what they wait for: blocks of this member's incremental file, or
+// the blocks of the file whole (which finishes it). full says the member
+// is the full backup of the chain, which must hold every file whole.
+func (u *unpacker) older(ctx context.Context, r io.Reader, st *stage, prefix string, check *pgdata.ManifestCheck, id repo.BackupID, full bool) error {
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	use := func(name string) bool {
+		if n, ok := isIncremental(name); ok {
+			name = n
+		}
+		return st.pending[name] != nil
+	}
+	err := pgdata.WalkBackupTarSome(&barReader{r: r, bar: u.bar}, prefix, check, use, func(e pgdata.TarEntry) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if e.Header.Typeflag != tar.TypeReg {
+			return fmt.Errorf("%w: backup %s holds %s, which a newer backup has as a file, as a %s", ErrDamaged, id, prefix+e.Name, typeName(e.Header.Typeflag))
+		}
+		name, inc := isIncremental(e.Name)
+		if !inc {
+			name = e.Name
+		}
+		if inc && full {
+			return fmt.Errorf("%w: backup %s, the full backup of the chain, holds the incremental file %s", ErrDamaged, id, prefix+e.Name)
+		}
+		return st.older(name, st.pending[name], inc, e.Header.Size, e.Content, u.bs, *buf)
+	})
+	return classify(err)
+}
+
+func typeName(t byte) string {
+	switch t {
+	case tar.TypeDir:
+		return "directory"
+	case tar.TypeSymlink:
+		return "symbolic link"
+	}
+	return fmt.Sprintf("tar entry of type %q", t)
+}
+
+func wrapWrite(name string, err error) error {
+	if err != nil {
+		return &writeError{name, err}
+	}
+	return nil
+}
+
+// classify tells a damaged backup from a failure to write.
+func classify(err error) error {
 	var we *writeError
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &we):
 		return fmt.Errorf("writing %s: %w", we.path, we.err)
+	case errors.Is(err, ErrDamaged):
+		return err
 	case errors.Is(err, repo.ErrCorrupt), errors.Is(err, pgdata.ErrManifest), errors.Is(err, pgdata.ErrBackupTar),
 		errors.Is(err, io.ErrUnexpectedEOF):
 		return fmt.Errorf("%w: %w", ErrDamaged, err)
@@ -79,28 +121,18 @@ func (x *extractor) extract(ctx context.Context, r io.Reader, dir, prefix string
 	return err
 }
 
-// fileWriter remembers its own failure, told apart from the reader's.
-type fileWriter struct {
-	f   *os.File
-	err error
-}
-
-func (w *fileWriter) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
-	if err != nil {
-		w.err = err
+// missing reports the pending files of st that the member just read did
+// not hold at all (neither whole nor incremental), and forgets the marks.
+func (st *stage) missing(prefix string) []string {
+	var out []string
+	for name, p := range st.pending {
+		if !p.seen {
+			out = append(out, path.Join(prefix, name))
+		}
+		p.seen = false
 	}
-	return n, err
+	return out
 }
-
-// writeError is a failure to write a restored file (the disk, not the backup).
-type writeError struct {
-	path string
-	err  error
-}
-
-func (e *writeError) Error() string { return e.err.Error() }
-func (e *writeError) Unwrap() error { return e.err }
 
 type barReader struct {
 	r   io.Reader
@@ -114,22 +146,23 @@ func (b *barReader) Read(p []byte) (int, error) {
 }
 
 // readAhead reads r in the background, up to depth chunks ahead of the
-// reader: the download and the writing of files overlap.
+// reader: the download (and decoding) and the writing of files overlap.
+// Chunks come from a pool and go back to it once read.
 func readAhead(r io.Reader, depth int) io.ReadCloser {
-	const chunk = 1 << 20
 	ch := make(chan piece, depth)
 	stop := make(chan struct{})
 	go func() {
 		defer close(ch)
 		for {
-			b := make([]byte, chunk)
-			n, err := io.ReadFull(r, b)
+			b := chunks.Get().(*[]byte)
+			n, err := io.ReadFull(r, *b)
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				err = io.EOF
 			}
 			select {
-			case ch <- piece{b[:n], err}:
+			case ch <- piece{b, n, err}:
 			case <-stop:
+				chunks.Put(b)
 				return
 			}
 			if err != nil {
@@ -140,14 +173,18 @@ func readAhead(r io.Reader, depth int) io.ReadCloser {
 	return &aheadReader{ch: ch, stop: stop}
 }
 
+var chunks = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
 type piece struct {
-	b   []byte
+	b   *[]byte
+	n   int
 	err error
 }
 
 type aheadReader struct {
 	ch   <-chan piece
 	stop chan struct{}
+	buf  *[]byte
 	cur  []byte
 	err  error
 	once sync.Once
@@ -155,6 +192,10 @@ type aheadReader struct {
 
 func (a *aheadReader) Read(p []byte) (int, error) {
 	for len(a.cur) == 0 {
+		if a.buf != nil {
+			chunks.Put(a.buf)
+			a.buf = nil
+		}
 		if a.err != nil {
 			return 0, a.err
 		}
@@ -162,7 +203,7 @@ func (a *aheadReader) Read(p []byte) (int, error) {
 		if !ok {
 			return 0, io.ErrUnexpectedEOF
 		}
-		a.cur, a.err = pc.b, pc.err
+		a.buf, a.cur, a.err = pc.b, (*pc.b)[:pc.n], pc.err
 	}
 	n := copy(p, a.cur)
 	a.cur = a.cur[n:]
@@ -170,6 +211,12 @@ func (a *aheadReader) Read(p []byte) (int, error) {
 }
 
 func (a *aheadReader) Close() error {
-	a.once.Do(func() { close(a.stop) })
+	a.once.Do(func() {
+		close(a.stop) // the chunks still queued go to the collector
+		if a.buf != nil {
+			chunks.Put(a.buf)
+			a.buf = nil
+		}
+	})
 	return nil
 }

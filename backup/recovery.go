@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"os"
 	"strings"
 
 	"github.com/walship/walship/pgdata"
@@ -29,8 +30,8 @@ type recovery struct {
 const standbyArchiving = "archive_mode as the backup has it: once promoted, the standby archives as its primary did (it is to replace it)"
 
 // write puts the recovery settings and the signal file into the data
-// directory dir (pgserver.Recovery) and describes what it wrote.
-func (rc recovery) write(dir string) ([]string, error) {
+// directory root (pgserver.Recovery) and describes what it wrote.
+func (rc recovery) write(root *os.Root) ([]string, error) {
 	w := pgserver.Recovery{Version: rc.version, Header: "# Written by walship backup restore.\n"}
 	set := func(name, value string) { w.Settings = append(w.Settings, pgdata.Setting{Name: name, Value: value}) }
 	var desc []string
@@ -79,7 +80,7 @@ func (rc recovery) write(dir string) ([]string, error) {
 		}
 	}
 	w.Conf = append(w.Conf, rc.extra...)
-	files, err := w.Write(dir)
+	files, err := w.WriteRoot(root)
 	if err != nil {
 		return nil, err
 	}

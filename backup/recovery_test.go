@@ -42,7 +42,7 @@ func TestRecoveryPITR(t *testing.T) {
 	rc := recovery{version: pgdata.Version{Text: "15", Major: 15}, restoreCommand: cmd,
 		target: Target{Kind: TargetTime, Time: at}, action: "pause",
 		extra: []pgdata.Setting{{Name: "port", Value: "5433"}}}
-	if _, err := rc.write(dir); err != nil {
+	if _, err := rc.write(rootOf(t, dir)); err != nil {
 		t.Fatal(err)
 	}
 	got := settingsOf(t, filepath.Join(dir, pgdata.AutoConfFile))
@@ -59,7 +59,7 @@ func TestRecoveryPITR(t *testing.T) {
 	// Kept archiving: archive_mode is left as the backup has it.
 	dir = t.TempDir()
 	rc.keepArchiving = true
-	rc.write(dir)
+	rc.write(rootOf(t, dir))
 	if _, ok := settingsOf(t, filepath.Join(dir, pgdata.AutoConfFile))["archive_mode"]; ok {
 		t.Error("archive_mode set although the copy keeps archiving")
 	}
@@ -70,7 +70,7 @@ func TestRecoveryStandbys(t *testing.T) {
 	// Streaming.
 	dir := t.TempDir()
 	rc := recovery{version: v15, restoreCommand: cmd, standby: true, primaryConnInfo: "host=new port=5432", slot: "a"}
-	rc.write(dir)
+	rc.write(rootOf(t, dir))
 	got := settingsOf(t, filepath.Join(dir, pgdata.AutoConfFile))
 	if got["primary_conninfo"] != "host=new port=5432" || got["primary_slot_name"] != "a" || got["restore_command"] != cmd ||
 		got["recovery_target_timeline"] != "latest" || got["archive_mode"] != "" || !exists(dir, "standby.signal") || exists(dir, "recovery.signal") {
@@ -79,7 +79,7 @@ func TestRecoveryStandbys(t *testing.T) {
 	// Archive only, with a trigger file: archive recovery.
 	dir = t.TempDir()
 	rc = recovery{version: v15, restoreCommand: cmd + " --standby", standby: true, trigger: "/run/promote"}
-	rc.write(dir)
+	rc.write(rootOf(t, dir))
 	got = settingsOf(t, filepath.Join(dir, pgdata.AutoConfFile))
 	if got["recovery_prefetch"] != "off" || got["primary_conninfo"] != "" || !exists(dir, "recovery.signal") || exists(dir, "standby.signal") {
 		t.Errorf("archive-only standby with a trigger: %v", got)
@@ -87,7 +87,7 @@ func TestRecoveryStandbys(t *testing.T) {
 	// Archive only, promoted by pg_ctl promote: standby mode.
 	dir = t.TempDir()
 	rc.trigger = ""
-	rc.write(dir)
+	rc.write(rootOf(t, dir))
 	if !exists(dir, "standby.signal") {
 		t.Error("archive-only standby without a trigger: no standby.signal")
 	}
@@ -98,7 +98,7 @@ func TestRecoveryBefore12(t *testing.T) {
 	v11 := pgdata.Version{Text: "11", Major: 11}
 	dir := t.TempDir()
 	rc := recovery{version: v11, restoreCommand: cmd, target: Target{Kind: TargetName, Name: "before"}, action: "promote"}
-	rc.write(dir)
+	rc.write(rootOf(t, dir))
 	got := settingsOf(t, filepath.Join(dir, "recovery.conf"))
 	if got["restore_command"] != cmd || got["recovery_target_name"] != "before" || got["recovery_target_action"] != "promote" || got["standby_mode"] != "" {
 		t.Errorf("recovery.conf: %v", got)
@@ -108,7 +108,7 @@ func TestRecoveryBefore12(t *testing.T) {
 	}
 	dir = t.TempDir()
 	rc = recovery{version: v11, restoreCommand: cmd, standby: true, primaryConnInfo: "host=new"}
-	rc.write(dir)
+	rc.write(rootOf(t, dir))
 	got = settingsOf(t, filepath.Join(dir, "recovery.conf"))
 	if got["standby_mode"] != "on" || got["primary_conninfo"] != "host=new" {
 		t.Errorf("recovery.conf of a standby: %v", got)
@@ -126,4 +126,15 @@ func TestParseTime(t *testing.T) {
 	if _, err := ParseTime("yesterday"); err == nil {
 		t.Error("ParseTime(yesterday) succeeded")
 	}
+}
+
+// rootOf opens dir as a root for the test.
+func rootOf(t *testing.T, dir string) *os.Root {
+	t.Helper()
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
 }

@@ -28,7 +28,14 @@ import (
 // plain or tar format; it must hold backup_manifest (PostgreSQL 13 and
 // later). The files stay where they are.
 func Register(ctx context.Context, r *repo.Repo, dir string) (*catalog.Record, error) {
-	data, err := os.ReadFile(filepath.Join(dir, pgdata.ManifestFile))
+	// Everything is read through a root: a file that is a symbolic link
+	// out of DIR is not read.
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	data, err := root.ReadFile(pgdata.ManifestFile)
 	if err != nil {
 		return nil, fmt.Errorf("%s: no backup manifest (pg_basebackup of PostgreSQL 13 or later writes one): %w", dir, err)
 	}
@@ -36,11 +43,11 @@ func Register(ctx context.Context, r *repo.Repo, dir string) (*catalog.Record, e
 	if err != nil {
 		return nil, err
 	}
-	mi, err := os.Stat(filepath.Join(dir, pgdata.ManifestFile))
+	mi, err := root.Stat(pgdata.ManifestFile)
 	if err != nil {
 		return nil, err
 	}
-	label, control, version, err := readBackupDir(dir)
+	label, control, version, err := readBackupDir(root, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -113,18 +120,22 @@ func Register(ctx context.Context, r *repo.Repo, dir string) (*catalog.Record, e
 // readBackupDir reads backup_label, the start of global/pg_control and
 // PG_VERSION from a pg_basebackup output directory: a data directory
 // (plain format), or base.tar (tar format).
-func readBackupDir(dir string) (label, control []byte, v pgdata.Version, err error) {
-	if label, err = os.ReadFile(filepath.Join(dir, "backup_label")); err == nil {
-		if control, err = os.ReadFile(filepath.Join(dir, pgdata.ControlFile)); err != nil {
+func readBackupDir(root *os.Root, dir string) (label, control []byte, v pgdata.Version, err error) {
+	if label, err = root.ReadFile("backup_label"); err == nil {
+		if control, err = root.ReadFile(pgdata.ControlFile); err != nil {
 			return nil, nil, v, err
 		}
-		v, err = pgdata.ReadVersion(dir)
+		text, err := root.ReadFile(pgdata.VersionFile)
+		if err != nil {
+			return nil, nil, v, err
+		}
+		v, err = pgdata.ParseVersion(strings.TrimSpace(string(text)))
 		return label, control, v, err
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, v, err
 	}
-	tar, name, err := openBaseTar(dir)
+	tar, name, err := openBaseTar(root, dir)
 	if err != nil {
 		return nil, nil, v, err
 	}
@@ -151,10 +162,10 @@ func readBackupDir(dir string) (label, control []byte, v pgdata.Version, err err
 // openBaseTar opens the base.tar of a tar-format backup, decompressed:
 // pg_basebackup writes base.tar, or base.tar.lz4 or base.tar.gz with
 // --compress (on the server or the client).
-func openBaseTar(dir string) (io.ReadCloser, string, error) {
+func openBaseTar(root *os.Root, dir string) (io.ReadCloser, string, error) {
 	for _, name := range []string{"base.tar", "base.tar.lz4", "base.tar.gz"} {
 		path := filepath.Join(dir, name)
-		f, err := os.Open(path)
+		f, err := root.Open(name)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}

@@ -1,20 +1,18 @@
 package backup
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/walship/walship/catalog"
+	"github.com/walship/walship/internal/logx"
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/pgserver"
@@ -59,11 +57,16 @@ type RestoreOptions struct {
 	StartLog     string // pg_ctl -l; default pgserver.StartLog(DataDir, "walship-backup-restore")
 	StartTimeout time.Duration
 	Bar          func(total int64) *progress.Bar
+	// Log receives what the restore does (nil: none).
+	Log *slog.Logger
 }
 
 // RestoreResult is what a restore did.
 type RestoreResult struct {
-	Backup  catalog.Record
+	Backup catalog.Record
+	// Chain is the number of backups restored: 1 for a full backup, and
+	// for an incremental one its parents down to the full backup too.
+	Chain   int
 	Files   int
 	Bytes   int64
 	Wrote   []string // the recovery configuration
@@ -78,6 +81,7 @@ type RestoreResult struct {
 // directory, and the data directory if Restore made it, are removed.
 func Restore(ctx context.Context, r *repo.Repo, o RestoreOptions) (*RestoreResult, error) {
 	t0 := time.Now()
+	o.Log = logx.Or(o.Log)
 	if o.Action == "" {
 		o.Action = "promote"
 	}
@@ -141,12 +145,19 @@ func Restore(ctx context.Context, r *repo.Repo, o RestoreOptions) (*RestoreResul
 		return nil, err
 	}
 	for _, d := range dests {
-		if err := emptyOrAbsent(d.dir); err != nil {
+		if err := emptyOrAbsent(d.dir, o.Log); err != nil {
 			return nil, err
 		}
 	}
 
+	chain, err := cat.Chain(cand.b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoBackup, err)
+	}
 	run := &restoreRun{r: r, o: o, m: m, dests: dests, version: version}
+	for _, b := range chain {
+		run.chain = append(run.chain, b.Stored.Record)
+	}
 	res, err := run.fetch(ctx)
 	if err != nil {
 		run.cleanup()
@@ -168,139 +179,9 @@ type restoreRun struct {
 	r       *repo.Repo
 	o       RestoreOptions
 	m       *catalog.Record
+	chain   []*catalog.Record // the full backup first, m last
 	dests   []*dest
 	version pgdata.Version
-}
-
-func (run *restoreRun) fetch(ctx context.Context) (*RestoreResult, error) {
-	m := run.m
-	// The manifest first: every file is checked against it as it arrives.
-	man, err := run.manifest(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, d := range run.dests {
-		if _, err := os.Stat(d.dir); errors.Is(err, fs.ErrNotExist) {
-			if err := os.MkdirAll(d.dir, 0o700); err != nil {
-				return nil, err
-			}
-			d.created = true
-		}
-		d.staging = filepath.Join(d.dir, stagingName(m.ID))
-		if err := os.Mkdir(d.staging, 0o700); err != nil {
-			return nil, err
-		}
-	}
-	var total int64
-	for _, d := range run.dests {
-		total += d.obj.Size
-	}
-	var bar *progress.Bar
-	if run.o.Bar != nil {
-		bar = run.o.Bar(total)
-	}
-	x := &extractor{check: man.Check(), bar: bar}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make([]error, len(run.dests))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 2) // the base and one tablespace at a time
-	for i, d := range run.dests {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if errs[i] = run.fetchTar(ctx, x, d); errs[i] != nil {
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
-	bar.Done()
-	if err := firstError(errs); err != nil {
-		return nil, err
-	}
-	if err := x.check.Done(); err != nil {
-		return nil, fmt.Errorf("%w: backup %s: %w", ErrDamaged, m.ID, err)
-	}
-
-	base := run.dests[0].staging
-	if err := run.remapTablespaces(base); err != nil {
-		return nil, err
-	}
-	rc := recovery{version: run.version, restoreCommand: run.restoreCommand(), target: run.o.Target, action: run.o.Action,
-		standby: run.o.Standby, primaryConnInfo: run.o.PrimaryConnInfo, slot: run.o.SlotName, trigger: run.o.Trigger,
-		keepArchiving: run.o.KeepArchiving, extra: run.o.Settings}
-	wrote, err := rc.write(base)
-	if err != nil {
-		return nil, err
-	}
-	made, err := completeConfig(base)
-	if err != nil {
-		return nil, err
-	}
-	wrote = append(wrote, made...)
-	if !run.o.NoSync {
-		for _, d := range run.dests {
-			if err := syncFS(d.staging); err != nil {
-				return nil, fmt.Errorf("syncing %s: %w", d.dir, err)
-			}
-		}
-	}
-	// Everything is there and checked: into place.
-	for _, d := range run.dests {
-		if err := unstage(d); err != nil {
-			return nil, err
-		}
-	}
-	if err := os.Chmod(run.o.DataDir, 0o700); err != nil {
-		return nil, err
-	}
-	return &RestoreResult{Backup: *m, Files: len(man.Files), Bytes: total, Wrote: wrote}, nil
-}
-
-// manifest fetches the backup's manifest and checks it against the record.
-func (run *restoreRun) manifest(ctx context.Context) (*pgdata.Manifest, error) {
-	m := run.m
-	if m.Manifest == nil {
-		return nil, fmt.Errorf("%w: backup %s has no manifest to check it against", ErrDamaged, m.ID)
-	}
-	rc, err := run.r.OpenStream(ctx, repo.BackupObject{ID: m.ID, Part: repo.ManifestPart})
-	if err != nil {
-		return nil, fmt.Errorf("fetching the manifest of backup %s: %w", m.ID, err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, 1<<30))
-	if err != nil {
-		if errors.Is(err, repo.ErrCorrupt) {
-			return nil, fmt.Errorf("%w: %w", ErrDamaged, err)
-		}
-		return nil, fmt.Errorf("fetching the manifest of backup %s: %w", m.ID, err)
-	}
-	man, err := pgdata.ParseManifest(data)
-	if err != nil {
-		return nil, fmt.Errorf("%w: backup %s: %w", ErrDamaged, m.ID, err)
-	}
-	if man.Checksum != m.Manifest.Checksum {
-		return nil, fmt.Errorf("%w: the manifest of backup %s is not the one its record names", ErrDamaged, m.ID)
-	}
-	return man, nil
-}
-
-func (run *restoreRun) fetchTar(ctx context.Context, x *extractor, d *dest) error {
-	o := repo.BackupObject{ID: run.m.ID, Part: d.part}
-	rc, err := run.r.OpenStream(ctx, o)
-	if err != nil {
-		return fmt.Errorf("fetching %s: %w", o.Key(), err)
-	}
-	defer rc.Close()
-	ahead := readAhead(rc, 8)
-	defer ahead.Close()
-	if err := x.extract(ctx, ahead, d.staging, d.prefix); err != nil {
-		return fmt.Errorf("backup %s, %s: %w", run.m.ID, d.part, err)
-	}
-	return nil
 }
 
 // restoreCommand is walship-restore for the same repository; an
@@ -316,28 +197,6 @@ func (run *restoreRun) restoreCommand() string {
 	return pgserver.RestoreCommand(run.o.RestoreBin, args)
 }
 
-// remapTablespaces points tablespace_map at the tablespaces' new
-// directories (the server makes its pg_tblspc links from it).
-func (run *restoreRun) remapTablespaces(base string) error {
-	if len(run.o.TablespaceMap) == 0 {
-		return nil
-	}
-	p := filepath.Join(base, "tablespace_map")
-	data, err := os.ReadFile(p)
-	if err != nil {
-		return fmt.Errorf("%w: backup %s has tablespaces but no tablespace_map: %v", ErrDamaged, run.m.ID, err)
-	}
-	var out bytes.Buffer
-	for _, line := range strings.SplitAfter(string(data), "\n") {
-		oid, loc, ok := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
-		if to, mapped := run.o.TablespaceMap[loc]; ok && mapped {
-			line = oid + " " + to + "\n"
-		}
-		out.WriteString(line)
-	}
-	return os.WriteFile(p, out.Bytes(), 0o600)
-}
-
 func firstError(errs []error) error {
 	// A cancellation caused by another failure is not the news.
 	sorted := append([]error{}, errs...)
@@ -351,8 +210,12 @@ func firstError(errs []error) error {
 // first.
 func (res *RestoreResult) Summary(dir string) string {
 	m := res.Backup
-	lines := []string{fmt.Sprintf("restored backup %s (%s, from the %s, consistent at %s) into %s: %d files, %s, in %s",
-		m.ID, m.StartTime.UTC().Format(time.RFC3339), m.From, m.Stop, dir, res.Files, progress.Bytes(res.Bytes),
+	kind := ""
+	if res.Chain > 1 {
+		kind = fmt.Sprintf(", incremental: rebuilt from %d backups", res.Chain)
+	}
+	lines := []string{fmt.Sprintf("restored backup %s (%s, from the %s%s, consistent at %s) into %s: %d files, %s, in %s",
+		m.ID, m.StartTime.UTC().Format(time.RFC3339), m.From, kind, m.Stop, dir, res.Files, progress.Bytes(res.Bytes),
 		res.Elapsed.Round(100*time.Millisecond))}
 	for _, w := range res.Wrote {
 		lines = append(lines, "  "+w)

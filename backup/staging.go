@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -26,7 +27,8 @@ type dest struct {
 	dir     string // the data directory, or the tablespace's directory
 	prefix  string // the tar's files in the manifest
 	staging string
-	created bool // the directory did not exist: remove it on failure
+	stage   *stage // the staging directory, opened as a root
+	created bool   // the directory did not exist: remove it on failure
 }
 
 // destinations maps each tar of the backup to its directory.
@@ -67,14 +69,36 @@ func destinations(m *catalog.Record, o RestoreOptions) ([]*dest, error) {
 	return out, nil
 }
 
-// emptyOrAbsent refuses a directory that holds anything.
-func emptyOrAbsent(dir string) error {
+// emptyOrAbsent refuses a directory that holds anything but the staging
+// directories an interrupted restore left (killed before it could remove
+// them): those it removes, saying so.
+func emptyOrAbsent(dir string, log *slog.Logger) error {
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
+	}
+	left := 0
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), stagingPrefix) {
+			left++
+		}
+	}
+	if left == 0 {
+		root, err := os.OpenRoot(dir)
+		if err != nil {
+			return err
+		}
+		defer root.Close()
+		for _, e := range ents {
+			log.Warn("removing what an interrupted restore left", "dir", filepath.Join(dir, e.Name()))
+			if err := root.RemoveAll(e.Name()); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	if len(ents) > 0 {
 		names := []string{}
@@ -86,25 +110,35 @@ func emptyOrAbsent(dir string) error {
 	return nil
 }
 
-// unstage moves the checked files from the staging directory into place.
+// unstage moves the checked files from the staging directory into place,
+// renaming inside the destination's root only.
 func unstage(d *dest) error {
-	ents, err := os.ReadDir(d.staging)
+	root, err := os.OpenRoot(d.dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	name := filepath.Base(d.staging)
+	ents, err := fs.ReadDir(root.FS(), name)
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
-		if err := os.Rename(filepath.Join(d.staging, e.Name()), filepath.Join(d.dir, e.Name())); err != nil {
+		if err := root.Rename(name+"/"+e.Name(), e.Name()); err != nil {
 			return err
 		}
 	}
-	return os.Remove(d.staging)
+	return root.Remove(name)
 }
 
 // cleanup removes what a failed restore wrote.
 func (run *restoreRun) cleanup() {
 	for _, d := range run.dests {
+		if d.stage != nil {
+			d.stage.close()
+		}
 		if d.staging != "" {
-			os.RemoveAll(d.staging)
+			os.RemoveAll(d.staging) // removes links, never follows them
 		}
 		if d.created {
 			os.Remove(d.dir) // empty again, unless something else wrote there
@@ -125,4 +159,6 @@ func syncFS(dir string) error {
 
 // stagingName is the directory, inside each destination, that the files
 // go into until all are checked.
-func stagingName(id repo.BackupID) string { return ".walship-restore-" + string(id) }
+func stagingName(id repo.BackupID) string { return stagingPrefix + string(id) }
+
+const stagingPrefix = ".walship-restore-"

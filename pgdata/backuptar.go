@@ -32,9 +32,23 @@ type TarEntry struct {
 // every entry. WalkBackupTar reads r to its end, past the end of the tar,
 // so that whatever r checks at its end (an lz4 frame's checksum) is
 // checked; read errors of r are returned as they are.
+//
+// Every entry must stay inside the directory the tar is unpacked into: a
+// name that is absolute or leaves it (..), one inside a symbolic link the
+// tar holds, one that appears twice (a later entry would be written
+// through an earlier symbolic link of that name), a hard link or a
+// device is an error matching ErrBackupTar.
 func WalkBackupTar(r io.Reader, prefix string, check *ManifestCheck, visit func(TarEntry) error) error {
+	return WalkBackupTarSome(r, prefix, check, nil, visit)
+}
+
+// WalkBackupTarSome is WalkBackupTar for the entries use says yes to (by
+// their names, without the prefix; nil: all): the others are read past,
+// neither checked nor visited, but they must be as well-formed as any.
+func WalkBackupTarSome(r io.Reader, prefix string, check *ManifestCheck, use func(name string) bool, visit func(TarEntry) error) error {
 	tr := tar.NewReader(r)
 	links := map[string]bool{}
+	seen := map[string]bool{}
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -50,12 +64,32 @@ func WalkBackupTar(r io.Reader, prefix string, check *ManifestCheck, visit func(
 		if !filepath.IsLocal(name) {
 			return fmt.Errorf("%w: it holds %q, outside the data directory", ErrBackupTar, h.Name)
 		}
+		if name == "." {
+			if h.Typeflag == tar.TypeDir {
+				continue
+			}
+			return fmt.Errorf("%w: it holds %q, which is not a file name", ErrBackupTar, h.Name)
+		}
 		for d := path.Dir(name); d != "."; d = path.Dir(d) {
 			if links[d] {
 				return fmt.Errorf("%w: it holds %q, inside its symbolic link %s", ErrBackupTar, h.Name, d)
 			}
 		}
+		if seen[name] {
+			return fmt.Errorf("%w: it holds %q twice", ErrBackupTar, h.Name)
+		}
+		seen[name] = true
 		e := TarEntry{Name: name, Header: h}
+		if use != nil && !use(name) {
+			switch h.Typeflag {
+			case tar.TypeDir, tar.TypeSymlink, tar.TypeReg:
+				if h.Typeflag == tar.TypeSymlink {
+					links[name] = true
+				}
+				continue // its content, if any, is skipped by Next
+			}
+			return fmt.Errorf("%w: it holds %q of type %q", ErrBackupTar, h.Name, h.Typeflag)
+		}
 		switch h.Typeflag {
 		case tar.TypeDir:
 		case tar.TypeSymlink:

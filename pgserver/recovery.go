@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
-	"github.com/walship/walship/internal/atomicfile"
 	"github.com/walship/walship/pgdata"
 )
 
@@ -42,17 +40,29 @@ type Recovery struct {
 // temporary file renamed over it, never written through a symbolic link)
 // and synced. It returns the files written, in the order written.
 func (rc Recovery) Write(dir string) ([]string, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	return rc.WriteRoot(root)
+}
+
+// WriteRoot is Write into the data directory root: nothing outside it is
+// read or written, and a file of the configuration that is not a regular
+// file (a symbolic link a restored tar planted) is neither read nor
+// followed, only replaced.
+func (rc Recovery) WriteRoot(root *os.Root) ([]string, error) {
 	var wrote []string
 	set := func(name string, settings []pgdata.Setting, header string) error {
-		p := filepath.Join(dir, name)
-		cur, err := readOptional(p)
+		cur, err := readRegular(root, name)
 		if err != nil {
 			return err
 		}
 		if cur == "" {
 			cur = header
 		}
-		if err := writeConf(p, pgdata.SetSettings(cur, settings)); err != nil {
+		if err := writeConf(root, name, pgdata.SetSettings(cur, settings)); err != nil {
 			return err
 		}
 		wrote = append(wrote, name)
@@ -80,11 +90,11 @@ func (rc Recovery) Write(dir string) ([]string, error) {
 	if rc.Standby {
 		signal, other = other, signal
 	}
-	if err := writeConf(filepath.Join(dir, signal), ""); err != nil {
+	if err := writeConf(root, signal, ""); err != nil {
 		return wrote, err
 	}
 	wrote = append(wrote, signal)
-	if err := os.Remove(filepath.Join(dir, other)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := root.Remove(other); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return wrote, err
 	}
 	return wrote, nil
@@ -103,26 +113,59 @@ func StandbySettings(primaryConnInfo, slot, restoreCommand string) []pgdata.Sett
 		pgdata.Setting{Name: "recovery_target_timeline", Value: "latest"})
 }
 
-func readOptional(p string) (string, error) {
-	b, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
+// readRegular reads the regular file name of root; a missing file, or
+// anything else than a regular file, reads as empty.
+func readRegular(root *os.Root, name string) (string, error) {
+	fi, err := root.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && !fi.Mode().IsRegular()) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("reading %s: %w", p, err)
+		return "", fmt.Errorf("reading %s: %w", name, err)
+	}
+	b, err := root.ReadFile(name)
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", name, err)
 	}
 	return string(b), nil
 }
 
-// writeConf replaces the file at p with content durably, keeping the mode
-// of a regular file there (0600 otherwise).
-func writeConf(p, content string) error {
+// writeConf replaces the file name of root with content durably (a
+// temporary file, synced, renamed over it, the directory synced), keeping
+// the mode of a regular file there (0600 otherwise).
+func writeConf(root *os.Root, name, content string) error {
 	mode := fs.FileMode(0o600)
-	if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+	if fi, err := root.Lstat(name); err == nil && fi.Mode().IsRegular() {
 		mode = fi.Mode().Perm()
 	}
-	if err := atomicfile.WriteFile(p, []byte(content), atomicfile.Options{Sync: true, SyncDir: true, Mode: mode}); err != nil {
-		return fmt.Errorf("writing %s: %w", p, err)
+	tmp := fmt.Sprintf(".%s.tmp-%d", name, os.Getpid())
+	err := func() error {
+		f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+		if err != nil {
+			return err
+		}
+		_, err = f.WriteString(content)
+		if err == nil {
+			err = f.Chmod(mode) // whatever the umask
+		}
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = root.Rename(tmp, name)
+		}
+		return err
+	}()
+	if err != nil {
+		root.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	if d, err := root.Open("."); err == nil {
+		d.Sync()
+		d.Close()
 	}
 	return nil
 }

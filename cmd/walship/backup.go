@@ -164,6 +164,7 @@ func backupRestore(c *cli.Context) error {
 		return err
 	}
 	o.RestoreArgs = cliutil.RepoArgs(c)
+	o.Log = cliutil.Logger(c)
 	o.Bar = func(total int64) *progress.Bar { return progress.New("walship restore", "bytes", total) }
 	res, err := backup.Restore(c.Context, r, o)
 	if res != nil {

@@ -49,7 +49,12 @@ type Repo struct {
 // is written by the first segment.
 func New(t testing.TB) *Repo {
 	t.Helper()
-	dir := t.TempDir()
+	return NewAt(t, t.TempDir())
+}
+
+// NewAt is New in the directory dir.
+func NewAt(t testing.TB, dir string) *Repo {
+	t.Helper()
 	b, err := local.New(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -290,30 +295,69 @@ func (f *Repo) StoredBackupMismatch(tli uint32, start, stop uint64, at time.Time
 
 func (f *Repo) storedBackup(tli uint32, start, stop uint64, at time.Time, from string, tarFiles map[string]string, parent repo.BackupID) repo.BackupID {
 	f.t.Helper()
-	ctx := context.Background()
-	id := repo.NewBackupID(at)
 	names := make([]string, 0, len(BackupFiles))
 	for n := range BackupFiles {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	var entries []TarFile
+	for _, n := range names {
+		entries = append(entries, TarFile{Header: tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o600}, Content: tarFiles[n], Listed: BackupFiles[n]})
+	}
+	return f.StoredBackupTar(tli, start, stop, at, from, entries, parent)
+}
+
+// TarFile is one entry of a fake backup's base.tar. The manifest lists a
+// regular file with the content Listed (Content when Listed is "" and
+// the entry is not Unlisted).
+type TarFile struct {
+	Header   tar.Header // Size is set from Content for a regular file
+	Content  string
+	Listed   string
+	Unlisted bool
+}
+
+// StoredBackupTar is StoredBackup of a base.tar holding exactly entries,
+// in this order, whatever they are (a test's crafted tar).
+func (f *Repo) StoredBackupTar(tli uint32, start, stop uint64, at time.Time, from string, entries []TarFile, parent repo.BackupID) repo.BackupID {
+	f.t.Helper()
+	ctx := context.Background()
+	id := repo.NewBackupID(at)
 	var tarBuf bytes.Buffer
 	tw := tar.NewWriter(&tarBuf)
 	var man strings.Builder
 	man.WriteString("{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n")
-	for i, n := range names {
-		content := tarFiles[n]
-		if err := tw.WriteHeader(&tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(content)), ModTime: at}); err != nil {
+	listed := 0
+	for _, e := range entries {
+		h := e.Header
+		if h.ModTime.IsZero() {
+			h.ModTime = at
+		}
+		if h.Typeflag == tar.TypeReg {
+			h.Size = int64(len(e.Content))
+		}
+		if err := tw.WriteHeader(&h); err != nil {
 			f.t.Fatal(err)
 		}
-		io.WriteString(tw, content)
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		io.WriteString(tw, e.Content)
+		if e.Unlisted {
+			continue
+		}
+		content := e.Listed
+		if content == "" {
+			content = e.Content
+		}
 		var crc [4]byte
-		binary.LittleEndian.PutUint32(crc[:], crc32.Checksum([]byte(BackupFiles[n]), crc32.MakeTable(crc32.Castagnoli)))
-		if i > 0 {
+		binary.LittleEndian.PutUint32(crc[:], crc32.Checksum([]byte(content), crc32.MakeTable(crc32.Castagnoli)))
+		if listed > 0 {
 			man.WriteString(",\n")
 		}
+		listed++
 		fmt.Fprintf(&man, "{ \"Path\": %q, \"Size\": %d, \"Last-Modified\": \"2024-05-01 02:00:00 GMT\", \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"%s\" }",
-			n, len(BackupFiles[n]), hex.EncodeToString(crc[:]))
+			h.Name, len(content), hex.EncodeToString(crc[:]))
 	}
 	if err := tw.Close(); err != nil {
 		f.t.Fatal(err)
@@ -327,7 +371,7 @@ func (f *Repo) storedBackup(tli uint32, start, stop uint64, at time.Time, from s
 	m := catalog.Record{ID: id, Label: "fake", From: from, SystemID: SysID, PGVersion: "15.4", PGVersionNum: 150004,
 		SegSize: SegSize, Start: startLSN, StartTimeline: tli, Stop: stopLSN, StopTimeline: tli, Checkpoint: startLSN + 0x38,
 		StartTime: at.UTC().Truncate(time.Second), StopTime: at.UTC().Truncate(time.Second).Add(time.Minute),
-		Manifest: &catalog.ManifestInfo{Checksum: manSum, Algorithm: "CRC32C"}, Files: len(names), Parent: parent}
+		Manifest: &catalog.ManifestInfo{Checksum: manSum, Algorithm: "CRC32C"}, Files: listed, Parent: parent}
 	for _, p := range []struct {
 		part repo.BackupPart
 		data []byte

@@ -1,0 +1,167 @@
+package backup
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const testBS = 16 // a small block size keeps the files readable
+
+// block is the content of one test block: its source and number.
+func block(src string, b int) []byte {
+	return []byte(fmt.Sprintf("%-*s", testBS, fmt.Sprintf("%s%d", src, b)))
+}
+
+// incFile is an incremental file as the server writes it.
+func incFile(trunc uint32, src string, blocks ...uint32) []byte {
+	var b bytes.Buffer
+	binary.Write(&b, binary.LittleEndian, []uint32{incrementalMagic, uint32(len(blocks)), trunc})
+	binary.Write(&b, binary.LittleEndian, blocks)
+	if len(blocks) > 0 {
+		for b.Len()%testBS != 0 {
+			b.WriteByte(0)
+		}
+	}
+	for _, n := range blocks {
+		b.Write(block(src, int(n)))
+	}
+	return b.Bytes()
+}
+
+func fullFile(src string, n int) []byte {
+	var b bytes.Buffer
+	for i := range n {
+		b.Write(block(src, i))
+	}
+	return b.Bytes()
+}
+
+// rebuild runs one file through the chain, newest member first: the
+// newest's incremental file, then each older member's file (incremental
+// when it starts with the magic number), and returns the file written.
+func rebuild(t *testing.T, newest []byte, older ...[]byte) ([]byte, error) {
+	t.Helper()
+	st, err := openStage(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	buf := make([]byte, 4*testBS)
+	mtime := time.Date(2024, 5, 1, 2, 0, 0, 0, time.UTC)
+	if err := st.newest("base/5/16384", 0o600, mtime, int64(len(newest)), bytes.NewReader(newest), testBS, buf); err != nil {
+		return nil, err
+	}
+	for _, o := range older {
+		p := st.pending["base/5/16384"]
+		if p == nil {
+			break
+		}
+		inc := len(o) >= 4 && binary.LittleEndian.Uint32(o) == incrementalMagic
+		if err := st.older("base/5/16384", p, inc, int64(len(o)), bytes.NewReader(o), testBS, buf); err != nil {
+			return nil, err
+		}
+	}
+	if len(st.pending) > 0 {
+		return nil, errors.New("still pending")
+	}
+	out, err := st.root.ReadFile("base/5/16384")
+	if fi, _ := st.root.Stat("base/5/16384"); err == nil && !fi.ModTime().Equal(mtime) {
+		t.Errorf("rebuilt file's time %s, want %s", fi.ModTime(), mtime)
+	}
+	return out, err
+}
+
+func blocks(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+// Each file is rebuilt as pg_combinebackup's reconstruct.c does: the
+// newest member's blocks first, then, member by member down the chain,
+// the blocks still missing below the newest truncation length, from a
+// full file all it has below it; blocks nobody has are zeros, and the file
+// is as long as the truncation length or the newest block.
+func TestRebuildFromChain(t *testing.T) {
+	zero := make([]byte, testBS)
+	for _, c := range []struct {
+		name   string
+		newest []byte
+		older  [][]byte
+		want   []byte
+	}{
+		{"unchanged since the full backup", incFile(4, "X"), [][]byte{fullFile("F", 4)},
+			fullFile("F", 4)},
+		{"changed blocks over the full backup's", incFile(4, "B", 1, 3), [][]byte{fullFile("F", 4)},
+			blocks(block("F", 0), block("B", 1), block("F", 2), block("B", 3))},
+		{"truncated: the full backup's blocks past the length go", incFile(2, "B"), [][]byte{fullFile("F", 6)},
+			fullFile("F", 2)},
+		{"extended: new blocks past the length, a gap of zeros", incFile(2, "B", 4), [][]byte{fullFile("F", 2)},
+			blocks(fullFile("F", 2), zero, zero, block("B", 4))},
+		{"shorter full file: zeros below the length", incFile(4, "B", 0), [][]byte{fullFile("F", 2)},
+			blocks(block("B", 0), block("F", 1), zero, zero)},
+		{"a chain: newest first, then each below the newest length", incFile(8, "C", 3),
+			[][]byte{incFile(6, "B", 2, 7, 9), fullFile("F", 10)},
+			blocks(block("F", 0), block("F", 1), block("B", 2), block("C", 3), block("F", 4), block("F", 5), block("F", 6), block("B", 7))},
+		{"a middle member truncated to nothing", incFile(3, "C"),
+			[][]byte{incFile(0, "B", 0, 1, 2), fullFile("F", 5)},
+			blocks(block("B", 0), block("B", 1), block("B", 2))},
+		{"nothing below the length: no older member needed", incFile(0, "C", 1), nil,
+			blocks(zero, block("C", 1))},
+	} {
+		got, err := rebuild(t, c.newest, c.older...)
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if !bytes.Equal(got, c.want) {
+			t.Errorf("%s:\n got %q\nwant %q", c.name, got, c.want)
+		}
+	}
+}
+
+// A damaged incremental file is refused: another magic number, a size
+// that does not match its block count, a block number past any file.
+func TestRebuildRefusesDamage(t *testing.T) {
+	good := incFile(4, "B", 1)
+	bad := map[string][]byte{
+		"magic":   append([]byte{1, 2, 3, 4}, good[4:]...),
+		"size":    good[:len(good)-1],
+		"header":  good[:8],
+		"too big": incFile(maxRelBlocks+1, "B"),
+	}
+	for name, data := range bad {
+		if _, err := rebuild(t, data, fullFile("F", 4)); !errors.Is(err, ErrDamaged) {
+			t.Errorf("%s: %v, want a damaged backup", name, err)
+		}
+	}
+	if _, err := rebuild(t, good, incFile(4, "A", 1)); err == nil || !strings.Contains(err.Error(), "pending") {
+		t.Errorf("a chain without a full file: %v", err)
+	}
+}
+
+// The files are written through the stage's root: an incremental file
+// whose rebuilt file exists already (a tar holding both) is refused, and
+// nothing is written through a symbolic link.
+func TestRebuildStaysInStage(t *testing.T) {
+	dir := t.TempDir()
+	outside := filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(outside, []byte("precious"), 0o600)
+	os.MkdirAll(filepath.Join(dir, "base", "5"), 0o700)
+	os.Symlink(outside, filepath.Join(dir, "base", "5", "16384"))
+	st, err := openStage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	data := incFile(2, "B", 0)
+	if err := st.newest("base/5/16384", 0o600, time.Time{}, int64(len(data)), bytes.NewReader(data), testBS, make([]byte, 64)); err == nil {
+		t.Error("wrote an incremental file's blocks over an existing name")
+	}
+	if b, _ := os.ReadFile(outside); string(b) != "precious" {
+		t.Errorf("the file outside holds %q", b)
+	}
+}

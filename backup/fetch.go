@@ -1,0 +1,293 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/walship/walship/catalog"
+	"github.com/walship/walship/internal/progress"
+	"github.com/walship/walship/pgdata"
+	"github.com/walship/walship/repo"
+)
+
+// defaultBlockSize is the block size of relation files but in builds that
+// chose another (the record says it for incremental backups).
+const defaultBlockSize = 8192
+
+// fetch fetches the backup (and, for an incremental one, the backups it
+// builds on) into the staging directories and checks it; only then are
+// the files moved into place.
+func (run *restoreRun) fetch(ctx context.Context) (*RestoreResult, error) {
+	m := run.m
+	// The manifests first: every file is checked against its member's as
+	// it arrives.
+	mans := make([]*pgdata.Manifest, len(run.chain))
+	for i, rec := range run.chain {
+		man, err := run.manifest(ctx, rec)
+		if err != nil {
+			return nil, err
+		}
+		mans[i] = man
+	}
+	for _, d := range run.dests {
+		if _, err := os.Stat(d.dir); errors.Is(err, fs.ErrNotExist) {
+			if err := os.MkdirAll(d.dir, 0o700); err != nil {
+				return nil, err
+			}
+			d.created = true
+		}
+		d.staging = filepath.Join(d.dir, stagingName(m.ID))
+		if err := os.Mkdir(d.staging, 0o700); err != nil {
+			return nil, err
+		}
+		st, err := openStage(d.staging)
+		if err != nil {
+			return nil, err
+		}
+		d.stage = st
+	}
+	var total int64
+	for _, rec := range run.chain {
+		for _, o := range rec.Objects {
+			if p, _ := o.Part(); p.IsTar() {
+				total += o.Size
+			}
+		}
+	}
+	var bar *progress.Bar
+	if run.o.Bar != nil {
+		bar = run.o.Bar(total)
+	}
+	defer bar.Done()
+	u := &unpacker{bar: bar, bs: m.BlockSize}
+	if u.bs == 0 {
+		u.bs = defaultBlockSize
+	}
+
+	// The newest member: every file, and every incremental file's blocks.
+	newest := len(run.chain) - 1
+	check := mans[newest].Check()
+	incremental := m.Parent != ""
+	err := run.eachDest(ctx, func(ctx context.Context, d *dest) error {
+		return run.fetchTar(ctx, m, d.part, func(r io.Reader) error {
+			return u.newest(ctx, r, d.stage, d.prefix, check, incremental)
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := check.Done(); err != nil {
+		return nil, fmt.Errorf("%w: backup %s: %w", ErrDamaged, m.ID, err)
+	}
+	// The members below, newest first, as long as files wait for blocks.
+	for i := newest - 1; i >= 0 && run.pending() > 0; i-- {
+		rec, check := run.chain[i], mans[i].Check()
+		err := run.eachDest(ctx, func(ctx context.Context, d *dest) error {
+			if len(d.stage.pending) == 0 {
+				return nil
+			}
+			if !hasPart(rec, d.part) {
+				return fmt.Errorf("%w: backup %s, which backup %s builds on, has no %s, which holds %s", ErrDamaged, rec.ID, m.ID, d.part, strings.Join(d.stage.missing(d.prefix), ", "))
+			}
+			err := run.fetchTar(ctx, rec, d.part, func(r io.Reader) error {
+				return u.older(ctx, r, d.stage, d.prefix, check, rec.ID, i == 0)
+			})
+			if err != nil {
+				return err
+			}
+			if miss := d.stage.missing(d.prefix); len(miss) > 0 {
+				return fmt.Errorf("%w: backup %s, which backup %s builds on, lacks %s", ErrDamaged, rec.ID, m.ID, firstOf(miss))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if n := run.pending(); n > 0 {
+		return nil, fmt.Errorf("%w: %d files of backup %s are incremental down to its full backup", ErrDamaged, n, m.ID)
+	}
+
+	base := run.dests[0].stage.root
+	if incremental {
+		if err := fullLabel(base); err != nil {
+			return nil, err
+		}
+	}
+	if err := run.remapTablespaces(base); err != nil {
+		return nil, err
+	}
+	rc := recovery{version: run.version, restoreCommand: run.restoreCommand(), target: run.o.Target, action: run.o.Action,
+		standby: run.o.Standby, primaryConnInfo: run.o.PrimaryConnInfo, slot: run.o.SlotName, trigger: run.o.Trigger,
+		keepArchiving: run.o.KeepArchiving, extra: run.o.Settings}
+	wrote, err := rc.write(base)
+	if err != nil {
+		return nil, err
+	}
+	made, err := completeConfig(base)
+	if err != nil {
+		return nil, err
+	}
+	wrote = append(wrote, made...)
+	var written int64
+	for _, d := range run.dests {
+		written += d.stage.written
+		d.stage.close()
+	}
+	if !run.o.NoSync {
+		for _, d := range run.dests {
+			if err := syncFS(d.staging); err != nil {
+				return nil, fmt.Errorf("syncing %s: %w", d.dir, err)
+			}
+		}
+	}
+	// Everything is there and checked: into place.
+	for _, d := range run.dests {
+		if err := unstage(d); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Chmod(run.o.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	return &RestoreResult{Backup: *m, Chain: len(run.chain), Files: len(mans[newest].Files), Bytes: written, Wrote: wrote}, nil
+}
+
+// eachDest runs fn for every destination, the base and one tablespace at
+// a time; the first failure cancels the others.
+func (run *restoreRun) eachDest(ctx context.Context, fn func(context.Context, *dest) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(run.dests))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 2)
+	for i, d := range run.dests {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if errs[i] = fn(ctx, d); errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return firstError(errs)
+}
+
+// pending counts the files still waiting for blocks.
+func (run *restoreRun) pending() int {
+	n := 0
+	for _, d := range run.dests {
+		n += len(d.stage.pending)
+	}
+	return n
+}
+
+func hasPart(rec *catalog.Record, p repo.BackupPart) bool {
+	for _, o := range rec.Objects {
+		if q, _ := o.Part(); q == p {
+			return true
+		}
+	}
+	return false
+}
+
+func firstOf(names []string) string {
+	if len(names) > 3 {
+		return strings.Join(names[:3], ", ") + fmt.Sprintf(" and %d more", len(names)-3)
+	}
+	return strings.Join(names, ", ")
+}
+
+// manifest fetches the manifest of a backup and checks it against the
+// record.
+func (run *restoreRun) manifest(ctx context.Context, m *catalog.Record) (*pgdata.Manifest, error) {
+	if m.Manifest == nil {
+		return nil, fmt.Errorf("%w: backup %s has no manifest to check it against", ErrDamaged, m.ID)
+	}
+	rc, err := run.r.OpenStream(ctx, repo.BackupObject{ID: m.ID, Part: repo.ManifestPart})
+	if err != nil {
+		return nil, fmt.Errorf("fetching the manifest of backup %s: %w", m.ID, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, maxManifest))
+	if err != nil {
+		if errors.Is(err, repo.ErrCorrupt) {
+			return nil, fmt.Errorf("%w: %w", ErrDamaged, err)
+		}
+		return nil, fmt.Errorf("fetching the manifest of backup %s: %w", m.ID, err)
+	}
+	man, err := pgdata.ParseManifest(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: backup %s: %w", ErrDamaged, m.ID, err)
+	}
+	if man.Checksum != m.Manifest.Checksum {
+		return nil, fmt.Errorf("%w: the manifest of backup %s is not the one its record names", ErrDamaged, m.ID)
+	}
+	return man, nil
+}
+
+// fetchTar streams one tar of a backup, read ahead, to fn.
+func (run *restoreRun) fetchTar(ctx context.Context, m *catalog.Record, p repo.BackupPart, fn func(io.Reader) error) error {
+	o := repo.BackupObject{ID: m.ID, Part: p}
+	rc, err := run.r.OpenStream(ctx, o)
+	if err != nil {
+		return fmt.Errorf("fetching %s: %w", o.Key(), err)
+	}
+	defer rc.Close()
+	ahead := readAhead(rc, 8)
+	defer ahead.Close()
+	if err := fn(ahead); err != nil {
+		return fmt.Errorf("backup %s, %s: %w", m.ID, p, err)
+	}
+	return nil
+}
+
+// fullLabel takes the lines of an incremental backup out of its
+// backup_label (INCREMENTAL FROM LSN and TLI), as pg_combinebackup does:
+// the server refuses to start from a label that has them.
+func fullLabel(root *os.Root) error {
+	data, ok, err := readRegular(root, "backup_label")
+	if err != nil || !ok {
+		return fmt.Errorf("%w: the backup has no backup_label (%v)", ErrDamaged, err)
+	}
+	var out bytes.Buffer
+	for _, line := range strings.SplitAfter(string(data), "\n") {
+		if strings.HasPrefix(line, "INCREMENTAL FROM LSN:") || strings.HasPrefix(line, "INCREMENTAL FROM TLI:") {
+			continue
+		}
+		out.WriteString(line)
+	}
+	return replaceFile(root, "backup_label", out.Bytes())
+}
+
+// remapTablespaces points tablespace_map at the tablespaces' new
+// directories (the server makes its pg_tblspc links from it).
+func (run *restoreRun) remapTablespaces(root *os.Root) error {
+	if len(run.o.TablespaceMap) == 0 {
+		return nil
+	}
+	data, ok, err := readRegular(root, "tablespace_map")
+	if err != nil || !ok {
+		return fmt.Errorf("%w: backup %s has tablespaces but no tablespace_map (%v)", ErrDamaged, run.m.ID, err)
+	}
+	var out bytes.Buffer
+	for _, line := range strings.SplitAfter(string(data), "\n") {
+		oid, loc, ok := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
+		if to, mapped := run.o.TablespaceMap[loc]; ok && mapped {
+			line = oid + " " + to + "\n"
+		}
+		out.WriteString(line)
+	}
+	return replaceFile(root, "tablespace_map", out.Bytes())
+}
