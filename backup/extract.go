@@ -59,10 +59,14 @@ func (u *unpacker) newest(ctx context.Context, r io.Reader, st *stage, prefix st
 // st what they wait for: blocks of this member's incremental file, or
 // the blocks of the file whole (which finishes it). full says the member
 // is the full backup of the chain, which must hold every file whole.
-func (u *unpacker) older(ctx context.Context, r io.Reader, st *stage, prefix string, check *pgdata.ManifestCheck, id repo.BackupID, full bool) error {
+// label, when not nil, receives the member's backup_label (of base.tar).
+func (u *unpacker) older(ctx context.Context, r io.Reader, st *stage, prefix string, check *pgdata.ManifestCheck, id repo.BackupID, full bool, label *[]byte) error {
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
 	use := func(name string) bool {
+		if name == "backup_label" && label != nil {
+			return true
+		}
 		if n, ok := isIncremental(name); ok {
 			name = n
 		}
@@ -74,6 +78,11 @@ func (u *unpacker) older(ctx context.Context, r io.Reader, st *stage, prefix str
 		}
 		if e.Header.Typeflag != tar.TypeReg {
 			return fmt.Errorf("%w: backup %s holds %s, which a newer backup has as a file, as a %s", ErrDamaged, id, prefix+e.Name, typeName(e.Header.Typeflag))
+		}
+		if e.Name == "backup_label" && label != nil {
+			b, err := io.ReadAll(io.LimitReader(e.Content, 1<<20))
+			*label = b
+			return err
 		}
 		name, inc := isIncremental(e.Name)
 		if !inc {

@@ -16,6 +16,7 @@ import (
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/repo"
+	"github.com/walship/walship/wal"
 )
 
 // defaultBlockSize is the block size of relation files but in builds that
@@ -87,9 +88,19 @@ func (run *restoreRun) fetch(ctx context.Context) (*RestoreResult, error) {
 	if err := check.Done(); err != nil {
 		return nil, fmt.Errorf("%w: backup %s: %w", ErrDamaged, m.ID, err)
 	}
+	if incremental {
+		label, _, err := readRegular(run.dests[0].stage.root, "backup_label")
+		if err != nil {
+			return nil, err
+		}
+		if err := builtOn(m, label, mans[newest-1]); err != nil {
+			return nil, err
+		}
+	}
 	// The members below, newest first, as long as files wait for blocks.
 	for i := newest - 1; i >= 0 && run.pending() > 0; i-- {
 		rec, check := run.chain[i], mans[i].Check()
+		var label []byte
 		err := run.eachDest(ctx, func(ctx context.Context, d *dest) error {
 			if len(d.stage.pending) == 0 {
 				return nil
@@ -97,8 +108,12 @@ func (run *restoreRun) fetch(ctx context.Context) (*RestoreResult, error) {
 			if !hasPart(rec, d.part) {
 				return fmt.Errorf("%w: backup %s, which backup %s builds on, has no %s, which holds %s", ErrDamaged, rec.ID, m.ID, d.part, strings.Join(d.stage.missing(d.prefix), ", "))
 			}
+			var lp *[]byte
+			if d.part == repo.BasePart && i > 0 {
+				lp = &label
+			}
 			err := run.fetchTar(ctx, rec, d.part, func(r io.Reader) error {
-				return u.older(ctx, r, d.stage, d.prefix, check, rec.ID, i == 0)
+				return u.older(ctx, r, d.stage, d.prefix, check, rec.ID, i == 0, lp)
 			})
 			if err != nil {
 				return err
@@ -110,6 +125,11 @@ func (run *restoreRun) fetch(ctx context.Context) (*RestoreResult, error) {
 		})
 		if err != nil {
 			return nil, err
+		}
+		if label != nil {
+			if err := builtOn(rec, label, mans[i-1]); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if n := run.pending(); n > 0 {
@@ -249,6 +269,24 @@ func (run *restoreRun) fetchTar(ctx context.Context, m *catalog.Record, p repo.B
 	defer ahead.Close()
 	if err := fn(ahead); err != nil {
 		return fmt.Errorf("backup %s, %s: %w", m.ID, p, err)
+	}
+	return nil
+}
+
+// builtOn checks that an incremental backup, by its backup_label, was
+// taken relative to the backup its record names as its parent, whose
+// manifest is parent: the label's INCREMENTAL FROM is the parent's start
+// (as pg_combinebackup checks it). A record altered to name another
+// parent would otherwise rebuild files from the wrong blocks.
+func builtOn(m *catalog.Record, label []byte, parent *pgdata.Manifest) error {
+	bl, err := wal.ParseBackupLabel(bytes.NewReader(label))
+	if err != nil {
+		return fmt.Errorf("%w: backup %s: %w", ErrDamaged, m.ID, err)
+	}
+	start, tli := parent.Start()
+	if bl.IncrementalFrom != start || bl.IncrementalFromTimeline != tli {
+		return fmt.Errorf("%w: backup %s was taken relative to the backup that started at %s on timeline %d, but %s, its parent by its record, started at %s on timeline %d",
+			ErrDamaged, m.ID, bl.IncrementalFrom, bl.IncrementalFromTimeline, m.Parent, start, tli)
 	}
 	return nil
 }

@@ -62,6 +62,11 @@ func findParent(ctx context.Context, r *repo.Repo, srv *server, tli uint32, have
 			continue
 		}
 		man, err := parentManifest(ctx, r, m)
+		if errors.Is(err, repo.ErrEncryption) {
+			// The primary may hold the public key only; an incremental
+			// backup needs the secret one, to read what it builds on.
+			return nil, fmt.Sprintf("the manifest of backup %s, the parent, is encrypted and no identity given reads it (--identity): %v", m.ID, err), nil
+		}
 		if err != nil {
 			return nil, "", err
 		}

@@ -122,3 +122,23 @@ func findServer(v string) (string, error) {
 	}
 	return "", fmt.Errorf("no PostgreSQL %s in %s/%s/bin or /usr/lib/postgresql/%s/bin", v, cache, v, v)
 }
+
+// Major is the installation of PostgreSQL major (the cache of
+// scripts/install-pg-versions.sh, or /usr/lib/postgresql), for a test
+// that needs that major whatever the default is: without it the test
+// skips, or fails under CI=true.
+func Major(t testing.TB, major int) Server {
+	t.Helper()
+	bin, err := findServer(strconv.Itoa(major))
+	if err == nil {
+		var s Server
+		if s, err = ServerAt(bin); err == nil {
+			return s
+		}
+	}
+	if InCI() {
+		t.Fatalf("PostgreSQL %d is required in CI: %v (make pg-versions installs it)", major, err)
+	}
+	t.Skipf("no PostgreSQL %d: %v (make pg-versions installs it)", major, err)
+	return Server{}
+}
