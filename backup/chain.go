@@ -13,6 +13,18 @@ package backup
 // length, until a member holds the file whole (which gives all it has
 // below that length); blocks no member holds are zeros. A file is
 // finished as soon as no block below the truncation length is missing.
+//
+// The visibility map is the exception. PostgreSQL 17 and 18 clear its
+// bits (a page no longer all-visible after an insert, update or delete)
+// without naming the map's block in the WAL record, so the WAL summary
+// misses the change and an incremental backup leaves the map's block out:
+// the block from an older member may say all-visible for a heap page that
+// is not, and index-only scans then return rows they should not
+// (pgsql-hackers, "Why clearing the VM doesn't require registering vm
+// buffer in wal record", 2026; pg_combinebackup restores that stale map).
+// A map page that is all zeros claims nothing and is always safe, so
+// every block of a visibility map that does not come from the newest
+// member is written as zeros: the next VACUUM sets the bits again.
 
 import (
 	"encoding/binary"
@@ -21,6 +33,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
+	"strings"
 	"time"
 )
 
@@ -41,6 +55,9 @@ type pendingFile struct {
 	filled []uint64 // one bit per block of [0, length) written
 	left   uint32   // blocks below trunc still missing
 	seen   bool     // found in the member being read
+	// vm: a visibility map fork, whose blocks from older members are
+	// zeros (see above).
+	vm bool
 }
 
 func (p *pendingFile) has(b uint32) bool { return p.filled[b/64]&(1<<(b%64)) != 0 }
@@ -138,7 +155,7 @@ func (s *stage) newest(name string, mode fs.FileMode, mtime time.Time, size int6
 	for _, b := range h.blocks {
 		length = max(length, b+1)
 	}
-	p := &pendingFile{mode: mode, mtime: mtime, trunc: h.trunc, length: length, filled: make([]uint64, (length+63)/64), left: h.trunc}
+	p := &pendingFile{mode: mode, mtime: mtime, trunc: h.trunc, length: length, filled: make([]uint64, (length+63)/64), left: h.trunc, vm: isVisibilityMap(name)}
 	f, err := s.create(name, mode)
 	if err != nil {
 		return &writeError{name, err}
@@ -162,13 +179,17 @@ func (s *stage) newest(name string, mode fs.FileMode, mtime time.Time, size int6
 // the newest member's).
 func applyBlocks(f *os.File, r io.Reader, blocks []uint32, p *pendingFile, bs int, buf []byte, all bool) error {
 	w := &blockWriter{f: f, bs: int64(bs), buf: buf[:0]}
-	block := make([]byte, bs)
+	block, zero := make([]byte, bs), make([]byte, bs)
 	for _, b := range blocks {
 		if _, err := io.ReadFull(r, block); err != nil {
 			return fmt.Errorf("reading an incremental file: %w", unexpected(err))
 		}
 		if (all || b < p.trunc) && !p.has(b) {
-			if err := w.add(b, block); err != nil {
+			data := block
+			if p.vm && !all {
+				data = zero
+			}
+			if err := w.add(b, data); err != nil {
 				return &writeError{f.Name(), err}
 			}
 			p.mark(b)
@@ -204,13 +225,17 @@ func (s *stage) older(name string, p *pendingFile, incremental bool, size int64,
 	}
 	// The file whole: every block it has below the truncation length.
 	w := &blockWriter{f: f, bs: int64(bs), buf: buf[:0]}
-	block := make([]byte, bs)
+	block, zero := make([]byte, bs), make([]byte, bs)
 	for b := uint32(0); int64(b+1)*int64(bs) <= size; b++ {
 		if _, err := io.ReadFull(content, block); err != nil {
 			return fmt.Errorf("reading %s: %w", name, unexpected(err))
 		}
 		if b < p.trunc && !p.has(b) {
-			if err := w.add(b, block); err != nil {
+			data := block
+			if p.vm {
+				data = zero
+			}
+			if err := w.add(b, data); err != nil {
 				return &writeError{name, err}
 			}
 			p.mark(b)
@@ -250,6 +275,20 @@ func (s *stage) finishFile(name string, p *pendingFile, f *os.File, bs int, buf 
 		return &writeError{name, err}
 	}
 	return nil
+}
+
+// isVisibilityMap tells a visibility map fork by its name: <relfilenode>_vm,
+// or a further segment of one (<relfilenode>_vm.<n>).
+func isVisibilityMap(name string) bool {
+	base := path.Base(name)
+	if i := strings.IndexByte(base, '.'); i >= 0 {
+		base = base[:i]
+	}
+	rel, ok := strings.CutSuffix(base, "_vm")
+	if !ok || rel == "" {
+		return false
+	}
+	return strings.Trim(rel, "0123456789") == ""
 }
 
 // unexpected is io.ErrUnexpectedEOF for a content that ends early.

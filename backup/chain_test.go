@@ -165,3 +165,39 @@ func TestRebuildStaysInStage(t *testing.T) {
 		t.Errorf("the file outside holds %q", b)
 	}
 }
+
+// A visibility map's blocks that come from older members are zeros (the
+// server does not summarize the clearing of its bits, so they may be
+// stale); those of the newest member are kept.
+func TestRebuildZeroesOlderVisibilityMapBlocks(t *testing.T) {
+	st, err := openStage(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	buf := make([]byte, 4*testBS)
+	newest, older := incFile(3, "N", 1), fullFile("F", 3)
+	for _, name := range []string{"base/5/16384_vm", "base/5/16384"} {
+		if err := st.newest(name, 0o600, time.Time{}, int64(len(newest)), bytes.NewReader(newest), testBS, buf); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.older(name, st.pending[name], false, int64(len(older)), bytes.NewReader(older), testBS, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	zero := make([]byte, testBS)
+	for name, want := range map[string][]byte{
+		"base/5/16384_vm": blocks(zero, block("N", 1), zero),
+		"base/5/16384":    blocks(block("F", 0), block("N", 1), block("F", 2)),
+	} {
+		if got, _ := st.root.ReadFile(name); !bytes.Equal(got, want) {
+			t.Errorf("%s:\n got %q\nwant %q", name, got, want)
+		}
+	}
+	for name, want := range map[string]bool{"base/5/16384_vm": true, "pg_tblspc/1/PG_17/5/77_vm.1": true,
+		"base/5/16384_fsm": false, "base/5/16384": false, "base/5/x_vm": false, "global/_vm": false} {
+		if isVisibilityMap(name) != want {
+			t.Errorf("isVisibilityMap(%q) = %v", name, !want)
+		}
+	}
+}

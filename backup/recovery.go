@@ -29,10 +29,17 @@ type recovery struct {
 // standbyArchiving says what a standby's summary says of archive_mode.
 const standbyArchiving = "archive_mode as the backup has it: once promoted, the standby archives as its primary did (it is to replace it)"
 
+// recoveryTargets are the settings that stop a recovery early.
+var recoveryTargets = []string{"recovery_target", "recovery_target_lsn", "recovery_target_name", "recovery_target_time",
+	"recovery_target_xid", "recovery_target_inclusive", "recovery_target_action"}
+
 // write puts the recovery settings and the signal file into the data
 // directory root (pgserver.Recovery) and describes what it wrote.
 func (rc recovery) write(root *os.Root) ([]string, error) {
-	w := pgserver.Recovery{Version: rc.version, Header: "# Written by walship backup restore.\n"}
+	// A backup of a server that was itself restored to a target (a PITR
+	// copy promoted into service) carries that target in its
+	// postgresql.auto.conf: it goes, whatever this restore sets.
+	w := pgserver.Recovery{Version: rc.version, Header: "# Written by walship backup restore.\n", Unset: recoveryTargets}
 	set := func(name, value string) { w.Settings = append(w.Settings, pgdata.Setting{Name: name, Value: value}) }
 	var desc []string
 	switch {

@@ -65,6 +65,27 @@ func TestRecoveryPITR(t *testing.T) {
 	}
 }
 
+// A backup of a copy that was itself restored to a target carries that
+// target in its postgresql.auto.conf: a restore to the latest, or as a
+// standby, takes it out (it would stop the recovery before the backup is
+// even consistent).
+func TestRecoveryDropsAnOldTarget(t *testing.T) {
+	for _, rc := range []recovery{
+		{version: pgdata.Version{Text: "17", Major: 17}, restoreCommand: cmd},
+		{version: pgdata.Version{Text: "17", Major: 17}, restoreCommand: cmd, standby: true},
+	} {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, pgdata.AutoConfFile), []byte("work_mem = '64MB'\nrecovery_target_lsn = '0/50000F8'\nrecovery_target_action = 'promote'\n"), 0o600)
+		if _, err := rc.write(rootOf(t, dir)); err != nil {
+			t.Fatal(err)
+		}
+		got := settingsOf(t, filepath.Join(dir, pgdata.AutoConfFile))
+		if _, ok := got["recovery_target_lsn"]; ok || got["recovery_target_action"] != "" || got["work_mem"] != "64MB" {
+			t.Errorf("standby %v: %v, want the old target gone and the rest kept", rc.standby, got)
+		}
+	}
+}
+
 func TestRecoveryStandbys(t *testing.T) {
 	v15 := pgdata.Version{Text: "15", Major: 15}
 	// Streaming.

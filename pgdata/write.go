@@ -16,14 +16,17 @@ func QuoteConfValue(s string) string {
 }
 
 // SetSettings returns conf (a postgresql.auto.conf or recovery.conf) with
-// every active line of the named settings removed, read by ParseLine (a
+// every active line of the named settings (and of the unset ones) removed, read by ParseLine (a
 // line that starts with the name but does not parse counts too), and the
 // settings appended in order, each as name = 'value'. Comments and other
 // settings stay as they are.
-func SetSettings(conf string, settings []Setting) string {
+func SetSettings(conf string, settings []Setting, unset ...string) string {
 	drop := map[string]bool{}
 	for _, s := range settings {
 		drop[asciiLower(s.Name)] = true
+	}
+	for _, n := range unset {
+		drop[asciiLower(n)] = true
 	}
 	var b strings.Builder
 	for _, line := range strings.SplitAfter(conf, "\n") {

@@ -29,6 +29,9 @@ type Recovery struct {
 	Conf []pgdata.Setting
 	// Header starts a recovery.conf written anew ("# Written by ...").
 	Header string
+	// Unset are settings to take out of the files written (a recovery
+	// target a restored copy carried over from its own restore).
+	Unset []string
 }
 
 // Write writes the recovery configuration into the data directory dir:
@@ -62,7 +65,7 @@ func (rc Recovery) WriteRoot(root *os.Root) ([]string, error) {
 		if cur == "" {
 			cur = header
 		}
-		if err := writeConf(root, name, pgdata.SetSettings(cur, settings)); err != nil {
+		if err := writeConf(root, name, pgdata.SetSettings(cur, settings, rc.Unset...)); err != nil {
 			return err
 		}
 		wrote = append(wrote, name)
