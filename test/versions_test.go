@@ -30,6 +30,9 @@ import (
 //     pg_basebackup serves the server, else the low-level SQL and a copy,
 //     and always one low-level backup; each leaves its backup history file
 //     (.backup) in the archive, with its label and start;
+//   - walship backup create (the replication protocol, on every major;
+//     and on 17 and later an incremental backup on it), restored with
+//     walship backup restore --start to a restore point;
 //   - PITR to a restore point, with walship-restore;
 //   - an archive-only warm standby under recovery.signal, promoted by a
 //     trigger file after applying every archived segment, and one under
@@ -57,6 +60,9 @@ func versionLife(t *testing.T, srv pgtest.Server) {
 
 	p := pgtest.NewCluster(t, base, "primary", pgtest.InitOptions{Server: &srv})
 	p.Conf("archive_mode = on", commandLine(t, store, "walship-archive"), "archive_timeout = 0")
+	if srv.Major >= 17 {
+		p.Conf("summarize_wal = on")
+	}
 	p.Start()
 	if v := p.Query("SHOW server_version_num"); !strings.HasPrefix(v, strconv.Itoa(srv.Major)) {
 		t.Fatalf("the primary runs server_version_num %s, want PostgreSQL %d", v, srv.Major)
@@ -70,6 +76,8 @@ func versionLife(t *testing.T, srv pgtest.Server) {
 	trig := p.BaseBackup(base, "trigger")
 	prom := p.BaseBackup(base, "promote")
 	late := p.LowLevelBackup(base, "late", "walship test late")
+	// And walship's own, over the replication protocol, on every major.
+	wsFull, _ := backupCreate(t, store, p, "--label", "walship test create")
 
 	// The warm standbys start before the load and follow it from the archive.
 	warm := func(c *pgtest.Cluster, signal string, flags ...string) {
@@ -90,6 +98,16 @@ func versionLife(t *testing.T, srv pgtest.Server) {
 
 	// Archive under load, then a restore point and damage after it.
 	p.Pgbench("-c", "4", "-j", "2", "-t", "1000", "-n")
+	// On 17 and later, an incremental backup on walship's full one.
+	wsNewest, walshipBackups := wsFull, 1
+	if srv.Major >= 17 {
+		var summary string
+		wsNewest, summary = backupCreate(t, store, p, "--incremental")
+		if !strings.Contains(summary, "incremental on "+wsFull) {
+			t.Errorf("walship backup create --incremental: %s, want an incremental backup on %s", summary, wsFull)
+		}
+		walshipBackups++
+	}
 	p.Query("CREATE TABLE marker AS SELECT count(*) AS n, sum(abalance) AS s FROM pgbench_accounts")
 	want := p.Query("SELECT n || ':' || s FROM marker")
 	p.Query("SELECT pg_create_restore_point('before_damage')")
@@ -157,6 +175,18 @@ func versionLife(t *testing.T, srv pgtest.Server) {
 
 	t.Run("PITR to a restore point", func(t *testing.T) {
 		restoreToPoint(t, pitr, commandLine(t, store, "walship-restore"), want, 180*time.Second)
+	})
+
+	t.Run("walship backup restore to a restore point", func(t *testing.T) {
+		c, r := backupRestore(t, store, base, "ws-pitr", "--target-name", "before_damage", "--start", "--pg-bin", srv.Bin)
+		c.Server = srv
+		if r.code != 0 || !strings.Contains(r.stdout, "restored backup "+wsNewest) || !strings.Contains(r.stdout, "was promoted") {
+			t.Fatalf("walship backup restore of %s: %s", wsNewest, r)
+		}
+		if got := c.Query("SELECT n || ':' || s FROM marker"); got != want {
+			t.Errorf("restored to the restore point: %s, want %s", got, want)
+		}
+		c.Stop("fast")
 	})
 
 	// Both standbys reach the primary's last archived segment.
@@ -258,8 +288,8 @@ func versionLife(t *testing.T, srv pgtest.Server) {
 				t.Errorf("walship verify --full does not report %q:\n%s", w, r.stdout)
 			}
 		}
-		if n := strings.Count(r.stdout, ": restorable ("); n != 4 {
-			t.Errorf("walship verify --full finds %d restorable backups, want 4:\n%s", n, r.stdout)
+		if n := strings.Count(r.stdout, ": restorable ("); n != 4+walshipBackups {
+			t.Errorf("walship verify --full finds %d restorable backups, want %d:\n%s", n, 4+walshipBackups, r.stdout)
 		}
 	})
 }
