@@ -31,7 +31,11 @@ func TestRestoreStaysInside(t *testing.T) {
 	os.Chmod(victimDir, 0o700)
 	before := snapshot(t, outside)
 
-	repoDir := pgtest.Mkdir(t, filepath.Join(base, "repo"))
+	// Made as the test's user, then given to the server's.
+	repoDir := filepath.Join(base, "repo")
+	if err := os.Mkdir(repoDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	f := fakerepo.NewAt(t, repoDir)
 	f.Segments(1, 1, 40)
 	ok := []fakerepo.TarFile{
