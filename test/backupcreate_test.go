@@ -1,0 +1,132 @@
+package test
+
+import (
+	"bytes"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/walship/walship/internal/testenv/pgtest"
+	"github.com/walship/walship/repo"
+)
+
+// TestBackupCreateConcurrent: two walship backup create runs started
+// together against one server (their backups start in the same second)
+// both succeed, with distinct IDs, both restorable; no claim object is
+// left. On every backend.
+func TestBackupCreateConcurrent(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, base string, store archiveBackend) {
+		p := archivingPrimary(t, store, base, "primary")
+		p.Pgbench("-i", "-s", "1", "-q")
+		switchAndArchive(t, p)
+		var wg sync.WaitGroup
+		runs := make([]result, 2)
+		for i := range runs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				args := append(append([]string{"backup", "create"}, store.flags()...), "-d", p.ConnString(), "--checkpoint", "fast")
+				runs[i] = walship(t, runOpts{env: store.env()}, "walship", args...)
+			}()
+		}
+		wg.Wait()
+		ids := map[string]bool{}
+		for _, r := range runs {
+			m := backupID.FindStringSubmatch(r.stdout)
+			if r.code != 0 || m == nil {
+				t.Fatalf("concurrent walship backup create: %s", r)
+			}
+			ids[m[1]] = true
+		}
+		if len(ids) != 2 {
+			t.Errorf("two concurrent backups got the IDs %v, want two distinct", ids)
+		}
+		restorable := 0
+		for _, b := range backupList(t, store) {
+			if ids[b.ID] && b.Stored && b.Restorable {
+				restorable++
+			}
+		}
+		if restorable != 2 {
+			t.Errorf("backup list: %d of the two concurrent backups stored and restorable: %+v", restorable, backupList(t, store))
+		}
+		for _, k := range backupKeys(t, store) {
+			if o, ok := repo.ParseBackupKey(k); ok && o.Part == repo.ClaimPart {
+				t.Errorf("a claim is left: %s", k)
+			}
+		}
+	})
+}
+
+// TestBackupCreateSays: walship backup create says at once, on stderr,
+// that it waits for the server's checkpoint (spread by default, and how
+// to hurry), then that the backup started; stdout is the summary alone.
+// The backup's ID is when the server started it (its label's START TIME),
+// and backup list shows its label.
+func TestBackupCreateSays(t *testing.T) {
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	store := localBackend{dir: filepath.Join(base, "repo")}
+	p := archivingPrimary(t, store, base, "primary")
+	switchAndArchive(t, p)
+	cmd := walshipCmd(t, runOpts{}, "walship", "backup", "create", "--repo", store.dir, "-d", p.ConnString(), "--label", "nightly run")
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Eventually(t, 30*time.Second, "the line that says it waits for the checkpoint", func() bool {
+		return strings.Contains(stderr.String(), "waiting for the server's checkpoint")
+	})
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("walship backup create: %v\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "spread") || !strings.Contains(lines[0], "--checkpoint fast") ||
+		!strings.Contains(lines[1], "started at") {
+		t.Errorf("stderr %q: want the checkpoint's wait (spread, --checkpoint fast to hurry), then the start", stderr.String())
+	}
+	m := backupID.FindStringSubmatch(stdout.String())
+	if m == nil || strings.Count(stdout.String(), "\n") != 1 {
+		t.Fatalf("stdout %q: want the summary alone", stdout.String())
+	}
+	r := walship(t, runOpts{}, "walship", "backup", "list", "--repo", store.dir, "--json")
+	var list []struct {
+		ID        string `json:"id"`
+		StartTime string `json:"start_time"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 || list[0].ID != m[1] {
+		t.Fatalf("walship backup list --json: %s (%v)", r, err)
+	}
+	st := list[0]
+	id, _ := repo.ParseBackupID(m[1])
+	started, err := time.Parse(time.RFC3339, st.StartTime)
+	if err != nil || id.Time().Sub(started).Abs() > time.Second {
+		t.Errorf("backup %s started at %q (its label's START TIME): the ID is not when it started (%v)", m[1], st.StartTime, err)
+	}
+	r = walship(t, runOpts{}, "walship", "backup", "list", "--repo", store.dir)
+	if !strings.Contains(r.stdout, "nightly run") || !strings.Contains(r.stdout, "LABEL") {
+		t.Errorf("walship backup list does not show the label:\n%s", r.stdout)
+	}
+}
+
+// syncBuffer is a buffer a process writes to while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
