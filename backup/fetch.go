@@ -77,6 +77,10 @@ func (run *restoreRun) fetch(ctx context.Context) (*RestoreResult, error) {
 	newest := len(run.chain) - 1
 	check := mans[newest].Check()
 	incremental := m.Parent != ""
+	defer run.dropAhead()
+	if incremental {
+		run.readAheadOf(ctx, run.chain[newest-1], func(*dest) bool { return true })
+	}
 	err := run.eachDest(ctx, func(ctx context.Context, d *dest) error {
 		return run.fetchTar(ctx, m, d.part, func(r io.Reader) error {
 			return u.newest(ctx, r, d.stage, d.prefix, check, incremental)
@@ -100,6 +104,9 @@ func (run *restoreRun) fetch(ctx context.Context) (*RestoreResult, error) {
 	// The members below, newest first, as long as files wait for blocks.
 	for i := newest - 1; i >= 0 && run.pending() > 0; i-- {
 		rec, check := run.chain[i], mans[i].Check()
+		if i > 0 {
+			run.readAheadOf(ctx, run.chain[i-1], func(d *dest) bool { return len(d.stage.pending) > 0 })
+		}
 		var label []byte
 		err := run.eachDest(ctx, func(ctx context.Context, d *dest) error {
 			if len(d.stage.pending) == 0 {
@@ -260,17 +267,74 @@ func (run *restoreRun) manifest(ctx context.Context, m *catalog.Record) (*pgdata
 // fetchTar streams one tar of a backup, read ahead, to fn.
 func (run *restoreRun) fetchTar(ctx context.Context, m *catalog.Record, p repo.BackupPart, fn func(io.Reader) error) error {
 	o := repo.BackupObject{ID: m.ID, Part: p}
-	rc, err := run.r.OpenStream(ctx, o)
-	if err != nil {
-		return fmt.Errorf("fetching %s: %w", o.Key(), err)
+	t, ok := run.takeAhead(o)
+	if !ok {
+		var err error
+		if t, err = run.open(ctx, o); err != nil {
+			return err
+		}
 	}
-	defer rc.Close()
-	ahead := readAhead(rc, 8)
-	defer ahead.Close()
-	if err := fn(ahead); err != nil {
+	defer t.close()
+	if err := fn(t.ahead); err != nil {
 		return fmt.Errorf("backup %s, %s: %w", m.ID, p, err)
 	}
 	return nil
+}
+
+// aheadTar is one tar being read ahead.
+type aheadTar struct {
+	rc    io.ReadCloser // the object
+	ahead io.ReadCloser // read ahead from it
+}
+
+func (t aheadTar) close() { t.ahead.Close(); t.rc.Close() }
+
+func (run *restoreRun) open(ctx context.Context, o repo.BackupObject) (aheadTar, error) {
+	rc, err := run.r.OpenStream(ctx, o)
+	if err != nil {
+		return aheadTar{}, fmt.Errorf("fetching %s: %w", o.Key(), err)
+	}
+	return aheadTar{rc: rc, ahead: readAhead(rc, 8)}, nil
+}
+
+// readAheadOf opens the tars of rec, the next member down the chain, for
+// the destinations want says yes to, while the member before is being
+// unpacked: from an object store the first megabytes of the next are on
+// their way meanwhile. One that cannot be opened now is opened again when
+// it is needed (and fails then, if it must).
+func (run *restoreRun) readAheadOf(ctx context.Context, rec *catalog.Record, want func(*dest) bool) {
+	for _, d := range run.dests {
+		if !want(d) || !hasPart(rec, d.part) {
+			continue
+		}
+		o := repo.BackupObject{ID: rec.ID, Part: d.part}
+		if t, err := run.open(ctx, o); err == nil {
+			run.aheadMu.Lock()
+			if run.ahead == nil {
+				run.ahead = map[repo.BackupObject]aheadTar{}
+			}
+			run.ahead[o] = t
+			run.aheadMu.Unlock()
+		}
+	}
+}
+
+func (run *restoreRun) takeAhead(o repo.BackupObject) (aheadTar, bool) {
+	run.aheadMu.Lock()
+	defer run.aheadMu.Unlock()
+	t, ok := run.ahead[o]
+	delete(run.ahead, o)
+	return t, ok
+}
+
+// dropAhead closes the tars read ahead that were not needed after all.
+func (run *restoreRun) dropAhead() {
+	run.aheadMu.Lock()
+	defer run.aheadMu.Unlock()
+	for o, t := range run.ahead {
+		t.close()
+		delete(run.ahead, o)
+	}
 }
 
 // builtOn checks that an incremental backup, by its backup_label, was

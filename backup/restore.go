@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/walship/walship/catalog"
@@ -182,6 +183,9 @@ type restoreRun struct {
 	chain   []*catalog.Record // the full backup first, m last
 	dests   []*dest
 	version pgdata.Version
+
+	aheadMu sync.Mutex
+	ahead   map[repo.BackupObject]aheadTar // the next member's tars, read ahead
 }
 
 // restoreCommand is walship-restore for the same repository; an
