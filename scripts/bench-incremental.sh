@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Incremental backups: walship backup create --incremental on PostgreSQL 17
+# (a server of the version matrix, scripts/install-pg-versions.sh) against
+# its full backup, after 1% of pgbench's accounts are updated; walship
+# backup restore of a full backup against tar -xf of the same tar
+# uncompressed (with and without sync), and of a full backup and three
+# incrementals against a full backup of the same data; the resident memory
+# of each restore. pgBackRest's incremental and differential backups in the
+# same table as a reference, on Debian's PostgreSQL 15 (pgBackRest 2.45
+# knows no newer server). Writes the "incremental" section of
+# docs/BENCHMARKS.md.
+#   BENCH_SCALE     pgbench scale (default 100: about 1.5 GB)
+#   BENCH_ROUNDS    runs of each restore, the median is reported (default 3)
+#   BENCH_PG_MAJOR  the server of the matrix to run on (default 17)
+#   BENCH_DIR       working directory (default /var/tmp/walship-bench-incr)
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+. scripts/bench-lib.sh
+[ -x bin/walship ] || { echo "bench-incremental: build first (make build)" >&2; exit 1; }
+major=${BENCH_PG_MAJOR:-17}
+srv=${WALSHIP_PG_CACHE:-/var/cache/walship/pg}/$major/bin
+[ -x "$srv/postgres" ] || { echo "bench-incremental: no PostgreSQL $major in $srv (make pg-versions)" >&2; exit 1; }
+work=${BENCH_DIR:-/var/tmp/walship-bench-incr}
+scale=${BENCH_SCALE:-100}
+rounds=${BENCH_ROUNDS:-3}
+port=55541
+port15=55542
+secs() { awk -v n="$1" 'BEGIN {printf "%.2f", n/1e9}'; }
+mib() { awk -v n="$1" 'BEGIN {printf "%.1f", n/1048576}'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f%%", 100*a/b}'; }
+bytes() { du -sb "$1" | cut -f1; }
+BENCH_PEERS=pgbackrest bash scripts/install-peers.sh >&2
+pgbackrest=$(command -v pgbackrest || true)
+
+stop_all() {
+  [ -f "$work/pg/postmaster.pid" ] && as_pg "$srv/pg_ctl" -D "$work/pg" -m immediate -w stop >/dev/null 2>&1 || true
+  [ -f "$work/pg15/postmaster.pid" ] && as_pg "$pgbin/pg_ctl" -D "$work/pg15" -m immediate -w stop >/dev/null 2>&1 || true
+}
+trap stop_all EXIT
+stop_all
+rm -rf "$work"; mkdir -p "$work/bin"
+cp bin/walship bin/walship-* "$work/bin/"; chmod -R a+rX "$work"
+[ "$(id -u)" = 0 ] && chown -R "$pguser" "$work"
+conn="host=$work port=$port user=postgres dbname=postgres"
+sql() { as_pg psql -X -q -At -h "$work" -p "${2:-$port}" -U postgres -d postgres -c "$1"; }
+# timed CMD...: runs CMD as the server's user after a sync (the writeback
+# of an earlier run must not land in it); prints the nanoseconds it took.
+timed() { sync; local t0; t0=$(now_ns); as_pg "$@" >/dev/null; echo $(( $(now_ns) - t0 )); }
+# rss: the peak resident memory (kB) of the last command run by timed_rss.
+timed_rss() { sync; local t0; t0=$(now_ns); as_pg /usr/bin/time -f %M -o "$work/rss" "$@" >/dev/null; echo $(( $(now_ns) - t0 )); }
+rss() { tail -n1 "$work/rss"; }
+rows=$((scale * 1000)) # 1% of the accounts
+# update K: the K-th 1% of the accounts, as a batch job over a range does.
+update() { sql "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid > $(( ($1 - 1) * rows )) AND aid <= $(( $1 * rows ))" "${2:-$port}" >/dev/null; }
+create() { # create FLAGS...: the backup's ID (stdout's summary) into $work/last
+  as_pg "$work/bin/walship" backup create --repo "$work/repo" -d "$conn" --checkpoint fast "$@" 2>/dev/null > "$work/last"
+  sed -n 's/^backup \([0-9TZ]*\) .*/\1/p' "$work/last"
+}
+stored() { bytes "$work/repo/backups/$1"; }
+
+echo "bench-incremental: PostgreSQL $major primary archiving into a walship repository, pgbench scale $scale" >&2
+as_pg "$srv/initdb" -D "$work/pg" -U postgres -A trust -N >/dev/null
+cat >> "$work/pg/postgresql.conf" <<CONF
+port = $port
+listen_addresses = ''
+unix_socket_directories = '$work'
+wal_level = replica
+summarize_wal = on
+archive_mode = on
+archive_command = '$work/bin/walship-archive --repo $work/repo %p %f'
+max_wal_size = 4GB
+CONF
+echo "local replication all trust" >> "$work/pg/pg_hba.conf"
+as_pg "$srv/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start >/dev/null
+as_pg pgbench -h "$work" -p "$port" -U postgres -i -s "$scale" -q postgres >/dev/null 2>&1
+sql "CHECKPOINT" >/dev/null
+sql "SELECT pg_switch_wal()" >/dev/null
+dbsize=$(sql "SELECT pg_size_pretty(pg_database_size('postgres'))")
+version=$(sql "SHOW server_version")
+
+t0=$(now_ns); full=$(create); full_ns=$(( $(now_ns) - t0 )); full_b=$(stored "$full")
+inc_ns=(); inc_b=(); incs=()
+for k in 1 2 3; do
+  update "$k"
+  t0=$(now_ns); id=$(create --incremental); inc_ns+=($(( $(now_ns) - t0 ))); inc_b+=("$(stored "$id")"); incs+=("$id")
+  grep -q "incremental on" "$work/last" || { echo "bench-incremental: $id is not incremental: $(cat "$work/last")" >&2; exit 1; }
+done
+t0=$(now_ns); full2=$(create); full2_ns=$(( $(now_ns) - t0 ))
+inc_ratio=(); inct_ratio=()
+for i in 0 1 2; do inc_ratio+=("$(ratio "${inc_b[$i]}" "$full_b")"); inct_ratio+=("$(ratio "${inc_ns[$i]}" "$full_ns")"); done
+# One percent spread over the whole table: every hundredth account.
+sql "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0" >/dev/null
+t0=$(now_ns); spread=$(create --incremental); spread_ns=$(( $(now_ns) - t0 )); spread_b=$(stored "$spread")
+echo "bench-incremental: backups taken: full $full, incrementals ${incs[*]}, full $full2" >&2
+
+# The same tar uncompressed, as pg_basebackup -Ft writes it.
+as_pg sh -c "lz4 -d -c '$work/repo/backups/$full2/base.tar.lz4' > '$work/base.tar'"
+tar_ns=(); tars_ns=(); wn_ns=(); ws_ns=(); cn_ns=(); cs_ns=(); rss_full=(); rss_chain=()
+for r in $(seq "$rounds"); do
+  echo "bench-incremental: restores, round $r of $rounds" >&2
+  for d in untar restored; do rm -rf "${work:?}/$d"; done
+  as_pg mkdir -p "$work/untar"
+  tar_ns+=("$(timed tar -xf "$work/base.tar" -C "$work/untar")"); rm -rf "$work/untar"; as_pg mkdir -p "$work/untar"
+  tars_ns+=("$(timed sh -c "tar -xf '$work/base.tar' -C '$work/untar' && sync")"); rm -rf "$work/untar"
+  wn_ns+=("$(timed_rss "$work/bin/walship" backup restore --repo "$work/repo" -D "$work/restored" --backup "$full2" --no-sync)"); rss_full+=("$(rss)"); rm -rf "$work/restored"
+  ws_ns+=("$(timed_rss "$work/bin/walship" backup restore --repo "$work/repo" -D "$work/restored" --backup "$full2")"); rss_full+=("$(rss)"); rm -rf "$work/restored"
+  cn_ns+=("$(timed_rss "$work/bin/walship" backup restore --repo "$work/repo" -D "$work/restored" --backup "${incs[2]}" --no-sync)"); rss_chain+=("$(rss)"); rm -rf "$work/restored"
+  cs_ns+=("$(timed_rss "$work/bin/walship" backup restore --repo "$work/repo" -D "$work/restored" --backup "${incs[2]}")"); rss_chain+=("$(rss)"); rm -rf "$work/restored"
+done
+tx=$(median "${tar_ns[@]}"); txs=$(median "${tars_ns[@]}"); wn=$(median "${wn_ns[@]}"); wsy=$(median "${ws_ns[@]}")
+cn=$(median "${cn_ns[@]}"); csy=$(median "${cs_ns[@]}")
+maxrss() { printf '%s\n' "$@" | sort -n | tail -n1; }
+stop_all
+
+# pgBackRest on 15, the same data and the same updates.
+br_rows=""
+if [ -n "$pgbackrest" ]; then
+  echo "bench-incremental: pgBackRest on PostgreSQL 15, pgbench scale $scale" >&2
+  as_pg "$pgbin/initdb" -D "$work/pg15" -U postgres -A trust -N >/dev/null
+  cat >> "$work/pg15/postgresql.conf" <<CONF
+port = $port15
+listen_addresses = ''
+unix_socket_directories = '$work'
+wal_level = replica
+archive_mode = on
+archive_command = '$work/bin/walship-archive --repo $work/repo15 %p %f'
+max_wal_size = 4GB
+CONF
+  as_pg "$pgbin/pg_ctl" -D "$work/pg15" -l "$work/pg15.log" -w start >/dev/null
+  as_pg pgbench -h "$work" -p "$port15" -U postgres -i -s "$scale" -q postgres >/dev/null 2>&1
+  cat > "$work/pgbackrest.conf" <<CONF
+[global]
+repo1-path=$work/pgbackrest
+compress-type=lz4
+start-fast=y
+archive-check=n
+log-level-console=warn
+repo1-retention-full=9999
+log-path=$work/pgbackrest-log
+lock-path=$work/pgbackrest-lock
+spool-path=$work/pgbackrest-spool
+
+[bench]
+pg1-path=$work/pg15
+pg1-port=$port15
+pg1-socket-path=$work
+CONF
+  as_pg mkdir -p "$work/pgbackrest" "$work/pgbackrest-log" "$work/pgbackrest-lock" "$work/pgbackrest-spool"
+  br=("$pgbackrest" --config="$work/pgbackrest.conf" --stanza=bench)
+  as_pg "${br[@]}" stanza-create >/dev/null
+  before=$(bytes "$work/pgbackrest"); brf_ns=$(timed "${br[@]}" --type=full backup); brf_b=$(( $(bytes "$work/pgbackrest") - before ))
+  update 1 "$port15"
+  before=$(bytes "$work/pgbackrest"); bri_ns=$(timed "${br[@]}" --type=incr backup); bri_b=$(( $(bytes "$work/pgbackrest") - before ))
+  update 2 "$port15"
+  before=$(bytes "$work/pgbackrest"); brd_ns=$(timed "${br[@]}" --type=diff backup); brd_b=$(( $(bytes "$work/pgbackrest") - before ))
+  brr_ns=$(timed "${br[@]}" --pg1-path="$work/br-restored" restore); rm -rf "$work/br-restored"
+  br_rows="| pgBackRest $("$pgbackrest" version | awk '{print $2}') full backup (lz4), PostgreSQL $(sql "SHOW server_version" "$port15" | awk '{print $1}') | $(secs "$brf_ns") s | $(mib "$brf_b") MiB | 100% |
+| pgBackRest incremental (after 1% updated) | $(secs "$bri_ns") s | $(mib "$bri_b") MiB | $(pct "$bri_b" "$brf_b") |
+| pgBackRest differential (after 2% updated since the full) | $(secs "$brd_ns") s | $(mib "$brd_b") MiB | $(pct "$brd_b" "$brf_b") |
+| pgBackRest restore of the differential (full + diff, into an empty directory) | $(secs "$brr_ns") s | | |"
+  stop_all
+else
+  br_rows="| pgBackRest | not installed (scripts/install-peers.sh) | | |"
+fi
+
+out=$(mktemp)
+cat > "$out" <<EOF
+## Incremental backups: walship backup create --incremental and restore of a chain
+
+$(machine_line) PostgreSQL $version (the version matrix's), pgbench scale $scale: database $dbsize.
+All into local directories on the same disk, the server compressing nothing (built without lz4: walship
+compresses with lz4). Backups with \`--checkpoint fast\`; restores the median of $rounds runs, each after a \`sync\`.
+
+| backup | time | stored | of the full backup's stored bytes |
+| --- | ---: | ---: | ---: |
+| walship full backup | $(secs "$full_ns") s | $(mib "$full_b") MiB | 100% |
+| walship incremental after 1% of the accounts updated (a range, as a batch job does; median of 3) | $(secs "$(median "${inc_ns[@]}")") s | $(mib "$(median "${inc_b[@]}")") MiB | $(pct "$(median "${inc_b[@]}")" "$full_b") |
+| walship incremental after 1% updated spread over the table (every 100th account) | $(secs "$spread_ns") s | $(mib "$spread_b") MiB | $(pct "$spread_b" "$full_b") |
+| walship full backup of the same data as the third incremental | $(secs "$full2_ns") s | $(mib "$(stored "$full2")") MiB | |
+$br_rows
+
+| restore | time | peak memory | ratio |
+| --- | ---: | ---: | ---: |
+| tar -xf of the full backup's tar, uncompressed | $(secs "$tx") s | | |
+| tar -xf, then sync | $(secs "$txs") s | | |
+| **walship backup restore** of the full backup, \`--no-sync\` | **$(secs "$wn") s** | $(maxrss "${rss_full[@]}") kB | $(ratio "$wn" "$tx") of tar |
+| **walship backup restore** of the full backup (durable) | **$(secs "$wsy") s** | | $(ratio "$wsy" "$txs") of tar + sync |
+| walship backup restore of the full backup and 3 incrementals, \`--no-sync\` | $(secs "$cn") s | $(maxrss "${rss_chain[@]}") kB | $(ratio "$cn" "$wn") of the full's |
+| walship backup restore of the full backup and 3 incrementals (durable) | $(secs "$csy") s | | $(ratio "$csy" "$wsy") of the full's |
+
+Goals (each measured here): an incremental stores at most 3% of the full backup's bytes
+($(median "${inc_ratio[@]}"); per incremental: ${inc_ratio[*]}) and takes at most 0.3x its time
+($(median "${inct_ratio[@]}"); ${inct_ratio[*]}); restoring a full backup takes at most 1.1x tar -xf and sync
+($(ratio "$wsy" "$txs"); without sync $(ratio "$wn" "$tx")); the chain at most 1.3x the full backup
+($(ratio "$cn" "$wn") without sync, $(ratio "$csy" "$wsy") durable); restore's peak resident memory under 128 MB
+($(maxrss "${rss_full[@]}" "${rss_chain[@]}") kB at most). An incremental holds every file that is not a relation
+file whole (the catalog's, pg_xact, the free-space maps) and, for the relations, the blocks changed since its parent;
+the server reads only those. pgBackRest 2.45 has no block incremental: its incremental and differential
+backups copy every changed file whole, here both segments of pgbench_accounts.
+EOF
+cat "$out"
+update_section incremental "$out"
+rm -f "$out"
