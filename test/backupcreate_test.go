@@ -130,3 +130,23 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestBackupCreateFailsAfterTheServer: a backup refused after the server
+// ended it (the server archives elsewhere, so the repository holds none of
+// its WAL) removes what it stored: no object is left under backups/.
+func TestBackupCreateFailsAfterTheServer(t *testing.T) {
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	store := localBackend{dir: filepath.Join(base, "repo")}
+	p := newCluster(t, store, base, "primary")
+	p.Conf("archive_mode = on", "archive_command = 'true'")
+	p.Start()
+	r := walship(t, runOpts{}, "walship", "backup", "create", "--repo", store.dir, "-d", p.ConnString(), "--checkpoint", "fast")
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	if r.code != 1 || !strings.Contains(lines[len(lines)-1], "holds no WAL of this cluster") || !strings.Contains(r.stderr, "started at") {
+		t.Errorf("a backup into a repository the server does not archive into: %s, want exit 1 once the server ended it", r)
+	}
+	if keys := backupKeys(t, store); len(keys) != 0 {
+		t.Errorf("the refused backup left %v", keys)
+	}
+}
