@@ -185,3 +185,49 @@ func TestIncrementalByteIdentity(t *testing.T) {
 		t.Errorf("compared %d files: too few", compared)
 	}
 }
+
+// TestIncrementalRetention: retention keeps whole chains. With an older
+// full backup and a chain (a full backup and two incrementals), keeping
+// the newest backup keeps its whole chain and its WAL and lets the older
+// full backup go; the chain still restores; deleting its full backup by
+// hand is refused while the incrementals build on it.
+func TestIncrementalRetention(t *testing.T) {
+	pgtest.Require(t)
+	in := newIncremental(t, pgtest.Major(t, 17), "local", false)
+	p := in.p
+	p.Pgbench("-i", "-s", "1", "-q")
+	old := in.backup(p)
+	p.Pgbench("-c", "1", "-t", "200", "-n")
+	switchAndArchive(t, p)
+	full := in.backup(p)
+	p.Pgbench("-c", "1", "-t", "200", "-n")
+	inc1 := in.backup(p, "--incremental")
+	p.Pgbench("-c", "1", "-t", "200", "-n")
+	inc2 := in.backup(p, "--incremental")
+	p.Query("CREATE TABLE after AS SELECT 1 AS n")
+	switchAndArchive(t, p)
+	repoDir := in.store.(localBackend).dir
+
+	r := walship(t, runOpts{}, "walship-prune", "--repo", repoDir, "--keep-backups", "1")
+	if r.code != 0 {
+		t.Fatalf("walship-prune --keep-backups 1: %s", r)
+	}
+	list := in.list()
+	if _, ok := list[old]; ok {
+		t.Errorf("after keeping the newest backup, %s (older than its chain) is still listed", old)
+	}
+	for _, id := range []string{full, inc1, inc2} {
+		if b, ok := list[id]; !ok || !b.Restorable {
+			t.Errorf("after keeping %s, %s of its chain: %+v, want kept and restorable", inc2, id, b)
+		}
+	}
+	r = walship(t, runOpts{}, "walship", "backup", "delete", "--repo", repoDir, full)
+	wantOneLine(t, "deleting the full backup of a chain", r, []int{1}, "walship", inc1)
+	c, r := in.restoreStart("kept")
+	if r.code != 0 || !strings.Contains(r.stdout, "rebuilt from 3 backups") {
+		t.Fatalf("restore of the kept chain: %s", r)
+	}
+	if got := c.Query("SELECT count(*) FROM pgbench_history"); got != "600" {
+		t.Errorf("restored %s rows of pgbench_history, want 600", got)
+	}
+}
