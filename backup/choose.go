@@ -184,3 +184,21 @@ func afterArchive(c *catalog.Catalog, t Target) error {
 	}
 	return nil
 }
+
+// passedOver names the newest stored backup, newer than the one chosen,
+// that could not be restored for another reason than its WAL having
+// expired (a member of its chain missing, an object damaged), and why.
+func passedOver(c *catalog.Catalog, chosen candidate) (repo.BackupID, string) {
+	for _, b := range c.Backups() { // newest first
+		if b.Stored == nil || b.Stored.Record == nil || b.Stored.Record.Registered {
+			continue
+		}
+		if b.Stored.ID == chosen.meta.ID {
+			return "", ""
+		}
+		if st := c.BackupStatusOf(b); !st.Restorable && !st.Expired {
+			return b.Stored.ID, st.Reason
+		}
+	}
+	return "", ""
+}

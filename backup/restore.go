@@ -130,6 +130,11 @@ func Restore(ctx context.Context, r *repo.Repo, o RestoreOptions) (*RestoreResul
 	if err != nil {
 		return nil, err
 	}
+	if o.BackupID == "" {
+		if newer, why := passedOver(cat, cand); newer != "" {
+			o.Log.Warn(fmt.Sprintf("backup %s is newer but cannot be restored (%s): restoring %s", newer, why, cand.meta.ID))
+		}
+	}
 	m := cand.meta
 	if m.SystemID != ident.SystemID {
 		return nil, fmt.Errorf("%w: backup %s is of database system %d, the repository holds the WAL of %d", wal.ErrOtherCluster, m.ID, m.SystemID, ident.SystemID)

@@ -281,4 +281,10 @@ func incrementalLife(t *testing.T, in *incremental) {
 	if _, err := os.Lstat(filepath.Join(in.base, "broken")); !os.IsNotExist(err) {
 		t.Errorf("the refused restore left %s (%v)", filepath.Join(in.base, "broken"), err)
 	}
+	// To the latest, restore takes the newest backup it can restore, and
+	// says which newer one it passed over.
+	_, r = backupRestore(t, in.store, in.base, "fallback", append([]string{"-T", ts + "=" + filepath.Join(in.base, "ts-fallback")}, in.restore...)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "restored backup "+inc1) || !strings.Contains(r.stderr, "backup "+inc3+" is newer but cannot be restored") {
+		t.Errorf("a restore to the latest with %s's chain broken: %s, want %s restored and a warning", inc3, r, inc1)
+	}
 }
