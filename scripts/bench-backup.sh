@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Base backups: walship backup create (pg_basebackup streamed into a local
-# repository, compressed by the server's lz4, and by walship's) against pg_basebackup -Ft to local disk (uncompressed)
+# Base backups: walship backup create (the server's BASE_BACKUP streamed into
+# a local repository, compressed by the server's lz4, and by walship's)
+# against pg_basebackup -Ft to local disk (uncompressed)
 # and pgBackRest's full backup (lz4, into its local repository), on the
 # same pgbench database; then walship backup restore against extracting
 # pg_basebackup's tar; and the bytes each stores. Prints a markdown table
@@ -86,7 +87,7 @@ for r in $(seq "$rounds"); do
   rm -rf "$work/bb" "$work/untar" "$work/restored"
   bb_ns+=("$(timed pg_basebackup -d "$conn" -D "$work/bb" -F tar -X none -c fast)")
   bb_bytes=$(bytes "$work/bb")
-  # walship's engine alone: the same pg_basebackup, its tar thrown away
+  # the server's backup alone: pg_basebackup, its tar thrown away
   # (without the manifest: pg_basebackup writes one to stdout only into an
   # uncompressed tar).
   null_ns+=("$(timed pg_basebackup -d "$conn" -D - -F tar -X none -c fast --compress=server-lz4 --no-manifest)")
@@ -136,7 +137,7 @@ extraction are not (\`--no-sync\`).
 | | time | stored | time / walship |
 | --- | ---: | ---: | ---: |
 | pg_basebackup -Ft to local disk (uncompressed) | $(secs "$bb") s | $(mib "$bb_bytes") MiB | $(ratio "$bb" "$ws") |
-| pg_basebackup -Ft --compress=server-lz4 -D - into /dev/null (walship's engine alone, nothing stored) | $(secs "$null") s | | $(ratio "$null" "$ws") |
+| pg_basebackup -Ft --compress=server-lz4 -D - into /dev/null (the server's backup alone, nothing stored) | $(secs "$null") s | | $(ratio "$null" "$ws") |
 | **walship backup create** (the server's lz4, into the repository) | **$(secs "$ws") s** | **$(mib "$ws_bytes") MiB** | 1.00 |
 | walship backup create --compress-at client (walship's lz4) | $(secs "$wc") s | $(mib "$wc_bytes") MiB | $(ratio "$wc" "$ws") |
 | pgBackRest full backup (lz4) | $br_cell | $br_size | $br_ratio |
@@ -149,8 +150,8 @@ Goals: walship backup create no slower than pg_basebackup to local disk
 time (walship / pgBackRest = $vs_br; with one pgBackRest process per core, $vs_brp). These goal
 ratios are the medians of each round's ratio (per round: ${vs_bb_r[*]} against pg_basebackup${pgbackrest:+, ${vs_br_r[*]} against pgBackRest}),
 as the tools of one round run one right after the other.
-walship / its engine alone = $(ratio "$ws" "$null"): walship cannot take less time than pg_basebackup
-streaming the backup into nothing. walship has the server compress the tars where it can (PostgreSQL 15 or
+walship / the server's backup alone = $(ratio "$ws" "$null"): walship (which runs the server's BASE_BACKUP
+itself over the replication protocol) cannot take less time than the server sending the backup into nothing. walship has the server compress the tars where it can (PostgreSQL 15 or
 later, built with lz4): the server sends a tenth of the bytes, and walship decodes them only to read the
 tar and checks what it stores; \`--compress-at client\` compresses in walship, as on 13 and 14. With \`-X none\` (walship's, and the pg_basebackup rows') the server ends
 a backup only once the archiver has archived its last segment, which it checks once a second
