@@ -201,3 +201,26 @@ func TestRebuildZeroesOlderVisibilityMapBlocks(t *testing.T) {
 		}
 	}
 }
+
+// A NEWDIR that holds only what an interrupted restore left (its staging
+// directories, after a kill -9) counts as empty, and is cleaned up; one
+// that holds anything else is refused, untouched.
+func TestLeftoverStagingIsCleanedUp(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, stagingPrefix+"20240501T020000Z", "base", "1"), 0o700)
+	os.WriteFile(filepath.Join(dir, stagingPrefix+"20240501T020000Z", "base", "1", "1259"), []byte("x"), 0o600)
+	if err := emptyOrAbsent(dir, nil); err != nil {
+		t.Fatalf("a directory with an interrupted restore's staging only: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("left %v", ents)
+	}
+	os.Mkdir(filepath.Join(dir, stagingPrefix+"x"), 0o700)
+	os.WriteFile(filepath.Join(dir, "PG_VERSION"), []byte("17\n"), 0o600)
+	if err := emptyOrAbsent(dir, nil); !errors.Is(err, ErrNotEmpty) {
+		t.Errorf("a directory with a file of its own: %v, want refused", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, stagingPrefix+"x")); err != nil {
+		t.Errorf("the refused directory was touched: %v", err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/walship/walship/catalog"
+	"github.com/walship/walship/internal/logx"
 	"github.com/walship/walship/repo"
 )
 
@@ -87,6 +88,7 @@ func emptyOrAbsent(dir string, log *slog.Logger) error {
 		}
 	}
 	if left == 0 {
+		log = logx.Or(log)
 		root, err := os.OpenRoot(dir)
 		if err != nil {
 			return err
