@@ -165,7 +165,10 @@ func (req Request) serve(ctx context.Context, r *repo.Repo) (Result, error) {
 		res, err = Fetch(ctx, r, n, req.Dest)
 	}
 	if err != nil {
-		return Result{}, err
+		if res, err = req.tail(ctx, r, err); err != nil {
+			return Result{}, err
+		}
+		return res, nil
 	}
 	req.Log.Info("restored", "file", n, "from", res.Key, "bytes", res.Bytes)
 	if active {
