@@ -217,7 +217,7 @@ func (s *segments) advance() bool {
 // is too large (the slot keeps the WAL on the server meanwhile).
 func (s *segments) unstored() (bytes int64, bufs int) {
 	for _, b := range s.bufs {
-		if !b.folded {
+		if !b.folded && b.recv > b.durable {
 			bytes += int64(b.recv - b.durable)
 		}
 	}
