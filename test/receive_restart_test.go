@@ -32,7 +32,15 @@ func TestReceiveRestart(t *testing.T) {
 			n := w.count() + 40 + 30*i
 			pgtest.Eventually(t, 2*time.Minute, "commits", func() bool { return w.count() >= n })
 			rcv.kill()
+			if i == 0 {
+				// Monitoring: the receiver down, then back.
+				wantReceiverCheck(t, store, p, 2, "CRITICAL receiver: walship receive is not connected (slot walship)", "walship_receiver_connected 0")
+			}
 			rcv = startReceiver(t, store, base, p, "--synchronous")
+			if i == 0 {
+				waitSync(t, p)
+				wantReceiverCheck(t, store, p, -1, "OK receiver: walship receive is connected (walship, sync, slot walship)", "walship_receiver_connected 1")
+			}
 		}
 		n := w.count() + 40
 		pgtest.Eventually(t, 2*time.Minute, "commits after the last restart", func() bool { return w.count() >= n })
@@ -143,5 +151,23 @@ func TestReceiveStoreDown(t *testing.T) {
 	p2 := restoreLatest(t, store, base, "p2", p.Port)
 	if m := missing(t, p2, acked); len(m) > 0 {
 		t.Errorf("%d of %d acknowledged commits missing after the restore: %v", len(m), len(acked), m[:min(len(m), 10)])
+	}
+}
+
+// wantReceiverCheck runs walship check (no switch) and metrics with the
+// receiver's slot: check's receiver line and exit status (code; -1: not
+// checked, another finding may warn) and a metrics line.
+func wantReceiverCheck(t *testing.T, store archiveBackend, p *pgtest.Cluster, code int, line, metric string) {
+	t.Helper()
+	args := append([]string{"check"}, store.flags()...)
+	r := walship(t, runOpts{env: store.env()}, "walship", append(args, "-d", p.ConnString(), "--slot", "walship", "--no-switch")...)
+	if !strings.Contains(r.stdout, line) || (code >= 0 && r.code != code) {
+		t.Errorf("walship check --slot walship: %s; want a line %q", r, line)
+	}
+	args = append([]string{"metrics"}, store.flags()...)
+	r = walship(t, runOpts{env: store.env()}, "walship", append(args, "-d", p.ConnString(), "--slot", "walship")...)
+	if !strings.Contains(r.stdout, "\n"+metric+"\n") || !strings.Contains(r.stdout, "walship_receiver_lag_bytes ") ||
+		!strings.Contains(r.stdout, "walship_receiver_slot_retained_bytes ") {
+		t.Errorf("walship metrics --slot walship: %s; want %q and the lag and retained WAL", r, metric)
 	}
 }
