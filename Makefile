@@ -82,7 +82,7 @@ fuzz:
 bench: build
 	bash scripts/bench.sh
 	bash scripts/bench-archiver.sh
-	for s in standby s3 rewind throughput backup; do [ ! -f scripts/bench-$$s.sh ] || bash scripts/bench-$$s.sh || exit 1; done
+	for s in standby s3 rewind throughput backup receive; do [ ! -f scripts/bench-$$s.sh ] || bash scripts/bench-$$s.sh || exit 1; done
 
 # Man pages, one per program, from the command definitions: each program
 # built with the tag mangen (and without urfave_cli_no_docs, which the

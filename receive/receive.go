@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -112,7 +113,8 @@ type receiver struct {
 	reported   wal.LSN
 	lastStatus time.Time
 	serverEnd  wal.LSN
-	stored     int64 // pieces stored, for the log
+	stored     int64        // pieces stored, for the log
+	segsStored atomic.Int64 // segments stored whole
 }
 
 // Run receives until ctx ends, then stores what it received and returns
@@ -307,7 +309,7 @@ func (rc *receiver) stop(cancelIO context.CancelFunc) error {
 		return fmt.Errorf("stopped with %d bytes received but not stored, from %s on timeline %d (the slot keeps them on the server)",
 			b, rc.segs.durable, rc.segs.tli)
 	}
-	rc.log.Info("stopped", "timeline", rc.segs.tli, "durable", rc.segs.durable)
+	rc.log.Info("stopped", "timeline", rc.segs.tli, "durable", rc.segs.durable, "pieces", rc.stored, "segments", rc.segsStored.Load())
 	return nil
 }
 

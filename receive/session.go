@@ -12,6 +12,7 @@ import (
 
 	"github.com/walship/walship/pgserver"
 	"github.com/walship/walship/repo"
+	"github.com/walship/walship/storage"
 	"github.com/walship/walship/wal"
 )
 
@@ -77,7 +78,7 @@ func (rc *receiver) begin(ctx context.Context) error {
 // may not write (layout, encryption, format).
 func (rc *receiver) checkRepo(ctx context.Context, segSize uint32) error {
 	if err := rc.r.CheckWritable(ctx); err != nil {
-		if errors.Is(err, repo.ErrMismatch) || errors.Is(err, repo.ErrEncryption) || errors.Is(err, repo.ErrOldFormat) {
+		if errors.Is(err, repo.ErrMismatch) || errors.Is(err, repo.ErrEncryption) || errors.Is(err, repo.ErrOldFormat) || errors.Is(err, storage.ErrNotOwner) {
 			return refused{err}
 		}
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/walship/walship/repo"
@@ -66,7 +67,7 @@ func (rc *receiver) piecePut(res putResult) {
 	}
 	rc.stored++
 	res.c.buf.stored(res.c.p.Start, res.c.p.End)
-	rc.log.Debug("stored", "piece", res.c.p)
+	rc.log.Log(rc.io, slog.LevelDebug-4, "stored", "piece", res.c.p) // below -v: one a commit
 	if rc.segs.advance() {
 		rc.status(false)
 	}
@@ -114,6 +115,7 @@ func (rc *receiver) storeSegment(seg wal.Name, data []byte) error {
 		return err
 	}
 	rc.log.Info("segment stored", "file", seg, "existed", existed)
+	rc.segsStored.Add(1)
 	rc.removePieces(seg)
 	return nil
 }

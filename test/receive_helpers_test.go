@@ -32,7 +32,13 @@ type receiverProc struct {
 // slot walship (created when missing), with extra flags.
 func startReceiver(t testing.TB, store archiveBackend, base string, c *pgtest.Cluster, extra ...string) *receiverProc {
 	t.Helper()
-	args := append(append([]string{"receive"}, store.flags()...), "-d", c.ConnString(), "--slot", "walship", "--create-slot", "-v")
+	return startReceiverQuiet(t, store, base, c, append([]string{"-v"}, extra...)...)
+}
+
+// startReceiverQuiet is startReceiver without -v (a benchmark's).
+func startReceiverQuiet(t testing.TB, store archiveBackend, base string, c *pgtest.Cluster, extra ...string) *receiverProc {
+	t.Helper()
+	args := append(append([]string{"receive"}, store.flags()...), "-d", c.ConnString(), "--slot", "walship", "--create-slot")
 	cmd := pgtest.Command(t, pgtest.Bin(t, "walship"), append(args, extra...)...)
 	cmd.Env = append(cmd.Env, store.env()...)
 	f, err := os.CreateTemp(base, "receiver-*.log")

@@ -80,7 +80,7 @@ func TestReceiveSynchronousKills(t *testing.T) {
 			}
 			waitSync(t, p)
 		}
-		t.Logf("%s, %s acknowledged, %d lost", plural(kills, "kill"), plural(len(acked), "commit"), len(lost))
+		t.Logf("RPO %s: %s, %s acknowledged, %d lost", t.Name(), plural(kills, "kill"), plural(len(acked), "commit"), len(lost))
 
 		// One content per name: the receiver and archive_command stored
 		// the same segments; neither found other content.
