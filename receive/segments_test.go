@@ -65,7 +65,7 @@ func TestSegmentsPiecesAndDurable(t *testing.T) {
 	}
 	done[0].folding = true
 	ps := s.pieces()
-	if len(ps) != 1 || ps[0].p.Start != 0 || ps[0].p.End != 100 || ps[0].p.Seg != (start + testSegSize).Segment(1, testSegSize) {
+	if len(ps) != 1 || ps[0].p.Start != 0 || ps[0].p.End != 100 || ps[0].p.Seg != (start+testSegSize).Segment(1, testSegSize) {
 		t.Fatalf("pieces while the segment is stored whole: %v, want only the next segment's", ps)
 	}
 	done[0].folding, done[0].folded = false, true
