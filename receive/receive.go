@@ -108,6 +108,7 @@ type receiver struct {
 	folding  bool
 	foldDone chan foldResult
 	retryAt  time.Time // when a failed store is tried again
+	lastWarn time.Time // the last line about a failing store
 
 	tried      map[wal.LSN]bool // resume points the server no longer had
 	reported   wal.LSN

@@ -53,13 +53,15 @@ func (rc *receiver) piecePut(res putResult) {
 		if rc.io.Err() != nil {
 			return // stopping: what is not stored stays in the slot
 		}
-		if errors.Is(res.err, repo.ErrDifferent) {
-			// Another receiver stored other bytes under this name: a
-			// second primary on this timeline. Never mix them.
-			rc.log.Error("a streamed piece is stored with other content; this receiver stops storing its timeline", "piece", res.c.p, "err", res.err)
-		}
-		if time.Now().After(rc.retryAt.Add(time.Minute)) {
-			rc.log.Warn("storing streamed WAL failed; trying again", "piece", res.c.p, "err", res.err)
+		if time.Since(rc.lastWarn) >= time.Minute { // one line a minute while it fails
+			rc.lastWarn = time.Now()
+			if errors.Is(res.err, repo.ErrDifferent) {
+				// Other bytes under this piece's name: a second server
+				// writes this timeline. Never mix them; commits wait.
+				rc.log.Error("a streamed piece is stored with other content; trying again", "piece", res.c.p, "err", res.err)
+			} else {
+				rc.log.Warn("storing streamed WAL failed; trying again", "piece", res.c.p, "err", res.err)
+			}
 		}
 		rc.retryAt = time.Now().Add(retryDelay)
 		rc.queue = append([]cutPiece{res.c}, rc.queue...)

@@ -171,3 +171,38 @@ func wantReceiverCheck(t *testing.T, store archiveBackend, p *pgtest.Cluster, co
 		t.Errorf("walship metrics --slot walship: %s; want %q and the lag and retained WAL", r, metric)
 	}
 }
+
+// An archive-only standby (standby.signal, walship-restore --standby)
+// follows the repository while walship receive is the primary's
+// synchronous standby; the primary is killed; pg_ctl promote ends the
+// standby's wait, walship-restore hands it the streamed tail, and the
+// promoted standby holds every acknowledged row.
+func TestReceiveStandbyPromotion(t *testing.T) {
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	store := localBackend{dir: filepath.Join(base, "repo")}
+	p := syncPrimary(t, store, base, "p", pgtest.InitOptions{})
+	p.Query("SELECT pg_switch_wal()")
+	st := p.BaseBackup(base, "standby")
+	st.Env = store.env()
+	st.Conf(commandLine(t, store, "walship-restore", "--standby"), "recovery_prefetch = off", "hot_standby = on",
+		"archive_mode = off", "recovery_target_timeline = 'latest'", "synchronous_standby_names = ''")
+	st.Touch("standby.signal")
+	st.Start()
+	makeSync(t, p, "walship")
+	rcv := startReceiver(t, store, base, p, "--synchronous")
+	waitSync(t, p)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := startWriter(ctx, t, p, 1, 11)
+	pgtest.Eventually(t, time.Minute, "commits", func() bool { return w.count() >= 150 })
+	killServer(t, p)
+	acked := w.wait()
+	if code := rcv.stop(); code != 0 {
+		t.Errorf("walship receive exited %d after SIGTERM, want 0", code)
+	}
+	st.Promote()
+	if m := missing(t, st, acked); len(m) > 0 {
+		t.Errorf("%d of %d acknowledged commits missing on the promoted standby: %v", len(m), len(acked), m[:min(len(m), 10)])
+	}
+}
