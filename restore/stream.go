@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/walship/walship/internal/atomicfile"
 	"github.com/walship/walship/pgdata"
@@ -41,9 +42,52 @@ func (req Request) wantsTail(err error) bool {
 	}
 	if req.Standby != nil {
 		var stop *warmstandby.StopError
-		return errors.As(err, &stop) && (stop.Reason == warmstandby.Triggered || stop.Reason == warmstandby.Promoted)
+		return req.tailHanded() || (errors.As(err, &stop) && (stop.Reason == warmstandby.Triggered || stop.Reason == warmstandby.Promoted))
 	}
 	return !pgdata.IsStandby(req.DataDir)
+}
+
+// A standby being promoted asks for the segment that ends its WAL twice:
+// once to replay it, then, once it decided to promote (and removed the
+// promote file the wait ended on), again to find the end of its WAL
+// before it starts the new timeline. The first answer with the streamed
+// tail leaves a mark beside %p, so that the second one is answered at once
+// with the same tail instead of waiting for a segment that never comes;
+// the second answer, or any later call for another file, removes it.
+
+const tailMarkPrefix = "walship-tail-"
+
+// tailMark is the mark of the tail of the requested segment.
+func (req Request) tailMark() string {
+	return filepath.Join(filepath.Dir(req.Dest), tailMarkPrefix+req.Name.String())
+}
+
+// tailMarkAge bounds how long a mark counts: the second call follows the
+// first within seconds.
+const tailMarkAge = 10 * time.Minute
+
+// tailHanded reports whether the tail of the requested segment was handed
+// to this standby at its promotion, moments ago.
+func (req Request) tailHanded() bool {
+	if req.Standby == nil || req.Name.Kind != wal.KindSegment || filepath.Base(req.Dest) != "RECOVERYXLOG" {
+		return false
+	}
+	fi, err := os.Stat(req.tailMark())
+	return err == nil && time.Since(fi.ModTime()) < tailMarkAge
+}
+
+// clearTailMarks removes the marks of other segments than the requested
+// one (the server has gone past them).
+func (req Request) clearTailMarks() {
+	if req.Standby == nil {
+		return
+	}
+	marks, _ := filepath.Glob(filepath.Join(filepath.Dir(req.Dest), tailMarkPrefix+"*"))
+	for _, m := range marks {
+		if m != req.tailMark() || req.Name.Kind != wal.KindSegment {
+			os.Remove(m)
+		}
+	}
 }
 
 // FetchStreamed restores into dest the streamed bytes of segment n, zeros
@@ -99,6 +143,13 @@ func (req Request) tail(ctx context.Context, r *repo.Repo, err error) (Result, e
 	}
 	if res.Streamed {
 		req.Log.Info("restored the streamed WAL of an unfinished segment", "file", req.Name, "bytes", res.Bytes)
+		if req.Standby != nil {
+			if req.tailHanded() {
+				os.Remove(req.tailMark())
+			} else if err := atomicfile.WriteFile(req.tailMark(), nil, atomicfile.Options{}); err != nil {
+				req.Log.Warn("cannot mark the streamed tail as handed: the server's next call for it waits", "file", req.tailMark(), "err", err)
+			}
+		}
 	}
 	return res, nil
 }

@@ -141,14 +141,16 @@ func BenchmarkReceive(b *testing.B) {
 	for _, r := range rows {
 		rt := ""
 		if r.rtt > 0 {
-			rt = ms(r.rtt)
+			rt = msf(r.rtt)
 		}
 		req := ""
 		if r.requests > 0 {
 			req = fmt.Sprintf("%.0f", r.requests)
 		}
-		fmt.Fprintf(&t, "| %s | %s | %.0f | %.2fx | %s | %s | %s | %s |\n", r.label, r.store, r.tps, r.tps/ref, ms(r.p50), ms(r.p99), rt, req)
+		fmt.Fprintf(&t, "| %s | %s | %.0f | %.2fx | %s | %s | %s | %s |\n", r.label, r.store, r.tps, r.tps/ref, msf(r.p50), msf(r.p99), rt, req)
 	}
+	fsync, create := diskFloor(b)
+	fmt.Fprintf(&t, "\nThe floor of one flush on this disk, measured alone: a write and fsync of a preallocated file (a standby's WAL flush) p50 %s; a create-only durable object of walship's local store (a piece: temporary file, fsync, link, directory fsync) p50 %s.\n", msf(fsync), msf(create))
 	if path := os.Getenv("WALSHIP_BENCH_TABLE"); path != "" {
 		if err := os.WriteFile(path, t.Bytes(), 0o644); err != nil {
 			b.Fatal(err)
@@ -200,3 +202,41 @@ func roundTrip(b *testing.B, store archiveBackend) time.Duration {
 	slices.Sort(ds)
 	return ds[len(ds)/2]
 }
+
+// diskFloor measures, on the disk of the tests' directories, the median
+// time of a 512-byte write and fsync into a preallocated file, and of a
+// create-only 512-byte object of the local store (storage/local.Put).
+func diskFloor(b *testing.B) (fsync, create time.Duration) {
+	dir := pgtest.Dir(b)
+	f, err := os.OpenFile(filepath.Join(dir, "wal"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(16 << 20); err != nil {
+		b.Fatal(err)
+	}
+	f.Sync()
+	be := localBackend{dir: filepath.Join(dir, "store")}.store(b)
+	buf := make([]byte, 512)
+	var a, c []time.Duration
+	for i := range 200 {
+		start := time.Now()
+		f.WriteAt(buf, int64(i*512))
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+		a = append(a, time.Since(start))
+		start = time.Now()
+		if err := be.Put(context.Background(), fmt.Sprintf("p/%d", i), bytes.NewReader(buf), int64(len(buf))); err != nil {
+			b.Fatal(err)
+		}
+		c = append(c, time.Since(start))
+	}
+	slices.Sort(a)
+	slices.Sort(c)
+	return a[len(a)/2], c[len(c)/2]
+}
+
+// msf is a duration in milliseconds with two decimals.
+func msf(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
