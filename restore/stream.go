@@ -116,6 +116,13 @@ func FetchStreamed(ctx context.Context, r *repo.Repo, n wal.Name, dest string) (
 	if err != nil {
 		return Result{}, err
 	}
+	// Stored whole since the caller looked (the receiver completed it):
+	// the whole segment, never its tail.
+	if _, err := r.Find(ctx, n); err == nil {
+		return Fetch(ctx, r, n, dest)
+	} else if !storage.IsNotExist(err) {
+		return Result{}, err
+	}
 	if _, err := repo.CheckHeader(data[:wal.LongHeaderSize], n, &id); err != nil {
 		return Result{}, &repo.CorruptError{Key: repo.PiecePrefix(n), Reason: err.Error()}
 	}
