@@ -71,8 +71,24 @@ func (rc *receiver) position(ctx context.Context, hist wal.History, segSize uint
 		return nil
 	}
 	s := rc.segs
-	if !lin.has(s.tli) {
-		return refused{fmt.Errorf("the server's history (timeline %d) does not go through timeline %d, which this receiver followed: restart it to resume from the repository", lin.tli, s.tli)}
+	switch {
+	case lin.tli < s.tli:
+		// A server behind the receiver: a standby, or a copy still in
+		// recovery that becomes the primary later. Wait for it.
+		return fmt.Errorf("the server is on timeline %d, behind timeline %d which this receiver streams: waiting for it to catch up or be promoted", lin.tli, s.tli)
+	case !lin.has(s.tli):
+		// The server's history left the receiver's timeline behind: what
+		// it received there stays in its pieces; start again from what the
+		// repository holds of the server's history.
+		rc.log.Warn("the server's history does not go through the timeline this receiver followed; resuming from the repository", "server_timeline", lin.tli, "timeline", s.tli)
+		s.endTimeline()
+		rc.flush()
+		tli, pos, err := rc.resumePoint(ctx, lin, segSize)
+		if err != nil {
+			return err
+		}
+		s.startAt(tli, pos)
+		return nil
 	}
 	if sp, ok := lin.end(s.tli); ok && s.recvEnd > sp {
 		// What was received past the switch point belongs to a server
