@@ -38,7 +38,7 @@ test: build lint s3-server
 # side (the servers come from pg-versions; 15 is Debian's).
 PG_VERSIONS ?= 13 14 15 16 17 18
 test-versions: pg-versions
-	WALSHIP_PG_VERSIONS="$(PG_VERSIONS)" $(GO) test -count=1 -timeout 20m -run '^TestVersions$$' -v ./test/
+	WALSHIP_PG_VERSIONS="$(PG_VERSIONS)" $(GO) test -count=1 -timeout 20m -run '^(TestVersions|TestReceiveVersions)$$' -v ./test/
 
 # versitygw, built once into /var/cache/walship/bin (outside the clone).
 s3-server:
@@ -82,7 +82,7 @@ fuzz:
 bench: build
 	bash scripts/bench.sh
 	bash scripts/bench-archiver.sh
-	for s in standby s3 rewind throughput backup incremental; do [ ! -f scripts/bench-$$s.sh ] || bash scripts/bench-$$s.sh || exit 1; done
+	for s in standby s3 rewind throughput backup incremental receive; do [ ! -f scripts/bench-$$s.sh ] || bash scripts/bench-$$s.sh || exit 1; done
 
 # Man pages, one per program, from the command definitions: each program
 # built with the tag mangen (and without urfave_cli_no_docs, which the

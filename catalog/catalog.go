@@ -40,6 +40,9 @@ type Catalog struct {
 	// that is running now.
 	Stored     []*Stored
 	Incomplete []*Stored
+	// Pieces are the streamed pieces of segments not stored whole (or not
+	// yet removed): see Tails.
+	Pieces []repo.StoredPiece
 
 	segs map[wal.Name]bool // segment names present (kind Segment)
 }
@@ -75,6 +78,9 @@ func Scan(ctx context.Context, r *repo.Repo) (*Catalog, error) {
 		return nil, fmt.Errorf("listing %s: %w", r, err)
 	}
 	if err := c.readBackups(ctx, r, dirs); err != nil {
+		return nil, err
+	}
+	if c.Pieces, err = r.ListPieces(ctx, nil); err != nil {
 		return nil, err
 	}
 	c.Layout = r.Layout()

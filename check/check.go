@@ -112,6 +112,9 @@ type Options struct {
 	Poll time.Duration
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Slot is walship receive's replication slot: its connection, lag and
+	// the WAL its slot keeps are checked ("": no receiver).
+	Slot string
 }
 
 func (o Options) withDefaults() Options {
@@ -209,6 +212,7 @@ func Run(ctx context.Context, r *repo.Repo, o Options) *Report {
 		}
 	}
 	checkRepo(ctx, rep, r, o)
+	checkReceiver(rep, o)
 	rep.finish()
 	return rep
 }
@@ -225,6 +229,9 @@ func runServer(ctx context.Context, rep *Report, r *repo.Repo, o Options) error 
 		return err
 	}
 	rep.Server = srv
+	if o.Slot != "" {
+		srv.Receiver, srv.ReceiverErr = readReceiver(ctx, conn, o.Slot)
+	}
 	checkServer(ctx, conn, rep, r, o)
 	return nil
 }

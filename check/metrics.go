@@ -93,6 +93,15 @@ func WriteMetrics(w io.Writer, rep *Report) error {
 	if rep.Server != nil || rep.connect {
 		set("server_up", "1 when the server could be connected to and read.", bool01(rep.Server != nil))
 	}
+	if s := rep.Server; s != nil && s.Receiver != nil {
+		rc := s.Receiver
+		set("receiver_slot_exists", "1 when walship receive's replication slot exists on the server.", bool01(rc.Exists))
+		set("receiver_connected", "1 when walship receive is connected and streaming through its slot.", bool01(rc.Connected))
+		set("receiver_synchronous", "1 when the server waits for walship receive (sync_state sync or quorum).", bool01(rc.SyncState == "sync" || rc.SyncState == "quorum"))
+		set("receiver_lag_bytes", "WAL the server has flushed that is not durable in the repository yet (from walship receive's flush position, or its slot's restart_lsn).", float64(rc.LagBytes))
+		set("receiver_lag_seconds", "How long the oldest WAL not yet durable in the repository has waited (flush_lag; disconnected: since the newest streamed data was stored).", rc.LagSeconds)
+		set("receiver_slot_retained_bytes", "WAL the receiver's slot keeps on the server.", float64(rc.Retained))
+	}
 	if b := rep.Ready; b != nil {
 		set("server_ready_files", "WAL files the server has marked ready for archiving and not archived yet (.ready files).", float64(b.Count))
 		age := 0.0

@@ -34,6 +34,11 @@ type Server struct {
 	Ready    Backlog `json:"ready"`
 	ReadyErr error   `json:"-"`
 
+	// Receiver is walship receive's slot and connection (with
+	// Options.Slot); ReceiverErr says why it could not be read.
+	Receiver    *Receiver `json:"receiver,omitempty"`
+	ReceiverErr error     `json:"-"`
+
 	PID          int       `json:"-"` // of the backend check talks to
 	StartTime    time.Time `json:"-"` // the postmaster's
 	ReadyOnStart Backlog   `json:"-"`

@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/walship/walship/wal"
 )
 
 // ConnectTimeout bounds connecting to a server: a connection string may ask
@@ -67,6 +69,8 @@ func ConnectConfig(ctx context.Context, cfg *pgx.ConnConfig, what string) (*pgx.
 type System struct {
 	SystemID uint64
 	Timeline uint32
+	// Flushed is where the server's WAL was flushed to (xlogpos).
+	Flushed wal.LSN
 }
 
 // ConnectReplication opens a physical replication connection (as
@@ -74,11 +78,21 @@ type System struct {
 // system: a server that refuses replication connections (pg_hba.conf,
 // max_wal_senders, the REPLICATION privilege) is found this way.
 func ConnectReplication(ctx context.Context, connString string) (*pgconn.PgConn, System, error) {
+	return ConnectReplicationWith(ctx, connString, ConnectOptions{})
+}
+
+// ConnectReplicationWith is ConnectReplication with options (AppName: the
+// application_name the server shows, when the connection string sets
+// none).
+func ConnectReplicationWith(ctx context.Context, connString string, o ConnectOptions) (*pgconn.PgConn, System, error) {
 	cfg, err := pgconn.ParseConfig(connString)
 	if err != nil {
 		return nil, System{}, fmt.Errorf("%w: connection string %s: %v", ErrUnreachable, Redact(connString), redactErr(err, connString))
 	}
 	cfg.RuntimeParams["replication"] = "true"
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok && o.AppName != "" {
+		cfg.RuntimeParams["application_name"] = o.AppName
+	}
 	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > ConnectTimeout {
 		cfg.ConnectTimeout = ConnectTimeout
 	}
@@ -115,7 +129,13 @@ func IdentifySystem(ctx context.Context, conn *pgconn.PgConn) (System, error) {
 	if err != nil {
 		return System{}, fmt.Errorf("timeline %q", row[1])
 	}
-	return System{SystemID: id, Timeline: uint32(tli)}, nil
+	sys := System{SystemID: id, Timeline: uint32(tli)}
+	if len(row) >= 3 && row[2] != nil {
+		if sys.Flushed, err = wal.ParseLSN(string(row[2])); err != nil {
+			return System{}, fmt.Errorf("xlogpos %q", row[2])
+		}
+	}
+	return sys, nil
 }
 
 var (

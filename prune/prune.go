@@ -75,6 +75,11 @@ type Plan struct {
 	Backups     []*catalog.Stored
 	Leftovers   []*catalog.Stored
 	BackupBytes int64
+	// Pieces are the streamed pieces that go: of segments before the
+	// cutoff, and of segments stored whole (leftovers of a receiver); their
+	// stored bytes are in PieceBytes.
+	Pieces     []repo.StoredPiece
+	PieceBytes int64
 	// OldestKept is the oldest segment left, if any.
 	OldestKept     wal.Name
 	HaveOldestKept bool
@@ -103,6 +108,12 @@ func MakePlan(c *catalog.Catalog, p Policy, now time.Time) (Plan, error) {
 		plan.Bytes += f.Size
 		plan.RawBytes += f.RawSize(c.SegSize)
 		removed[f.Key] = true
+	}
+	for _, tail := range c.Tails() {
+		if tail.Whole || wal.ComparePosition(tail.Seg, kept.Cutoff) < 0 {
+			plan.Pieces = append(plan.Pieces, tail.Pieces...)
+			plan.PieceBytes += tail.Bytes
+		}
 	}
 	for _, f := range c.Files {
 		if f.Name.Kind == wal.KindSegment && !removed[f.Key] {
@@ -145,6 +156,8 @@ type Result struct {
 	RemovedBackups     int
 	RemovedLeftovers   int
 	RemovedBackupBytes int64
+	// RemovedPieces counts the streamed pieces removed.
+	RemovedPieces int
 }
 
 // Summary is the one line a run prints.
@@ -175,6 +188,12 @@ func (r Result) Summary() string {
 	}
 	if nb+nl > 0 {
 		fmt.Fprintf(&b, ", %s", progress.Bytes(bb))
+	}
+	if np := r.RemovedPieces; np > 0 || (r.DryRun && len(r.Pieces) > 0) {
+		if r.DryRun {
+			np = len(r.Pieces)
+		}
+		fmt.Fprintf(&b, ", %d streamed piece(s)", np)
 	}
 	if r.Swept > 0 {
 		fmt.Fprintf(&b, " and %d temporary file(s) of killed writers, %s", r.Swept, progress.Bytes(r.SweptBytes))
@@ -265,6 +284,14 @@ func Prune(ctx context.Context, r *repo.Repo, o Options) (Result, error) {
 		}
 		res.RemovedBackups++
 		res.RemovedBackupBytes += sb.Bytes()
+	}
+	if len(plan.Pieces) > 0 {
+		// Streamed pieces are no segment's only copy before the cutoff,
+		// nor of a segment stored whole: nothing depends on their order.
+		if err := r.RemovePieces(ctx, plan.Pieces); err != nil {
+			return res, &DeleteError{Failed: []string{plan.Pieces[0].Key, "..."}, Err: err, Removed: res.Removed}
+		}
+		res.RemovedPieces = len(plan.Pieces)
 	}
 	if len(plan.Remove) == 0 {
 		return res, nil

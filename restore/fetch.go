@@ -30,6 +30,9 @@ type Result struct {
 	Bytes int64
 	// Spooled: served from the prefetch spool.
 	Spooled bool
+	// Streamed: the streamed bytes of a segment not stored whole (Bytes
+	// of them), zeros after them (FetchStreamed).
+	Streamed bool
 }
 
 // DestError is a failure to write the restored file where it was asked

@@ -116,6 +116,7 @@ func Run(ctx context.Context, r *repo.Repo, req Request) (Result, error) {
 			req.Log.Warn(msg)
 		}
 	}
+	req.clearTailMarks()
 	res, err := req.serve(ctx, r)
 	if err == nil || storage.IsNotExist(err) || errors.Is(err, ErrInvalid) {
 		return res, err
@@ -156,7 +157,7 @@ func (req Request) serve(ctx context.Context, r *repo.Repo) (Result, error) {
 	}
 	var res Result
 	var err error
-	if req.Standby != nil && n.Kind == wal.KindSegment {
+	if req.Standby != nil && n.Kind == wal.KindSegment && !req.tailHanded() {
 		err = warmstandby.Wait(ctx, r, n, *req.Standby, func(ctx context.Context) error {
 			res, err = Fetch(ctx, r, n, req.Dest)
 			return err
@@ -165,7 +166,10 @@ func (req Request) serve(ctx context.Context, r *repo.Repo) (Result, error) {
 		res, err = Fetch(ctx, r, n, req.Dest)
 	}
 	if err != nil {
-		return Result{}, err
+		if res, err = req.tail(ctx, r, err); err != nil {
+			return Result{}, err
+		}
+		return res, nil
 	}
 	req.Log.Info("restored", "file", n, "from", res.Key, "bytes", res.Bytes)
 	if active {

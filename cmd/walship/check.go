@@ -21,6 +21,8 @@ func serverFlags() []cli.Flag {
 			Usage: "connect to the server with this libpq connection string or URL (check: default libpq's, from PGHOST, PGPORT, ...)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "data-dir", Aliases: []string{"D"}, EnvVars: []string{"WALSHIP_DATA_DIR"},
 			Usage: "the server's data directory, when run beside it: its postmaster.pid (for the server's environment) and .ready files"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "slot", EnvVars: []string{"WALSHIP_SLOT"},
+			Usage: "walship receive's replication slot: check the receiver (connected, lag, WAL its slot keeps); the same setting as walship receive's"}),
 	}
 }
 
@@ -67,7 +69,7 @@ func runCheck(c *cli.Context) error {
 		return unknownError{err}
 	}
 	rep := check.Run(c.Context, r, check.Options{Connect: true, ConnString: c.String("dbname"), DataDir: c.String("data-dir"),
-		Switch: !c.Bool("no-switch"), Timeout: c.Duration("timeout"), MaxAge: c.Duration("max-age"), TailGrace: c.Duration("tail-grace")})
+		Switch: !c.Bool("no-switch"), Timeout: c.Duration("timeout"), MaxAge: c.Duration("max-age"), TailGrace: c.Duration("tail-grace"), Slot: c.String("slot")})
 	if c.Bool("json") {
 		if err := printJSON(rep); err != nil {
 			return err
@@ -95,7 +97,7 @@ func metrics(c *cli.Context) error {
 		return err
 	}
 	rep := check.Run(c.Context, r, check.Options{Connect: c.String("dbname") != "", ConnString: c.String("dbname"),
-		DataDir: c.String("data-dir"), MaxAge: c.Duration("max-age"), TailGrace: c.Duration("tail-grace")})
+		DataDir: c.String("data-dir"), MaxAge: c.Duration("max-age"), TailGrace: c.Duration("tail-grace"), Slot: c.String("slot")})
 	write := func(w io.Writer) error {
 		bw := bufio.NewWriter(w)
 		if err := check.WriteMetrics(bw, rep); err != nil {

@@ -8,6 +8,7 @@
 //	walship backup create  --repo /var/lib/walship -d 'host=... user=...' [--checkpoint fast]
 //	walship backup list    --repo /var/lib/walship [--json]
 //	walship backup restore --repo /var/lib/walship -D NEWDIR [--target-time T | --target-name N | --target-lsn L] [--standby] [--start]
+//	walship receive --repo /var/lib/walship -d 'host=... user=...' --slot walship [--create-slot] [--synchronous]
 package main
 
 import (
@@ -47,9 +48,9 @@ func newApp() *cli.App {
 		// Reached only without a known command.
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return cliutil.UsageError{Err: errors.New("no command given: use ls, status, verify, check, metrics or backup")}
+				return cliutil.UsageError{Err: errors.New("no command given: use ls, status, verify, check, metrics, backup or receive")}
 			}
-			return cliutil.UsageError{Err: fmt.Errorf("unknown command %q: use ls, status, verify, check, metrics or backup", c.Args().First())}
+			return cliutil.UsageError{Err: fmt.Errorf("unknown command %q: use ls, status, verify, check, metrics, backup or receive", c.Args().First())}
 		},
 		Commands: []*cli.Command{
 			command("ls", "list the repository's segments, history files, backup history files and partial segments", ls,
@@ -71,6 +72,7 @@ func newApp() *cli.App {
 			{Name: "keygen", Usage: "make an age key for an encrypted repository: write the secret key to FILE (mode 0600; never replaced) and print the public key (--recipient) on stdout",
 				ArgsUsage: "FILE", Action: keygen},
 			backupCommand(),
+			receiveCommand(),
 		},
 	}
 }

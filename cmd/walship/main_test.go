@@ -193,3 +193,24 @@ func TestBackupExpire(t *testing.T) {
 		t.Errorf("after expire: the old backup's record %v, segment 7 kept %v, segment 8 kept %v", err, f.Has(fakerepo.Seg(1, 7)), f.Has(fakerepo.Seg(1, 8)))
 	}
 }
+
+// Bad command lines of walship receive are usage errors (exit 2), found
+// before the repository or the server is touched.
+func TestReceiveUsage(t *testing.T) {
+	repoDir := t.TempDir() + "/none" // never opened
+	for _, args := range [][]string{
+		{"receive", "--repo", repoDir},
+		{"receive", "--repo", repoDir, "-d", "host=/nonexistent"},
+		{"receive", "--repo", repoDir, "-d", "host=/nonexistent", "--slot", "Bad-Name"},
+		{"receive", "--repo", repoDir, "-d", "host=/nonexistent", "--slot", "s", "--flush-interval", "-1s"},
+		{"receive", "--repo", repoDir, "-d", "host=/nonexistent", "--slot", "s", "extra"},
+	} {
+		err := cliutil.Run(context.Background(), newApp(), args...)
+		if code := exitCode(err); code != exitUsage {
+			t.Errorf("walship %v: exit %d (%v), want %d", args, code, err, exitUsage)
+		}
+	}
+	if _, err := os.Stat(repoDir); err == nil {
+		t.Errorf("a bad command line created the repository")
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -318,6 +319,10 @@ func Main(app *cli.App, exitCode func(error) int) {
 	case err = <-done:
 	case sig := <-sigs:
 		cancel()
+		if daemon.Load() {
+			err = <-done // it stops cleanly, as long as that takes
+			break
+		}
 		select {
 		case <-done: // cleaned up
 		case <-time.After(signalGrace):
@@ -331,6 +336,14 @@ func Main(app *cli.App, exitCode func(error) int) {
 	}
 	os.Exit(exitCode(err))
 }
+
+// daemon is set by a long-running command that stops cleanly on SIGTERM
+// and SIGINT (walship receive): Main then waits for it and exits with the
+// code of its error, not by the signal.
+var daemon atomic.Bool
+
+// Daemon says that the running command is a daemon (see daemon).
+func Daemon() { daemon.Store(true) }
 
 // manPage is set in a build with the tag mangen (man.go): the program
 // then writes its man page instead of running.

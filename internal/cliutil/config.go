@@ -28,7 +28,8 @@ func init() {
 		tail-grace dbname timeout max-age no-switch
 		source-server primary-conninfo slot restore-bin pg-bin config-file dry-run progress
 		start start-log start-timeout
-		dbname checkpoint compress-at max-rate`) {
+		dbname checkpoint compress-at max-rate
+		create-slot synchronous application-name flush-interval`) {
 		configKeys[k] = true
 	}
 }

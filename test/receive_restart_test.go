@@ -1,0 +1,208 @@
+package test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/walship/walship/catalog"
+	"github.com/walship/walship/internal/testenv/pgtest"
+)
+
+// The receiver killed with SIGKILL mid-segment, three times, while a
+// client commits with it as the synchronous standby; each time a new
+// receiver resumes where the repository's data ends. Afterwards no
+// segment is missing, none is stored twice, archive_command (storing the
+// same segments) never found other content, and a restore to the latest
+// holds every acknowledged row.
+func TestReceiveRestart(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, base string, store archiveBackend) {
+		p := syncPrimary(t, store, base, "p", pgtest.InitOptions{})
+		backupCreate(t, store, p)
+		makeSync(t, p, "walship")
+		rcv := startReceiver(t, store, base, p, "--synchronous")
+		waitSync(t, p)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		w := startWriter(ctx, t, p, 1, 7)
+		for i := range 3 {
+			n := w.count() + 40 + 30*i
+			pgtest.Eventually(t, 2*time.Minute, "commits", func() bool { return w.count() >= n })
+			rcv.kill()
+			if i == 0 {
+				// Monitoring: the receiver down, then back.
+				wantReceiverCheck(t, store, p, 2, "CRITICAL receiver: walship receive is not connected (slot walship)", "walship_receiver_connected 0")
+			}
+			rcv = startReceiver(t, store, base, p, "--synchronous")
+			if i == 0 {
+				waitSync(t, p)
+				wantReceiverCheck(t, store, p, -1, "OK receiver: walship receive is connected (walship, sync, slot walship)", "walship_receiver_connected 1")
+			}
+		}
+		n := w.count() + 40
+		pgtest.Eventually(t, 2*time.Minute, "commits after the last restart", func() bool { return w.count() >= n })
+		for _, line := range strings.Split(rcv.logText(), "\n") {
+			if strings.Contains(line, "resuming") {
+				t.Logf("%s", line)
+			}
+		}
+		killServer(t, p)
+		acked := w.wait()
+		if code := rcv.stop(); code != 0 {
+			t.Errorf("walship receive exited %d after SIGTERM, want 0", code)
+		}
+		if strings.Contains(rcv.logText(), "other content") {
+			t.Errorf("the receiver found other content under a name")
+		}
+		ctx2, cancel2 := ioContext()
+		defer cancel2()
+		c, err := catalog.Scan(ctx2, store.repo(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := c.Duplicates(); len(d) > 0 {
+			t.Errorf("names stored more than once: %v", d)
+		}
+		if gaps, _ := catalog.Gaps(c, catalog.TimelineInfos(c)); len(gaps) > 0 {
+			t.Errorf("segments missing: %v", gaps)
+		}
+		if log := p.Log(); strings.Contains(log, "different content") || strings.Contains(log, "archive command failed") {
+			t.Errorf("archive_command failed beside the receiver")
+		}
+		if err := os.RemoveAll(p.Data); err != nil {
+			t.Fatal(err)
+		}
+		p2 := restoreLatest(t, store, base, "p2", p.Port)
+		if m := missing(t, p2, acked); len(m) > 0 {
+			t.Errorf("%d of %d acknowledged commits missing after the restore: %v", len(m), len(acked), m[:min(len(m), 10)])
+		}
+	})
+}
+
+// The store unreachable for a while (a local repository whose stream/
+// directory the receiver may not write): a synchronous commit waits
+// (SyncRep) and returns once the store is back; an asynchronous receiver's
+// slot keeps the WAL written meanwhile, and releases it once it is stored.
+// Nothing is lost: a restore to the latest holds every acknowledged row.
+func TestReceiveStoreDown(t *testing.T) {
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	store := localBackend{dir: filepath.Join(base, "repo")}
+	p := syncPrimary(t, store, base, "p", pgtest.InitOptions{})
+	backupCreate(t, store, p)
+	makeSync(t, p, "walship")
+	rcv := startReceiver(t, store, base, p, "--synchronous")
+	waitSync(t, p)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := startWriter(ctx, t, p, 1, 3)
+	pgtest.Eventually(t, time.Minute, "commits", func() bool { return w.count() >= 20 })
+	pieces := filepath.Join(store.dir, "stream")
+	down := func() {
+		t.Helper()
+		if err := os.Chmod(pieces, 0o500); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up := func() {
+		t.Helper()
+		if err := os.Chmod(pieces, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	down()
+	p.WaitQuery("SELECT count(*) > 0 FROM pg_stat_activity WHERE wait_event = 'SyncRep'", "t", time.Minute)
+	n := w.count()
+	up()
+	pgtest.Eventually(t, time.Minute, "the waiting commit to return once the store is back", func() bool { return w.count() > n+5 })
+	cancel()
+	acked := w.wait()
+
+	// Asynchronous: the slot holds the WAL the store does not have yet.
+	if code := rcv.stop(); code != 0 {
+		t.Errorf("walship receive exited %d after SIGTERM, want 0", code)
+	}
+	makeSync(t, p, "")
+	rcv = startReceiver(t, store, base, p, "--flush-interval", "100ms")
+	p.WaitQuery("SELECT state FROM pg_stat_replication WHERE application_name = 'walship'", "streaming", time.Minute)
+	down()
+	before := p.Query("SELECT pg_current_wal_lsn()")
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	w = startWriter(ctx, t, p, 100000, 5) // past any id the first writer used
+	pgtest.Eventually(t, time.Minute, "asynchronous commits", func() bool { return w.count() >= 30 })
+	cancel()
+	acked = append(acked, w.wait()...)
+	after := p.Query("SELECT pg_current_wal_lsn()")
+	time.Sleep(time.Second) // ten flush intervals, each a failed store
+	if held := p.Query("SELECT restart_lsn <= '" + before + "'::pg_lsn FROM pg_replication_slots WHERE slot_name = 'walship'"); held != "t" {
+		t.Errorf("the slot's restart_lsn moved past %s while the store was down", before)
+	}
+	up()
+	p.WaitQuery("SELECT restart_lsn >= '"+after+"'::pg_lsn FROM pg_replication_slots WHERE slot_name = 'walship'", "t", time.Minute)
+	killServer(t, p)
+	if code := rcv.stop(); code != 0 {
+		t.Errorf("walship receive exited %d after SIGTERM, want 0", code)
+	}
+	os.RemoveAll(p.Data)
+	p2 := restoreLatest(t, store, base, "p2", p.Port)
+	if m := missing(t, p2, acked); len(m) > 0 {
+		t.Errorf("%d of %d acknowledged commits missing after the restore: %v", len(m), len(acked), m[:min(len(m), 10)])
+	}
+}
+
+// wantReceiverCheck runs walship check (no switch) and metrics with the
+// receiver's slot: check's receiver line and exit status (code; -1: not
+// checked, another finding may warn) and a metrics line.
+func wantReceiverCheck(t *testing.T, store archiveBackend, p *pgtest.Cluster, code int, line, metric string) {
+	t.Helper()
+	args := append([]string{"check"}, store.flags()...)
+	r := walship(t, runOpts{env: store.env()}, "walship", append(args, "-d", p.ConnString(), "--slot", "walship", "--no-switch")...)
+	if !strings.Contains(r.stdout, line) || (code >= 0 && r.code != code) {
+		t.Errorf("walship check --slot walship: %s; want a line %q", r, line)
+	}
+	args = append([]string{"metrics"}, store.flags()...)
+	r = walship(t, runOpts{env: store.env()}, "walship", append(args, "-d", p.ConnString(), "--slot", "walship")...)
+	if !strings.Contains(r.stdout, "\n"+metric+"\n") || !strings.Contains(r.stdout, "walship_receiver_lag_bytes ") ||
+		!strings.Contains(r.stdout, "walship_receiver_slot_retained_bytes ") {
+		t.Errorf("walship metrics --slot walship: %s; want %q and the lag and retained WAL", r, metric)
+	}
+}
+
+// An archive-only standby (standby.signal, walship-restore --standby)
+// follows the repository while walship receive is the primary's
+// synchronous standby; the primary is killed; pg_ctl promote ends the
+// standby's wait, walship-restore hands it the streamed tail, and the
+// promoted standby holds every acknowledged row.
+func TestReceiveStandbyPromotion(t *testing.T) {
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	store := localBackend{dir: filepath.Join(base, "repo")}
+	p := syncPrimary(t, store, base, "p", pgtest.InitOptions{})
+	p.Query("SELECT pg_switch_wal()")
+	st := p.BaseBackup(base, "standby")
+	st.Env = store.env()
+	st.Conf(commandLine(t, store, "walship-restore", "--standby"), "recovery_prefetch = off", "hot_standby = on",
+		"archive_mode = off", "recovery_target_timeline = 'latest'", "synchronous_standby_names = ''")
+	st.Touch("standby.signal")
+	st.Start()
+	makeSync(t, p, "walship")
+	rcv := startReceiver(t, store, base, p, "--synchronous")
+	waitSync(t, p)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := startWriter(ctx, t, p, 1, 11)
+	pgtest.Eventually(t, time.Minute, "commits", func() bool { return w.count() >= 150 })
+	killServer(t, p)
+	acked := w.wait()
+	if code := rcv.stop(); code != 0 {
+		t.Errorf("walship receive exited %d after SIGTERM, want 0", code)
+	}
+	st.Promote()
+	if m := missing(t, st, acked); len(m) > 0 {
+		t.Errorf("%d of %d acknowledged commits missing on the promoted standby: %v", len(m), len(acked), m[:min(len(m), 10)])
+	}
+}
