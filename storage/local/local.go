@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -47,7 +48,11 @@ func init() {
 }
 
 // Backend is a directory holding objects as files named by their keys.
-type Backend struct{ root string }
+type Backend struct {
+	root string
+	// swept is when a put last swept a directory (dir → time.Time).
+	swept sync.Map
+}
 
 // New returns a backend rooted at dir (made absolute). The directory need
 // not exist yet: the first Put creates it.
@@ -148,7 +153,7 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	if err := atomicfile.SyncDir(dir); err != nil {
 		return wrap("put", key, err)
 	}
-	sweepDir(dir, true) // what killed writers left beside it
+	b.sweepAfterPut(dir) // what killed writers left beside it
 	return nil
 }
 

@@ -88,7 +88,7 @@ func TestOpenViaURL(t *testing.T) {
 }
 
 // Temporary files a killed writer left are swept once stale: by the next
-// put into their directory, and by Sweep everywhere; fresh ones (a write
+// writer's put into their directory, and by Sweep everywhere; fresh ones (a write
 // under way) are left alone.
 func TestSweep(t *testing.T) {
 	b, _ := New(filepath.Join(t.TempDir(), "repo"))
@@ -109,6 +109,8 @@ func TestSweep(t *testing.T) {
 	if n, bytes, err := b.Sweep(context.Background(), false); err != nil || n != 2 || bytes != 200 {
 		t.Errorf("Sweep(count) = %d, %d, %v; want 2, 200", n, bytes, err)
 	}
+	// The next archive_command call: a new process, a new backend.
+	b, _ = New(b.Root())
 	storagetest.Put(t, b, "wal/a/z", []byte("z"))
 	if _, err := os.Stat(staleA); !os.IsNotExist(err) {
 		t.Errorf("a put left a stale temporary file beside it: %v", err)
@@ -124,6 +126,29 @@ func TestSweep(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Errorf("a fresh temporary file was removed: %v", err)
+	}
+}
+
+// A long-running writer (walship receive stores a piece at every commit,
+// thousands side by side) sweeps a directory at most once a sweepEvery,
+// not at every put: a sweep reads every name in the directory.
+func TestPutSweepsADirectoryOncePerInterval(t *testing.T) {
+	b, _ := New(filepath.Join(t.TempDir(), "repo"))
+	storagetest.Put(t, b, "stream/p1", []byte("1"))
+	stale := filepath.Join(b.Root(), "stream", ".p2.tmp-1")
+	os.WriteFile(stale, []byte("x"), 0o600)
+	old := time.Now().Add(-2 * atomicfile.StaleAfter)
+	os.Chtimes(stale, old, old)
+	storagetest.Put(t, b, "stream/p2", []byte("2"))
+	if _, err := os.Stat(stale); err != nil {
+		t.Fatalf("a second put within %s swept the directory again: %v", sweepEvery, err)
+	}
+	// sweepEvery later, the next put sweeps.
+	dir := filepath.Join(b.Root(), "stream")
+	b.swept.Store(dir, time.Now().Add(-sweepEvery))
+	storagetest.Put(t, b, "stream/p3", []byte("3"))
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("a put %s after the last sweep left a stale temporary file: %v", sweepEvery, err)
 	}
 }
 

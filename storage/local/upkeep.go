@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -39,6 +40,25 @@ func (b *Backend) Sync(ctx context.Context, key string) error {
 
 // sweepDir finds (and with remove, deletes) the stale temporary files of
 // one directory.
+// sweepEvery is how often puts into one directory sweep it: a temporary
+// file is stale only after atomicfile.StaleAfter, so sweeping at every put
+// would only read the directory again; a long-running writer (walship
+// receive stores many small pieces side by side) would read thousands of
+// names for each.
+const sweepEvery = time.Minute
+
+// sweepAfterPut sweeps dir unless this backend swept it less than
+// sweepEvery ago: a one-shot writer (an archive_command call) sweeps the
+// directory it writes into once.
+func (b *Backend) sweepAfterPut(dir string) {
+	now := time.Now()
+	if last, ok := b.swept.Load(dir); ok && now.Sub(last.(time.Time)) < sweepEvery {
+		return
+	}
+	b.swept.Store(dir, now)
+	sweepDir(dir, true)
+}
+
 func sweepDir(dir string, remove bool) (count int, bytes int64) {
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
