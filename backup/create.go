@@ -11,8 +11,10 @@ import (
 	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/internal/logx"
 	"github.com/walship/walship/internal/progress"
+	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/pgserver"
 	"github.com/walship/walship/repo"
+	"github.com/walship/walship/storage"
 )
 
 // CreateOptions say which server to back up and how.
@@ -181,6 +183,32 @@ type server struct {
 	// summarizeWAL is summarize_wal (17 and later), read for an
 	// incremental backup.
 	summarizeWAL string
+	// archiving holds archive_mode, archive_command and data_directory
+	// (the last two only for a role allowed to read them).
+	archiving map[string]pgserver.Setting
+}
+
+// archivesInto reports whether the server is a primary on this machine
+// that archives into r with walship-archive: its archive_mode on, its
+// archive_command running walship-archive into r, and its data directory
+// here (its pg_control names the server's system), so that r's location
+// means the same place to both. Only then may Create wait for the
+// backup's last segment in r instead of letting the server wait.
+func (s *server) archivesInto(r *repo.Repo) bool {
+	set := s.archiving
+	if mode := set["archive_mode"].Value; s.InRecovery || (mode != "on" && mode != "always") {
+		return false
+	}
+	dataDir := set["data_directory"].Value
+	cmd, ok := pgserver.ParseArchiveCommand(set["archive_command"].Value)
+	if !ok || dataDir == "" {
+		return false
+	}
+	if id, err := pgdata.SystemID(dataDir); err != nil || id != s.SystemID {
+		return false
+	}
+	loc, err := cmd.Repository(nil, dataDir)
+	return err == nil && storage.SameLocation(loc, r.String(), dataDir)
 }
 
 // inspectServer reads what a backup of the server needs to know.
@@ -200,6 +228,11 @@ func inspectServer(ctx context.Context, connString string, incremental bool) (*s
 	}
 	if s.skew, err = pgserver.ClockSkew(ctx, conn); err != nil {
 		return nil, err
+	}
+	if !s.InRecovery {
+		if s.archiving, err = pgserver.Settings(ctx, conn, "archive_mode", "archive_command", "data_directory"); err != nil {
+			return nil, err
+		}
 	}
 	if incremental && s.Version.Major >= pgserver.FirstIncremental {
 		set, err := pgserver.Settings(ctx, conn, "summarize_wal")

@@ -3,6 +3,7 @@ package backup
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -56,7 +57,12 @@ func (c *creation) run(ctx context.Context, repl *pgconn.PgConn) (*CreateResult,
 	c.ctx = ctx
 	label := o.Label
 	opts := pgserver.BaseBackupOptions{Major: c.srv.Version.Major, Label: label, Fast: o.Checkpoint == "fast",
-		Progress: o.Bar != nil, LZ4: c.atServer, MaxRate: o.MaxRate}
+		Progress: o.Bar != nil, LZ4: c.atServer, MaxRate: o.MaxRate,
+		// A primary that archives into this repository: walship watches
+		// the repository for the backup's last segment rather than let the
+		// server look at its archiver once a second. Any other server
+		// waits for its archiver as it always did.
+		NoWait: c.srv.archivesInto(c.r)}
 	if c.parent != nil {
 		opts.Parent = bytes.NewReader(c.parent.manifest)
 	}
@@ -84,6 +90,12 @@ func (c *creation) run(ctx context.Context, repl *pgconn.PgConn) (*CreateResult,
 	}
 	stop := time.Now().Add(c.srv.skew).UTC()
 	c.log.Debug("the server sent the backup", "end", end.LSN)
+	if opts.NoWait {
+		if err := c.waitArchived(ctx, end.LSN.SegmentOfEnd(end.Timeline, c.srv.SegSize)); err != nil {
+			return nil, err
+		}
+		c.log.Debug("the backup's last segment is in the repository")
+	}
 	return c.finish(ctx, end, stop)
 }
 
@@ -285,6 +297,34 @@ func (c *creation) finish(ctx context.Context, end *pgserver.BackupEnd, stop tim
 		c.log.Warn("the backup is stored, but its claim object stays", "backup", c.id, "err", err)
 	}
 	return &CreateResult{Meta: m, Notices: notices(end.Notices), Status: catalog.StatusOfStored(ctx, c.r, c.id)}, nil
+}
+
+// waitArchived waits until the repository holds seg, the last segment the
+// backup needs, which the server switched out at the end of the backup
+// and its archiver archives now: as the server itself would wait, with no
+// bound but the caller's, and saying so now and then.
+func (c *creation) waitArchived(ctx context.Context, seg wal.Name) error {
+	t0 := time.Now()
+	said := time.Duration(0)
+	for delay := 20 * time.Millisecond; ; delay = min(delay*2, 250*time.Millisecond) {
+		_, err := c.r.Find(ctx, seg)
+		if err == nil {
+			return nil
+		}
+		if !storage.IsNotExist(err) && !errors.Is(err, repo.ErrNoRepository) {
+			return fmt.Errorf("looking for %s, the backup's last segment, in %s: %w", seg, c.r, err)
+		}
+		if waited := time.Since(t0); waited-said >= time.Minute || (said == 0 && waited >= 10*time.Second) {
+			said = waited
+			c.o.Status.Warn(fmt.Sprintf("still waiting for the server to archive %s, the backup's last segment, into %s (%s): is archive_command failing?",
+				seg, c.r, waited.Round(time.Second)))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+	}
 }
 
 // notices are the server's notices worth passing on.

@@ -60,6 +60,10 @@ type BaseBackupOptions struct {
 	// LZ4 has the server compress every archive with lz4 (15 and later);
 	// its name then ends in .lz4.
 	LZ4 bool
+	// NoWait ends the backup without waiting until the server has archived
+	// the WAL it needs (which the server checks once a second): the caller
+	// checks the archive itself.
+	NoWait bool
 	// Parent, for an incremental backup (17 and later), is the manifest of
 	// the backup it is taken relative to; nil for a full backup.
 	Parent io.Reader
@@ -184,6 +188,9 @@ func baseBackupCommand(o BaseBackupOptions) (string, error) {
 		if rate != "" {
 			words = append(words, rate)
 		}
+		if o.NoWait {
+			words = append(words, "NOWAIT")
+		}
 		words = append(words, "TABLESPACE_MAP", "MANIFEST 'yes'", "MANIFEST_CHECKSUMS 'CRC32C'")
 		return strings.Join(words, " "), nil
 	}
@@ -196,6 +203,9 @@ func baseBackupCommand(o BaseBackupOptions) (string, error) {
 	}
 	if rate != "" {
 		opts = append(opts, rate)
+	}
+	if o.NoWait {
+		opts = append(opts, "WAIT false")
 	}
 	opts = append(opts, "TABLESPACE_MAP", "MANIFEST 'yes'", "MANIFEST_CHECKSUMS 'CRC32C'")
 	if o.LZ4 {
