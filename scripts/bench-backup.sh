@@ -150,12 +150,14 @@ Goals: walship backup create no slower than pg_basebackup to local disk
 time (walship / pgBackRest = $vs_br; with one pgBackRest process per core, $vs_brp). These goal
 ratios are the medians of each round's ratio (per round: ${vs_bb_r[*]} against pg_basebackup${pgbackrest:+, ${vs_br_r[*]} against pgBackRest}),
 as the tools of one round run one right after the other.
-walship / the server's backup alone = $(ratio "$ws" "$null"): walship (which runs the server's BASE_BACKUP
-itself over the replication protocol) cannot take less time than the server sending the backup into nothing. walship has the server compress the tars where it can (PostgreSQL 15 or
+walship / the server's backup alone = $(ratio "$ws" "$null"): walship runs the server's BASE_BACKUP
+itself over the replication protocol. walship has the server compress the tars where it can (PostgreSQL 15 or
 later, built with lz4): the server sends a tenth of the bytes, and walship decodes them only to read the
-tar and checks what it stores; \`--compress-at client\` compresses in walship, as on 13 and 14. With \`-X none\` (walship's, and the pg_basebackup rows') the server ends
+tar and checks what it stores; \`--compress-at client\` compresses in walship, as on 13 and 14. With \`-X none\` (the pg_basebackup rows') the server ends
 a backup only once the archiver has archived its last segment, which it checks once a second
-(pg_backup_stop's wait); pgBackRest stops its backups without that wait and checks its own archive
+(pg_backup_stop's wait); walship, whose primary archives into the repository it backs up into, ends the
+backup without that wait and waits for the last segment in the repository itself (elsewhere it lets the
+server wait); pgBackRest stops its backups without that wait and checks its own archive
 instead, which \`archive-check=n\` turns off here (the primary archives into walship's repository).
 EOF
 cat "$out"
