@@ -60,24 +60,7 @@ datadir=$(du -sm "$work/pg" | cut -f1)
 echo "bench-backup: database $dbsize, data directory $datadir MB" >&2
 
 if [ -n "$pgbackrest" ]; then
-  cat > "$work/pgbackrest.conf" <<CONF
-[global]
-repo1-path=$work/pgbackrest
-compress-type=lz4
-start-fast=y
-archive-check=n
-log-level-console=warn
-repo1-retention-full=9999
-log-path=$work/pgbackrest-log
-lock-path=$work/pgbackrest-lock
-spool-path=$work/pgbackrest-spool
-
-[bench]
-pg1-path=$work/pg
-pg1-port=$port
-pg1-socket-path=$work
-CONF
-  as_pg mkdir -p "$work/pgbackrest" "$work/pgbackrest-log" "$work/pgbackrest-lock" "$work/pgbackrest-spool"
+  pgbackrest_setup "$work" "$work/pg" "$port"
   as_pg "$pgbackrest" --config="$work/pgbackrest.conf" --stanza=bench stanza-create >/dev/null
 fi
 

@@ -128,24 +128,7 @@ max_wal_size = 4GB
 CONF
   as_pg "$pgbin/pg_ctl" -D "$work/pg15" -l "$work/pg15.log" -w start >/dev/null
   as_pg pgbench -h "$work" -p "$port15" -U postgres -i -s "$scale" -q postgres >/dev/null 2>&1
-  cat > "$work/pgbackrest.conf" <<CONF
-[global]
-repo1-path=$work/pgbackrest
-compress-type=lz4
-start-fast=y
-archive-check=n
-log-level-console=warn
-repo1-retention-full=9999
-log-path=$work/pgbackrest-log
-lock-path=$work/pgbackrest-lock
-spool-path=$work/pgbackrest-spool
-
-[bench]
-pg1-path=$work/pg15
-pg1-port=$port15
-pg1-socket-path=$work
-CONF
-  as_pg mkdir -p "$work/pgbackrest" "$work/pgbackrest-log" "$work/pgbackrest-lock" "$work/pgbackrest-spool"
+  pgbackrest_setup "$work" "$work/pg15" "$port15"
   br=("$pgbackrest" --config="$work/pgbackrest.conf" --stanza=bench)
   as_pg "${br[@]}" stanza-create >/dev/null
   before=$(bytes "$work/pgbackrest"); brf_ns=$(timed "${br[@]}" --type=full backup); brf_b=$(( $(bytes "$work/pgbackrest") - before ))

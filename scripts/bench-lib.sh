@@ -81,3 +81,30 @@ xratio() { [ -z "$1" ] || [ -z "$2" ] || awk -v a="$1" -v b="$2" 'BEGIN {printf 
 at_least() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" -v m="$3" 'BEGIN {exit !(a / b >= m)}'; }
 # dash VALUE: VALUE, or an em dash for a figure not measured.
 dash() { if [ -n "$1" ]; then printf '%s' "$1"; else printf '—'; fi; }
+
+# pgbackrest_setup WORK PGDATA PORT: pgBackRest's configuration for a run
+# side by side with walship (stanza bench; its repository, logs, locks and
+# spool under WORK; lz4; fast checkpoints; no archive check, since the
+# primary archives into walship's repository), its directories made for
+# the server's user.
+pgbackrest_setup() {
+  local work=$1 pgdata=$2 port=$3
+  cat > "$work/pgbackrest.conf" <<CONF
+[global]
+repo1-path=$work/pgbackrest
+compress-type=lz4
+start-fast=y
+archive-check=n
+log-level-console=warn
+repo1-retention-full=9999
+log-path=$work/pgbackrest-log
+lock-path=$work/pgbackrest-lock
+spool-path=$work/pgbackrest-spool
+
+[bench]
+pg1-path=$pgdata
+pg1-port=$port
+pg1-socket-path=$work
+CONF
+  as_pg mkdir -p "$work/pgbackrest" "$work/pgbackrest-log" "$work/pgbackrest-lock" "$work/pgbackrest-spool"
+}
