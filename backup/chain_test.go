@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/walship/walship/catalog"
+	"github.com/walship/walship/pgdata"
 )
 
 const testBS = 16 // a small block size keeps the files readable
@@ -222,5 +225,36 @@ func TestLeftoverStagingIsCleanedUp(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, stagingPrefix+"x")); err != nil {
 		t.Errorf("the refused directory was touched: %v", err)
+	}
+}
+
+// An incremental backup is rebuilt only on the parent its backup_label
+// was taken relative to (as pg_combinebackup checks): a record altered to
+// name another parent, or a parent of another timeline, is refused as
+// damaged, before any block of it is used.
+func TestBuiltOn(t *testing.T) {
+	label := func(from string, tli int) []byte {
+		return []byte("START WAL LOCATION: 0/9000028 (file 000000010000000000000009)\n" +
+			"CHECKPOINT LOCATION: 0/9000080\nBACKUP METHOD: streamed\nBACKUP FROM: primary\n" +
+			"START TIME: 2026-12-07 00:00:00 UTC\nLABEL: x\nSTART TIMELINE: 1\n" +
+			fmt.Sprintf("INCREMENTAL FROM LSN: %s\nINCREMENTAL FROM TLI: %d\n", from, tli))
+	}
+	parent := &pgdata.Manifest{WALRanges: []pgdata.WALRange{{Timeline: 1, Start: 0x5000028, End: 0x5000100}}}
+	m := &catalog.Record{ID: "20261207T000900Z", Parent: "20261207T000500Z"}
+	if err := builtOn(m, label("0/5000028", 1), parent); err != nil {
+		t.Errorf("the incremental taken on its parent: %v", err)
+	}
+	for _, c := range []struct {
+		name  string
+		label []byte
+	}{
+		{"taken on another backup", label("0/3000028", 1)},
+		{"taken on the same position of another timeline", label("0/5000028", 2)},
+		{"a label that is no backup_label", []byte("LABEL: x\n")},
+	} {
+		err := builtOn(m, c.label, parent)
+		if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), string(m.ID)) {
+			t.Errorf("%s: builtOn = %v; want ErrDamaged naming %s", c.name, err, m.ID)
+		}
 	}
 }

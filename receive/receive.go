@@ -126,6 +126,11 @@ func Run(ctx context.Context, r *repo.Repo, o Options) error {
 	if err := o.defaults(); err != nil {
 		return fmt.Errorf("%w: %w", ErrRefused, err)
 	}
+	// The unfinished segment's pieces are read back when the receiver
+	// starts again: in an encrypted repository it needs --identity too.
+	if err := r.CheckReadsBack(); err != nil {
+		return fmt.Errorf("%w: %w", ErrRefused, err)
+	}
 	io, cancelIO := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelIO()
 	rc := &receiver{r: r, o: o, log: logx.Or(o.Log), io: io,

@@ -270,6 +270,18 @@ func (r *Repo) CheckWritable(ctx context.Context) error {
 	return nil
 }
 
+// CheckReadsBack refuses a Repo that encrypts what it writes but has no
+// identity to decrypt it with: a writer that reads its own objects back
+// (walship receive resuming an unfinished segment from its pieces) needs
+// the private key as well. (A Repo that writes into an encrypted
+// repository has recipients: CheckWritable sees to that.)
+func (r *Repo) CheckReadsBack() error {
+	if len(r.keys.Recipients) > 0 && len(r.keys.Identities) == 0 {
+		return fmt.Errorf("%w: %s: objects encrypted here must be read back, and no identity to decrypt them was given", ErrEncryption, r)
+	}
+	return nil
+}
+
 // CheckOwner refuses a write (or removal) into a local repository that
 // another user than the one running owns (storage.ErrNotOwner).
 func (r *Repo) CheckOwner() error { return storage.CheckOwner(r.b) }

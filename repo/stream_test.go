@@ -115,3 +115,22 @@ func TestPiecesRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// A writer that reads its own objects back (the receiver resuming its
+// unfinished segment) cannot do it with the public key alone: such a Repo
+// is refused before anything is stored, not when it starts again.
+func TestCheckReadsBack(t *testing.T) {
+	r, root := localRepo(t, LayoutAuto)
+	if err := r.CheckReadsBack(); err != nil {
+		t.Errorf("a repository in clear: %v", err)
+	}
+	id := newIdentity(t)
+	w := writer(t, root, id)
+	if err := w.CheckReadsBack(); !errors.Is(err, ErrEncryption) {
+		t.Errorf("recipients only: CheckReadsBack = %v, want ErrEncryption", err)
+	}
+	w.keys.Identities = append(w.keys.Identities, id)
+	if err := w.CheckReadsBack(); err != nil {
+		t.Errorf("recipient and identity: %v", err)
+	}
+}

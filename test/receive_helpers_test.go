@@ -223,14 +223,14 @@ func missing(t testing.TB, c *pgtest.Cluster, acked []int) []int {
 
 // restoreLatest restores the newest base backup of store to the end of the
 // archive into base/name, on port (the primary's, so that the receiver's
-// connection string finds it), keeping archive_mode, and starts it: the
-// new primary.
-func restoreLatest(t testing.TB, store archiveBackend, base, name string, port int) *pgtest.Cluster {
+// connection string finds it), keeping archive_mode, with extra flags,
+// and starts it: the new primary.
+func restoreLatest(t testing.TB, store archiveBackend, base, name string, port int, extra ...string) *pgtest.Cluster {
 	t.Helper()
 	c := pgtest.Attach(t, base, name)
 	c.Port, c.Env = port, store.env()
 	args := append(append([]string{"backup", "restore"}, store.flags()...),
-		"-D", c.Data, "--target-latest", "--keep-archive-mode", "--no-sync")
+		append([]string{"-D", c.Data, "--target-latest", "--keep-archive-mode", "--no-sync"}, extra...)...)
 	cmd := pgtest.Command(t, pgtest.Bin(t, "walship"), args...)
 	cmd.Env = append(cmd.Env, store.env()...)
 	if out, err := cmd.CombinedOutput(); err != nil {

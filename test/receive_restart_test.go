@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -204,5 +205,75 @@ func TestReceiveStandbyPromotion(t *testing.T) {
 	st.Promote()
 	if m := missing(t, st, acked); len(m) > 0 {
 		t.Errorf("%d of %d acknowledged commits missing on the promoted standby: %v", len(m), len(acked), m[:min(len(m), 10)])
+	}
+}
+
+// An encrypted repository: the receiver stores pieces and segments
+// encrypted like walship-archive's objects, and reads its own pieces back
+// when it starts again, so it takes --identity besides --recipient; with
+// the public key alone it refuses at once (exit 2, one line) instead of
+// failing at its first restart. Killed mid-segment and restarted, it
+// resumes; a restore to the latest holds every acknowledged row.
+func TestReceiveEncrypted(t *testing.T) {
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	store := localBackend{dir: filepath.Join(base, "repo")}
+	rcpt, idFile, _ := ageKey(t, base, "k")
+	p := pgtest.NewCluster(t, base, "p", pgtest.InitOptions{SegSizeMB: 1})
+	p.Conf("archive_mode = on", commandLine(t, store, "walship-archive", "--recipient", rcpt), "archive_timeout = 0", "wal_keep_size = 0")
+	p.Start()
+	p.Query("CREATE TABLE t (id int PRIMARY KEY, pad text)")
+	backupCreate(t, store, p, "--recipient", rcpt)
+
+	args := append(append([]string{"receive"}, store.flags()...), "-d", p.ConnString(), "--slot", "walship", "--create-slot", "--recipient", rcpt)
+	wantOneLine(t, "a receiver with the public key only", walship(t, runOpts{}, "walship", args...), []int{2}, "walship", "encrypted", "identity")
+
+	makeSync(t, p, "walship")
+	keys := []string{"--synchronous", "--recipient", rcpt, "--identity", idFile}
+	rcv := startReceiver(t, store, base, p, keys...)
+	waitSync(t, p)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := startWriter(ctx, t, p, 1, 11)
+	for i := range 2 {
+		n := w.count() + 40 + 30*i
+		pgtest.Eventually(t, 2*time.Minute, "commits", func() bool { return w.count() >= n })
+		rcv.kill()
+		rcv = startReceiver(t, store, base, p, keys...)
+	}
+	n := w.count() + 40
+	pgtest.Eventually(t, 2*time.Minute, "commits after the last restart", func() bool { return w.count() >= n })
+	if !strings.Contains(rcv.logText(), "resuming") {
+		t.Errorf("the restarted receiver did not say where it resumed")
+	}
+	killServer(t, p)
+	acked := w.wait()
+	if code := rcv.stop(); code != 0 {
+		t.Errorf("walship receive exited %d after SIGTERM, want 0", code)
+	}
+	// Nothing in clear: every stored object of WAL, piece or segment, is
+	// age-encrypted.
+	stored := 0
+	for key := range store.objects(t) {
+		if !strings.HasPrefix(key, "stream/") && !strings.HasPrefix(key, "wal/") || strings.HasSuffix(key, "/") || strings.HasPrefix(filepath.Base(key), ".") {
+			continue // not WAL, a directory, or what a killed writer left
+		}
+		data, err := os.ReadFile(filepath.Join(store.dir, key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored++; !bytes.HasPrefix(data, []byte("walship-age")) {
+			t.Errorf("%s is stored in clear", key)
+		}
+	}
+	if stored == 0 {
+		t.Errorf("no WAL object in %s", store.dir)
+	}
+	if err := os.RemoveAll(p.Data); err != nil {
+		t.Fatal(err)
+	}
+	p2 := restoreLatest(t, store, base, "p2", p.Port, "--identity", idFile)
+	if m := missing(t, p2, acked); len(m) > 0 {
+		t.Errorf("%d of %d acknowledged commits missing after the restore: %v", len(m), len(acked), m[:min(len(m), 10)])
 	}
 }

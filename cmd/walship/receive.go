@@ -16,7 +16,7 @@ import (
 )
 
 func receiveCommand() *cli.Command {
-	return command("receive", "stream WAL from the server into the repository through a replication slot, as a WAL receiver (a synchronous standby with --synchronous); runs until SIGTERM", runReceive,
+	return writerCommand("receive", "stream WAL from the server into the repository through a replication slot, as a WAL receiver (a synchronous standby with --synchronous); runs until SIGTERM", runReceive,
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "dbname", Aliases: []string{"d"}, EnvVars: []string{"WALSHIP_DBNAME"},
 			Usage: "libpq connection string of the server to stream from (a role with the REPLICATION privilege)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "slot", EnvVars: []string{"WALSHIP_SLOT"},
