@@ -49,7 +49,48 @@ func TestVersions(t *testing.T) {
 			t.Parallel()
 			versionLife(t, srv)
 		})
+		t.Run(srv.Name()+"/tablespace", func(t *testing.T) {
+			t.Parallel()
+			backupWithTablespace(t, srv)
+		})
 	}
+}
+
+// backupWithTablespace: walship backup create of a server with a
+// tablespace (before 15 the server sends each tablespace as a stream of
+// its own, from 15 on one stream with an archive each), and backup restore
+// with the tablespace moved (-T) to the end of the archive: the copy
+// starts with every row, the tablespace where it was asked.
+func backupWithTablespace(t *testing.T, srv pgtest.Server) {
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	store := localBackend{dir: filepath.Join(base, "repo")}
+	p := pgtest.NewCluster(t, base, "primary", pgtest.InitOptions{Server: &srv})
+	p.Conf("archive_mode = on", commandLine(t, store, "walship-archive"), "archive_timeout = 0")
+	p.Start()
+	ts := tablespaceDir(t, base, "ts")
+	p.Query("CREATE TABLESPACE extra LOCATION '" + ts + "'")
+	p.Query("CREATE TABLE moves (id int) TABLESPACE extra")
+	p.Query("INSERT INTO moves SELECT generate_series(1, 1000)")
+	id, summary := backupCreate(t, store, p)
+	if !strings.Contains(summary, "2 tar(s)") {
+		t.Errorf("summary %q: want 2 tars (base and the tablespace)", summary)
+	}
+	p.Query("INSERT INTO moves SELECT generate_series(1001, 1500)")
+	switchAndArchive(t, p)
+	moved := filepath.Join(base, "ts-moved")
+	c, r := backupRestore(t, store, base, "copy", "-T", ts+"="+moved, "--target-latest", "--start", "--pg-bin", srv.Bin)
+	c.Server = srv
+	if r.code != 0 || !strings.Contains(r.stdout, "restored backup "+id) {
+		t.Fatalf("walship backup restore: %s", r)
+	}
+	if got := c.Query("SELECT count(*) || '/' || sum(id) FROM moves"); got != "1500/1125750" {
+		t.Errorf("the copy's table in the tablespace: %s, want 1500/1125750", got)
+	}
+	if got := c.Query("SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'extra'"); got != moved {
+		t.Errorf("tablespace of the copy in %s, want %s", got, moved)
+	}
+	c.Stop("fast")
 }
 
 func versionLife(t *testing.T, srv pgtest.Server) {
