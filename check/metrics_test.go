@@ -134,3 +134,29 @@ func TestMetricsRepositoryDown(t *testing.T) {
 		t.Error("walship_segments without a repository")
 	}
 }
+
+// The receiver's series carry what the server says of it.
+func TestMetricsReceiver(t *testing.T) {
+	f := healthy(t)
+	s := primaryAt(inSeg(6, 0x100))
+	s.Receiver = &Receiver{Slot: "walship", Exists: true, Connected: true, AppName: "walship", State: "streaming", SyncState: "sync",
+		LagBytes: 8192, LagSeconds: 0.25, Retained: 3 << 20}
+	rep := runRepo(t, f, s, Options{Slot: "walship"})
+	var buf bytes.Buffer
+	if err := WriteMetrics(&buf, rep); err != nil {
+		t.Fatal(err)
+	}
+	mfs := parseMetrics(t, buf.Bytes())
+	for name, want := range map[string]float64{
+		"walship_receiver_slot_exists":         1,
+		"walship_receiver_connected":           1,
+		"walship_receiver_synchronous":         1,
+		"walship_receiver_lag_bytes":           8192,
+		"walship_receiver_lag_seconds":         0.25,
+		"walship_receiver_slot_retained_bytes": 3 << 20,
+	} {
+		if got, ok := metricValue(mfs, name); !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", name, got, ok, want)
+		}
+	}
+}
