@@ -11,6 +11,7 @@ import (
 
 	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/internal/testenv/pgtest"
+	"github.com/walship/walship/wal"
 )
 
 // The receiver killed with SIGKILL mid-segment, three times, while a
@@ -275,5 +276,117 @@ func TestReceiveEncrypted(t *testing.T) {
 	p2 := restoreLatest(t, store, base, "p2", p.Port, "--identity", idFile)
 	if m := missing(t, p2, acked); len(m) > 0 {
 		t.Errorf("%d of %d acknowledged commits missing after the restore: %v", len(m), len(acked), m[:min(len(m), 10)])
+	}
+}
+
+// An asynchronous receiver stores what it received at most every
+// --flush-interval: with an hour, what it received stays unreported as
+// flushed; SIGTERM stores it, tells the server (the slot moves on) and
+// exits 0.
+func TestReceiveSIGTERMStoresWhatItHolds(t *testing.T) {
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	store := localBackend{dir: filepath.Join(base, "repo")}
+	p := syncPrimary(t, store, base, "p", pgtest.InitOptions{})
+	backupCreate(t, store, p)
+	rcv := startReceiver(t, store, base, p, "--flush-interval", "1h")
+	p.WaitQuery("SELECT state FROM pg_stat_replication WHERE application_name = 'walship'", "streaming", time.Minute)
+	// The first second's status may report what came before; then rows
+	// that stay in one segment.
+	time.Sleep(1500 * time.Millisecond)
+	p.Query("INSERT INTO t SELECT g, 'x' FROM generate_series(1, 50) g")
+	lsn := p.Query("SELECT pg_current_wal_flush_lsn()")
+	p.WaitQuery("SELECT write_lsn >= '"+lsn+"' FROM pg_stat_replication WHERE application_name = 'walship'", "t", time.Minute)
+	if got := p.Query("SELECT flush_lsn < '" + lsn + "' FROM pg_stat_replication WHERE application_name = 'walship'"); got != "t" {
+		t.Errorf("the receiver reported WAL flushed before its flush interval: flush_lsn >= %s", lsn)
+	}
+	if code := rcv.stop(); code != 0 {
+		t.Fatalf("walship receive exited %d after SIGTERM, want 0", code)
+	}
+	if got := p.Query("SELECT restart_lsn >= '" + lsn + "' FROM pg_replication_slots WHERE slot_name = 'walship'"); got != "t" {
+		t.Errorf("after SIGTERM the slot's restart_lsn is %s, want at least %s: the server was not told what was stored",
+			p.Query("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'walship'"), lsn)
+	}
+	ctx, cancel := ioContext()
+	defer cancel()
+	c, err := catalog.Scan(ctx, store.repo(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := wal.ParseLSN(lsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := store.repo(t)
+	id, _, _ := r.Identity(ctx)
+	// Stored as pieces, or (the rows completed a segment) whole.
+	tail, ok := c.NewestStreamed()
+	if _, err := r.Find(ctx, want.SegmentOfEnd(1, id.SegSize)); err != nil && (!ok || tail.EndLSN(id.SegSize) < want) {
+		t.Errorf("after SIGTERM the repository's streamed data ends at %v (found %v), want at least %s", tail, ok, lsn)
+	}
+}
+
+// A receiver streaming from a standby that is promoted follows the switch
+// in the stream, without a restart: the server ends timeline 1, the
+// receiver stores 00000002.history and goes on with timeline 2. The
+// promoted server archives the same history file and segments into the
+// repository: one content per name. A restore to the latest holds every
+// row written on timeline 2.
+func TestReceiveFollowsPromotionInStream(t *testing.T) {
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	store := localBackend{dir: filepath.Join(base, "repo")}
+	p := syncPrimary(t, store, base, "p", pgtest.InitOptions{})
+	backupCreate(t, store, p)
+	st := p.BaseBackup(base, "st")
+	st.Env = store.env()
+	st.Conf("primary_conninfo = '"+p.ConnString()+"'", "hot_standby = on", "recovery_prefetch = off",
+		"archive_mode = on", commandLine(t, store, "walship-archive"), "archive_timeout = 0")
+	st.Touch("standby.signal")
+	st.Start()
+	p.WaitQuery("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'", "1", time.Minute)
+	rcv := startReceiver(t, store, base, st, "--flush-interval", "100ms")
+	st.WaitQuery("SELECT state FROM pg_stat_replication WHERE application_name = 'walship'", "streaming", time.Minute)
+	p.Query("INSERT INTO t SELECT g, 'before' FROM generate_series(1, 100) g")
+	st.WaitQuery("SELECT count(*) FROM t", "100", time.Minute)
+	p.Stop("fast")
+	st.Promote()
+	st.WaitQuery("SELECT pg_is_in_recovery()", "f", time.Minute)
+	st.Query("INSERT INTO t SELECT g, 'after' FROM generate_series(101, 300) g")
+	st.Query("SELECT pg_switch_wal()")
+	st.Query("INSERT INTO t SELECT g, 'after' FROM generate_series(301, 400) g")
+	end := st.Query("SELECT pg_current_wal_flush_lsn()")
+	st.WaitQuery("SELECT flush_lsn >= '"+end+"' FROM pg_stat_replication WHERE application_name = 'walship'", "t", time.Minute)
+	log := rcv.logText()
+	if !strings.Contains(log, "timeline switch from=1 to=2") {
+		t.Errorf("the receiver did not follow the switch in the stream (no \"timeline switch\" line)")
+	}
+	if strings.Contains(log, "connecting again") || strings.Contains(log, "cannot stream") {
+		t.Errorf("the receiver reconnected instead of following the switch in the stream")
+	}
+	if code := rcv.stop(); code != 0 {
+		t.Errorf("walship receive exited %d after SIGTERM, want 0", code)
+	}
+	st.Stop("fast")
+	ctx, cancel := ioContext()
+	defer cancel()
+	c, err := catalog.Scan(ctx, store.repo(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := c.Duplicates(); len(d) > 0 {
+		t.Errorf("names stored more than once: %v", d)
+	}
+	if h, err := wal.ParseName("00000002.history"); err != nil {
+		t.Fatal(err)
+	} else if _, err := store.repo(t).Find(ctx, h); err != nil {
+		t.Errorf("00000002.history: %v", err)
+	}
+	if log := st.Log(); strings.Contains(log, "different content") || strings.Contains(log, "archive command failed") {
+		t.Errorf("the promoted server's archive_command failed beside the receiver")
+	}
+	c2 := restoreLatest(t, store, base, "copy", st.Port)
+	if got := c2.Query("SELECT count(*) FROM t"); got != "400" {
+		t.Errorf("restored to the latest: %s rows, want 400", got)
 	}
 }
