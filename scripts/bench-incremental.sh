@@ -96,16 +96,23 @@ echo "bench-incremental: backups taken: full $full, incrementals ${incs[*]}, ful
 # The same tar uncompressed, as pg_basebackup -Ft writes it.
 as_pg sh -c "lz4 -d -c '$work/repo/backups/$full2/base.tar.lz4' > '$work/base.tar'"
 tar_ns=(); tars_ns=(); wn_ns=(); ws_ns=(); cn_ns=(); cs_ns=(); rss_full=(); rss_chain=()
+# One run of each; every run after the same step before it (the removal
+# of what the last one wrote, then a sync): the runs that make a ratio
+# take turns going first, round by round.
+run_tar() { as_pg mkdir -p "$work/untar"; tar_ns+=("$(timed tar -xf "$work/base.tar" -C "$work/untar")"); rm -rf "$work/untar"; }
+run_tars() { as_pg mkdir -p "$work/untar"; tars_ns+=("$(timed sh -c "tar -xf '$work/base.tar' -C '$work/untar' && sync")"); rm -rf "$work/untar"; }
+run_wn() { wn_ns+=("$(timed_rss "$work/bin/walship" backup restore --repo "$work/repo" -D "$work/restored" --backup "$full2" --no-sync)"); rss_full+=("$(rss)"); rm -rf "$work/restored"; }
+run_ws() { ws_ns+=("$(timed_rss "$work/bin/walship" backup restore --repo "$work/repo" -D "$work/restored" --backup "$full2")"); rss_full+=("$(rss)"); rm -rf "$work/restored"; }
+run_cn() { cn_ns+=("$(timed_rss "$work/bin/walship" backup restore --repo "$work/repo" -D "$work/restored" --backup "${incs[2]}" --no-sync)"); rss_chain+=("$(rss)"); rm -rf "$work/restored"; }
+run_cs() { cs_ns+=("$(timed_rss "$work/bin/walship" backup restore --repo "$work/repo" -D "$work/restored" --backup "${incs[2]}")"); rss_chain+=("$(rss)"); rm -rf "$work/restored"; }
 for r in $(seq "$rounds"); do
   echo "bench-incremental: restores, round $r of $rounds" >&2
   for d in untar restored; do rm -rf "${work:?}/$d"; done
-  as_pg mkdir -p "$work/untar"
-  tar_ns+=("$(timed tar -xf "$work/base.tar" -C "$work/untar")"); rm -rf "$work/untar"; as_pg mkdir -p "$work/untar"
-  tars_ns+=("$(timed sh -c "tar -xf '$work/base.tar' -C '$work/untar' && sync")"); rm -rf "$work/untar"
-  wn_ns+=("$(timed_rss "$work/bin/walship" backup restore --repo "$work/repo" -D "$work/restored" --backup "$full2" --no-sync)"); rss_full+=("$(rss)"); rm -rf "$work/restored"
-  ws_ns+=("$(timed_rss "$work/bin/walship" backup restore --repo "$work/repo" -D "$work/restored" --backup "$full2")"); rss_full+=("$(rss)"); rm -rf "$work/restored"
-  cn_ns+=("$(timed_rss "$work/bin/walship" backup restore --repo "$work/repo" -D "$work/restored" --backup "${incs[2]}" --no-sync)"); rss_chain+=("$(rss)"); rm -rf "$work/restored"
-  cs_ns+=("$(timed_rss "$work/bin/walship" backup restore --repo "$work/repo" -D "$work/restored" --backup "${incs[2]}")"); rss_chain+=("$(rss)"); rm -rf "$work/restored"
+  if [ $((r % 2)) = 1 ]; then
+    run_tar; run_wn; run_cn; run_tars; run_ws; run_cs
+  else
+    run_cn; run_wn; run_tar; run_cs; run_ws; run_tars
+  fi
 done
 tx=$(median "${tar_ns[@]}"); txs=$(median "${tars_ns[@]}"); wn=$(median "${wn_ns[@]}"); wsy=$(median "${ws_ns[@]}")
 cn=$(median "${cn_ns[@]}"); csy=$(median "${cs_ns[@]}")
@@ -152,7 +159,7 @@ cat > "$out" <<EOF
 
 $(machine_line) PostgreSQL $version (the version matrix's), pgbench scale $scale: database $dbsize.
 All into local directories on the same disk, the server compressing nothing (built without lz4: walship
-compresses with lz4). Backups with \`--checkpoint fast\`; restores the median of $rounds runs, each after a \`sync\`.
+compresses with lz4). Backups with \`--checkpoint fast\`; restores the median of $rounds runs, each after a \`sync\`, the runs compared taking turns to go first.
 
 | backup | time | stored | of the full backup's stored bytes |
 | --- | ---: | ---: | ---: |
