@@ -40,11 +40,15 @@ func main() { cliutil.Main(newApp(), exitCode) }
 func newApp() *cli.App {
 	return &cli.App{
 		Name:  "walship",
-		Usage: "look into a walship repository, check the server's archiving, keep base backups in it",
+		Usage: "look into a walship repository, check the server's archiving, keep base backups in it, stream WAL into it",
 		Description: "For the operator, by hand or from cron or a systemd timer:\n\n" +
 			"    walship status --config /etc/walship/walship.toml\n" +
 			"    walship verify --config /etc/walship/walship.toml --full\n" +
-			"    walship check --config /etc/walship/walship.toml -d 'host=/var/run/postgresql'",
+			"    walship check --config /etc/walship/walship.toml -d 'host=/var/run/postgresql'\n\n" +
+			"And as a service (contrib/systemd/walship-receive.service), the synchronous standby that\n" +
+			"makes every commit durable in the repository:\n\n" +
+			"    walship receive --config /etc/walship/walship.toml --slot walship --create-slot --synchronous \\\n" +
+			"        -d 'host=/var/run/postgresql user=postgres'",
 		// Reached only without a known command.
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
