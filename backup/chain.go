@@ -52,7 +52,7 @@ type pendingFile struct {
 	mtime  time.Time
 	trunc  uint32   // the newest member's truncation length
 	length uint32   // blocks of the rebuilt file
-	filled []uint64 // one bit per block of [0, length) written
+	filled blockSet // the blocks of [0, length) written
 	left   uint32   // blocks below trunc still missing
 	seen   bool     // found in the member being read
 	// vm: a visibility map fork, whose blocks from older members are
@@ -60,13 +60,10 @@ type pendingFile struct {
 	vm bool
 }
 
-func (p *pendingFile) has(b uint32) bool { return p.filled[b/64]&(1<<(b%64)) != 0 }
+func (p *pendingFile) has(b uint32) bool { return p.filled.has(b) }
 func (p *pendingFile) mark(b uint32) {
-	if !p.has(b) {
-		p.filled[b/64] |= 1 << (b % 64)
-		if b < p.trunc {
-			p.left--
-		}
+	if p.filled.add(b) && b < p.trunc {
+		p.left--
 	}
 }
 
@@ -155,7 +152,7 @@ func (s *stage) newest(name string, mode fs.FileMode, mtime time.Time, size int6
 	for _, b := range h.blocks {
 		length = max(length, b+1)
 	}
-	p := &pendingFile{mode: mode, mtime: mtime, trunc: h.trunc, length: length, filled: make([]uint64, (length+63)/64), left: h.trunc, vm: isVisibilityMap(name)}
+	p := &pendingFile{mode: mode, mtime: mtime, trunc: h.trunc, length: length, filled: newBlockSet(length), left: h.trunc, vm: isVisibilityMap(name)}
 	f, err := s.create(name, mode)
 	if err != nil {
 		return &writeError{name, err}
