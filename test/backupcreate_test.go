@@ -3,6 +3,8 @@ package test
 import (
 	"bytes"
 	"encoding/json"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -148,5 +150,65 @@ func TestBackupCreateFailsAfterTheServer(t *testing.T) {
 	}
 	if keys := backupKeys(t, store); len(keys) != 0 {
 		t.Errorf("the refused backup left %v", keys)
+	}
+}
+
+// TestBackupCreateWaitsForItsLastSegment: a primary that archives into the
+// repository ends its backup at once and walship waits for the backup's
+// last segment in the repository itself; while archive_command fails
+// (the repository's WAL directories not writable), create does not end,
+// says after 10 s what it waits for, and ends with a restorable backup
+// once archiving works again.
+func TestBackupCreateWaitsForItsLastSegment(t *testing.T) {
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	store := localBackend{dir: filepath.Join(base, "repo")}
+	p := archivingPrimary(t, store, base, "primary")
+	switchAndArchive(t, p)
+	walDirs := func(mode os.FileMode) {
+		t.Helper()
+		err := filepath.WalkDir(filepath.Join(store.dir, "wal"), func(path string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				err = os.Chmod(path, mode)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	walDirs(0o500)
+	defer walDirs(0o700)
+	cmd := walshipCmd(t, runOpts{}, "walship", "backup", "create", "--repo", store.dir, "-d", p.ConnString(), "--checkpoint", "fast")
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	pgtest.Eventually(t, time.Minute, "the line that says it waits for the backup's last segment", func() bool {
+		return strings.Contains(stderr.String(), "still waiting for the server to archive")
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("walship backup create ended while archive_command failed: %v\n%s%s", err, stdout.String(), stderr.String())
+	default:
+	}
+	walDirs(0o700)
+	// A new ready file wakes the archiver from its wait after failures.
+	p.Query("CREATE TABLE wake ()")
+	p.Query("SELECT pg_switch_wal()")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("walship backup create: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatalf("walship backup create did not end once archiving worked again:\n%s", stderr.String())
+	}
+	if !strings.HasSuffix(strings.TrimSpace(stdout.String()), "; restorable") {
+		t.Errorf("stdout %q: want a restorable backup", stdout.String())
 	}
 }
