@@ -52,6 +52,14 @@ func TestIncrementalRefused(t *testing.T) {
 		args := append(append([]string{"backup", "create"}, store.flags()...), "-d", old.ConnString(), "--checkpoint", "fast", "--incremental")
 		wantOneLine(t, "--incremental on PostgreSQL "+def.Version, walship(t, runOpts{}, "walship", args...), []int{1}, "walship",
 			"incremental backups need 17 or later")
+		// A scheduled --incremental-or-full takes a full backup there,
+		// and says why.
+		args[len(args)-1] = "--incremental-or-full"
+		r := walship(t, runOpts{}, "walship", args...)
+		if r.code != 0 || !strings.Contains(r.stderr, "taking a full backup: ") || !strings.Contains(r.stderr, "17") ||
+			!backupID.MatchString(r.stdout) || strings.Contains(r.stdout, "incremental") {
+			t.Errorf("--incremental-or-full on PostgreSQL %s: %s, want a full backup and why", def.Version, r)
+		}
 	}
 }
 
