@@ -1,8 +1,10 @@
 package test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -266,9 +268,47 @@ func incrementalLife(t *testing.T, in *incremental) {
 		t.Errorf("after an interrupted incremental backup list shows %d backups, %d before", len(after), len(list))
 	}
 
-	// A member removed by hand: verify says so, restore refuses.
 	ctx, cancel := ioContext()
 	defer cancel()
+	// A member below the newest damaged (a byte of inc1's tar changed):
+	// restore of inc3 refuses in one line naming it, NEWDIR as it was.
+	b := in.store.store(t)
+	key := repo.BackupObject{ID: repo.BackupID(inc1), Part: repo.BasePart}.Key()
+	replace := func(data []byte) {
+		t.Helper()
+		if err := b.Remove(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		if lb, ok := in.store.(localBackend); ok {
+			pgtest.Chown(t, filepath.Join(lb.dir, filepath.FromSlash(key))) // the test runs as root
+		}
+	}
+	rc, err := b.Open(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(orig)
+	bad[len(bad)*2/3] ^= 0x10
+	replace(bad)
+	_, r = backupRestore(t, in.store, in.base, "damaged",
+		append([]string{"--backup", inc3, "-T", ts + "=" + filepath.Join(in.base, "ts-damaged")}, in.restore...)...)
+	wantOneLine(t, "a restore of a chain with a damaged member", r, []int{1}, "walship", "damaged backup", inc1)
+	for _, d := range []string{"damaged", "ts-damaged"} {
+		if _, err := os.Lstat(filepath.Join(in.base, d)); !os.IsNotExist(err) {
+			t.Errorf("the refused restore left %s (%v)", filepath.Join(in.base, d), err)
+		}
+	}
+	replace(orig)
+
+	// A member removed by hand: verify says so, restore refuses.
 	if err := in.store.store(t).Remove(ctx, repo.BackupObject{ID: repo.BackupID(inc2), Part: repo.BasePart}.Key()); err != nil {
 		t.Fatal(err)
 	}
