@@ -39,7 +39,7 @@ as_pg pg_ctl -D "$demo/primary" -l "$demo/primary.log" -w start >/dev/null
 step "2. load data with pgbench"
 as_pg pgbench -h "$demo" -p $port_p -U postgres -i -s 5 -q postgres 2>&1 | tail -n1 | sed 's/^/    /'
 
-step "3. base backup into the repository: walship backup create (pg_basebackup streamed in, WAL from the archive)"
+step "3. base backup into the repository: walship backup create (the server's BASE_BACKUP streamed in, WAL from the archive)"
 echo "    \$ walship backup create --repo $demo/repo -d 'host=$demo port=$port_p user=postgres' --checkpoint fast"
 as_pg walship backup create --repo "$demo/repo" -d "host=$demo port=$port_p user=postgres" --checkpoint fast | sed 's/^/    /'
 as_pg walship backup list --repo "$demo/repo" | sed 's/^/    /'
