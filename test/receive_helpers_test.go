@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/internal/testenv/pgtest"
 )
 
@@ -253,4 +254,21 @@ func plural(n int, what string) string {
 		return "1 " + what
 	}
 	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// scanOnce scans the repository and fails the test for a name stored
+// more than once (the receiver and archive_command never store two
+// contents under one name); it returns the catalog.
+func scanOnce(t testing.TB, store archiveBackend) *catalog.Catalog {
+	t.Helper()
+	ctx, cancel := ioContext()
+	defer cancel()
+	c, err := catalog.Scan(ctx, store.repo(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := c.Duplicates(); len(d) > 0 {
+		t.Errorf("names stored more than once: %v", d)
+	}
+	return c
 }

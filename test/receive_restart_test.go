@@ -59,15 +59,7 @@ func TestReceiveRestart(t *testing.T) {
 		if strings.Contains(rcv.logText(), "other content") {
 			t.Errorf("the receiver found other content under a name")
 		}
-		ctx2, cancel2 := ioContext()
-		defer cancel2()
-		c, err := catalog.Scan(ctx2, store.repo(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d := c.Duplicates(); len(d) > 0 {
-			t.Errorf("names stored more than once: %v", d)
-		}
+		c := scanOnce(t, store)
 		if gaps, _ := catalog.Gaps(c, catalog.TimelineInfos(c)); len(gaps) > 0 {
 			t.Errorf("segments missing: %v", gaps)
 		}
@@ -368,15 +360,9 @@ func TestReceiveFollowsPromotionInStream(t *testing.T) {
 		t.Errorf("walship receive exited %d after SIGTERM, want 0", code)
 	}
 	st.Stop("fast")
+	scanOnce(t, store)
 	ctx, cancel := ioContext()
 	defer cancel()
-	c, err := catalog.Scan(ctx, store.repo(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := c.Duplicates(); len(d) > 0 {
-		t.Errorf("names stored more than once: %v", d)
-	}
 	if h, err := wal.ParseName("00000002.history"); err != nil {
 		t.Fatal(err)
 	} else if _, err := store.repo(t).Find(ctx, h); err != nil {

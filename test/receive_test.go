@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/internal/testenv/pgtest"
 )
 
@@ -95,15 +94,7 @@ func TestReceiveSynchronousKills(t *testing.T) {
 		if n := pgStat(p, "failed_count"); n != 0 {
 			t.Errorf("archive_command failed %d times on the last primary", n)
 		}
-		ctx, cancel := ioContext()
-		defer cancel()
-		c, err := catalog.Scan(ctx, store.repo(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d := c.Duplicates(); len(d) > 0 {
-			t.Errorf("names stored more than once: %v", d)
-		}
+		scanOnce(t, store)
 		r := walship(t, runOpts{env: store.env()}, "walship", append([]string{"verify"}, store.flags()...)...)
 		if r.code != 0 {
 			t.Errorf("walship verify: %s", r)
