@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/walship/walship/catalog"
+	"github.com/walship/walship/internal/atomicfile"
 	"github.com/walship/walship/internal/progress"
 	"github.com/walship/walship/pgdata"
 	"github.com/walship/walship/repo"
@@ -370,7 +371,7 @@ func fullLabel(root *os.Root) error {
 		}
 		out.WriteString(line)
 	}
-	return replaceFile(root, "backup_label", out.Bytes())
+	return atomicfile.ReplaceIn(root, "backup_label", out.Bytes())
 }
 
 // remapTablespaces points tablespace_map at the tablespaces' new
@@ -391,5 +392,5 @@ func (run *restoreRun) remapTablespaces(root *os.Root) error {
 		}
 		out.WriteString(line)
 	}
-	return replaceFile(root, "tablespace_map", out.Bytes())
+	return atomicfile.ReplaceIn(root, "tablespace_map", out.Bytes())
 }

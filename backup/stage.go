@@ -11,7 +11,6 @@ package backup
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -133,36 +132,6 @@ func setMtime(f *os.File, t time.Time) error {
 	}
 	tv := unix.NsecToTimeval(t.UnixNano())
 	return unix.Futimes(int(f.Fd()), []unix.Timeval{tv, tv})
-}
-
-// replaceFile replaces the regular file name of root with content,
-// durably, through a temporary file renamed over it; a symbolic link (or
-// anything else) of that name is replaced, never followed.
-func replaceFile(root *os.Root, name string, content []byte) error {
-	mode := fs.FileMode(0o600)
-	if fi, err := root.Lstat(name); err == nil && fi.Mode().IsRegular() {
-		mode = fi.Mode().Perm()
-	}
-	tmp := fmt.Sprintf(".%s.walship-%d", name, os.Getpid())
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(content)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = root.Rename(tmp, name)
-	}
-	if err != nil {
-		root.Remove(tmp)
-		return err
-	}
-	return nil
 }
 
 // readRegular reads the regular file name of root; a missing file, or

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/walship/walship/internal/atomicfile"
 	"github.com/walship/walship/pgdata"
 )
 
@@ -133,42 +134,11 @@ func readRegular(root *os.Root, name string) (string, error) {
 	return string(b), nil
 }
 
-// writeConf replaces the file name of root with content durably (a
-// temporary file, synced, renamed over it, the directory synced), keeping
-// the mode of a regular file there (0600 otherwise).
+// writeConf replaces the file name of root with content durably (see
+// atomicfile.ReplaceIn).
 func writeConf(root *os.Root, name, content string) error {
-	mode := fs.FileMode(0o600)
-	if fi, err := root.Lstat(name); err == nil && fi.Mode().IsRegular() {
-		mode = fi.Mode().Perm()
-	}
-	tmp := fmt.Sprintf(".%s.tmp-%d", name, os.Getpid())
-	err := func() error {
-		f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-		if err != nil {
-			return err
-		}
-		_, err = f.WriteString(content)
-		if err == nil {
-			err = f.Chmod(mode) // whatever the umask
-		}
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = root.Rename(tmp, name)
-		}
-		return err
-	}()
-	if err != nil {
-		root.Remove(tmp)
+	if err := atomicfile.ReplaceIn(root, name, []byte(content)); err != nil {
 		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	if d, err := root.Open("."); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ package atomicfile
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -115,6 +116,49 @@ func SyncDir(dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil && !errors.Is(err, unix.EINVAL) {
 		return err
+	}
+	return nil
+}
+
+// ReplaceIn replaces the file name of root with content durably: a
+// temporary file beside it (written, given the mode, synced), renamed
+// over it, the directory synced. The mode of a regular file there is
+// kept (0600 otherwise, whatever the umask); whatever else has that name
+// (a symbolic link planted there) is replaced, never followed, and
+// nothing outside root is touched. On an error name is as it was.
+func ReplaceIn(root *os.Root, name string, content []byte) error {
+	mode := fs.FileMode(0o600)
+	if fi, err := root.Lstat(name); err == nil && fi.Mode().IsRegular() {
+		mode = fi.Mode().Perm()
+	}
+	tmp := fmt.Sprintf(".%s.tmp-%d", name, os.Getpid())
+	err := func() error {
+		f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+		if err != nil {
+			return err
+		}
+		_, err = f.Write(content)
+		if err == nil {
+			err = f.Chmod(mode)
+		}
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = root.Rename(tmp, name)
+		}
+		return err
+	}()
+	if err != nil {
+		root.Remove(tmp)
+		return err
+	}
+	if d, err := root.Open("."); err == nil {
+		d.Sync()
+		d.Close()
 	}
 	return nil
 }

@@ -47,3 +47,43 @@ func TestIsTemp(t *testing.T) {
 		}
 	}
 }
+
+// ReplaceIn replaces a file in a root, keeping a regular file's mode, and
+// replaces a symbolic link planted under the name instead of writing
+// through it.
+func TestReplaceIn(t *testing.T) {
+	dir, outside := t.TempDir(), filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(outside, []byte("keep"), 0o644)
+	os.WriteFile(filepath.Join(dir, "conf"), []byte("old"), 0o640)
+	os.Symlink(outside, filepath.Join(dir, "signal"))
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	for _, name := range []string{"conf", "signal", "new"} {
+		if err := ReplaceIn(root, name, []byte("x = 1\n")); err != nil {
+			t.Fatalf("ReplaceIn(%s): %v", name, err)
+		}
+		fi, err := os.Lstat(filepath.Join(dir, name))
+		if err != nil || !fi.Mode().IsRegular() {
+			t.Fatalf("%s after ReplaceIn: %v, %v; want a regular file", name, fi, err)
+		}
+		want := map[string]os.FileMode{"conf": 0o640}[name]
+		if want == 0 {
+			want = 0o600
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", name, fi.Mode().Perm(), want)
+		}
+		if b, _ := os.ReadFile(filepath.Join(dir, name)); string(b) != "x = 1\n" {
+			t.Errorf("%s holds %q", name, b)
+		}
+	}
+	if b, _ := os.ReadFile(outside); string(b) != "keep" {
+		t.Errorf("the file a planted link pointed to was written: %q", b)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 3 {
+		t.Errorf("%d entries left, want 3 (no temporary file)", len(ents))
+	}
+}
