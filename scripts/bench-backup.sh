@@ -30,14 +30,9 @@ pgbackrest=$(command -v pgbackrest || true)
 stop_all() { [ -f "$work/pg/postmaster.pid" ] && as_pg "$pgbin/pg_ctl" -D "$work/pg" -m immediate -w stop >/dev/null 2>&1 || true; }
 trap stop_all EXIT
 stop_all
-rm -rf "$work"; mkdir -p "$work/bin"
-cp bin/walship bin/walship-* "$work/bin/"; chmod -R a+rX "$work"
-[ "$(id -u)" = 0 ] && chown -R "$pguser" "$work"
+bench_workdir "$work"
 conn="host=$work port=$port user=postgres dbname=postgres"
 sql() { as_pg psql -X -q -At -h "$work" -p "$port" -U postgres -d postgres -c "$1"; }
-# timed CMD...: runs CMD as the server's user after a sync (the writeback of an
-# earlier run must not land in it), prints the nanoseconds it took.
-timed() { sync; local t0; t0=$(now_ns); as_pg "$@" >/dev/null; echo $(( $(now_ns) - t0 )); }
 
 echo "bench-backup: primary archiving into a walship repository, pgbench scale $scale" >&2
 as_pg initdb -D "$work/pg" -U postgres -A trust -N >/dev/null

@@ -38,14 +38,9 @@ stop_all() {
 }
 trap stop_all EXIT
 stop_all
-rm -rf "$work"; mkdir -p "$work/bin"
-cp bin/walship bin/walship-* "$work/bin/"; chmod -R a+rX "$work"
-[ "$(id -u)" = 0 ] && chown -R "$pguser" "$work"
+bench_workdir "$work"
 conn="host=$work port=$port user=postgres dbname=postgres"
 sql() { as_pg psql -X -q -At -h "$work" -p "${2:-$port}" -U postgres -d postgres -c "$1"; }
-# timed CMD...: runs CMD as the server's user after a sync (the writeback
-# of an earlier run must not land in it); prints the nanoseconds it took.
-timed() { sync; local t0; t0=$(now_ns); as_pg "$@" >/dev/null; echo $(( $(now_ns) - t0 )); }
 # rss: the peak resident memory (kB) of the last command run by timed_rss.
 timed_rss() { sync; local t0; t0=$(now_ns); as_pg /usr/bin/time -f %M -o "$work/rss" "$@" >/dev/null; echo $(( $(now_ns) - t0 )); }
 rss() { tail -n1 "$work/rss"; }

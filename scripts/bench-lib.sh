@@ -108,3 +108,16 @@ pg1-socket-path=$work
 CONF
   as_pg mkdir -p "$work/pgbackrest" "$work/pgbackrest-log" "$work/pgbackrest-lock" "$work/pgbackrest-spool"
 }
+
+# bench_workdir DIR: DIR made anew with walship's binaries in DIR/bin, all
+# of it the server's user's.
+bench_workdir() {
+  rm -rf "$1"; mkdir -p "$1/bin"
+  cp bin/walship bin/walship-* "$1/bin/"; chmod -R a+rX "$1"
+  [ "$(id -u)" = 0 ] && chown -R "$pguser" "$1"
+  return 0
+}
+
+# timed CMD...: runs CMD as the server's user after a sync (the writeback
+# of an earlier run must not land in it); prints the nanoseconds it took.
+timed() { sync; local t0; t0=$(now_ns); as_pg "$@" >/dev/null; echo $(( $(now_ns) - t0 )); }
