@@ -272,3 +272,21 @@ func scanOnce(t testing.TB, store archiveBackend) *catalog.Catalog {
 	}
 	return c
 }
+
+// stopOK stops the receiver with SIGTERM; it fails the test unless the
+// receiver exits 0.
+func (p *receiverProc) stopOK() {
+	p.t.Helper()
+	if code := p.stop(); code != 0 {
+		p.t.Errorf("walship receive exited %d after SIGTERM, want 0", code)
+	}
+}
+
+// wantAcked fails the test for the acknowledged commits c lacks (where
+// says which copy c is).
+func wantAcked(t testing.TB, c *pgtest.Cluster, acked []int, where string) {
+	t.Helper()
+	if m := missing(t, c, acked); len(m) > 0 {
+		t.Errorf("%d of %d acknowledged commits missing %s: %v", len(m), len(acked), where, m[:min(len(m), 10)])
+	}
+}

@@ -53,9 +53,7 @@ func TestReceiveRestart(t *testing.T) {
 		}
 		killServer(t, p)
 		acked := w.wait()
-		if code := rcv.stop(); code != 0 {
-			t.Errorf("walship receive exited %d after SIGTERM, want 0", code)
-		}
+		rcv.stopOK()
 		if strings.Contains(rcv.logText(), "other content") {
 			t.Errorf("the receiver found other content under a name")
 		}
@@ -70,9 +68,7 @@ func TestReceiveRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		p2 := restoreLatest(t, store, base, "p2", p.Port)
-		if m := missing(t, p2, acked); len(m) > 0 {
-			t.Errorf("%d of %d acknowledged commits missing after the restore: %v", len(m), len(acked), m[:min(len(m), 10)])
-		}
+		wantAcked(t, p2, acked, "after the restore")
 	})
 }
 
@@ -116,9 +112,7 @@ func TestReceiveStoreDown(t *testing.T) {
 	acked := w.wait()
 
 	// Asynchronous: the slot holds the WAL the store does not have yet.
-	if code := rcv.stop(); code != 0 {
-		t.Errorf("walship receive exited %d after SIGTERM, want 0", code)
-	}
+	rcv.stopOK()
 	makeSync(t, p, "")
 	rcv = startReceiver(t, store, base, p, "--flush-interval", "100ms")
 	p.WaitQuery("SELECT state FROM pg_stat_replication WHERE application_name = 'walship'", "streaming", time.Minute)
@@ -138,14 +132,10 @@ func TestReceiveStoreDown(t *testing.T) {
 	up()
 	p.WaitQuery("SELECT restart_lsn >= '"+after+"'::pg_lsn FROM pg_replication_slots WHERE slot_name = 'walship'", "t", time.Minute)
 	killServer(t, p)
-	if code := rcv.stop(); code != 0 {
-		t.Errorf("walship receive exited %d after SIGTERM, want 0", code)
-	}
+	rcv.stopOK()
 	os.RemoveAll(p.Data)
 	p2 := restoreLatest(t, store, base, "p2", p.Port)
-	if m := missing(t, p2, acked); len(m) > 0 {
-		t.Errorf("%d of %d acknowledged commits missing after the restore: %v", len(m), len(acked), m[:min(len(m), 10)])
-	}
+	wantAcked(t, p2, acked, "after the restore")
 }
 
 // wantReceiverCheck runs walship check (no switch) and metrics with the
@@ -192,13 +182,9 @@ func TestReceiveStandbyPromotion(t *testing.T) {
 	pgtest.Eventually(t, time.Minute, "commits", func() bool { return w.count() >= 150 })
 	killServer(t, p)
 	acked := w.wait()
-	if code := rcv.stop(); code != 0 {
-		t.Errorf("walship receive exited %d after SIGTERM, want 0", code)
-	}
+	rcv.stopOK()
 	st.Promote()
-	if m := missing(t, st, acked); len(m) > 0 {
-		t.Errorf("%d of %d acknowledged commits missing on the promoted standby: %v", len(m), len(acked), m[:min(len(m), 10)])
-	}
+	wantAcked(t, st, acked, "on the promoted standby")
 }
 
 // An encrypted repository: the receiver stores pieces and segments
@@ -241,9 +227,7 @@ func TestReceiveEncrypted(t *testing.T) {
 	}
 	killServer(t, p)
 	acked := w.wait()
-	if code := rcv.stop(); code != 0 {
-		t.Errorf("walship receive exited %d after SIGTERM, want 0", code)
-	}
+	rcv.stopOK()
 	// Nothing in clear: every stored object of WAL, piece or segment, is
 	// age-encrypted.
 	stored := 0
@@ -266,9 +250,7 @@ func TestReceiveEncrypted(t *testing.T) {
 		t.Fatal(err)
 	}
 	p2 := restoreLatest(t, store, base, "p2", p.Port, "--identity", idFile)
-	if m := missing(t, p2, acked); len(m) > 0 {
-		t.Errorf("%d of %d acknowledged commits missing after the restore: %v", len(m), len(acked), m[:min(len(m), 10)])
-	}
+	wantAcked(t, p2, acked, "after the restore")
 }
 
 // An asynchronous receiver stores what it received at most every
@@ -356,9 +338,7 @@ func TestReceiveFollowsPromotionInStream(t *testing.T) {
 	if strings.Contains(log, "connecting again") || strings.Contains(log, "cannot stream") {
 		t.Errorf("the receiver reconnected instead of following the switch in the stream")
 	}
-	if code := rcv.stop(); code != 0 {
-		t.Errorf("walship receive exited %d after SIGTERM, want 0", code)
-	}
+	rcv.stopOK()
 	st.Stop("fast")
 	scanOnce(t, store)
 	ctx, cancel := ioContext()

@@ -47,9 +47,7 @@ func receiveVersion(t *testing.T, srv pgtest.Server) {
 	pgtest.Eventually(t, time.Minute, "commits", func() bool { return w.count() >= 60 })
 	killServer(t, p)
 	acked := w.wait()
-	if code := rcv.stop(); code != 0 {
-		t.Errorf("walship receive exited %d after SIGTERM, want 0", code)
-	}
+	rcv.stopOK()
 
 	cp.Conf(commandLine(t, store, "walship-restore"), "recovery_target_timeline = 'latest'", "archive_mode = off",
 		"synchronous_standby_names = ''")
@@ -80,9 +78,7 @@ func receiveVersion(t *testing.T, srv pgtest.Server) {
 		}
 		return false
 	})
-	if code := rcv.stop(); code != 0 {
-		t.Errorf("walship receive exited %d after SIGTERM, want 0", code)
-	}
+	rcv.stopOK()
 	got, err := readWAL(t, store, history)
 	if err != nil {
 		t.Fatalf("%s: %v", history, err)
