@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -158,7 +159,8 @@ func TestBackupCreateFailsAfterTheServer(t *testing.T) {
 // last segment in the repository itself; while archive_command fails
 // (the repository's WAL directories not writable), create does not end,
 // says after 10 s what it waits for, and ends with a restorable backup
-// once archiving works again.
+// once archiving works again; one killed while it waits leaves nothing
+// listed as a backup.
 func TestBackupCreateWaitsForItsLastSegment(t *testing.T) {
 	pgtest.Require(t)
 	base := pgtest.Dir(t)
@@ -179,22 +181,36 @@ func TestBackupCreateWaitsForItsLastSegment(t *testing.T) {
 	}
 	walDirs(0o500)
 	defer walDirs(0o700)
-	cmd := walshipCmd(t, runOpts{}, "walship", "backup", "create", "--repo", store.dir, "-d", p.ConnString(), "--checkpoint", "fast")
-	var stdout, stderr syncBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	// start runs walship backup create until it says it waits for the
+	// backup's last segment.
+	start := func() (cmd *exec.Cmd, stdout, stderr *syncBuffer, done chan error) {
+		t.Helper()
+		cmd = walshipCmd(t, runOpts{}, "walship", "backup", "create", "--repo", store.dir, "-d", p.ConnString(), "--checkpoint", "fast")
+		stdout, stderr = &syncBuffer{}, &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done = make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		pgtest.Eventually(t, time.Minute, "the line that says it waits for the backup's last segment", func() bool {
+			return strings.Contains(stderr.String(), "still waiting for the server to archive")
+		})
+		select {
+		case err := <-done:
+			t.Fatalf("walship backup create ended while archive_command failed: %v\n%s%s", err, stdout.String(), stderr.String())
+		default:
+		}
+		return cmd, stdout, stderr, done
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	pgtest.Eventually(t, time.Minute, "the line that says it waits for the backup's last segment", func() bool {
-		return strings.Contains(stderr.String(), "still waiting for the server to archive")
-	})
-	select {
-	case err := <-done:
-		t.Fatalf("walship backup create ended while archive_command failed: %v\n%s%s", err, stdout.String(), stderr.String())
-	default:
+	// Killed with SIGKILL while it waits: nothing counts as a backup.
+	cmd, _, _, done := start()
+	cmd.Process.Kill()
+	<-done
+	if list := backupList(t, store); len(list) != 0 {
+		t.Errorf("after a create killed while it waited for its last segment, backup list shows %+v", list)
 	}
+	cmd, stdout, stderr, done := start()
 	walDirs(0o700)
 	// A new ready file wakes the archiver from its wait after failures.
 	p.Query("CREATE TABLE wake ()")
