@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"path/filepath"
 	"testing"
 
 	"github.com/walship/walship/storage"
@@ -132,5 +134,49 @@ func TestCheckReadsBack(t *testing.T) {
 	w.keys.Identities = append(w.keys.Identities, id)
 	if err := w.CheckReadsBack(); err != nil {
 		t.Errorf("recipient and identity: %v", err)
+	}
+}
+
+// Someone who can write to the store but has no key cannot feed a reader
+// streamed WAL: an encrypted piece copied under another piece's name of
+// the same length, and a clear piece planted in an encrypted repository,
+// are refused when the unfinished segment is read back.
+func TestPiecesBoundToTheirNames(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "repo")
+	id := newIdentity(t)
+	w := writer(t, root, id)
+	n, data := segment(t, "000000010000000000000004", testSysID, 3)
+	if err := w.Claim(ctx, header(t, data)); err != nil {
+		t.Fatal(err)
+	}
+	a, b := Piece{Seg: n, Start: 0, End: 100}, Piece{Seg: n, Start: 100, End: 200}
+	if err := w.PutPiece(ctx, a, data[:100]); err != nil {
+		t.Fatal(err)
+	}
+	keyA, keyB := w.pieceLocation(a, CodecLZ4).Key, w.pieceLocation(b, CodecLZ4).Key
+	copyTo := func(obj []byte) {
+		t.Helper()
+		w.b.Remove(ctx, keyB)
+		if err := w.b.Put(ctx, keyB, bytes.NewReader(obj), int64(len(obj))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc, err := w.b.Open(ctx, keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objA, _ := io.ReadAll(rc)
+	rc.Close()
+	clear, err := encodeLZ4(bytes.NewReader(data[:100]), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := reader(t, root, id)
+	for what, obj := range map[string][]byte{"piece [0,100) copied to [100,200)": objA, "a clear piece": clear} {
+		copyTo(obj)
+		if got, end, err := rd.Streamed(ctx, n, testSegSize); err == nil {
+			t.Errorf("%s: read back %d bytes (%v), want a refusal", what, end, bytes.Equal(got[100:200], data[:100]))
+		}
 	}
 }
