@@ -76,33 +76,51 @@ type watch struct {
 }
 
 // aim makes sure each directory of interest, or its nearest existing
-// ancestor, is watched.
+// ancestor, is watched. A directory created between looking and watching
+// sends no event to the watch on its parent, so after watching an ancestor
+// aim looks again, until the nearest existing directory is watched.
 func (w *watch) aim() error {
 	var firstErr error
 	for d := range w.dirs {
-		target := d
 		for {
-			if fi, err := os.Stat(target); err == nil && fi.IsDir() {
+			target := nearestDir(d)
+			if w.watched[target] {
 				break
 			}
-			parent := filepath.Dir(target)
-			if parent == target {
+			if beforeAdd != nil {
+				beforeAdd(target)
+			}
+			if err := w.fs.Add(target); err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
 				break
 			}
-			target = parent
-		}
-		if w.watched[target] {
-			continue
-		}
-		if err := w.fs.Add(target); err != nil {
-			if firstErr == nil {
-				firstErr = err
+			w.watched[target] = true
+			if target == d {
+				break
 			}
-			continue
 		}
-		w.watched[target] = true
 	}
 	return firstErr
+}
+
+// beforeAdd, when set by a test, runs between finding a directory and
+// watching it.
+var beforeAdd func(dir string)
+
+// nearestDir returns d or its nearest ancestor that exists as a directory.
+func nearestDir(d string) string {
+	for {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			return d
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return d
+		}
+		d = parent
+	}
 }
 
 // relevant reports whether an event can concern a watched key: its object

@@ -62,3 +62,29 @@ func TestWatcherThroughWrappers(t *testing.T) {
 		t.Error("As[Watcher] found the local backend behind a wrapper that does not unwrap")
 	}
 }
+
+// A directory on the way that appears after the watch looked but before it
+// watched the parent is still found: the watch looks again.
+func TestWatchDirectoryAppearingWhileAiming(t *testing.T) {
+	b, _ := New(filepath.Join(t.TempDir(), "repo"))
+	key := "wal/0000000100000000/000000010000000000000003.lz4"
+	deep := filepath.Join(b.Root(), "wal", "0000000100000000")
+	beforeAdd = func(dir string) {
+		if dir != deep {
+			os.MkdirAll(deep, 0o700) // no event reaches a watch not yet in place
+		}
+	}
+	defer func() { beforeAdd = nil }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := b.Watch(ctx, []string{key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for notified(ch, 50*time.Millisecond) {
+	}
+	storagetest.Put(t, b, key, []byte("x"))
+	if !notified(ch, 5*time.Second) {
+		t.Fatal("no notification when the key appeared")
+	}
+}
