@@ -6,13 +6,22 @@ package backup
 // least number of blocks the file has, then the block numbers, relative
 // to the file; padded to a whole block when it holds any) and those
 // blocks. Restoring it rebuilds each such file as pg_combinebackup does
-// (src/bin/pg_combinebackup/reconstruct.c), without a copy of any member
-// on local disk: the newest member's blocks are written into the file
-// where they belong, then the members below are read in turn, newest
-// first, and each gives the blocks still missing below the truncation
-// length, until a member holds the file whole (which gives all it has
-// below that length); blocks no member holds are zeros. A file is
-// finished as soon as no block below the truncation length is missing.
+// (src/bin/pg_combinebackup/reconstruct.c): a block of the rebuilt file is
+// the newest member's when it has one; below the newest truncation length,
+// else the block of the newest member below that has it (an incremental
+// file's, or a whole file's); blocks nobody has are zeros, and the file is
+// as long as the truncation length or the newest block.
+//
+// The members are read oldest first, each tar once, without a copy of any
+// member on local disk and without remembering blocks: the member that
+// holds a file whole writes it, each newer member writes its incremental
+// blocks over it, and the newest member cuts the file at its truncation
+// length before writing its own and filling what is left with zeros. The
+// last writer of a block is the newest member that has it, which is the
+// block pg_combinebackup takes; what a restore holds is one plan entry
+// per file, whatever the size of the files or of their changes. Which
+// member holds each file whole, and that every member above it has the
+// incremental file, is known from the manifests before any tar is read.
 //
 // The visibility map is the exception. PostgreSQL 17 and 18 clear its
 // bits (a page no longer all-visible after an insert, update or delete)
@@ -22,9 +31,10 @@ package backup
 // is not, and index-only scans then return rows they should not
 // (pgsql-hackers, "Why clearing the VM doesn't require registering vm
 // buffer in wal record", 2026; pg_combinebackup restores that stale map).
-// A map page that is all zeros claims nothing and is always safe, so
-// every block of a visibility map that does not come from the newest
-// member is written as zeros: the next VACUUM sets the bits again.
+// A map page that is all zeros claims nothing and is always safe, so a
+// visibility map the newest member holds as an incremental file is made
+// from that member's blocks alone, zeros elsewhere: the next VACUUM sets
+// the bits again.
 
 import (
 	"encoding/binary"
@@ -36,6 +46,10 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/walship/walship/catalog"
+	"github.com/walship/walship/pgdata"
+	"golang.org/x/sys/unix"
 )
 
 // incrementalMagic starts every incremental file (native byte order).
@@ -45,26 +59,101 @@ const incrementalMagic = 0xd3ae1f0d
 // name (a relation segment is 1 GB: 131072 blocks of 8 kB).
 const maxRelBlocks = 1 << 24
 
-// pendingFile is one file of the restored data directory that an
-// incremental file of the newest member stands for.
-type pendingFile struct {
-	mode   fs.FileMode
-	mtime  time.Time
-	trunc  uint32   // the newest member's truncation length
-	length uint32   // blocks of the rebuilt file
-	filled blockSet // the blocks of [0, length) written
-	left   uint32   // blocks below trunc still missing
-	seen   bool     // found in the member being read
-	// vm: a visibility map fork, whose blocks from older members are
-	// zeros (see above).
-	vm bool
+// source is where one file of the restored data directory comes from.
+type source struct {
+	whole int  // the member that holds it whole (the newest, for most files)
+	inc   bool // the members above whole hold it as an incremental file
+	vm    bool // a visibility map made from the newest member's blocks alone
 }
 
-func (p *pendingFile) has(b uint32) bool { return p.filled.has(b) }
-func (p *pendingFile) mark(b uint32) {
-	if p.filled.add(b) && b < p.trunc {
-		p.left--
+// chainPlan says, for every file of the newest member's manifest (by its
+// path in the manifest), which member of the chain writes it first.
+type chainPlan struct {
+	files  map[string]source
+	newest int // the newest member's index
+	first  int // the oldest member any file needs
+}
+
+// planChain plans the restore of chain (the full backup first) from the
+// members' manifests. A file incremental in a member must be in the
+// member below, whole or incremental, down to one that holds it whole;
+// a chain where it is not is damaged.
+func planChain(chain []*catalog.Record, mans []*pgdata.Manifest) (*chainPlan, error) {
+	newest := len(chain) - 1
+	p := &chainPlan{files: map[string]source{}, newest: newest, first: newest}
+	has := make([]map[string]bool, newest)
+	for i := range has {
+		has[i] = make(map[string]bool, len(mans[i].Files))
+		for _, e := range mans[i].Files {
+			has[i][e.Path] = true
+		}
 	}
+	for _, e := range mans[newest].Files {
+		name, inc := isIncremental(e.Path)
+		if !inc {
+			name = e.Path
+		}
+		if _, dup := p.files[name]; dup {
+			return nil, fmt.Errorf("%w: backup %s holds %s both whole and as an incremental file", ErrDamaged, chain[newest].ID, name)
+		}
+		if !inc {
+			p.files[name] = source{whole: newest}
+			continue
+		}
+		if newest == 0 {
+			return nil, fmt.Errorf("%w: a full backup holding the incremental file %s", ErrDamaged, e.Path)
+		}
+		s := source{whole: -1, inc: true, vm: isVisibilityMap(name)}
+		for i := newest - 1; i >= 0 && s.whole < 0; i-- {
+			switch {
+			case has[i][name]:
+				s.whole = i
+			case i == 0:
+				return nil, fmt.Errorf("%w: %s is incremental down to the full backup %s", ErrDamaged, name, chain[0].ID)
+			case !has[i][e.Path]:
+				return nil, fmt.Errorf("%w: backup %s, which backup %s builds on, lacks %s", ErrDamaged, chain[i].ID, chain[newest].ID, name)
+			}
+		}
+		p.files[name] = s
+		if !s.vm {
+			p.first = min(p.first, s.whole)
+		}
+	}
+	return p, nil
+}
+
+// use says whether member i writes the entry at path (its path in the
+// manifest, INCREMENTAL.<name> for an incremental file).
+func (p *chainPlan) use(i int, path string) bool {
+	name, inc := isIncremental(path)
+	if !inc {
+		name = path
+	}
+	s, ok := p.files[name]
+	switch {
+	case !ok:
+		return false
+	case i == p.newest:
+		return true
+	case s.vm:
+		return false
+	case inc:
+		return s.inc && s.whole < i
+	}
+	return s.whole == i
+}
+
+// lacking lists the entries member i should have given (by the plan) but
+// its tars did not hold: missing, the manifest's paths that were never
+// checked.
+func (p *chainPlan) lacking(i int, missing []string) []string {
+	var out []string
+	for _, m := range missing {
+		if p.use(i, m) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // incHeader is the header of an incremental file.
@@ -141,55 +230,17 @@ func (w *blockWriter) flush() error {
 	return err
 }
 
-// newest handles INCREMENTAL.<name> of the newest member: its blocks are
-// written, and the file waits for the rest from the members below.
-func (s *stage) newest(name string, mode fs.FileMode, mtime time.Time, size int64, content io.Reader, bs int, buf []byte) error {
-	h, err := readIncHeader(content, size, bs)
-	if err != nil {
-		return err
-	}
-	length := h.trunc
-	for _, b := range h.blocks {
-		length = max(length, b+1)
-	}
-	p := &pendingFile{mode: mode, mtime: mtime, trunc: h.trunc, length: length, filled: newBlockSet(length), left: h.trunc, vm: isVisibilityMap(name)}
-	f, err := s.create(name, mode)
-	if err != nil {
-		return &writeError{name, err}
-	}
-	defer f.Close()
-	if err := applyBlocks(f, content, h.blocks, p, bs, buf, true); err != nil {
-		return err
-	}
-	if _, dup := s.pending[name]; dup {
-		return fmt.Errorf("%w: %s twice", ErrDamaged, name)
-	}
-	s.pending[name] = p
-	if p.left == 0 {
-		return s.finishFile(name, p, f, bs, buf)
-	}
-	return f.Close()
-}
-
-// applyBlocks reads the blocks listed (in order) from r and writes those
-// the file still lacks below its truncation length (or every one, for
-// the newest member's).
-func applyBlocks(f *os.File, r io.Reader, blocks []uint32, p *pendingFile, bs int, buf []byte, all bool) error {
+// writeBlocks reads the blocks an incremental file lists (in order) from
+// r and writes each at its place in f.
+func writeBlocks(f *os.File, r io.Reader, blocks []uint32, bs int, buf []byte) error {
 	w := &blockWriter{f: f, bs: int64(bs), buf: buf[:0]}
-	block, zero := make([]byte, bs), make([]byte, bs)
+	block := make([]byte, bs)
 	for _, b := range blocks {
 		if _, err := io.ReadFull(r, block); err != nil {
 			return fmt.Errorf("reading an incremental file: %w", unexpected(err))
 		}
-		if (all || b < p.trunc) && !p.has(b) {
-			data := block
-			if p.vm && !all {
-				data = zero
-			}
-			if err := w.add(b, data); err != nil {
-				return &writeError{f.Name(), err}
-			}
-			p.mark(b)
+		if err := w.add(b, block); err != nil {
+			return &writeError{f.Name(), err}
 		}
 	}
 	if err := w.flush(); err != nil {
@@ -198,78 +249,119 @@ func applyBlocks(f *os.File, r io.Reader, blocks []uint32, p *pendingFile, bs in
 	return nil
 }
 
-// older handles one file of an older member that a pending file waits
-// for: INCREMENTAL.<name> (incremental) or the file whole.
-func (s *stage) older(name string, p *pendingFile, incremental bool, size int64, content io.Reader, bs int, buf []byte) error {
-	p.seen = true
+// applyIncremental writes the blocks of a member's incremental file over
+// the file an older member began (a member between the one that holds it
+// whole and the newest).
+func (s *stage) applyIncremental(name string, size int64, content io.Reader, bs int, buf []byte) error {
+	h, err := readIncHeader(content, size, bs)
+	if err != nil {
+		return err
+	}
 	f, err := s.reopen(name)
 	if err != nil {
 		return &writeError{name, err}
 	}
 	defer f.Close()
-	if incremental {
-		h, err := readIncHeader(content, size, bs)
-		if err != nil {
-			return err
-		}
-		if err := applyBlocks(f, content, h.blocks, p, bs, buf, false); err != nil {
-			return err
-		}
-		if p.left > 0 {
-			return f.Close()
-		}
-		return s.finishFile(name, p, f, bs, buf)
+	if err := writeBlocks(f, content, h.blocks, bs, buf); err != nil {
+		return err
 	}
-	// The file whole: every block it has below the truncation length.
-	w := &blockWriter{f: f, bs: int64(bs), buf: buf[:0]}
-	block, zero := make([]byte, bs), make([]byte, bs)
-	for b := uint32(0); int64(b+1)*int64(bs) <= size; b++ {
-		if _, err := io.ReadFull(content, block); err != nil {
-			return fmt.Errorf("reading %s: %w", name, unexpected(err))
-		}
-		if b < p.trunc && !p.has(b) {
-			data := block
-			if p.vm {
-				data = zero
-			}
-			if err := w.add(b, data); err != nil {
-				return &writeError{name, err}
-			}
-			p.mark(b)
-		}
-	}
-	if err := w.flush(); err != nil {
+	if err := f.Close(); err != nil {
 		return &writeError{name, err}
 	}
-	return s.finishFile(name, p, f, bs, buf)
+	return nil
 }
 
-// finishFile writes zeros where no member had a block, gives the file
-// its length and time, and drops it from the pending ones.
-func (s *stage) finishFile(name string, p *pendingFile, f *os.File, bs int, buf []byte) error {
-	delete(s.pending, name)
-	s.written += int64(p.length) * int64(bs)
-	w := &blockWriter{f: f, bs: int64(bs), buf: buf[:0]}
-	zero := make([]byte, bs)
-	for b := uint32(0); b < p.length; b++ {
-		if !p.has(b) {
-			if err := w.add(b, zero); err != nil {
-				return &writeError{name, err}
-			}
-		}
+// finishIncremental finishes a file from the newest member's incremental
+// file: what the older members wrote is cut at the truncation length, the
+// newest blocks are written, and every block still unwritten below the
+// file's length is written as zeros. fresh makes the file (a visibility
+// map, which takes nothing from older members) instead of finishing the
+// one older members wrote.
+func (s *stage) finishIncremental(name string, mode fs.FileMode, mtime time.Time, size int64, content io.Reader, bs int, buf []byte, fresh bool) error {
+	h, err := readIncHeader(content, size, bs)
+	if err != nil {
+		return err
 	}
-	err := w.flush()
+	length := h.trunc
+	for _, b := range h.blocks {
+		length = max(length, b+1)
+	}
+	var f *os.File
+	if fresh {
+		f, err = s.create(name, mode)
+	} else {
+		f, err = s.reopen(name)
+	}
+	if err != nil {
+		return &writeError{name, err}
+	}
+	defer f.Close()
+	end := int64(length) * int64(bs)
+	err = f.Truncate(int64(h.trunc) * int64(bs))
 	if err == nil {
-		err = f.Truncate(int64(p.length) * int64(bs))
+		err = writeBlocks(f, content, h.blocks, bs, buf)
 	}
 	if err == nil {
-		err = setMtime(f, p.mtime)
+		err = f.Truncate(end)
+	}
+	if err == nil {
+		err = fillHoles(f, end)
+	}
+	if err == nil {
+		err = f.Chmod(mode.Perm() | 0o600)
+	}
+	if err == nil {
+		err = setMtime(f, mtime)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
+		var we *writeError
+		if errors.As(err, &we) || errors.Is(err, ErrDamaged) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return err
+		}
 		return &writeError{name, err}
+	}
+	s.written += end
+	return nil
+}
+
+// zeros is a run of zero bytes to fill holes with.
+var zeros = make([]byte, 256<<10)
+
+// fillHoles writes zeros where f has a hole below end (blocks no member
+// had, and what a truncation extended), so that the rebuilt file has its
+// space as one the server extended has, not less. A file system that
+// does not report holes has none to fill.
+func fillHoles(f *os.File, end int64) error {
+	fd := int(f.Fd())
+	for off := int64(0); off < end; {
+		hole, err := unix.Seek(fd, off, unix.SEEK_HOLE)
+		if err != nil {
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
+				return nil
+			}
+			return err
+		}
+		if hole >= end {
+			return nil
+		}
+		data, err := unix.Seek(fd, hole, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) || (err == nil && data > end) {
+			data, err = end, nil
+		}
+		if err != nil {
+			return err
+		}
+		for at := hole; at < data; {
+			n := min(int64(len(zeros)), data-at)
+			if _, err := f.WriteAt(zeros[:n], at); err != nil {
+				return err
+			}
+			at += n
+		}
+		off = data
 	}
 	return nil
 }

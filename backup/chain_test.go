@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/pgdata"
+	"github.com/walship/walship/repo"
 )
 
 const testBS = 16 // a small block size keeps the files readable
@@ -46,9 +48,11 @@ func fullFile(src string, n int) []byte {
 	return b.Bytes()
 }
 
-// rebuild runs one file through the chain, newest member first: the
-// newest's incremental file, then each older member's file (incremental
-// when it starts with the magic number), and returns the file written.
+// rebuild runs one file through the chain as a restore does, oldest
+// member first: older lists the members below the newest, newest first
+// (incremental when it starts with the magic number; the last must be
+// whole), then the newest's incremental file finishes it. It returns the
+// file written.
 func rebuild(t *testing.T, newest []byte, older ...[]byte) ([]byte, error) {
 	t.Helper()
 	st, err := openStage(t.TempDir())
@@ -58,25 +62,30 @@ func rebuild(t *testing.T, newest []byte, older ...[]byte) ([]byte, error) {
 	defer st.close()
 	buf := make([]byte, 4*testBS)
 	mtime := time.Date(2024, 5, 1, 2, 0, 0, 0, time.UTC)
-	if err := st.newest("base/5/16384", 0o600, mtime, int64(len(newest)), bytes.NewReader(newest), testBS, buf); err != nil {
-		return nil, err
-	}
-	for _, o := range older {
-		p := st.pending["base/5/16384"]
-		if p == nil {
-			break
+	const name = "base/5/16384"
+	for i := len(older) - 1; i >= 0; i-- {
+		o := older[i]
+		if len(o) >= 4 && binary.LittleEndian.Uint32(o) == incrementalMagic {
+			if i == len(older)-1 {
+				return nil, errors.New("no member holds the file whole")
+			}
+			err = st.applyIncremental(name, int64(len(o)), bytes.NewReader(o), testBS, buf)
+		} else {
+			err = st.writeFile(name, 0o600, time.Time{}, bytes.NewReader(o), buf, false)
 		}
-		inc := len(o) >= 4 && binary.LittleEndian.Uint32(o) == incrementalMagic
-		if err := st.older("base/5/16384", p, inc, int64(len(o)), bytes.NewReader(o), testBS, buf); err != nil {
+		if err != nil {
 			return nil, err
 		}
 	}
-	if len(st.pending) > 0 {
-		return nil, errors.New("still pending")
+	if err := st.finishIncremental(name, 0o600, mtime, int64(len(newest)), bytes.NewReader(newest), testBS, buf, false); err != nil {
+		return nil, err
 	}
-	out, err := st.root.ReadFile("base/5/16384")
-	if fi, _ := st.root.Stat("base/5/16384"); err == nil && !fi.ModTime().Equal(mtime) {
+	out, err := st.root.ReadFile(name)
+	if fi, _ := st.root.Stat(name); err == nil && !fi.ModTime().Equal(mtime) {
 		t.Errorf("rebuilt file's time %s, want %s", fi.ModTime(), mtime)
+	}
+	if st.written != int64(len(out)) {
+		t.Errorf("counted %d bytes written, the file has %d", st.written, len(out))
 	}
 	return out, err
 }
@@ -112,8 +121,14 @@ func TestRebuildFromChain(t *testing.T) {
 		{"a middle member truncated to nothing", incFile(3, "C"),
 			[][]byte{incFile(0, "B", 0, 1, 2), fullFile("F", 5)},
 			blocks(block("B", 0), block("B", 1), block("B", 2))},
-		{"nothing below the length: no older member needed", incFile(0, "C", 1), nil,
+		{"nothing below the length: the older blocks all go", incFile(0, "C", 1), [][]byte{fullFile("F", 3)},
 			blocks(zero, block("C", 1))},
+		{"a middle member's block past the newest length goes", incFile(2, "C", 0),
+			[][]byte{incFile(5, "B", 4), fullFile("F", 3)},
+			blocks(block("C", 0), block("F", 1))},
+		{"a middle member's block past the full file, below the newest length", incFile(6, "C"),
+			[][]byte{incFile(6, "B", 4), fullFile("F", 2)},
+			blocks(fullFile("F", 2), zero, zero, block("B", 4), zero)},
 	} {
 		got, err := rebuild(t, c.newest, c.older...)
 		if err != nil {
@@ -141,9 +156,6 @@ func TestRebuildRefusesDamage(t *testing.T) {
 			t.Errorf("%s: %v, want a damaged backup", name, err)
 		}
 	}
-	if _, err := rebuild(t, good, incFile(4, "A", 1)); err == nil || !strings.Contains(err.Error(), "pending") {
-		t.Errorf("a chain without a full file: %v", err)
-	}
 }
 
 // The files are written through the stage's root: an incremental file
@@ -161,46 +173,116 @@ func TestRebuildStaysInStage(t *testing.T) {
 	}
 	defer st.close()
 	data := incFile(2, "B", 0)
-	if err := st.newest("base/5/16384", 0o600, time.Time{}, int64(len(data)), bytes.NewReader(data), testBS, make([]byte, 64)); err == nil {
-		t.Error("wrote an incremental file's blocks over an existing name")
+	if err := st.finishIncremental("base/5/16384", 0o600, time.Time{}, int64(len(data)), bytes.NewReader(data), testBS, make([]byte, 64), true); err == nil {
+		t.Error("made a visibility map over an existing name")
+	}
+	if err := st.finishIncremental("base/5/16384", 0o600, time.Time{}, int64(len(data)), bytes.NewReader(data), testBS, make([]byte, 64), false); err == nil {
+		t.Error("finished an incremental file through a symbolic link")
+	}
+	if err := st.applyIncremental("base/5/16384", int64(len(data)), bytes.NewReader(data), testBS, make([]byte, 64)); err == nil {
+		t.Error("wrote an incremental file's blocks through a symbolic link")
 	}
 	if b, _ := os.ReadFile(outside); string(b) != "precious" {
 		t.Errorf("the file outside holds %q", b)
 	}
 }
 
-// A visibility map's blocks that come from older members are zeros (the
-// server does not summarize the clearing of its bits, so they may be
-// stale); those of the newest member are kept.
+// A visibility map the newest member holds as an incremental file is
+// made from its blocks alone, zeros elsewhere (the server does not
+// summarize the clearing of its bits, so older blocks may be stale); the
+// plan has no older member write it.
 func TestRebuildZeroesOlderVisibilityMapBlocks(t *testing.T) {
 	st, err := openStage(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.close()
-	buf := make([]byte, 4*testBS)
-	newest, older := incFile(3, "N", 1), fullFile("F", 3)
-	for _, name := range []string{"base/5/16384_vm", "base/5/16384"} {
-		if err := st.newest(name, 0o600, time.Time{}, int64(len(newest)), bytes.NewReader(newest), testBS, buf); err != nil {
-			t.Fatal(err)
-		}
-		if err := st.older(name, st.pending[name], false, int64(len(older)), bytes.NewReader(older), testBS, buf); err != nil {
-			t.Fatal(err)
-		}
+	newest := incFile(3, "N", 1)
+	if err := st.finishIncremental("base/5/16384_vm", 0o600, time.Time{}, int64(len(newest)), bytes.NewReader(newest), testBS, make([]byte, 4*testBS), true); err != nil {
+		t.Fatal(err)
 	}
 	zero := make([]byte, testBS)
-	for name, want := range map[string][]byte{
-		"base/5/16384_vm": blocks(zero, block("N", 1), zero),
-		"base/5/16384":    blocks(block("F", 0), block("N", 1), block("F", 2)),
-	} {
-		if got, _ := st.root.ReadFile(name); !bytes.Equal(got, want) {
-			t.Errorf("%s:\n got %q\nwant %q", name, got, want)
-		}
+	if got, _ := st.root.ReadFile("base/5/16384_vm"); !bytes.Equal(got, blocks(zero, block("N", 1), zero)) {
+		t.Errorf("visibility map:\n got %q", got)
 	}
 	for name, want := range map[string]bool{"base/5/16384_vm": true, "pg_tblspc/1/PG_17/5/77_vm.1": true,
 		"base/5/16384_fsm": false, "base/5/16384": false, "base/5/x_vm": false, "global/_vm": false} {
 		if isVisibilityMap(name) != want {
 			t.Errorf("isVisibilityMap(%q) = %v", name, !want)
+		}
+	}
+}
+
+// chainOf makes the records and manifests of a chain, the full backup
+// first, each member holding the files named.
+func chainOf(members ...[]string) ([]*catalog.Record, []*pgdata.Manifest) {
+	var recs []*catalog.Record
+	var mans []*pgdata.Manifest
+	for i, files := range members {
+		recs = append(recs, &catalog.Record{ID: repo.BackupID(fmt.Sprintf("20261207T00%02d00Z", i))})
+		m := &pgdata.Manifest{}
+		for _, f := range files {
+			m.Files = append(m.Files, pgdata.ManifestEntry{Path: f})
+		}
+		mans = append(mans, m)
+	}
+	return recs, mans
+}
+
+// The plan has each file written first by the newest member that holds it
+// whole, then by every member above with its incremental file; a visibility
+// map only by the newest member; a file the newest member lacks (dropped)
+// by nobody. A chain where a member lacks an incremental file's older
+// version, or no member holds it whole, is damaged before any tar is read.
+func TestPlanChain(t *testing.T) {
+	recs, mans := chainOf(
+		[]string{"PG_VERSION", "base/5/16384", "base/5/16384_vm", "base/5/16390", "base/5/99999"},
+		[]string{"PG_VERSION", "base/5/INCREMENTAL.16384", "base/5/INCREMENTAL.16384_vm", "base/5/16390"},
+		[]string{"PG_VERSION", "base/5/INCREMENTAL.16384", "base/5/INCREMENTAL.16384_vm", "base/5/INCREMENTAL.16390"},
+	)
+	p, err := planChain(recs, mans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.first != 0 {
+		t.Errorf("first member needed %d, want 0", p.first)
+	}
+	for _, c := range []struct {
+		member int
+		path   string
+		want   bool
+	}{
+		{0, "base/5/16384", true}, {0, "base/5/16384_vm", false}, {0, "base/5/16390", false},
+		{0, "base/5/99999", false}, {0, "PG_VERSION", false},
+		{1, "base/5/INCREMENTAL.16384", true}, {1, "base/5/INCREMENTAL.16384_vm", false},
+		{1, "base/5/16390", true}, {1, "PG_VERSION", false},
+		{2, "base/5/INCREMENTAL.16384", true}, {2, "base/5/INCREMENTAL.16384_vm", true},
+		{2, "base/5/INCREMENTAL.16390", true}, {2, "PG_VERSION", true},
+	} {
+		if got := p.use(c.member, c.path); got != c.want {
+			t.Errorf("member %d writes %s: %v, want %v", c.member, c.path, got, c.want)
+		}
+	}
+	if lack := p.lacking(1, []string{"base/5/16390", "PG_VERSION", "base/5/INCREMENTAL.16384_vm"}); !slices.Equal(lack, []string{"base/5/16390"}) {
+		t.Errorf("lacking = %v, want the file member 1 should have written", lack)
+	}
+
+	// The newest member holds everything whole but one file: the members
+	// below the one holding it are not read at all.
+	recs, mans = chainOf([]string{"PG_VERSION", "base/5/1"}, []string{"PG_VERSION", "base/5/1"},
+		[]string{"PG_VERSION", "base/5/INCREMENTAL.1"})
+	if p, err := planChain(recs, mans); err != nil || p.first != 1 {
+		t.Errorf("plan %+v, %v: want the chain read from member 1", p, err)
+	}
+
+	for name, members := range map[string][][]string{
+		"a middle member lacks the file": {{"base/5/1"}, {"PG_VERSION"}, {"base/5/INCREMENTAL.1"}},
+		"incremental down to the full":   {{"base/5/INCREMENTAL.1"}, {"base/5/INCREMENTAL.1"}},
+		"both whole and incremental":     {{"base/5/1"}, {"base/5/1", "base/5/INCREMENTAL.1"}},
+	} {
+		recs, mans := chainOf(members...)
+		if _, err := planChain(recs, mans); !errors.Is(err, ErrDamaged) {
+			t.Errorf("%s: %v, want a damaged chain", name, err)
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"path"
 	"sync"
 
 	"github.com/walship/walship/internal/progress"
@@ -24,12 +23,12 @@ type unpacker struct {
 }
 
 // newest unpacks the tar r of the newest member (the backup restored)
-// into st: every file whole, and for an incremental backup every
-// incremental file's blocks, the file then waiting for the rest. prefix
+// into st: every file whole, and every incremental file finished over
+// what the older members wrote (plan is nil for a full backup). prefix
 // is where the tar's files are in the manifest ("" for base.tar,
 // "pg_tblspc/<oid>/" for a tablespace). It reads r to its end, so that
 // the object's checksum is checked.
-func (u *unpacker) newest(ctx context.Context, r io.Reader, st *stage, prefix string, check *pgdata.ManifestCheck, incremental bool) error {
+func (u *unpacker) newest(ctx context.Context, r io.Reader, st *stage, prefix string, check *pgdata.ManifestCheck, plan *chainPlan) error {
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
 	err := pgdata.WalkBackupTar(&barReader{r: r, bar: u.bar}, prefix, check, func(e pgdata.TarEntry) error {
@@ -45,32 +44,26 @@ func (u *unpacker) newest(ctx context.Context, r io.Reader, st *stage, prefix st
 			return wrapWrite(e.Name, st.symlink(h.Linkname, e.Name))
 		}
 		if name, ok := isIncremental(e.Name); ok {
-			if !incremental {
+			if plan == nil {
 				return fmt.Errorf("%w: a full backup holding the incremental file %s", ErrDamaged, prefix+e.Name)
 			}
-			return st.newest(name, mode, h.ModTime, h.Size, e.Content, u.bs, *buf)
+			return st.finishIncremental(name, mode, h.ModTime, h.Size, e.Content, u.bs, *buf, plan.files[prefix+name].vm)
 		}
-		return st.writeFile(e.Name, mode, h.ModTime, e.Content, *buf)
+		return st.writeFile(e.Name, mode, h.ModTime, e.Content, *buf, true)
 	})
 	return classify(err)
 }
 
-// older reads the tar r of an older member and gives the pending files of
-// st what they wait for: blocks of this member's incremental file, or
-// the blocks of the file whole (which finishes it). full says the member
-// is the full backup of the chain, which must hold every file whole.
-// label, when not nil, receives the member's backup_label (of base.tar).
-func (u *unpacker) older(ctx context.Context, r io.Reader, st *stage, prefix string, check *pgdata.ManifestCheck, id repo.BackupID, full bool, label *[]byte) error {
+// older reads the tar r of member i, older than the newest, and writes
+// what the plan has it write: the files it holds whole that no newer
+// member does, and the blocks of its incremental files over the files
+// older members began. label, when not nil, receives the member's
+// backup_label (of base.tar).
+func (u *unpacker) older(ctx context.Context, r io.Reader, st *stage, prefix string, check *pgdata.ManifestCheck, plan *chainPlan, i int, id repo.BackupID, label *[]byte) error {
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
 	use := func(name string) bool {
-		if name == "backup_label" && label != nil {
-			return true
-		}
-		if n, ok := isIncremental(name); ok {
-			name = n
-		}
-		return st.pending[name] != nil
+		return (name == "backup_label" && label != nil) || plan.use(i, prefix+name)
 	}
 	err := pgdata.WalkBackupTarSome(&barReader{r: r, bar: u.bar}, prefix, check, use, func(e pgdata.TarEntry) error {
 		if err := ctx.Err(); err != nil {
@@ -84,14 +77,10 @@ func (u *unpacker) older(ctx context.Context, r io.Reader, st *stage, prefix str
 			*label = b
 			return err
 		}
-		name, inc := isIncremental(e.Name)
-		if !inc {
-			name = e.Name
+		if name, inc := isIncremental(e.Name); inc {
+			return st.applyIncremental(name, e.Header.Size, e.Content, u.bs, *buf)
 		}
-		if inc && full {
-			return fmt.Errorf("%w: backup %s, the full backup of the chain, holds the incremental file %s", ErrDamaged, id, prefix+e.Name)
-		}
-		return st.older(name, st.pending[name], inc, e.Header.Size, e.Content, u.bs, *buf)
+		return st.writeFile(e.Name, fs.FileMode(e.Header.Mode), e.Header.ModTime, e.Content, *buf, false)
 	})
 	return classify(err)
 }
@@ -128,19 +117,6 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", ErrDamaged, err)
 	}
 	return err
-}
-
-// missing reports the pending files of st that the member just read did
-// not hold at all (neither whole nor incremental), and forgets the marks.
-func (st *stage) missing(prefix string) []string {
-	var out []string
-	for name, p := range st.pending {
-		if !p.seen {
-			out = append(out, path.Join(prefix, name))
-		}
-		p.seen = false
-	}
-	return out
 }
 
 type barReader struct {

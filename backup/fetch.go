@@ -74,17 +74,52 @@ func (run *restoreRun) fetch(ctx context.Context) (*RestoreResult, error) {
 		u.bs = defaultBlockSize
 	}
 
-	// The newest member: every file, and every incremental file's blocks.
 	newest := len(run.chain) - 1
-	check := mans[newest].Check()
 	incremental := m.Parent != ""
 	defer run.dropAhead()
+	var plan *chainPlan
+	first := newest
 	if incremental {
-		run.readAheadOf(ctx, run.chain[newest-1], func(*dest) bool { return true })
+		var err error
+		if plan, err = planChain(run.chain, mans); err != nil {
+			return nil, err
+		}
+		first = plan.first
 	}
+	// The members oldest first: each writes what no newer member holds
+	// whole, and its blocks over that; the newest finishes every file.
+	for i := first; i < newest; i++ {
+		rec, check := run.chain[i], mans[i].Check()
+		run.readAheadOf(ctx, run.chain[i+1])
+		var label []byte
+		err := run.eachDest(ctx, func(ctx context.Context, d *dest) error {
+			if !hasPart(rec, d.part) {
+				return nil // what it should hold is reported as lacking below
+			}
+			var lp *[]byte
+			if d.part == repo.BasePart && i > 0 {
+				lp = &label
+			}
+			return run.fetchTar(ctx, rec, d.part, func(r io.Reader) error {
+				return u.older(ctx, r, d.stage, d.prefix, check, plan, i, rec.ID, lp)
+			})
+		})
+		if err != nil {
+			return nil, err
+		}
+		if lack := plan.lacking(i, check.Missing()); len(lack) > 0 {
+			return nil, fmt.Errorf("%w: backup %s, which backup %s builds on, lacks %s", ErrDamaged, rec.ID, m.ID, firstOf(lack))
+		}
+		if label != nil {
+			if err := builtOn(rec, label, mans[i-1]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	check := mans[newest].Check()
 	err := run.eachDest(ctx, func(ctx context.Context, d *dest) error {
 		return run.fetchTar(ctx, m, d.part, func(r io.Reader) error {
-			return u.newest(ctx, r, d.stage, d.prefix, check, incremental)
+			return u.newest(ctx, r, d.stage, d.prefix, check, plan)
 		})
 	})
 	if err != nil {
@@ -101,47 +136,6 @@ func (run *restoreRun) fetch(ctx context.Context) (*RestoreResult, error) {
 		if err := builtOn(m, label, mans[newest-1]); err != nil {
 			return nil, err
 		}
-	}
-	// The members below, newest first, as long as files wait for blocks.
-	for i := newest - 1; i >= 0 && run.pending() > 0; i-- {
-		rec, check := run.chain[i], mans[i].Check()
-		if i > 0 {
-			run.readAheadOf(ctx, run.chain[i-1], func(d *dest) bool { return len(d.stage.pending) > 0 })
-		}
-		var label []byte
-		err := run.eachDest(ctx, func(ctx context.Context, d *dest) error {
-			if len(d.stage.pending) == 0 {
-				return nil
-			}
-			if !hasPart(rec, d.part) {
-				return fmt.Errorf("%w: backup %s, which backup %s builds on, has no %s, which holds %s", ErrDamaged, rec.ID, m.ID, d.part, strings.Join(d.stage.missing(d.prefix), ", "))
-			}
-			var lp *[]byte
-			if d.part == repo.BasePart && i > 0 {
-				lp = &label
-			}
-			err := run.fetchTar(ctx, rec, d.part, func(r io.Reader) error {
-				return u.older(ctx, r, d.stage, d.prefix, check, rec.ID, i == 0, lp)
-			})
-			if err != nil {
-				return err
-			}
-			if miss := d.stage.missing(d.prefix); len(miss) > 0 {
-				return fmt.Errorf("%w: backup %s, which backup %s builds on, lacks %s", ErrDamaged, rec.ID, m.ID, firstOf(miss))
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		if label != nil {
-			if err := builtOn(rec, label, mans[i-1]); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if n := run.pending(); n > 0 {
-		return nil, fmt.Errorf("%w: %d files of backup %s are incremental down to its full backup", ErrDamaged, n, m.ID)
 	}
 
 	base := run.dests[0].stage.root
@@ -210,15 +204,6 @@ func (run *restoreRun) eachDest(ctx context.Context, fn func(context.Context, *d
 	}
 	wg.Wait()
 	return firstError(errs)
-}
-
-// pending counts the files still waiting for blocks.
-func (run *restoreRun) pending() int {
-	n := 0
-	for _, d := range run.dests {
-		n += len(d.stage.pending)
-	}
-	return n
 }
 
 func hasPart(rec *catalog.Record, p repo.BackupPart) bool {
@@ -298,14 +283,14 @@ func (run *restoreRun) open(ctx context.Context, o repo.BackupObject) (aheadTar,
 	return aheadTar{rc: rc, ahead: readAhead(rc, 8)}, nil
 }
 
-// readAheadOf opens the tars of rec, the next member down the chain, for
-// the destinations want says yes to, while the member before is being
-// unpacked: from an object store the first megabytes of the next are on
-// their way meanwhile. One that cannot be opened now is opened again when
-// it is needed (and fails then, if it must).
-func (run *restoreRun) readAheadOf(ctx context.Context, rec *catalog.Record, want func(*dest) bool) {
+// readAheadOf opens the tars of rec, the next member up the chain, while
+// the member before is being unpacked: from an object store the first
+// megabytes of the next are on their way meanwhile. One that cannot be
+// opened now is opened again when it is needed (and fails then, if it
+// must).
+func (run *restoreRun) readAheadOf(ctx context.Context, rec *catalog.Record) {
 	for _, d := range run.dests {
-		if !want(d) || !hasPart(rec, d.part) {
+		if !hasPart(rec, d.part) {
 			continue
 		}
 		o := repo.BackupObject{ID: rec.ID, Part: d.part}

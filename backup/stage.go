@@ -24,12 +24,9 @@ import (
 
 // stage is the staging directory of one destination, opened as a root.
 type stage struct {
-	root *os.Root
-	dirs map[string]*os.Root // directories inside it, opened once
-	// pending are the files of an incremental backup still waiting for
-	// blocks from the backups it builds on, by name in the tar.
-	pending map[string]*pendingFile
-	written int64 // bytes of the files made
+	root    *os.Root
+	dirs    map[string]*os.Root // directories inside it, opened once
+	written int64               // bytes of the files made
 }
 
 func openStage(dir string) (*stage, error) {
@@ -37,7 +34,7 @@ func openStage(dir string) (*stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &stage{root: r, dirs: map[string]*os.Root{}, pending: map[string]*pendingFile{}}, nil
+	return &stage{root: r, dirs: map[string]*os.Root{}}, nil
 }
 
 func (s *stage) close() {
@@ -105,14 +102,18 @@ func (s *stage) reopen(name string) (*os.File, error) {
 }
 
 // writeFile writes the file name whole: content copied with buf.
-func (s *stage) writeFile(name string, mode fs.FileMode, mtime time.Time, content io.Reader, buf []byte) error {
+// Counted says the file is final (not one a newer member goes on to
+// rebuild), so its bytes count as written.
+func (s *stage) writeFile(name string, mode fs.FileMode, mtime time.Time, content io.Reader, buf []byte, counted bool) error {
 	f, err := s.create(name, mode)
 	if err != nil {
 		return &writeError{name, err}
 	}
 	w := &fileWriter{f: f}
 	n, err := io.CopyBuffer(w, content, buf)
-	s.written += n
+	if counted {
+		s.written += n
+	}
 	if w.err == nil {
 		w.err = setMtime(f, mtime)
 	}
