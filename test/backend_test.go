@@ -310,6 +310,7 @@ type s3Backend struct {
 	url            string   // s3://bucket/prefix
 	conf           string   // the config file, readable by the server's user
 	creds          []string // AWS_* settings for the environment
+	endpoint       string   // where the programs reach it (a proxy), when not the server
 }
 
 // newS3Backend is prefix of a new bucket on srv, its config file in dir.
@@ -336,6 +337,7 @@ func (a *s3Backend) confFor(t testing.TB, dir, endpoint string) string {
 func (a *s3Backend) through(t testing.TB, dir, endpoint string) *s3Backend {
 	c := *a
 	c.conf = a.confFor(t, dir, endpoint)
+	c.endpoint = endpoint
 	return &c
 }
 
@@ -351,9 +353,24 @@ func (a *s3Backend) repo(t testing.TB) *repo.Repo {
 
 func (a *s3Backend) store(t testing.TB) storage.Backend {
 	t.Helper()
+	return a.storeAt(t, a.srv.Endpoint)
+}
+
+// reached is the store as the programs reach it: through the proxy when
+// there is one (store goes to the server straight).
+func (a *s3Backend) reached(t testing.TB) storage.Backend {
+	t.Helper()
+	if a.endpoint == "" {
+		return a.store(t)
+	}
+	return a.storeAt(t, a.endpoint)
+}
+
+func (a *s3Backend) storeAt(t testing.TB, endpoint string) storage.Backend {
+	t.Helper()
 	pathStyle := true
 	b, err := s3store.New(context.Background(), s3store.Config{Bucket: a.bucket, Prefix: a.prefix,
-		Endpoint: a.srv.Endpoint, Region: a.srv.Region, PathStyle: &pathStyle,
+		Endpoint: endpoint, Region: a.srv.Region, PathStyle: &pathStyle,
 		Credentials: credentials.NewStaticCredentialsProvider(a.srv.AccessKey, a.srv.SecretKey, "")})
 	if err != nil {
 		t.Fatal(err)
