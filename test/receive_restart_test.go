@@ -356,3 +356,58 @@ func TestReceiveFollowsPromotionInStream(t *testing.T) {
 		t.Errorf("restored to the latest: %s rows, want 400", got)
 	}
 }
+
+// Two receivers on one slot (a warm spare): the server lets one stream,
+// the second keeps trying, writes nothing meanwhile, and takes over when
+// the first is killed; synchronous commits go on, nothing is stored twice
+// or with other content, and a restore to the latest holds every
+// acknowledged row.
+func TestReceiveWarmSpare(t *testing.T) {
+	base := pgtest.Dir(t)
+	store := newBackend(t, "local", base, nil)
+	p := syncPrimary(t, store, base, "p", pgtest.InitOptions{})
+	backupCreate(t, store, p)
+	makeSync(t, p, "walship")
+	first := startReceiver(t, store, base, p, "--synchronous")
+	waitSync(t, p)
+	spare := startReceiver(t, store, base, p, "--synchronous")
+	pgtest.Eventually(t, time.Minute, "the spare refused a busy slot", func() bool {
+		return strings.Contains(spare.logText(), "cannot stream from the server; trying again")
+	})
+	streaming := func(r *receiverProc) bool { return strings.Contains(r.logText(), "walship: streaming ") }
+	if streaming(spare) {
+		t.Errorf("the spare streamed while the slot was busy:\n%s", tail(spare.logText(), 2000))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := startWriter(ctx, t, p, 1, 11)
+	n := w.count() + 50
+	pgtest.Eventually(t, 2*time.Minute, "commits through the first receiver", func() bool { return w.count() >= n })
+	if streaming(spare) {
+		t.Errorf("the spare streamed while the slot was busy:\n%s", tail(spare.logText(), 2000))
+	}
+	first.kill()
+	n = w.count() + 50
+	pgtest.Eventually(t, 2*time.Minute, "commits through the spare", func() bool { return w.count() >= n })
+	p.WaitQuery("SELECT count(*) FROM pg_stat_replication WHERE application_name = 'walship' AND sync_state = 'sync'", "1", time.Minute)
+	if !streaming(spare) {
+		t.Errorf("the spare never streamed")
+	}
+	killServer(t, p)
+	acked := w.wait()
+	spare.stopOK()
+	for _, r := range []*receiverProc{first, spare} {
+		if strings.Contains(r.logText(), "other content") {
+			t.Errorf("a receiver found other content under a name")
+		}
+	}
+	c := scanOnce(t, store)
+	if gaps, _ := catalog.Gaps(c, catalog.TimelineInfos(c)); len(gaps) > 0 {
+		t.Errorf("segments missing: %v", gaps)
+	}
+	if err := os.RemoveAll(p.Data); err != nil {
+		t.Fatal(err)
+	}
+	p2 := restoreLatest(t, store, base, "p2", p.Port)
+	wantAcked(t, p2, acked, "after the restore")
+}
