@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -302,14 +303,15 @@ func (c *creation) finish(ctx context.Context, end *pgserver.BackupEnd, stop tim
 // waitArchived waits until the repository holds seg, the last segment the
 // backup needs, which the server switched out at the end of the backup
 // and its archiver archives now: as the server itself would wait, with no
-// bound but the caller's, and saying so now and then.
+// bound but the caller's, and saying so now and then. What is found is
+// compared with the server's own copy (see sameAsServer).
 func (c *creation) waitArchived(ctx context.Context, seg wal.Name) error {
 	t0 := time.Now()
 	said := time.Duration(0)
 	for delay := 20 * time.Millisecond; ; delay = min(delay*2, 250*time.Millisecond) {
 		_, err := c.r.Find(ctx, seg)
 		if err == nil {
-			return nil
+			return c.sameAsServer(ctx, seg)
 		}
 		if !storage.IsNotExist(err) && !errors.Is(err, repo.ErrNoRepository) {
 			return fmt.Errorf("looking for %s, the backup's last segment, in %s: %w", seg, c.r, err)
@@ -325,6 +327,33 @@ func (c *creation) waitArchived(ctx context.Context, seg wal.Name) error {
 		case <-time.After(delay):
 		}
 	}
+}
+
+// sameAsServer compares the stored seg with the server's copy in its
+// pg_wal (the server is on this machine: see archivesInto), as
+// walship-archive compares a segment archived twice: an object planted
+// under the segment's name by someone who can write to the storage must
+// not end the wait for WAL that is not stored, or the backup would count
+// as restorable without it. A copy the server has recycled already, or
+// cannot be read, was archived by the server itself: nothing to compare.
+func (c *creation) sameAsServer(ctx context.Context, seg wal.Name) error {
+	f, err := os.Open(filepath.Join(c.srv.archiving["data_directory"].Value, "pg_wal", seg.String()))
+	if err != nil {
+		c.log.Debug("the server's copy of the backup's last segment cannot be read; not compared", "file", seg, "err", err)
+		return nil
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != int64(c.srv.SegSize) {
+		return nil // not a finished segment of the server's
+	}
+	if _, _, err := c.r.PutFrom(ctx, seg, f, fi.Size()); err != nil {
+		if errors.Is(err, repo.ErrDifferent) {
+			return fmt.Errorf("%s holds %s, the backup's last segment, with other content than the server's pg_wal: someone else writes into the repository, and this backup would not be restorable (%w)", c.r, seg, err)
+		}
+		return fmt.Errorf("comparing %s, the backup's last segment, with the server's: %w", seg, err)
+	}
+	return nil
 }
 
 // notices are the server's notices worth passing on.

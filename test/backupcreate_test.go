@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -209,6 +210,40 @@ func TestBackupCreateWaitsForItsLastSegment(t *testing.T) {
 	<-done
 	if list := backupList(t, store); len(list) != 0 {
 		t.Errorf("after a create killed while it waited for its last segment, backup list shows %+v", list)
+	}
+	// An object planted under the awaited segment's name (another
+	// segment's, copied by someone who can write to the storage) does not
+	// end the wait as if the segment were archived: create fails, saying
+	// so, and nothing counts as a backup.
+	_, _, stderr, done := start()
+	m := regexp.MustCompile(`archive ([0-9A-F]{24}), the backup's last segment`).FindStringSubmatch(stderr.String())
+	if m == nil {
+		t.Fatalf("no segment named in %q", stderr.String())
+	}
+	dir := filepath.Join(store.dir, "wal", m[1][:16])
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) == 0 {
+		t.Fatalf("no stored segment to copy in %s: %v", dir, err)
+	}
+	ext := filepath.Ext(ents[0].Name())
+	planted := filepath.Join(dir, m[1]+ext)
+	if data, err := os.ReadFile(filepath.Join(dir, ents[0].Name())); err != nil || os.WriteFile(planted, data, 0o600) != nil {
+		t.Fatalf("planting %s: %v", planted, err)
+	}
+	chownTree(t, planted) // written by the repository's own user
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(stderr.String(), "with other content than the server's pg_wal") {
+			t.Errorf("create with a planted last segment: %v, stderr %q; want a failure saying the content differs", err, stderr.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("walship backup create did not end once its last segment's name was taken:\n%s", stderr.String())
+	}
+	if list := backupList(t, store); len(list) != 0 {
+		t.Errorf("after a create that found a planted last segment, backup list shows %+v", list)
+	}
+	if err := os.Remove(planted); err != nil {
+		t.Fatal(err)
 	}
 	cmd, stdout, stderr, done := start()
 	walDirs(0o700)
