@@ -150,7 +150,7 @@ func BenchmarkReceive(b *testing.B) {
 		fmt.Fprintf(&t, "| %s | %s | %.0f | %.2fx | %s | %s | %s | %s |\n", r.label, r.store, r.tps, r.tps/ref, msf(r.p50), msf(r.p99), rt, req)
 	}
 	fsync, create := diskFloor(b)
-	fmt.Fprintf(&t, "\nThe floor of one flush on this disk, measured alone: a write and fsync of a preallocated file (a standby's WAL flush) p50 %s; a create-only durable object of walship's local store (a piece: temporary file, fsync, link, directory fsync) p50 %s.\n", msf(fsync), msf(create))
+	fmt.Fprintf(&t, "\nThe floor of one flush on this disk, measured alone: a write and fsync of a preallocated file (a standby's WAL flush) p50 %s; a create-only durable object of walship's local store (a piece: an unnamed file, fsync, link, directory fsync) p50 %s.\n", msf(fsync), msf(create))
 	if path := os.Getenv("WALSHIP_BENCH_TABLE"); path != "" {
 		if err := os.WriteFile(path, t.Bytes(), 0o644); err != nil {
 			b.Fatal(err)

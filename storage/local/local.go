@@ -1,9 +1,14 @@
 // Package local stores a walship archive in a directory on a local or
-// mounted filesystem. Every object is written durably and create-only: a
-// temporary file beside the target, fsync, a rename that refuses to replace
-// (renameat2 RENAME_NOREPLACE, or link where the filesystem lacks it), and
-// an fsync of the directory. Temporary names start with '.', so a writer
-// killed half-way leaves nothing that List or Open would see.
+// mounted filesystem. Every object is written durably and create-only: an
+// unnamed file in the target's directory (O_TMPFILE), fsync, a link to its
+// name that fails when the name is taken, and an fsync of the directory. A
+// writer killed half-way leaves nothing: the unnamed file goes with its
+// last descriptor. Where the filesystem has no unnamed files (or /proc is
+// not mounted), a temporary file beside the target takes its place, with a
+// rename that refuses to replace (renameat2 RENAME_NOREPLACE, or link
+// where the filesystem lacks it); temporary names start with '.', so what
+// a killed writer leaves is nothing List or Open would see, and puts sweep
+// it away later.
 //
 // Files are created 0600 and directories 0700.
 package local
@@ -23,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -52,6 +58,9 @@ type Backend struct {
 	root string
 	// swept is when a put last swept a directory (dir → time.Time).
 	swept sync.Map
+	// named is set once the filesystem refused an unnamed file: puts
+	// write named temporary files from then on.
+	named atomic.Bool
 }
 
 // New returns a backend rooted at dir (made absolute). The directory need
@@ -103,14 +112,20 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	if err != nil {
 		return wrap("put", key, err)
 	}
-	if _, err := os.Lstat(path); err == nil {
-		return wrap("put", key, fs.ErrExist)
+	if size < 0 || size > smallPut {
+		// Not written at all when the name is taken (a retried segment);
+		// a small object finds out when it is linked.
+		if _, err := os.Lstat(path); err == nil {
+			return wrap("put", key, fs.ErrExist)
+		}
 	}
 	dir := filepath.Dir(path)
-	if err := mkdirDurable(dir); err != nil {
-		return wrap("put", key, err)
+	tmp, named, err := b.createTemp(dir, filepath.Base(path))
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = mkdirDurable(dir); err == nil {
+			tmp, named, err = b.createTemp(dir, filepath.Base(path))
+		}
 	}
-	tmp, err := atomicfile.Create(dir, filepath.Base(path))
 	if err != nil {
 		return wrap("put", key, err)
 	}
@@ -118,7 +133,9 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	defer func() {
 		if !done {
 			tmp.Close()
-			os.Remove(tmp.Name())
+			if named {
+				os.Remove(tmp.Name())
+			}
 		}
 	}()
 	if err := ctx.Err(); err != nil {
@@ -140,21 +157,74 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	if err := tmp.Sync(); err != nil {
 		return wrap("put", key, err)
 	}
-	if err := tmp.Close(); err != nil {
-		return wrap("put", key, err)
-	}
 	if err := ctx.Err(); err != nil {
 		return wrap("put", key, err)
 	}
-	if err := renameNoReplace(tmp.Name(), path); err != nil {
-		return wrap("put", key, err)
+	if !named {
+		err := linkUnnamed(tmp, path)
+		done = true
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return wrap("put", key, err)
+		}
+	} else {
+		if err := tmp.Close(); err != nil {
+			return wrap("put", key, err)
+		}
+		if err := renameNoReplace(tmp.Name(), path); err != nil {
+			return wrap("put", key, err)
+		}
+		done = true
 	}
-	done = true
 	if err := atomicfile.SyncDir(dir); err != nil {
 		return wrap("put", key, err)
 	}
 	b.sweepAfterPut(dir) // what killed writers left beside it
 	return nil
+}
+
+// smallPut is the size up to which a put writes its object before it
+// learns whether the name is taken.
+const smallPut = 64 << 10
+
+// createTemp makes the file an object is written into before it is put in
+// place: unnamed in dir (named false) where the filesystem can, else a
+// temporary file beside base.
+func (b *Backend) createTemp(dir, base string) (f *os.File, named bool, err error) {
+	if !b.named.Load() && procFD() {
+		fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+		switch {
+		case err == nil:
+			return os.NewFile(uintptr(fd), filepath.Join(dir, "."+base+".unnamed")), false, nil
+		case errors.Is(err, unix.ENOENT):
+			return nil, false, fs.ErrNotExist
+		case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EISDIR), errors.Is(err, unix.EINVAL):
+			b.named.Store(true) // this filesystem (or kernel) has none
+		default:
+			return nil, false, err
+		}
+	}
+	f, err = atomicfile.Create(dir, base)
+	return f, true, err
+}
+
+// procFD reports whether /proc/self/fd is there: linking an unnamed file
+// goes through it (linkat with AT_EMPTY_PATH needs a privilege).
+var procFD = sync.OnceValue(func() bool {
+	_, err := os.Stat("/proc/self/fd")
+	return err == nil
+})
+
+// linkUnnamed gives the unnamed file f the name path; a name that is taken
+// is fs.ErrExist, never replaced.
+func linkUnnamed(f *os.File, path string) error {
+	err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
+	if errors.Is(err, unix.EEXIST) {
+		return fs.ErrExist
+	}
+	return err
 }
 
 // Open implements storage.Backend.

@@ -24,6 +24,51 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// The same contract where the filesystem has no unnamed files: named
+// temporary files and a rename that refuses to replace.
+func TestConformanceNamedTemporaryFiles(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Backend {
+		b, err := New(filepath.Join(t.TempDir(), "repo"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.named.Store(true)
+		return b
+	})
+}
+
+// A put whose object is in place leaves nothing else in its directory,
+// and a put onto a taken name neither replaces it nor leaves anything,
+// small (learnt when linked) or large (learnt before writing).
+func TestPutLeavesNothingBeside(t *testing.T) {
+	for _, named := range []bool{false, true} {
+		b, _ := New(filepath.Join(t.TempDir(), "repo"))
+		b.named.Store(named)
+		storagetest.Put(t, b, "d/small", []byte("1"))
+		storagetest.Put(t, b, "d/large", make([]byte, smallPut+1))
+		for _, c := range []struct {
+			key  string
+			size int
+		}{{"d/small", 10}, {"d/large", smallPut + 10}} {
+			err := b.Put(context.Background(), c.key, strings.NewReader(strings.Repeat("x", c.size)), int64(c.size))
+			if !storage.IsExist(err) {
+				t.Errorf("named %v: a put onto the taken %s: %v, want it refused as existing", named, c.key, err)
+			}
+		}
+		ents, _ := os.ReadDir(filepath.Join(b.Root(), "d"))
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		if strings.Join(names, ",") != "large,small" {
+			t.Errorf("named %v: the directory holds %v, want large and small only", named, names)
+		}
+		if got, _ := os.ReadFile(filepath.Join(b.Root(), "d", "small")); string(got) != "1" {
+			t.Errorf("named %v: d/small holds %q after a refused put", named, got)
+		}
+	}
+}
+
 func TestPermissions(t *testing.T) {
 	b, _ := New(filepath.Join(t.TempDir(), "repo"))
 	storagetest.Put(t, b, "wal/x/y", []byte("z"))
