@@ -36,21 +36,24 @@ stop_all() {
   [ -f "$work/pg/postmaster.pid" ] && as_pg "$srv/pg_ctl" -D "$work/pg" -m immediate -w stop >/dev/null 2>&1 || true
   [ -f "$work/pg15/postmaster.pid" ] && as_pg "$pgbin/pg_ctl" -D "$work/pg15" -m immediate -w stop >/dev/null 2>&1 || true
 }
-trap stop_all EXIT
+trap 'stop_s3; stop_all' EXIT
 stop_all
 bench_workdir "$work"
 conn="host=$work port=$port user=postgres dbname=postgres"
 sql() { as_pg psql -X -q -At -h "$work" -p "${2:-$port}" -U postgres -d postgres -c "$1"; }
 # rss: the peak resident memory (kB) of the last command run by timed_rss.
-timed_rss() { sync; local t0; t0=$(now_ns); as_pg /usr/bin/time -f %M -o "$work/rss" "$@" >/dev/null; echo $(( $(now_ns) - t0 )); }
+timed_rss() { sync; local t0; t0=$(now_ns); as_pg /usr/bin/time -f %M -o "$work/rss" "$@" >/dev/null || { echo "timed: $* failed" >&2; exit 1; }; echo $(( $(now_ns) - t0 )); }
 rss() { tail -n1 "$work/rss"; }
 rows=$((scale * 1000)) # 1% of the accounts
 # update K: the K-th 1% of the accounts, as a batch job over a range does.
 update() { sql "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid > $(( ($1 - 1) * rows )) AND aid <= $(( $1 * rows ))" "${2:-$port}" >/dev/null; }
-create() { # create FLAGS...: the backup's ID (stdout's summary) into $work/last
-  as_pg "$work/bin/walship" backup create --repo "$work/repo" -d "$conn" --checkpoint fast "$@" 2>/dev/null > "$work/last"
+create_in() { # create_in REPO FLAGS...: the backup's ID (stdout's summary) into $work/last
+  local into=$1; shift
+  as_pg "$work/bin/walship" backup create --repo "$into" -d "$conn" --checkpoint fast "$@" 2>"$work/last.err" > "$work/last" ||
+    { echo "bench-incremental: backup create into $into failed: $(cat "$work/last.err")" >&2; exit 1; }
   sed -n 's/^backup \([0-9TZ]*\) .*/\1/p' "$work/last"
 }
+create() { create_in "$work/repo" "$@"; }
 stored() { bytes "$work/repo/backups/$1"; }
 
 echo "bench-incremental: PostgreSQL $major primary archiving into a walship repository, pgbench scale $scale" >&2
@@ -115,6 +118,36 @@ done
 tx=$(median "${tar_ns[@]}"); txs=$(median "${tars_ns[@]}"); wn=$(median "${wn_ns[@]}"); wsy=$(median "${ws_ns[@]}")
 cn=$(median "${cn_ns[@]}"); csy=$(median "${cs_ns[@]}")
 maxrss() { printf '%s\n' "$@" | sort -n | tail -n1; }
+
+# From S3 (the S3 test server on the loopback): the same primary's
+# backups into a repository there, a full one and three incrementals each
+# after another 1% update, then a full one of the same data; the chain
+# restored against that full backup, taking turns. A restore reads the
+# next member's objects while it unpacks one.
+echo "bench-incremental: the same from S3" >&2
+s3dir=$work/s3
+start_s3 "$s3dir" bench-incremental
+s3_env
+s3repo=s3://bench/incr
+create_s3() { create_in "$s3repo" "$@"; } # the credentials from s3_env's environment
+# The primary archives into the repository on S3 from now on (a backup
+# goes only where the cluster's WAL is), the credentials on the command.
+sql "ALTER SYSTEM SET archive_command = 'env AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY=$SK AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true WALSHIP_S3_ENDPOINT=$endpoint WALSHIP_S3_REGION=us-east-1 WALSHIP_S3_PATH_STYLE=true $work/bin/walship-archive --repo $s3repo %p %f'" >/dev/null
+sql "SELECT pg_reload_conf()" >/dev/null
+sql "CREATE TABLE s3_start ()" >/dev/null
+sql "SELECT pg_switch_wal()" >/dev/null
+s3full=$(create_s3)
+s3incs=()
+for k in 4 5 6; do update "$k"; s3incs+=("$(create_s3 --incremental)"); done
+s3full2=$(create_s3)
+s3f_ns=(); s3c_ns=()
+run_s3f() { s3f_ns+=("$(timed "$work/bin/walship" backup restore --repo "$s3repo" -D "$work/restored" --backup "$s3full2" --no-sync)"); rm -rf "$work/restored"; }
+run_s3c() { s3c_ns+=("$(timed "$work/bin/walship" backup restore --repo "$s3repo" -D "$work/restored" --backup "${s3incs[2]}" --no-sync)"); rm -rf "$work/restored"; }
+for r in $(seq "$rounds"); do
+  if [ $((r % 2)) = 1 ]; then run_s3f; run_s3c; else run_s3c; run_s3f; fi
+done
+s3f=$(median "${s3f_ns[@]}"); s3c=$(median "${s3c_ns[@]}")
+stop_s3
 stop_all
 
 # pgBackRest on 15, the same data and the same updates.
@@ -175,13 +208,15 @@ $br_rows
 | **walship backup restore** of the full backup (durable) | **$(secs "$wsy") s** | | $(ratio "$wsy" "$txs") of tar + sync |
 | walship backup restore of the full backup and 3 incrementals, \`--no-sync\` | $(secs "$cn") s | $(maxrss "${rss_chain[@]}") kB | $(ratio "$cn" "$wn") of the full's |
 | walship backup restore of the full backup and 3 incrementals (durable) | $(secs "$csy") s | | $(ratio "$csy" "$wsy") of the full's |
+| from S3: walship backup restore of a full backup, \`--no-sync\` | $(secs "$s3f") s | | |
+| from S3: walship backup restore of a full backup and 3 incrementals of the same data, \`--no-sync\` | $(secs "$s3c") s | | $(ratio "$s3c" "$s3f") of the full's |
 | walship backup restore of the full backup and 4 incrementals, the newest $(pct "$spread_b" "$full_b") of the full (the spread update), \`--no-sync\` | $(secs "$(median "${sp_ns[@]}")") s | $(maxrss "${rss_spread[@]}") kB | $(ratio "$(median "${sp_ns[@]}")" "$wn") of the full's |
 
 Goals (each measured here): an incremental stores at most 3% of the full backup's bytes
 ($(median "${inc_ratio[@]}"); per incremental: ${inc_ratio[*]}) and takes at most 0.3x its time
 ($(median "${inct_ratio[@]}"); ${inct_ratio[*]}); restoring a full backup takes at most 1.1x tar -xf and sync
 ($(ratio "$wsy" "$txs"); without sync $(ratio "$wn" "$tx")); the chain at most 1.3x the full backup
-($(ratio "$cn" "$wn") without sync, $(ratio "$csy" "$wsy") durable); restore's peak resident memory under 128 MB
+($(ratio "$cn" "$wn") without sync, $(ratio "$csy" "$wsy") durable; from S3 $(ratio "$s3c" "$s3f")); restore's peak resident memory under 128 MB
 ($(maxrss "${rss_full[@]}" "${rss_chain[@]}" "${rss_spread[@]}") kB at most). A chain is rebuilt oldest member first, each
 file written by the member that holds it whole and then by each newer member's blocks, so what a restore holds
 does not grow with the size of the changes. An incremental holds every file that is not a relation

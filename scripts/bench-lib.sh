@@ -120,4 +120,55 @@ bench_workdir() {
 
 # timed CMD...: runs CMD as the server's user after a sync (the writeback
 # of an earlier run must not land in it); prints the nanoseconds it took.
-timed() { sync; local t0; t0=$(now_ns); as_pg "$@" >/dev/null; echo $(( $(now_ns) - t0 )); }
+timed() { sync; local t0; t0=$(now_ns); as_pg "$@" >/dev/null || { echo "timed: $* failed" >&2; exit 1; }; echo $(( $(now_ns) - t0 )); }
+
+# The S3 test server (versitygw, scripts/install-s3-server.sh) for the
+# benchmarks: start_s3 DIR WHO starts it on a free port of the loopback, its
+# objects in DIR/data and its access log in DIR/access.log, sets s3pid,
+# endpoint, AK and SK, and makes the bucket "bench" (WHO names the script
+# in its errors); stop_s3 stops it. s3_env puts the credentials and the
+# endpoint into the environment, as a DBA's server would have them.
+s3bin=${WALSHIP_S3_SERVER:-/var/cache/walship/bin/versitygw}
+[ -x "$s3bin" ] || s3bin=$(command -v versitygw || true)
+s3pid=
+AK=WALSHIPBENCHACCESSKEY
+SK=walship-bench-secret-key-0123456789
+start_s3() {
+  local dir=$1 who=$2 try i port
+  [ -n "$s3bin" ] || { echo "$who: no S3 server: run scripts/install-s3-server.sh" >&2; exit 1; }
+  mkdir -p "$dir/data"; : > "$dir/access.log"
+  free_port() {
+    local p
+    while :; do
+      p=$(shuf -i 20000-60000 -n 1)
+      (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
+  }
+  for try in 1 2 3; do # another process may take the free port first
+    port=$(free_port)
+    ROOT_ACCESS_KEY=$AK ROOT_SECRET_KEY=$SK "$s3bin" --port "127.0.0.1:$port" --region us-east-1 --quiet \
+      --access-log "$dir/access.log" posix "$dir/data" >"$dir/versitygw.log" 2>&1 &
+    s3pid=$!
+    for i in $(seq 300); do
+      kill -0 "$s3pid" 2>/dev/null || break
+      # Any HTTP answer (403 to an unsigned request) means it serves.
+      curl -s -o /dev/null "http://127.0.0.1:$port/" && break 2
+      sleep 0.1
+    done
+    kill "$s3pid" 2>/dev/null || true; wait "$s3pid" 2>/dev/null || true; s3pid=
+  done
+  [ -n "$s3pid" ] || { echo "$who: the S3 server does not start: $(tail -n 5 "$dir/versitygw.log")" >&2; exit 1; }
+  endpoint=http://127.0.0.1:$port
+  # (the header is the SHA-256 of the empty body, which the server requires)
+  curl -sSf -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AK:$SK" "$endpoint/bench" >/dev/null \
+    -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+}
+stop_s3() {
+  if [ -n "$s3pid" ]; then kill "$s3pid" 2>/dev/null || true; wait "$s3pid" 2>/dev/null || true; s3pid=; fi
+}
+s3_env() {
+  export AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY=$SK AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+  export AWS_CONFIG_FILE=/nonexistent/aws-config AWS_SHARED_CREDENTIALS_FILE=/nonexistent/aws-credentials AWS_EC2_METADATA_DISABLED=true
+  export WALSHIP_S3_ENDPOINT=$endpoint WALSHIP_S3_REGION=us-east-1 WALSHIP_S3_PATH_STYLE=true
+  unset WALSHIP_CONFIG WALSHIP_REPO WALSHIP_COMPRESS WALSHIP_LAYOUT
+}

@@ -14,9 +14,6 @@ set -euo pipefail
 
 work=${BENCH_DIR:-/var/tmp/walship-bench}
 rounds=${BENCH_ROUNDS:-5}
-s3bin=${WALSHIP_S3_SERVER:-/var/cache/walship/bin/versitygw}
-[ -x "$s3bin" ] || s3bin=$(command -v versitygw || true)
-[ -n "$s3bin" ] || { echo "bench-s3: no S3 server: run scripts/install-s3-server.sh" >&2; exit 1; }
 
 corpus_segments() { ls "$work/corpus" 2>/dev/null | grep -E '^[0-9A-F]{24}$' | head -n 40 || true; }
 
@@ -34,50 +31,10 @@ sdir=$work/s3
 rm -rf "$sdir"; mkdir -p "$sdir/data" "$sdir/bin"
 [ -x bin/walship-archive ] || { echo "bench-s3: build first (make build)" >&2; exit 1; }
 cp bin/walship-archive bin/walship-restore "$sdir/bin/"
-AK=WALSHIPBENCHACCESSKEY
-SK=walship-bench-secret-key-0123456789
-s3pid=
-stop_s3() {
-  if [ -n "$s3pid" ]; then kill "$s3pid" 2>/dev/null || true; wait "$s3pid" 2>/dev/null || true; s3pid=; fi
-  rm -rf "$sdir"
-}
-trap stop_s3 EXIT
-free_port() {
-  local p
-  while :; do
-    p=$(shuf -i 20000-60000 -n 1)
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
-: > "$sdir/access.log"
-for try in 1 2 3; do # another process may take the free port first
-  port=$(free_port)
-  ROOT_ACCESS_KEY=$AK ROOT_SECRET_KEY=$SK "$s3bin" --port "127.0.0.1:$port" --region us-east-1 --quiet \
-    --access-log "$sdir/access.log" posix "$sdir/data" >"$sdir/versitygw.log" 2>&1 &
-  s3pid=$!
-  for i in $(seq 300); do
-    kill -0 "$s3pid" 2>/dev/null || break
-    # Any HTTP answer (403 to an unsigned request) means it serves.
-    curl -s -o /dev/null "http://127.0.0.1:$port/" && break 2
-    sleep 0.1
-  done
-  kill "$s3pid" 2>/dev/null || true; wait "$s3pid" 2>/dev/null || true; s3pid=
-done
-[ -n "$s3pid" ] || { echo "bench-s3: the S3 server does not start: $(tail -n 5 "$sdir/versitygw.log")" >&2; exit 1; }
-endpoint=http://127.0.0.1:$port
-# (the header is the SHA-256 of the empty body, which the server requires)
-mkbucket() {
-  curl -sSf -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AK:$SK" "$endpoint/$1" >/dev/null \
-    -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-}
-mkbucket bench
+trap 'stop_s3; rm -rf "$sdir"' EXIT
+start_s3 "$sdir" bench-s3
+s3_env
 
-# Everything below reaches the server as a DBA's server would: credentials
-# in the environment, the endpoint in WALSHIP_S3_*.
-export AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY=$SK AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-export AWS_CONFIG_FILE=$sdir/no-aws-config AWS_SHARED_CREDENTIALS_FILE=$sdir/no-aws-credentials AWS_EC2_METADATA_DISABLED=true
-export WALSHIP_S3_ENDPOINT=$endpoint WALSHIP_S3_REGION=us-east-1 WALSHIP_S3_PATH_STYLE=true
-unset WALSHIP_CONFIG WALSHIP_REPO WALSHIP_COMPRESS WALSHIP_LAYOUT
 awscli=
 if [ "${BENCH_AWSCLI:-1}" != 0 ] && command -v aws >/dev/null && aws --version >/dev/null 2>&1; then
   awscli=$(aws --version 2>&1 | awk '{print $1}')
