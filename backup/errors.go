@@ -21,6 +21,8 @@ var (
 	ErrAfterArchive = errors.New("target after the end of the archive")
 	// ErrNotEmpty: the directory to restore into is not empty.
 	ErrNotEmpty = errors.New("directory not empty")
+	// ErrNotYours: the directory to restore into belongs to another user.
+	ErrNotYours = errors.New("directory of another user")
 	// ErrDamaged: a backup's objects do not match their record or
 	// manifest.
 	ErrDamaged = errors.New("damaged backup")

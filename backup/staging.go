@@ -10,9 +10,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -72,8 +74,13 @@ func destinations(m *catalog.Record, o RestoreOptions) ([]*dest, error) {
 
 // emptyOrAbsent refuses a directory that holds anything but the staging
 // directories an interrupted restore left (killed before it could remove
-// them): those it removes, saying so.
+// them): those it removes, saying so. An existing directory must be the
+// running user's (see ownDest); once taken, it is made 0700 at once, so
+// that nobody else may change it while the restore runs.
 func emptyOrAbsent(dir string, log *slog.Logger) error {
+	if err := ownDest(dir); err != nil {
+		return err
+	}
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -88,6 +95,9 @@ func emptyOrAbsent(dir string, log *slog.Logger) error {
 		}
 	}
 	if left == 0 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return err
+		}
 		log = logx.Or(log)
 		root, err := os.OpenRoot(dir)
 		if err != nil {
@@ -110,6 +120,39 @@ func emptyOrAbsent(dir string, log *slog.Logger) error {
 		return fmt.Errorf("%w: %s holds %s: restore into an empty or new directory", ErrNotEmpty, dir, strings.Join(names, ", "))
 	}
 	return nil
+}
+
+// ownDest refuses an existing directory to restore into that belongs to
+// another user than the one running: its owner could rename what the
+// restore stages there, or change the restored cluster's configuration
+// and files afterwards (PostgreSQL itself refuses a data directory it does
+// not own).
+func ownDest(dir string) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%w: %s is not a directory", ErrNotEmpty, dir)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		owner, me := userName(int(st.Uid)), userName(os.Geteuid())
+		return fmt.Errorf("%w: %s belongs to %s, and this runs as %s: restore, as the user the server runs as, into a directory of that user's",
+			ErrNotYours, dir, owner, me)
+	}
+	return nil
+}
+
+// userName is the name of the user uid, or the number.
+func userName(uid int) string {
+	id := strconv.Itoa(uid)
+	if u, err := user.LookupId(id); err == nil {
+		return u.Username
+	}
+	return id
 }
 
 // unstage moves the checked files from the staging directory into place,

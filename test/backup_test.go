@@ -402,6 +402,20 @@ func TestBackupBadInput(t *testing.T) {
 		wantOneLine(t, "a data directory that is not empty", r, []int{1}, "walship", full+" holds keep")
 		sameSnapshot(t, "the directory that was not empty", snap, snapshot(t, full))
 
+		// An empty directory of another user's (here root's), which the
+		// server's user may write into: its owner could change the
+		// restored cluster afterwards. Refused, untouched.
+		theirs := filepath.Join(base, "theirs")
+		if err := os.Mkdir(theirs, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(theirs, 0o777)
+		_, r = backupRestore(t, store, base, "theirs")
+		wantOneLine(t, "a data directory of another user's", r, []int{1}, "walship", theirs+" belongs to root")
+		if ents, _ := os.ReadDir(theirs); len(ents) != 0 {
+			t.Errorf("the other user's directory holds %v", ents)
+		}
+
 		// A byte of the stored base.tar flipped: refused before the data
 		// directory holds anything; verify --full names the backup.
 		ctx, cancel := ioContext()
