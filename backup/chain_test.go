@@ -340,3 +340,42 @@ func TestBuiltOn(t *testing.T) {
 		}
 	}
 }
+
+// Two restores into one directory: a restore that runs holds its staging
+// directory locked, and a second one refuses the directory instead of
+// removing that staging as an interrupted restore's; once the first is
+// gone (killed: its lock goes with it), the leftover is removed. Two that
+// claim their staging at the same moment see each other and refuse.
+func TestConcurrentRestoresRefused(t *testing.T) {
+	dir := t.TempDir()
+	first := &dest{dir: dir}
+	if err := first.claimStaging("20261207T000000Z"); err != nil {
+		t.Fatal(err)
+	}
+	defer first.stage.close()
+	if err := os.WriteFile(filepath.Join(first.staging, "PG_VERSION"), []byte("17\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := emptyOrAbsent(dir, nil); !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), "another walship backup restore") {
+		t.Errorf("a second restore while the first runs: %v, want refused", err)
+	}
+	if _, err := os.Stat(filepath.Join(first.staging, "PG_VERSION")); err != nil {
+		t.Errorf("the running restore's staging was touched: %v", err)
+	}
+	second := &dest{dir: dir}
+	if err := second.claimStaging("20261207T000000Z"); !errors.Is(err, ErrNotEmpty) {
+		t.Errorf("a second restore claiming its staging beside the first's: %v, want refused", err)
+	}
+	if second.staging == first.staging {
+		t.Errorf("two restores share the staging directory %s", first.staging)
+	}
+	second.lock.Close()
+	os.RemoveAll(second.staging)
+	first.lock.Close() // the first is killed
+	if err := emptyOrAbsent(dir, nil); err != nil {
+		t.Errorf("after the first restore died: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("left %v", ents)
+	}
+}

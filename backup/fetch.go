@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 
@@ -46,15 +45,9 @@ func (run *restoreRun) fetch(ctx context.Context) (*RestoreResult, error) {
 			}
 			d.created = true
 		}
-		d.staging = filepath.Join(d.dir, stagingName(m.ID))
-		if err := os.Mkdir(d.staging, 0o700); err != nil {
+		if err := d.claimStaging(m.ID); err != nil {
 			return nil, err
 		}
-		st, err := openStage(d.staging)
-		if err != nil {
-			return nil, err
-		}
-		d.stage = st
 	}
 	var total int64
 	for _, rec := range run.chain {

@@ -5,6 +5,8 @@ package backup
 // it that holds everything until all is fetched and checked.
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -30,8 +32,9 @@ type dest struct {
 	dir     string // the data directory, or the tablespace's directory
 	prefix  string // the tar's files in the manifest
 	staging string
-	stage   *stage // the staging directory, opened as a root
-	created bool   // the directory did not exist: remove it on failure
+	stage   *stage   // the staging directory, opened as a root
+	lock    *os.File // the staging directory, locked while the restore runs
+	created bool     // the directory did not exist: remove it on failure
 }
 
 // destinations maps each tar of the backup to its directory.
@@ -105,8 +108,19 @@ func emptyOrAbsent(dir string, log *slog.Logger) error {
 		}
 		defer root.Close()
 		for _, e := range ents {
+			// A restore that runs holds its staging directory locked; one
+			// killed holds nothing.
+			lock, err := lockDir(filepath.Join(dir, e.Name()))
+			if errors.Is(err, errBusy) {
+				return fmt.Errorf("%w: another walship backup restore is writing into %s (%s): wait for it to end, or restore elsewhere", ErrNotEmpty, dir, e.Name())
+			}
+			if err != nil {
+				return err
+			}
 			log.Warn("removing what an interrupted restore left", "dir", filepath.Join(dir, e.Name()))
-			if err := root.RemoveAll(e.Name()); err != nil {
+			err = root.RemoveAll(e.Name())
+			lock.Close()
+			if err != nil {
 				return err
 			}
 		}
@@ -173,7 +187,12 @@ func unstage(d *dest) error {
 			return err
 		}
 	}
-	return root.Remove(name)
+	if err := root.Remove(name); err != nil {
+		return err
+	}
+	d.lock.Close()
+	d.lock = nil
+	return nil
 }
 
 // cleanup removes what a failed restore wrote.
@@ -184,6 +203,9 @@ func (run *restoreRun) cleanup() {
 		}
 		if d.staging != "" {
 			os.RemoveAll(d.staging) // removes links, never follows them
+		}
+		if d.lock != nil {
+			d.lock.Close()
 		}
 		if d.created {
 			os.Remove(d.dir) // empty again, unless something else wrote there
@@ -203,7 +225,69 @@ func syncFS(dir string) error {
 }
 
 // stagingName is the directory, inside each destination, that the files
-// go into until all are checked.
-func stagingName(id repo.BackupID) string { return stagingPrefix + string(id) }
+// go into until all are checked: a name of this restore's own (two
+// restores of one backup never share one).
+func stagingName(id repo.BackupID) string {
+	var b [4]byte
+	rand.Read(b[:])
+	return stagingPrefix + string(id) + "." + hex.EncodeToString(b[:])
+}
+
+// claimStaging makes d's staging directory and locks it for as long as the
+// restore runs, then looks again: a destination that holds anything else
+// now (another restore that started at the same time) is refused. Of two
+// restores started together, at most one goes on.
+func (d *dest) claimStaging(id repo.BackupID) error {
+	d.staging = filepath.Join(d.dir, stagingName(id))
+	if err := os.Mkdir(d.staging, 0o700); err != nil {
+		d.staging = "" // not ours to remove
+		return err
+	}
+	lock, err := lockDir(d.staging)
+	if err != nil {
+		return err
+	}
+	d.lock = lock
+	ents, err := os.ReadDir(d.dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.Name() == filepath.Base(d.staging) {
+			continue
+		}
+		if strings.HasPrefix(e.Name(), stagingPrefix) {
+			return fmt.Errorf("%w: another walship backup restore is writing into %s (%s): wait for it to end, or restore elsewhere", ErrNotEmpty, d.dir, e.Name())
+		}
+		return fmt.Errorf("%w: %s holds %s now: restore into an empty or new directory", ErrNotEmpty, d.dir, e.Name())
+	}
+	st, err := openStage(d.staging)
+	if err != nil {
+		return err
+	}
+	d.stage = st
+	return nil
+}
+
+// errBusy: a directory is locked by a restore that runs.
+var errBusy = errors.New("locked by another process")
+
+// lockDir opens the directory path (never through a symbolic link) and
+// locks it, without waiting; the lock lasts until the file is closed (or
+// the process ends, killed or not).
+func lockDir(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, errBusy
+		}
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
 
 const stagingPrefix = ".walship-restore-"
