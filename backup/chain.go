@@ -296,14 +296,14 @@ func (s *stage) finishIncremental(name string, mode fs.FileMode, mtime time.Time
 		return &writeError{name, err}
 	}
 	defer f.Close()
+	if err := f.Truncate(int64(h.trunc) * int64(bs)); err != nil {
+		return &writeError{name, err}
+	}
+	if err := writeBlocks(f, content, h.blocks, bs, buf); err != nil {
+		return err // reading the backup, or a writeError
+	}
 	end := int64(length) * int64(bs)
-	err = f.Truncate(int64(h.trunc) * int64(bs))
-	if err == nil {
-		err = writeBlocks(f, content, h.blocks, bs, buf)
-	}
-	if err == nil {
-		err = f.Truncate(end)
-	}
+	err = f.Truncate(end)
 	if err == nil {
 		err = fillHoles(f, end)
 	}
@@ -317,10 +317,6 @@ func (s *stage) finishIncremental(name string, mode fs.FileMode, mtime time.Time
 		err = cerr
 	}
 	if err != nil {
-		var we *writeError
-		if errors.As(err, &we) || errors.Is(err, ErrDamaged) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return err
-		}
 		return &writeError{name, err}
 	}
 	s.written += end
