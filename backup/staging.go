@@ -112,7 +112,7 @@ func emptyOrAbsent(dir string, log *slog.Logger) error {
 			// killed holds nothing.
 			lock, err := lockDir(filepath.Join(dir, e.Name()))
 			if errors.Is(err, errBusy) {
-				return fmt.Errorf("%w: another walship backup restore is writing into %s (%s): wait for it to end, or restore elsewhere", ErrNotEmpty, dir, e.Name())
+				return anotherRestore(dir, e.Name())
 			}
 			if err != nil {
 				return err
@@ -257,7 +257,7 @@ func (d *dest) claimStaging(id repo.BackupID) error {
 			continue
 		}
 		if strings.HasPrefix(e.Name(), stagingPrefix) {
-			return fmt.Errorf("%w: another walship backup restore is writing into %s (%s): wait for it to end, or restore elsewhere", ErrNotEmpty, d.dir, e.Name())
+			return anotherRestore(d.dir, e.Name())
 		}
 		return fmt.Errorf("%w: %s holds %s now: restore into an empty or new directory", ErrNotEmpty, d.dir, e.Name())
 	}
@@ -267,6 +267,11 @@ func (d *dest) claimStaging(id repo.BackupID) error {
 	}
 	d.stage = st
 	return nil
+}
+
+// anotherRestore refuses dir, where the restore that holds staging runs.
+func anotherRestore(dir, staging string) error {
+	return fmt.Errorf("%w: another walship backup restore is writing into %s (%s): wait for it to end, or restore elsewhere", ErrNotEmpty, dir, staging)
 }
 
 // errBusy: a directory is locked by a restore that runs.
