@@ -273,6 +273,29 @@ func scanOnce(t testing.TB, store archiveBackend) *catalog.Catalog {
 	return c
 }
 
+// wantNoGaps scans the repository once (scanOnce) and fails the test for
+// a segment missing on any timeline.
+func wantNoGaps(t testing.TB, store archiveBackend) {
+	t.Helper()
+	c := scanOnce(t, store)
+	if gaps, _ := catalog.Gaps(c, catalog.TimelineInfos(c)); len(gaps) > 0 {
+		t.Errorf("segments missing: %v", gaps)
+	}
+}
+
+// restoreInPlace stands for the lost primary p: its data directory
+// removed, the newest backup restored to the latest in base/p2 on its port
+// (restoreLatest, with extra flags); it fails the test for an acknowledged
+// commit the restored server lacks.
+func restoreInPlace(t testing.TB, store archiveBackend, base string, p *pgtest.Cluster, acked []int, extra ...string) {
+	t.Helper()
+	if err := os.RemoveAll(p.Data); err != nil {
+		t.Fatal(err)
+	}
+	p2 := restoreLatest(t, store, base, "p2", p.Port, extra...)
+	wantAcked(t, p2, acked, "after the restore")
+}
+
 // stopOK stops the receiver with SIGTERM; it fails the test unless the
 // receiver exits 0.
 func (p *receiverProc) stopOK() {

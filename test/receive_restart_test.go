@@ -57,18 +57,11 @@ func TestReceiveRestart(t *testing.T) {
 		if strings.Contains(rcv.logText(), "other content") {
 			t.Errorf("the receiver found other content under a name")
 		}
-		c := scanOnce(t, store)
-		if gaps, _ := catalog.Gaps(c, catalog.TimelineInfos(c)); len(gaps) > 0 {
-			t.Errorf("segments missing: %v", gaps)
-		}
+		wantNoGaps(t, store)
 		if log := p.Log(); strings.Contains(log, "different content") || strings.Contains(log, "archive command failed") {
 			t.Errorf("archive_command failed beside the receiver")
 		}
-		if err := os.RemoveAll(p.Data); err != nil {
-			t.Fatal(err)
-		}
-		p2 := restoreLatest(t, store, base, "p2", p.Port)
-		wantAcked(t, p2, acked, "after the restore")
+		restoreInPlace(t, store, base, p, acked)
 	})
 }
 
@@ -133,9 +126,7 @@ func TestReceiveStoreDown(t *testing.T) {
 	p.WaitQuery("SELECT restart_lsn >= '"+after+"'::pg_lsn FROM pg_replication_slots WHERE slot_name = 'walship'", "t", time.Minute)
 	killServer(t, p)
 	rcv.stopOK()
-	os.RemoveAll(p.Data)
-	p2 := restoreLatest(t, store, base, "p2", p.Port)
-	wantAcked(t, p2, acked, "after the restore")
+	restoreInPlace(t, store, base, p, acked)
 }
 
 // wantReceiverCheck runs walship check (no switch) and metrics with the
@@ -246,11 +237,7 @@ func TestReceiveEncrypted(t *testing.T) {
 	if stored == 0 {
 		t.Errorf("no WAL object in %s", store.dir)
 	}
-	if err := os.RemoveAll(p.Data); err != nil {
-		t.Fatal(err)
-	}
-	p2 := restoreLatest(t, store, base, "p2", p.Port, "--identity", idFile)
-	wantAcked(t, p2, acked, "after the restore")
+	restoreInPlace(t, store, base, p, acked, "--identity", idFile)
 }
 
 // An asynchronous receiver stores what it received at most every
@@ -401,13 +388,6 @@ func TestReceiveWarmSpare(t *testing.T) {
 			t.Errorf("a receiver found other content under a name")
 		}
 	}
-	c := scanOnce(t, store)
-	if gaps, _ := catalog.Gaps(c, catalog.TimelineInfos(c)); len(gaps) > 0 {
-		t.Errorf("segments missing: %v", gaps)
-	}
-	if err := os.RemoveAll(p.Data); err != nil {
-		t.Fatal(err)
-	}
-	p2 := restoreLatest(t, store, base, "p2", p.Port)
-	wantAcked(t, p2, acked, "after the restore")
+	wantNoGaps(t, store)
+	restoreInPlace(t, store, base, p, acked)
 }
