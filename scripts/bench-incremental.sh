@@ -42,7 +42,7 @@ bench_workdir "$work"
 conn="host=$work port=$port user=postgres dbname=postgres"
 sql() { as_pg psql -X -q -At -h "$work" -p "${2:-$port}" -U postgres -d postgres -c "$1"; }
 # rss: the peak resident memory (kB) of the last command run by timed_rss.
-timed_rss() { sync; local t0; t0=$(now_ns); as_pg /usr/bin/time -f %M -o "$work/rss" "$@" >/dev/null || { echo "timed: $* failed" >&2; exit 1; }; echo $(( $(now_ns) - t0 )); }
+timed_rss() { timed /usr/bin/time -f %M -o "$work/rss" "$@"; }
 rss() { tail -n1 "$work/rss"; }
 rows=$((scale * 1000)) # 1% of the accounts
 # update K: the K-th 1% of the accounts, as a batch job over a range does.
