@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/walship/walship/internal/testenv/pgtest"
 	"github.com/walship/walship/storage"
 )
@@ -26,7 +28,9 @@ import (
 // adding 20 ms to every request. Then the commit latency of single-row
 // INSERTs (4 clients, each INSERT its own transaction, pgbench's
 // per-transaction log): p50 and p99 against the store's round trip (the
-// median time of a small create-only PUT, what one piece costs).
+// median time of a small create-only PUT, what one piece costs). The
+// floor experiment (receive_floor_test.go) runs the same receiver with
+// pieces that cost a standby's flush instead of a durable new object.
 // WALSHIP_BENCH_SECONDS sets each pgbench run's length (default 20); the
 // markdown table goes to $WALSHIP_BENCH_TABLE.
 func BenchmarkReceive(b *testing.B) {
@@ -126,6 +130,13 @@ func BenchmarkReceive(b *testing.B) {
 		if want(k.kind) {
 			measure("walship receive --synchronous", k.store, receiver(k.kind))
 		}
+		if k.kind == "local" && want("floor") {
+			measure(floorLabel, "a preallocated file (pieces written into it and fdatasync'd; no object created)", func(base string, p *pgtest.Cluster) (string, time.Duration) {
+				end := floorReceiver(b, base, p)
+				stop = func() (int64, int64) { end(); return 0, 0 }
+				return "walship", 0
+			})
+		}
 	}
 
 	var t bytes.Buffer
@@ -150,7 +161,10 @@ func BenchmarkReceive(b *testing.B) {
 		fmt.Fprintf(&t, "| %s | %s | %.0f | %.2fx | %s | %s | %s | %s |\n", r.label, r.store, r.tps, r.tps/ref, msf(r.p50), msf(r.p99), rt, req)
 	}
 	fsync, create := diskFloor(b)
-	fmt.Fprintf(&t, "\nThe floor of one flush on this disk, measured alone: a write and fsync of a preallocated file (a standby's WAL flush) p50 %s; a create-only durable object of walship's local store (a piece: an unnamed file, fsync, link, directory fsync) p50 %s.\n", msf(fsync), msf(create))
+	fmt.Fprintf(&t, "\nThe floor of one flush on this disk, measured alone: a write into a preallocated file and fdatasync (a standby's WAL flush) p50 %s; a create-only durable object of walship's local store (a piece: an unnamed file, fsync, link, directory fsync) p50 %s.\n", msf(fsync), msf(create))
+	if want("floor") {
+		fmt.Fprintln(&t, "\nThe floor experiment runs the receiver in the benchmark's process on a store that keeps objects in memory and makes each piece durable the way a standby makes its WAL durable: written into a preallocated, zero-filled file and fdatasync'd, with no new object. Nothing is recoverable from it; it separates what the receiver costs from what the durable creation of one new object per flush costs on this disk.")
+	}
 	if path := os.Getenv("WALSHIP_BENCH_TABLE"); path != "" {
 		if err := os.WriteFile(path, t.Bytes(), 0o644); err != nil {
 			b.Fatal(err)
@@ -203,8 +217,9 @@ func roundTrip(b *testing.B, be storage.Backend) time.Duration {
 }
 
 // diskFloor measures, on the disk of the tests' directories, the median
-// time of a 512-byte write and fsync into a preallocated file, and of a
-// create-only 512-byte object of the local store (storage/local.Put).
+// time of a 512-byte write into a preallocated file and fdatasync (as the
+// server flushes WAL), and of a create-only 512-byte object of the local
+// store (storage/local.Put).
 func diskFloor(b *testing.B) (fsync, create time.Duration) {
 	dir := pgtest.Dir(b)
 	f, err := os.OpenFile(filepath.Join(dir, "wal"), os.O_CREATE|os.O_RDWR, 0o600)
@@ -212,17 +227,16 @@ func diskFloor(b *testing.B) (fsync, create time.Duration) {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	if err := f.Truncate(16 << 20); err != nil {
+	if err := preallocate(f, 16<<20); err != nil {
 		b.Fatal(err)
 	}
-	f.Sync()
 	be := localBackend{dir: filepath.Join(dir, "store")}.store(b)
 	buf := make([]byte, 512)
 	var a, c []time.Duration
 	for i := range 200 {
 		start := time.Now()
 		f.WriteAt(buf, int64(i*512))
-		if err := f.Sync(); err != nil {
+		if err := unix.Fdatasync(int(f.Fd())); err != nil {
 			b.Fatal(err)
 		}
 		a = append(a, time.Since(start))
