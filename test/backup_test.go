@@ -8,8 +8,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -45,11 +47,15 @@ func backupCreate(t *testing.T, store archiveBackend, c *pgtest.Cluster, flags .
 func backupRestore(t *testing.T, store archiveBackend, base, name string, flags ...string) (*pgtest.Cluster, result) {
 	t.Helper()
 	c := attach(t, store, base, name)
-	args := append(append([]string{"backup", "restore"}, store.flags()...),
-		append([]string{"-D", c.Data, "--set", fmt.Sprintf("port=%d", c.Port), "--start-log", c.LogFile, "--no-sync"}, flags...)...)
-	r := walship(t, runOpts{env: store.env()}, "walship", args...)
+	r := walship(t, runOpts{env: store.env()}, "walship", restoreArgs(store, c, flags...)...)
 	c.Running() // stopped when the test ends, if it runs
 	return c, r
+}
+
+// restoreArgs are the arguments of walship backup restore into c.
+func restoreArgs(store archiveBackend, c *pgtest.Cluster, flags ...string) []string {
+	return append(append([]string{"backup", "restore"}, store.flags()...),
+		append([]string{"-D", c.Data, "--set", fmt.Sprintf("port=%d", c.Port), "--start-log", c.LogFile, "--no-sync"}, flags...)...)
 }
 
 // attach describes a cluster to be restored into base/name.
@@ -734,4 +740,116 @@ func writesUnnamedIn(dir string) bool {
 		}
 	}
 	return false
+}
+
+// TestBackupRestoreKilledAndRacing: walship backup restore killed with
+// SIGKILL half-way leaves nothing in place in NEWDIR, only its staging
+// directory, which no lock holds; the next restore into NEWDIR removes it
+// and restores a cluster that starts with every row. Of two restores
+// started together into one NEWDIR, one restores and the other is refused
+// in one line, touching nothing. Through S3 with 20 ms added to every
+// request, so that a restore lasts long enough to be killed half-way.
+func TestBackupRestoreKilledAndRacing(t *testing.T) {
+	pgtest.Require(t)
+	base := pgtest.Dir(t)
+	store := newBackend(t, "s3+20ms", base, s3Server(t))
+	p := archivingPrimary(t, store, base, "primary")
+	p.Pgbench("-i", "-s", "2", "-q")
+	id, _ := backupCreate(t, store, p)
+	want := p.Query("SELECT count(*) || ':' || sum(abalance) FROM pgbench_accounts")
+	switchAndArchive(t, p)
+	restored := func(what string, c *pgtest.Cluster, r result) {
+		t.Helper()
+		if r.code != 0 || !strings.Contains(r.stdout, "restored backup "+id) || !strings.Contains(r.stdout, "was promoted") {
+			t.Fatalf("%s: %s", what, r)
+		}
+		if got := c.Query("SELECT count(*) || ':' || sum(abalance) FROM pgbench_accounts"); got != want {
+			t.Errorf("%s: %s, want the primary's %s", what, got, want)
+		}
+		c.Stop("fast")
+	}
+
+	// Killed as soon as its staging directory holds a file.
+	killed := attach(t, store, base, "killed")
+	cmd := walshipCmd(t, runOpts{env: store.env()}, "walship", restoreArgs(store, killed, "--start")...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	staged := func() bool {
+		ents, _ := os.ReadDir(killed.Data)
+		for _, e := range ents {
+			if files, _ := os.ReadDir(filepath.Join(killed.Data, e.Name())); strings.HasPrefix(e.Name(), ".walship-restore-") && len(files) > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(2 * time.Minute); !staged(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("walship backup restore staged nothing in 2 minutes")
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	if err := cmd.Wait(); err == nil {
+		t.Fatal("walship backup restore ended before SIGKILL reached it: nothing was tested")
+	}
+	ents, err := os.ReadDir(killed.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".walship-restore-") {
+			t.Errorf("the killed restore left %s in place in %s", e.Name(), killed.Data)
+		}
+	}
+	c, r := backupRestore(t, store, base, "killed", "--start")
+	if !strings.Contains(r.stderr, "removing what an interrupted restore left") {
+		t.Errorf("the restore after the killed one did not say it removed its staging: %s", r)
+	}
+	restored("the restore after a killed one", c, r)
+	if ents, _ := os.ReadDir(c.Data); slices.ContainsFunc(ents, func(e os.DirEntry) bool { return strings.HasPrefix(e.Name(), ".walship-restore-") }) {
+		t.Errorf("a staging directory stayed in %s", c.Data)
+	}
+
+	// Two at once: at most one goes on.
+	twice := attach(t, store, base, "twice")
+	var cmds [2]*exec.Cmd
+	var outs [2]struct{ stdout, stderr bytes.Buffer }
+	for i := range cmds {
+		cmds[i] = walshipCmd(t, runOpts{env: store.env()}, "walship", restoreArgs(store, twice, "--start")...)
+		cmds[i].Stdout, cmds[i].Stderr = &outs[i].stdout, &outs[i].stderr
+	}
+	for _, cmd := range cmds {
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var won []result
+	for i, cmd := range cmds {
+		err := cmd.Wait()
+		r := result{stdout: outs[i].stdout.String(), stderr: outs[i].stderr.String(), code: cmd.ProcessState.ExitCode()}
+		if err == nil {
+			won = append(won, r)
+			continue
+		}
+		wantOneLine(t, "a restore into a directory another restore writes into", r, []int{1}, "walship", twice.Data)
+		if !strings.Contains(r.stderr, "another walship backup restore is writing into") && !strings.Contains(r.stderr, " holds ") {
+			t.Errorf("the restore refused does not say why: %q", r.stderr)
+		}
+	}
+	twice.Running()
+	t.Logf("of two restores started together, %d went on", len(won))
+	switch len(won) {
+	case 2:
+		t.Fatalf("two restores into one directory both went on:\n%s\n%s", won[0], won[1])
+	case 0: // both looked while the other's staging was there: nothing is left
+		if ents, err := os.ReadDir(twice.Data); err == nil && len(ents) > 0 {
+			t.Fatalf("two restores refused each other and left %d entries in %s", len(ents), twice.Data)
+		}
+		c, r := backupRestore(t, store, base, "twice", "--start")
+		restored("a restore after two refused each other", c, r)
+	default:
+		restored("the one of two restores that went on", twice, won[0])
+	}
 }
