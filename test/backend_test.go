@@ -138,11 +138,11 @@ func newCluster(t testing.TB, store archiveBackend, base, name string) *pgtest.C
 
 // archivingPrimary is a started cluster that archives every segment with
 // walship-archive into store (archive_timeout off: segments switch when a
-// test says so).
-func archivingPrimary(t testing.TB, store archiveBackend, base, name string) *pgtest.Cluster {
+// test says so), with archiveFlags added to the command.
+func archivingPrimary(t testing.TB, store archiveBackend, base, name string, archiveFlags ...string) *pgtest.Cluster {
 	t.Helper()
 	c := newCluster(t, store, base, name)
-	c.Conf("archive_mode = on", commandLine(t, store, "walship-archive"), "archive_timeout = 0")
+	c.Conf("archive_mode = on", commandLine(t, store, "walship-archive", archiveFlags...), "archive_timeout = 0")
 	c.Start()
 	return c
 }

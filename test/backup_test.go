@@ -557,9 +557,7 @@ func TestBackupEncrypted(t *testing.T) {
 	base := pgtest.Dir(t)
 	store := localBackend{dir: filepath.Join(base, "repo")}
 	rcpt, idFile, _ := ageKey(t, base, "k")
-	p := newCluster(t, store, base, "primary")
-	p.Conf("archive_mode = on", commandLine(t, store, "walship-archive", "--recipient", rcpt), "archive_timeout = 0")
-	p.Start()
+	p := archivingPrimary(t, store, base, "primary", "--recipient", rcpt)
 	p.Query("CREATE TABLE secret AS SELECT 'attack at dawn ' || g AS s FROM generate_series(1, 5000) g")
 	switchAndArchive(t, p)
 

@@ -161,12 +161,24 @@ func TestBackupCreateFailsAfterTheServer(t *testing.T) {
 // (the repository's WAL directories not writable), create does not end,
 // says after 10 s what it waits for, and ends with a restorable backup
 // once archiving works again; one killed while it waits leaves nothing
-// listed as a backup.
+// listed as a backup. In a clear repository and in an encrypted one
+// (where the planted segment is told apart by its digest).
 func TestBackupCreateWaitsForItsLastSegment(t *testing.T) {
 	pgtest.Require(t)
+	for _, encrypted := range []bool{false, true} {
+		t.Run(map[bool]string{false: "clear", true: "encrypted"}[encrypted], func(t *testing.T) { waitsForItsLastSegment(t, encrypted) })
+	}
+}
+
+func waitsForItsLastSegment(t *testing.T, encrypted bool) {
 	base := pgtest.Dir(t)
 	store := localBackend{dir: filepath.Join(base, "repo")}
-	p := archivingPrimary(t, store, base, "primary")
+	var key []string // the recipient, in an encrypted repository
+	if encrypted {
+		rcpt, _, _ := ageKey(t, base, "k")
+		key = []string{"--recipient", rcpt}
+	}
+	p := archivingPrimary(t, store, base, "primary", key...)
 	switchAndArchive(t, p)
 	walDirs := func(mode os.FileMode) {
 		t.Helper()
@@ -186,7 +198,7 @@ func TestBackupCreateWaitsForItsLastSegment(t *testing.T) {
 	// backup's last segment.
 	start := func() (cmd *exec.Cmd, stdout, stderr *syncBuffer, done chan error) {
 		t.Helper()
-		cmd = walshipCmd(t, runOpts{}, "walship", "backup", "create", "--repo", store.dir, "-d", p.ConnString(), "--checkpoint", "fast")
+		cmd = walshipCmd(t, runOpts{}, "walship", append([]string{"backup", "create", "--repo", store.dir, "-d", p.ConnString(), "--checkpoint", "fast"}, key...)...)
 		stdout, stderr = &syncBuffer{}, &syncBuffer{}
 		cmd.Stdout, cmd.Stderr = stdout, stderr
 		if err := cmd.Start(); err != nil {

@@ -73,9 +73,7 @@ func TestEncryptedArchivePITRAndRotation(t *testing.T) {
 		_, bothFile, _ := ageKey(t, base, "both", oldID, newID)
 		_ = newRcpt
 
-		p := newCluster(t, store, base, "primary")
-		p.Conf("archive_mode = on", commandLine(t, store, "walship-archive", "--recipient", oldRcpt), "archive_timeout = 0")
-		p.Start()
+		p := archivingPrimary(t, store, base, "primary", "--recipient", oldRcpt)
 		p.Pgbench("-i", "-s", "2", "-q")
 		backup := p.BaseBackup(base, "restored")
 		oldOnly := p.BaseBackup(base, "oldonly")
