@@ -199,6 +199,23 @@ func TestBackupPITR(t *testing.T) {
 			t.Errorf("the promoted copies archived into %s: %d history files, %d before", store, after, before)
 		}
 
+		// A tablespace moved into an empty directory of another user's
+		// (root's, writable by all): refused as NEWDIR would be, before
+		// anything is written.
+		theirs := filepath.Join(base, "ts-theirs")
+		if err := os.Mkdir(theirs, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(theirs, 0o777)
+		_, r := backupRestore(t, store, base, "ts-theirs-data", "-T", ts+"="+theirs)
+		wantOneLine(t, "a tablespace directory of another user's", r, []int{1}, "walship", theirs+" belongs to root")
+		if ents, _ := os.ReadDir(theirs); len(ents) != 0 {
+			t.Errorf("the other user's tablespace directory holds %v", ents)
+		}
+		if _, err := os.Lstat(filepath.Join(base, "ts-theirs-data")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("the restore refused for its tablespace directory left its data directory (%v)", err)
+		}
+
 		// The backup is in the list, and verify --full reads it in full.
 		list := backupList(t, store)
 		if len(list) != 1 || list[0].ID != id || !list[0].Stored || !list[0].Restorable || list[0].File == "" || list[0].Size <= 0 {
@@ -207,7 +224,7 @@ func TestBackupPITR(t *testing.T) {
 		if want := serverCompression(p); len(list) == 1 && list[0].Compression != want {
 			t.Errorf("walship backup list: compression %q, want %q by default", list[0].Compression, want)
 		}
-		r := walship(t, runOpts{env: store.env()}, "walship", append(append([]string{"verify"}, store.flags()...), "--full")...)
+		r = walship(t, runOpts{env: store.env()}, "walship", append(append([]string{"verify"}, store.flags()...), "--full")...)
 		if r.code != 0 || !strings.Contains(r.stdout, "and 1 stored base backup(s) in full") {
 			t.Errorf("walship verify --full: %s", r)
 		}
