@@ -90,9 +90,6 @@ func planChain(chain []*catalog.Record, mans []*pgdata.Manifest) (*chainPlan, er
 	}
 	for _, e := range mans[newest].Files {
 		name, inc := isIncremental(e.Path)
-		if !inc {
-			name = e.Path
-		}
 		if _, dup := p.files[name]; dup {
 			return nil, fmt.Errorf("%w: backup %s holds %s both whole and as an incremental file", ErrDamaged, chain[newest].ID, name)
 		}
@@ -126,9 +123,6 @@ func planChain(chain []*catalog.Record, mans []*pgdata.Manifest) (*chainPlan, er
 // manifest, INCREMENTAL.<name> for an incremental file).
 func (p *chainPlan) use(i int, path string) bool {
 	name, inc := isIncremental(path)
-	if !inc {
-		name = path
-	}
 	s, ok := p.files[name]
 	switch {
 	case !ok:

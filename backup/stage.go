@@ -176,12 +176,13 @@ func (e *writeError) Unwrap() error { return e.err }
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 // isIncremental tells an incremental file of a backup (INCREMENTAL.<relfile>)
-// and returns the name of the file it stands for.
+// and returns the name of the file it stands for (name itself for any
+// other file).
 func isIncremental(name string) (string, bool) {
 	dir, base := path.Split(name)
 	rest, ok := strings.CutPrefix(base, incrementalPrefix)
 	if !ok || rest == "" {
-		return "", false
+		return name, false
 	}
 	return dir + rest, true
 }
