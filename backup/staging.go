@@ -12,16 +12,15 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/walship/walship/catalog"
 	"github.com/walship/walship/internal/logx"
+	"github.com/walship/walship/internal/owner"
 	"github.com/walship/walship/repo"
 )
 
@@ -152,21 +151,11 @@ func ownDest(dir string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("%w: %s is not a directory", ErrNotEmpty, dir)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		owner, me := userName(int(st.Uid)), userName(os.Geteuid())
+	if who, me, other := owner.Other(fi); other {
 		return fmt.Errorf("%w: %s belongs to %s, and this runs as %s: restore, as the user the server runs as, into a directory of that user's",
-			ErrNotYours, dir, owner, me)
+			ErrNotYours, dir, who, me)
 	}
 	return nil
-}
-
-// userName is the name of the user uid, or the number.
-func userName(uid int) string {
-	id := strconv.Itoa(uid)
-	if u, err := user.LookupId(id); err == nil {
-		return u.Username
-	}
-	return id
 }
 
 // unstage moves the checked files from the staging directory into place,

@@ -22,7 +22,6 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -34,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/walship/walship/internal/atomicfile"
+	"github.com/walship/walship/internal/owner"
 	"github.com/walship/walship/storage"
 )
 
@@ -367,24 +367,12 @@ func (b *Backend) CheckOwner() error {
 	if err != nil {
 		return nil
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
+	who, me, other := owner.Other(fi)
+	if !other {
 		return nil
-	}
-	euid := os.Geteuid()
-	if int(st.Uid) == euid {
-		return nil
-	}
-	owner := strconv.FormatUint(uint64(st.Uid), 10)
-	if u, err := user.LookupId(owner); err == nil {
-		owner = u.Username
-	}
-	me := strconv.Itoa(euid)
-	if u, err := user.LookupId(me); err == nil {
-		me = u.Username
 	}
 	return fmt.Errorf("%w: %s belongs to %s, and this runs as %s: run it as %s (runuser -u %s -- ...), or what it writes may be unreadable to %s",
-		storage.ErrNotOwner, b.root, owner, me, owner, owner, owner)
+		storage.ErrNotOwner, b.root, who, me, who, who, who)
 }
 
 var (
