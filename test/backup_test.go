@@ -784,6 +784,9 @@ func TestBackupRestoreKilledAndRacing(t *testing.T) {
 		c.Stop("fast")
 	}
 
+	// A restore's staging directory, inside the directory it restores into.
+	staging := func(e os.DirEntry) bool { return strings.HasPrefix(e.Name(), ".walship-restore-") }
+
 	// Killed as soon as its staging directory holds a file.
 	killed := attach(t, store, base, "killed")
 	cmd := walshipCmd(t, runOpts{env: store.env()}, "walship", restoreArgs(store, killed, "--start")...)
@@ -793,7 +796,7 @@ func TestBackupRestoreKilledAndRacing(t *testing.T) {
 	staged := func() bool {
 		ents, _ := os.ReadDir(killed.Data)
 		for _, e := range ents {
-			if files, _ := os.ReadDir(filepath.Join(killed.Data, e.Name())); strings.HasPrefix(e.Name(), ".walship-restore-") && len(files) > 0 {
+			if files, _ := os.ReadDir(filepath.Join(killed.Data, e.Name())); staging(e) && len(files) > 0 {
 				return true
 			}
 		}
@@ -814,7 +817,7 @@ func TestBackupRestoreKilledAndRacing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), ".walship-restore-") {
+		if !staging(e) {
 			t.Errorf("the killed restore left %s in place in %s", e.Name(), killed.Data)
 		}
 	}
@@ -823,7 +826,7 @@ func TestBackupRestoreKilledAndRacing(t *testing.T) {
 		t.Errorf("the restore after the killed one did not say it removed its staging: %s", r)
 	}
 	restored("the restore after a killed one", c, r)
-	if ents, _ := os.ReadDir(c.Data); slices.ContainsFunc(ents, func(e os.DirEntry) bool { return strings.HasPrefix(e.Name(), ".walship-restore-") }) {
+	if ents, _ := os.ReadDir(c.Data); slices.ContainsFunc(ents, staging) {
 		t.Errorf("a staging directory stayed in %s", c.Data)
 	}
 
